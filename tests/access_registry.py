@@ -222,6 +222,7 @@ def _doors() -> list[Door]:
     from builder.interpret.robustness import robustness_run
     from builder.interpret.run_views import drift_run, evaluate_holdout, reconstruction_probe
     from builder.interpret.session import run_graph
+    from builder.jobs import job_sandbox
     from builder.jobs import queue as jobs
     from builder.jobs.probe import ModelProbe, ProbeSession
     from builder.jobs.specs import prune_job_spec
@@ -465,6 +466,7 @@ def _doors() -> list[Door]:
         Door("builder.runs.prune_run.prune_run", (RUN,), lambda w, s: into(w, s, lambda: prune_run(
             s, own_finished(w, s), finetune_epochs=0, latency_repeats=1, new_run=w.ann)), via="new_run", writes=True),
         Door("builder.jobs.specs.prune_job_spec", (RUN,), lambda w, s: prune_job_spec(s, w.ann)),
+        Door("builder.jobs.job_sandbox.job_room", (RUN,), lambda w, s: job_sandbox.job_room(s, w.ann)),
         Door("builder.runs.prune_run.run_prune_job", (RUN,),
              lambda w, s: run_prune_job(s, own_run(w, s), {"parent": w.ann}), via="args"),  # the parent
         Door("builder.runs.prune_run.run_prune_job", (RUN,), lambda w, s: into(w, s, lambda: run_prune_job(

@@ -178,18 +178,33 @@ def brokered(store, run_id: str | None = None):
     """A job's run store from here on, before it confines itself: its broker, forked now
     (:func:`builder.process.broker.start`), answers as the job's actor; this process closes its connections to the
     database, and the files of the database a warm launcher left open in it (:func:`_shut_inherited`). With
-    ``run_id`` (the job's run) the broker holds the job to what its owner could still store when it was admitted
-    (:class:`builder.process.broker.Room`; recorded by the system, :func:`builder.jobs.quotas.room_of`)."""
-    from builder.jobs.quotas import room_refusal  # lazy: heavy (sqlalchemy)
+    ``run_id`` (the job's run) the broker holds the job to its room (:func:`job_room`)."""
     from builder.process import broker  # lazy: heavy (sqlalchemy)
 
     files = landlock.db_files(store)
-    room = (store.get(run_id).get("environment") or {}).get("storage_room") if run_id is not None else None
-    left = room.get("left") if isinstance(room, dict) else None
-    client = broker.start(store, room=broker.Room(run_id, store.folder(run_id).path, int(left), room_refusal(room))
-                          if isinstance(left, int) and run_id is not None else None)
+    client = broker.start(store, room=job_room(store, run_id) if run_id is not None else None)
     _shut_inherited([Path(f) for f in files] if isinstance(files, list) else [])
     return client
+
+
+def job_room(store, run_id: str):
+    """The storage the job of ``run_id`` may take while it runs (:class:`builder.process.broker.Room`; None: its
+    owner has no storage limit): what its owner could still store when it was admitted (recorded by the system,
+    :func:`builder.jobs.quotas.room_of`), and its owner's storage as a whole (:func:`builder.jobs.quotas.storage_bytes`,
+    measured by its broker, which is not confined) under the cap, which jobs of one owner running at once share."""
+    from builder.jobs.quotas import room_refusal, storage_bytes  # lazy: heavy (sqlalchemy)
+    from builder.process import broker  # lazy: heavy (sqlalchemy)
+
+    run = store.get(run_id)
+    recorded = (run.get("environment") or {}).get("storage_room")
+    left = recorded.get("left") if isinstance(recorded, dict) else None
+    if not isinstance(left, int):
+        return None
+    cap = recorded.get("cap_mb")
+    owner = run["owner"]
+    return broker.Room(run_id, store.folder(run_id).path, left, room_refusal(recorded),
+                       total=lambda: storage_bytes(store, owner),
+                       cap=int(cap * 2**20) if isinstance(cap, int | float) else None)
 
 
 def _shut_inherited(files: list[Path]) -> None:
@@ -457,4 +472,4 @@ def limit_study_memory(lim: WorkerLimits | None = None) -> int:
 
 __all__ = ["job_limits", "host_memory_mb", "HOST_SHARE", "job_env", "enter", "compiles", "leave", "failure_message", "record_death", "study_env", "limit_study",
            "limit_study_memory",
-           "JobLimitError", "limit_met", "check_store_room", "confinement", "PASSED_ENV", "CREDENTIAL_ENV", "tracking_credentials", "TEST_CRASH_ENV", "crash_hook_for_tests", "MEMORY_ENV", "CPU_ENV", "FILE_ENV", "DEFAULT_FILE_MB"]
+           "JobLimitError", "limit_met", "check_store_room", "job_room", "confinement", "PASSED_ENV", "CREDENTIAL_ENV", "tracking_credentials", "TEST_CRASH_ENV", "crash_hook_for_tests", "MEMORY_ENV", "CPU_ENV", "FILE_ENV", "DEFAULT_FILE_MB"]

@@ -120,14 +120,27 @@ def _gpu_records(store: RunStore, runs: list[dict], now: float) -> list[dict]:
 
 
 def usage(store: RunStore, owner: str, *, gpu: bool = True) -> dict[str, float]:
-    """What ``owner`` uses now: ``running`` (running or paused jobs), ``queued`` jobs, ``storage_mb`` (MiB of
-    its run folders, of its runs' records in the run database (:meth:`~builder.runs.store.RunStore.record_bytes`)
-    and of its other stored files, :func:`builder.runs.owners.owner_folders`: uploads, projects, studies) and
-    ``gpu_seconds`` (:func:`gpu_seconds` over the last day; 0 with ``gpu=False``)."""
+    """What ``owner`` uses now: ``running`` (running or paused jobs), ``queued`` jobs, ``storage_mb``
+    (:func:`storage_bytes` in MiB) and ``gpu_seconds`` (:func:`gpu_seconds` over the last day; 0 with
+    ``gpu=False``)."""
     store.mark_interrupted()
     runs = store.list_runs(owner=owner, limit=100_000, actor=SYSTEM)  # counted whoever asks (a number)
     running = sum(r["status"] in STARTED for r in runs)
     queued = sum(r["status"] == RunStatus.QUEUED for r in runs)
+    now = datetime.now(timezone.utc).timestamp()
+    used_gpu = gpu_seconds(_gpu_records(store, runs, now), now) if gpu else 0.0
+    return {"running": running, "queued": queued, "storage_mb": storage_bytes(store, owner, runs) / 2**20,
+            "gpu_seconds": used_gpu}
+
+
+def storage_bytes(store: RunStore, owner: str, runs: list[dict] | None = None) -> int:
+    """The bytes ``owner`` stores now, as the storage quota counts them: its run folders, its runs' records in the
+    run database (:meth:`~builder.runs.store.RunStore.record_bytes`) and its other stored files
+    (:func:`builder.runs.owners.owner_folders`: uploads, projects, studies). ``runs``: its runs, when the caller
+    has listed them. A job's broker calls it while the job runs (:func:`builder.jobs.job_sandbox.brokered`), so
+    jobs of one owner running at once are held to what the owner may store between them."""
+    if runs is None:
+        runs = store.list_runs(owner=owner, limit=100_000, actor=SYSTEM)
     size = sum(folder_bytes(f) for f in owner_folders(store.workspace, owner) if f.is_dir() and not f.is_symlink())
     size += store.record_bytes(owner)  # its runs' rows and curves in the run database (a job writes them)
     for r in runs:
@@ -135,9 +148,17 @@ def usage(store: RunStore, owner: str, *, gpu: bool = True) -> dict[str, float]:
             size += folder_bytes(store.run_dir(r["id"], actor=SYSTEM))
         except RunStoreError:
             continue
-    now = datetime.now(timezone.utc).timestamp()
-    used_gpu = gpu_seconds(_gpu_records(store, runs, now), now) if gpu else 0.0
-    return {"running": running, "queued": queued, "storage_mb": size / 2**20, "gpu_seconds": used_gpu}
+    return size
+
+
+def storage_rule(cap: float, received: str) -> str:
+    """The storage quota's rule and what it ``received``: one wording for every door that refuses by it (a job's
+    admission, an upload, a running job: :func:`room_refusal`).
+
+    >>> storage_rule(3, "2.5 MiB in use")
+    "one person's runs, uploads and studies may take at most 3 MiB; received: 2.5 MiB in use"
+    """
+    return f"{STORED} may take at most {cap:g} MiB; received: {received}"
 
 
 def check_usage(used: Mapping[str, float], limit: Mapping[str, float | None], *, gpu: bool = True,
@@ -162,8 +183,8 @@ def check_usage(used: Mapping[str, float], limit: Mapping[str, float | None], *,
         return QuotaError(text + (f" (limit set by {src})" if src else ""))
 
     if mb_cap is not None and used["storage_mb"] >= mb_cap:
-        raise refuse("storage_mb", f"{STORED} may take at most {mb_cap:g} MiB; received: "
-                     f"{used['storage_mb']:.1f} MiB in use. Fix: {FREE_UP}")
+        in_use = f"{used['storage_mb']:.1f} MiB in use"
+        raise refuse("storage_mb", f"{storage_rule(mb_cap, in_use)}. Fix: {FREE_UP}")
     more = max(1, int(jobs)) - 1  # the jobs asked for beyond the first
     asked = f", {more + 1:g} more asked for" if more else ""
     if queue_cap is not None and used["queued"] + more >= queue_cap:
@@ -225,9 +246,8 @@ def check_upload(store: RunStore, owner: str, nbytes: int) -> None:
     used = usage(store, owner, gpu=False)["storage_mb"]
     if used + nbytes / 2**20 > cap:
         src = where.get("storage_mb")
-        raise QuotaError(f"{STORED} may take at most {cap:g} MiB; received: {used:.1f} MiB in use and "
-                         f"{nbytes / 2**20:.1f} MiB more uploaded. Fix: {FREE_UP}"
-                         + (f" (limit set by {src})" if src else ""))
+        received = f"{used:.1f} MiB in use and {nbytes / 2**20:.1f} MiB more uploaded"
+        raise QuotaError(f"{storage_rule(cap, received)}. Fix: {FREE_UP}" + (f" (limit set by {src})" if src else ""))
 
 
 def room_of(used: Mapping[str, float], limit: Mapping[str, float | None],
@@ -246,26 +266,33 @@ def room_of(used: Mapping[str, float], limit: Mapping[str, float | None],
             "used_mb": round(float(used["storage_mb"]), 3), "where": (where or {}).get("storage_mb")}
 
 
-def room_refusal(room: Mapping[str, Any]) -> Callable[[int, bool], str]:
-    """The line for a job which took more than its ``room`` (:func:`room_of`), given the bytes it took and whether
-    it had recorded its end by then (it is then not stopped: its results are kept, and new jobs wait for room).
+def room_refusal(room: Mapping[str, Any]) -> Callable[..., str]:
+    """The line for a job which took more than its ``room`` (:func:`room_of`), given the bytes it took, whether
+    it had recorded its end by then (it is then not stopped: its results are kept, and new jobs wait for room) and,
+    for a job stopped because its owner's storage as a whole filled up while it wrote (its owner's other jobs
+    running at once took their part), ``total``: the bytes its owner stored then (:func:`storage_bytes`).
 
     >>> line = room_refusal({"left": 0, "cap_mb": 3, "used_mb": 2.5, "where": None})
     >>> line(2**20, False).split("(")[1].split(")")[0]
     "one person's runs, uploads and studies may take at most 3 MiB; received: 2.5 MiB in use when it started and 1.0 MiB more written by it"
     >>> line(2**20, True)[:44]
     "the run ended past its owner's storage (one "
+    >>> line(2**19, False, total=int(3.2 * 2**20)).split(": ", 1)[1].split(" (")[0]
+    "its owner's storage filled up while it wrote"
     """
     cap, used, src = room.get("cap_mb"), float(room.get("used_mb") or 0), room.get("where")
 
-    def refusal(taken: int, ended: bool) -> str:
-        why = (f"({STORED} may take at most {cap:g} MiB; received: {used:.1f} MiB in use when it started and "
-               f"{taken / 2**20:.1f} MiB more written by it" + (f"; limit set by {src}" if src else "") + ")")
+    def refusal(taken: int, ended: bool, total: int | None = None) -> str:
+        received = (f"{used:.1f} MiB in use when it started and {taken / 2**20:.1f} MiB more written by it"
+                    if total is None else f"{total / 2**20:.1f} MiB in use, {taken / 2**20:.1f} MiB of it written "
+                    "by this job and the rest by its owner's other work")
+        why = f"({storage_rule(cap, received)}" + (f"; limit set by {src}" if src else "") + ")"
         if ended:
             return (f"the run ended past its owner's storage {why}: its results are kept, and new jobs wait until "
                     f"there is room. Fix: {FREE_UP}")
-        return (f"the training job stopped: it outgrew its owner's storage {why}. The run failed; resume it once "
-                f"there is room; the app is unaffected. Fix: {FREE_UP}")
+        what = "it outgrew its owner's storage" if total is None else "its owner's storage filled up while it wrote"
+        return (f"the training job stopped: {what} {why}. The run failed; resume it once there is room; the app "
+                f"is unaffected. Fix: {FREE_UP}")
 
     return refusal
 
@@ -297,4 +324,4 @@ def admit(store: RunStore) -> Iterator[None]:
 
 
 __all__ = ["KEYS", "ENV", "GPU_WINDOW_S", "QUOTA_LOCK", "QuotaError", "limits", "limit_sources", "usage", "check_usage", "check_quota",
-           "check_study", "check_storage", "room_of", "room_refusal", "check_upload", "admit", "folder_bytes", "gpu_seconds", "on_gpu", "wants_gpu"]
+           "check_study", "check_storage", "storage_bytes", "storage_rule", "room_of", "room_refusal", "check_upload", "admit", "folder_bytes", "gpu_seconds", "on_gpu", "wants_gpu"]

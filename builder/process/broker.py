@@ -220,18 +220,27 @@ class Room:
     """The storage a job may still take (its owner's ``storage_mb`` quota, :func:`builder.jobs.quotas.room_of`):
     ``left`` bytes, counted by its broker as the bytes of its store writes (its curves and records in the run
     database) and the growth of its run's folder (checkpoints, logs, its private ``tmp/``) since the job started.
+    With ``total`` (the bytes its owner stores now, :func:`builder.jobs.quotas.storage_bytes`) and ``cap`` (its
+    limit in bytes), looked at every ``total_every_s`` while the job writes, a job that writes while its owner's
+    storage as a whole is past the cap is stopped too: jobs of one owner running at once were each admitted with
+    the whole room, and between them are held to the cap.
     A job past it is stopped (SIGKILL: its model may be the one writing) and its run failed with
-    ``refusal(taken, False)``; one found past it once it has recorded its end keeps that end, with the line
-    ``refusal(taken, True)`` as its message (its results are there; the quota holds its owner's next jobs back).
+    ``refusal(taken, False, total)`` (``total``: None when its own room was what it passed); one found past it once
+    it has recorded its end keeps that end, with the line ``refusal(taken, True, total)`` as its message (its
+    results are there; the quota holds its owner's next jobs back).
     The quota's other checks are made before a job starts; this one while it runs, where the job cannot reach it."""
 
     run_id: str
     folder: Path
     left: int
-    refusal: Callable[[int, bool], str]
+    refusal: Callable[[int, bool, int | None], str]
     every_s: float = 0.25  # how often its folder is measured (a walk of its files): what a job writes in that time
     # is how far past its room it may get (its files, each at most its file size limit; its store writes are
     # counted before they are made)
+    total: Callable[[], int] | None = None
+    cap: int | None = None
+    total_every_s: float = 2.0  # a walk of all its owner's folders and a sum over its records: what the jobs of one
+    # owner write in that time is how far past the cap they may get between them
 
 
 class _Meter:
@@ -240,6 +249,7 @@ class _Meter:
     def __init__(self, room: Room) -> None:
         self.room, self.written, self.grown, self.next = room, 0, 0, 0.0
         self.base = folder_bytes(room.folder)  # what the run's folder held when the job started (a resume's)
+        self.next_total, self.taken_then = time.monotonic() + room.total_every_s, 0
 
     def taken(self, written: int = 0) -> int:
         """The bytes taken, with ``written`` more written to the store; the folder measured at most every
@@ -250,20 +260,38 @@ class _Meter:
             self.grown, self.next = max(0, folder_bytes(self.room.folder) - self.base), now + self.room.every_s
         return self.written + self.grown
 
+    def total_over(self, taken: int) -> int | None:
+        """The bytes its owner stores, when that is past the cap and this job wrote since the last look (a job
+        that writes nothing is not the one to stop); None otherwise, and between looks (every ``total_every_s``)."""
+        room, now = self.room, time.monotonic()
+        if room.total is None or room.cap is None or now < self.next_total:
+            return None
+        self.next_total = now + room.total_every_s
+        wrote, self.taken_then = taken > self.taken_then, taken
+        if not wrote:
+            return None
+        try:
+            total = room.total()
+        except Exception:  # noqa: BLE001  the database busy or a folder gone meanwhile: looked at next time
+            return None
+        return total if total > room.cap else None
+
 
 def _stop_over_room(store: RunStore, ends: _Ends, meter: _Meter | None, job_pid: int, written: int = 0) -> bool:
-    """Stop the job once it took more than its room: its run's failure is held (written once it has ended, after
-    any end it recorded) and its process killed. Returns whether it was stopped."""
+    """Stop the job once it took more than its room, or wrote while its owner's storage is past its cap: its run's
+    failure is held (written once it has ended, after any end it recorded) and its process killed. Returns whether
+    it was stopped."""
     if meter is None or meter.room.run_id in ends.over:
         return False
-    taken = meter.taken(written)
-    if taken <= meter.room.left:
+    taken, total = meter.taken(written), None
+    if taken <= meter.room.left and (total := meter.total_over(taken)) is None:
         return False
     run_id = meter.room.run_id
     ended = run_id in ends.status  # its end recorded: kept, and the line says why its owner's next jobs wait
+    line = meter.room.refusal(taken, ended, total)
     with contextlib.suppress(LayerLabError):
-        _hold(store, ends, run_id, *(("update_run", [run_id], {"message": meter.room.refusal(taken, True)}) if ended
-                                     else ("update_status", [run_id, "failed", meter.room.refusal(taken, False)], {})))
+        _hold(store, ends, run_id, *(("update_run", [run_id], {"message": line}) if ended
+                                     else ("update_status", [run_id, "failed", line], {})))
     ends.over.add(run_id)
     if os.getppid() == job_pid:  # still running (else it has ended: its end is overwritten by this one)
         with contextlib.suppress(OSError):
@@ -329,7 +357,7 @@ def _broker_main(store: RunStore, sock: socket.socket, job_pid: int, room: Room 
         death_signal(0)  # then (a short job's whole run: its last files)
         while os.getppid() == job_pid and not _stop_over_room(store, ends, meter, job_pid):
             time.sleep(0.02)
-        meter.next = 0.0
+        meter.next = meter.next_total = 0.0
         _stop_over_room(store, ends, meter, job_pid)
     _write_ends(store, job_pid, ends)
 

@@ -168,7 +168,7 @@ from builder.runs.store import RunStore
 ws, run_id, owner, how = sys.argv[1:5]
 store = RunStore(ws, actor=Actor.of_job(owner), mark_interrupted=False)
 room = broker.Room(run_id, store.folder(run_id).path, 2**20,
-                   lambda taken, ended: f"over its room{' after its end' if ended else ''}: {taken} bytes",
+                   lambda taken, ended, total: f"over its room{' after its end' if ended else ''}: {taken} bytes",
                    every_s=0.05)
 client = broker.start(store, room=room)
 client.update_status(run_id, "running")
@@ -249,3 +249,55 @@ def test_a_job_within_its_owners_storage_runs_to_its_end(runs):
                          capture_output=True, text=True, timeout=120)
     assert job.returncode == 0 and job.stdout.split() == ["started", "ended"], job.stderr
     assert (store.get(mine)["status"], store.get(mine)["message"]) == ("finished", "done")
+
+
+_SHARING_JOB = """
+import sys, time
+from dataclasses import replace
+from builder.data.access import Actor
+from builder.jobs.job_sandbox import job_room
+from builder.process import broker
+from builder.runs.store import RunStore
+
+ws, run_id, owner = sys.argv[1:4]
+store = RunStore(ws, actor=Actor.of_job(owner), mark_interrupted=False)
+room = replace(job_room(store, run_id), every_s=0.05, total_every_s=0.1)  # as a job gets it (looked at more often)
+client = broker.start(store, room=room)
+client.update_status(run_id, "running")
+print("started", flush=True)
+for i in range(24):  # 3 MiB of curve, 128 KiB a call: within its own room
+    client.log_metrics(run_id, {"type": "step", "step": i, "blob": "x" * 2**17})
+    time.sleep(0.05)
+client.finish(run_id, "finished", message="done")
+client.close()
+print("ended", flush=True)
+"""
+
+
+def test_jobs_of_one_owner_running_at_once_are_held_to_its_storage_between_them(runs):
+    """Each job was admitted with all its owner had left, so two jobs running at once could each take it: an
+    owner with a 4 MiB limit stored 6 MiB. A job's broker now also looks at its owner's storage as a whole while the
+    job writes (job_room: quotas.storage_bytes under the cap) and stops a job that writes past it."""
+    import subprocess
+    import sys
+
+    from builder.jobs.quotas import room_of, usage
+    from tests.helpers import until
+
+    store, mine, _ = runs
+    other = store.create_run(load_template("mlp"), "moons", {}, {}, owner=ANN)
+    for run_id in (mine, other):  # as the queue records them, one after the other, each with what is left
+        store.set_environment(run_id, storage_room=room_of(usage(store, ANN, gpu=False), {"storage_mb": 4}))
+    assert store.get(mine)["environment"]["storage_room"]["left"] > 3 * 2**20  # each alone fits
+    jobs = [subprocess.Popen([sys.executable, "-c", _SHARING_JOB, str(store.workspace), run_id, ANN],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for run_id in (mine, other)]
+    outs = [job.communicate(timeout=120) for job in jobs]
+    assert any(job.returncode == -9 and out.split() == ["started"] for job, (out, _) in zip(jobs, outs)), outs
+    until(lambda: all(store.get(r)["status"] in ("failed", "finished") for r in (mine, other)), "both ended", 30,
+          state=lambda: [dict(store.get(r)) for r in (mine, other)])
+    stopped = [store.get(r) for r in (mine, other) if store.get(r)["status"] == "failed"]
+    assert stopped and all(r["message"].startswith("the training job stopped: its owner's storage filled up while "
+                                                   "it wrote (one person's runs, uploads and studies may take at "
+                                                   "most 4 MiB; received: ") for r in stopped), stopped
+    # held to the cap, give or take what two jobs write between two looks (without the look: 6 MiB)
+    assert store.record_bytes(ANN) < 4.75 * 2**20
