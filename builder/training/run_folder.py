@@ -401,17 +401,33 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+ENTRY_BYTES = 4096  # what one entry (a file, a folder, a link) counts at least: a file system block and an inode
+
+
 def folder_bytes(path: Path) -> int:
-    """Bytes of the regular files under ``path`` (links are not followed)."""
+    """Bytes of what is under ``path`` as the storage quota counts them: each regular file's size, at least
+    :data:`ENTRY_BYTES`, and :data:`ENTRY_BYTES` for each other entry (a folder, a link, not followed), so a job
+    that makes empty files or folders by the thousand uses its owner's storage as one writing bytes does.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     (Path(d) / "big").write_bytes(b"x" * 10_000)
+    ...     for i in range(3):
+    ...         (Path(d) / f"empty{i}").touch()
+    ...     (Path(d) / "sub").mkdir()
+    ...     folder_bytes(Path(d)) == 10_000 + 4 * ENTRY_BYTES
+    10000
+    True
+    """
     total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
+    for root, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
             try:
                 st = os.lstat(os.path.join(root, name))
             except OSError:
                 continue
-            total += st.st_size
+            total += max(st.st_size, ENTRY_BYTES) if stat.S_ISREG(st.st_mode) else ENTRY_BYTES
     return total
 
 
-__all__ = ["RunFolder", "folder_bytes", "keep_report", "keeping", "read_json_file", "read_text_file", "read_file", "MAX_REPORT_BYTES"]
+__all__ = ["RunFolder", "folder_bytes", "ENTRY_BYTES", "keep_report", "keeping", "read_json_file", "read_text_file", "read_file", "MAX_REPORT_BYTES"]

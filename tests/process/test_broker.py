@@ -193,16 +193,25 @@ elif how == "folder":  # 4 MiB of files in its run's folder, and no store call a
         (Path(client.run_dir(run_id)) / f"blob{i}.bin").write_bytes(b"\\0" * 2**18)
         time.sleep(0.2)  # the broker measures its folder every 0.05 s here: what a job writes in that time is over
     time.sleep(60)
+elif how == "entries":  # 4 MiB as the quota counts them, as empty files and folders: no bytes written at all
+    for i in range(16):
+        for k in range(32):
+            (Path(client.run_dir(run_id)) / f"e{i}-{k}").touch()
+            (Path(client.run_dir(run_id)) / f"d{i}-{k}").mkdir()
+        time.sleep(0.2)
+    time.sleep(60)
 if how not in ("small", "late"):
     print("not stopped", flush=True)
 """
 
 
-@pytest.mark.parametrize("how", ["curve", "folder"])
+@pytest.mark.parametrize("how", ["curve", "folder", "entries"])
 def test_a_job_that_writes_past_its_owners_storage_is_stopped_and_its_run_says_why(runs, how):
     """The storage quota was checked before a job started: a running job (its model turned against it, or just a
     long curve and big checkpoints) could write without end into the run database and its run's folder. Its
-    broker now counts both against what its owner may still store (broker.Room) and stops it past that."""
+    broker now counts both against what its owner may still store (broker.Room) and stops it past that. Empty
+    files and folders count too (each at least a block: run_folder.ENTRY_BYTES), else a job could make them by the
+    million inside its room."""
     import subprocess
     import sys
 
