@@ -1,4 +1,5 @@
-"""The control protocol every trainer shares: pause, resume, stop, stop after the epoch, events and status.
+"""The control protocol every trainer shares: a run's life (:meth:`RunControl.fit`), pause, resume, stop, stop
+after the epoch, events and status.
 
 :class:`~builder.training.trainer.Trainer` (one model, one loss) and
 :class:`~builder.training.multi.ObjectiveTrainer` (drawn objectives, several networks) both inherit it, so a
@@ -8,10 +9,12 @@ loops at the next step; the methods are safe to call from another thread.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from builder.errors import TrainingError
 from builder.training.events import History
 from builder.training.run_folder import RunFolder
 
@@ -21,6 +24,12 @@ class StopRequested(Exception):
     the run as ``stopped``."""
 
 
+def call_hook(callbacks: Iterable[Any], name: str, *args: Any) -> list[Any]:
+    """Call hook ``name`` on every callback that has it; returns their return values (the dispatch lives with
+    the trainers that drive the callbacks, so a callback defined anywhere is called from here)."""
+    return [getattr(cb, name)(*args) for cb in callbacks if callable(getattr(cb, name, None))]
+
+
 class RunControl:
     """Thread-safe run control and event emission; the subclass sets the attributes named below."""
 
@@ -28,6 +37,9 @@ class RunControl:
     listeners: list[Callable[[dict], None]]
     run_dir: Path | None
     status: str
+    callbacks: list[Any]
+    config: Any  # its TrainConfig
+    resume_from: Path | None
 
     def _init_control(self) -> None:
         """Set the control flags (called by the subclass's ``__init__``)."""
@@ -64,6 +76,62 @@ class RunControl:
         """The run folder's checkpoint (``checkpoints/last.safetensors``) or None."""
         return RunFolder(self.run_dir).checkpoint if self.run_dir else None
 
+    def fit(self) -> Any:
+        """Train synchronously: set up, restore a checkpoint (or write a first one: a good checkpoint exists even
+        if the first epoch fails), run the loop, and finish as finished, stopped or failed; returns the trainer's
+        :class:`~builder.training.trainer.TrainResult`.
+
+        Raises:
+            TrainingError: bad settings, a model that does not fit the data, NaN/Inf loss, a torch error mid-run
+                (e.g. BatchNorm on one sample), each after the ``failed`` status event (the last good checkpoint
+                is kept).
+        """
+        t0 = time.perf_counter()
+        self._before_fit()
+        try:
+            self._setup()
+            self._after_setup()
+            start_epoch, start_batch, perm, acc = 0, 0, None, {}
+            if self.resume_from is not None:
+                start_epoch, start_batch, perm, acc = self._restore()
+            elif self.config.checkpoint_every != 0:
+                self._save(0, 0, None, {})
+            call_hook(self.callbacks, "on_train_begin", self)
+            self._set_status("running", self._resumed_message() if self.resume_from else "")
+            status, message = self._loop(start_epoch, start_batch, perm, acc)
+        except StopRequested:
+            status, message = "stopped", "stopped by request; resume to continue from the checkpoint"
+        except TrainingError as e:
+            self._finish("failed", str(e), t0)
+            raise
+        except Exception as e:  # a torch error mid-run: reported cleanly
+            msg = f"training failed: {type(e).__name__}: {str(e).splitlines()[0][:500] if str(e) else ''}"
+            self._finish("failed", msg, t0)
+            raise TrainingError(msg) from e
+        return self._finish(status, message, t0)
+
+    def _before_fit(self) -> None:
+        """Reset what one call of :meth:`fit` keeps (the trainer's; others: nothing)."""
+
+    def _after_setup(self) -> None:
+        """Once the model and the device are set up, before the first step (the trainer's; others: nothing)."""
+
+    def _resumed_message(self) -> str:
+        """The running status's message of a resumed run."""
+        return "resumed"
+
+    def _setup(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _restore(self) -> tuple[int, int, Any, dict]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _loop(self, start_epoch: int, start_batch: int, perm: Any, acc: dict) -> tuple[str, str]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _finish(self, status: str, message: str, t0: float) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def _save(self, epoch: int, batch: int, perm: Any, acc: dict) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -98,4 +166,4 @@ class RunControl:
         self._emit({"type": "status", "status": status, "message": message})
 
 
-__all__ = ["RunControl", "StopRequested"]
+__all__ = ["RunControl", "StopRequested", "call_hook"]

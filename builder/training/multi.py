@@ -43,7 +43,7 @@ from builder.training.checkpoint import (
     split_optimizer,
 )
 from builder.training.config import TrainConfig, resolve_device
-from builder.training.control import RunControl, StopRequested
+from builder.training.control import RunControl, call_hook
 from builder.training.events import History
 from builder.training.nonfinite import Cause, diagnose, nonfinite_message
 from builder.training.objectives import (
@@ -54,7 +54,7 @@ from builder.training.objectives import (
     training_graph,
 )
 from builder.training.run_folder import RunFolder
-from builder.training.trainer import TrainResult, build_optimizer, call_hook
+from builder.training.trainer import TrainResult, build_optimizer
 from builder.training.weights import save_weights
 
 EVAL_CHUNK = 512
@@ -283,30 +283,6 @@ class ObjectiveTrainer(RunControl):
         return sum((t.weight * terms[t.id] for t in chosen), torch.zeros((), device=self.device))
 
     # ---- loop
-    def fit(self) -> TrainResult:
-        """Train synchronously; returns a :class:`TrainResult`. Raises TrainingError (after the ``failed`` event)."""
-        t0 = time.perf_counter()
-        try:
-            self._setup()
-            start_epoch, start_batch, perm, acc = 0, 0, None, {}
-            if self.resume_from is not None:
-                start_epoch, start_batch, perm, acc = self._restore()
-            elif self.config.checkpoint_every != 0:
-                self._save(0, 0, None, {})
-            call_hook(self.callbacks, "on_train_begin", self)
-            self._set_status("running", "resumed" if self.resume_from else "")
-            status, message = self._loop(start_epoch, start_batch, perm, acc)
-        except StopRequested:
-            status, message = "stopped", "stopped by request; resume to continue from the checkpoint"
-        except TrainingError as e:
-            self._finish("failed", str(e), t0)
-            raise
-        except Exception as e:  # a torch error mid-run: reported cleanly
-            msg = f"training failed: {type(e).__name__}: {str(e).splitlines()[0][:500] if str(e) else ''}"
-            self._finish("failed", msg, t0)
-            raise TrainingError(msg) from e
-        return self._finish(status, message, t0)
-
     def _setup(self) -> None:
         cfg, n = self.config, len(self.dataset.train)
         if n < 2:

@@ -46,7 +46,7 @@ from builder.training.callbacks import (
 )
 from builder.training.checkpoint import load_checkpoint, save_checkpoint
 from builder.training.config import SCHEDULER_PARAMS, TrainConfig, amp_dtype, precision_label, resolve_device
-from builder.training.control import RunControl, StopRequested
+from builder.training.control import RunControl, StopRequested, call_hook
 from builder.training.events import Channel, History
 from builder.training.health import HealthMonitor
 from builder.training.metrics import (
@@ -67,12 +67,6 @@ from builder.training.threads import torch_threads
 from builder.training.weights import save_weights
 
 _CB_PREFIX = "callbacks."  # checkpoint tensors of callback states: callbacks.<state_key>.<name>
-
-
-def call_hook(callbacks: Iterable[Any], name: str, *args: Any) -> list[Any]:
-    """Call hook ``name`` on every callback that has it; returns their return values (the dispatch lives with
-    the trainer that drives the callbacks, so a callback defined anywhere is called from here)."""
-    return [getattr(cb, name)(*args) for cb in callbacks if callable(getattr(cb, name, None))]
 
 
 @dataclass
@@ -454,41 +448,18 @@ class Trainer(RunControl):
             cb.load_state_dict({**saved[key], "tensors": {k[len(prefix):]: v for k, v in extra.items()
                                                           if k.startswith(prefix)}})
 
-    # ---- main loop
-    def fit(self) -> TrainResult:
-        """Train synchronously; returns a :class:`TrainResult`.
-
-        Raises:
-            TrainingError: bad settings, a model that does not fit the data, NaN/Inf loss (after the
-                ``failed`` status event; the last good checkpoint is kept).
-        """
-        t0 = time.perf_counter()
+    # ---- main loop (RunControl.fit drives it)
+    def _before_fit(self) -> None:
         self._stop_message = None
         self._epoch_times: list[float] = []
         self._last_gn: float | None = None
         self._ckpt_t, self._ckpt_due = time.perf_counter(), False
-        try:
-            self._setup()
-            reset_peak(self.device)  # each epoch event carries the peak so far (builder.training.peak)
-            start_epoch, start_batch, perm, acc = 0, 0, None, {}
-            if self.resume_from is not None:
-                start_epoch, start_batch, perm, acc = self._restore()
-            elif self.config.checkpoint_every != 0:
-                self._save(0, 0, None, {})  # a good checkpoint exists even if the first epoch fails
-            call_hook(self.callbacks, "on_train_begin", self)
-            self._set_status("running", ("resumed" + (f" ({self._resume_note})" if self._resume_note else ""))
-                             if self.resume_from else "")
-            status, message = self._loop(start_epoch, start_batch, perm, acc)
-        except StopRequested:
-            status, message = "stopped", "stopped by request; resume to continue from the checkpoint"
-        except TrainingError as e:
-            self._finish("failed", str(e), t0)
-            raise
-        except Exception as e:  # a torch error mid-run (e.g. BatchNorm on one sample): report it cleanly
-            msg = f"training failed: {type(e).__name__}: {str(e).splitlines()[0][:500] if str(e) else ''}"
-            self._finish("failed", msg, t0)
-            raise TrainingError(msg) from e
-        return self._finish(status, message, t0)
+
+    def _after_setup(self) -> None:
+        reset_peak(self.device)  # each epoch event carries the peak so far (builder.training.peak)
+
+    def _resumed_message(self) -> str:
+        return "resumed" + (f" ({self._resume_note})" if self._resume_note else "")
 
     def _finish(self, status: str, message: str, t0: float) -> TrainResult:
         test = None
