@@ -303,47 +303,43 @@ def kept(workspace: str | Path, run_id: str, run: Callable[..., int]) -> int:
             code = run(workspace, run_id, sandboxed=True)
         finally:
             os._exit(code)
-    code = 1
-    while True:
-        try:
-            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
-        except ChildProcessError:  # the job and its broker have ended
-            return code if code >= 0 else 128 - code
-        except InterruptedError:
-            continue
-        if info is not None and info.si_pid == pid:
-            code = ended_code(info)
-            try:  # recorded before it is reaped (until then readers see it dying, and leave it to us); a job that
-                # died before it took its run over leaves it naming this process, which its starter recorded
-                store = RunStore(workspace, actor=SYSTEM, mark_interrupted=False)
-                _ = job_sandbox.record_death(store, run_id, pid, code) or job_sandbox.record_death(
-                    store, run_id, os.getpid(), code)
-            except Exception:  # noqa: BLE001  the log says why an end went unrecorded
-                traceback.print_exc()
-        if info is not None:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(info.si_pid, 0)
+    code = _reap({pid: (workspace, run_id, None)}, block=True).get(pid, 1)
+    return code if code >= 0 else 128 - code
 
 
 def _reap_jobs() -> None:
-    """In the launcher, between requests: record how every ended child ended, then reap it (until then readers
-    see it dying, :func:`~builder.training.run_status.reaping`, and leave it to us); a job killed by a signal is
-    marked failed with the signal and limit named (:func:`builder.jobs.job_sandbox.record_death`)."""
+    """In the launcher, between requests: record how every ended child ended, then reap it (:func:`_reap`)."""
+    _reap(_FORKED, block=False)
+
+
+def _reap(forked: dict[int, tuple], *, block: bool) -> dict[int, int]:
+    """Record how every ended child of this process ended, then reap it (until then readers see it dying,
+    :func:`~builder.training.run_status.reaping`, and leave it to us): a job of ``forked`` (pid → its workspace,
+    run id and database URL; taken out as it is reaped) killed by a signal is marked failed with the signal and
+    limit named (:func:`builder.jobs.job_sandbox.record_death`), as is its run while it still names this process
+    (a job that died before it took its run over). Other children (a job's broker that outlived it) are reaped.
+    Returns the codes of the jobs reaped (:func:`~builder.training.run_status.ended_code`); without ``block``
+    once no child has ended, with it once no child is left."""
+    ended: dict[int, int] = {}
     while True:
         try:
-            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT | (0 if block else os.WNOHANG))
         except ChildProcessError:
-            return
+            return ended
+        except InterruptedError:
+            continue
         if info is None:
-            return
+            return ended
         pid, code = info.si_pid, ended_code(info)
-        ws, run_id, db_url = _FORKED.pop(pid, (None, "", None))
+        ws, run_id, db_url = forked.pop(pid, (None, "", None))
         if ws is not None:
+            ended[pid] = code
             try:
                 store = RunStore(ws, actor=SYSTEM, mark_interrupted=False, db_url=db_url)
-                recorded = job_sandbox.record_death(store, run_id, pid, code)
+                recorded = (job_sandbox.record_death(store, run_id, pid, code)
+                            or job_sandbox.record_death(store, run_id, os.getpid(), code))
                 print(f"job {run_id} (pid {pid}) ended: exit {code}{', recorded' if recorded else ''}", flush=True)
-            except Exception:  # the launcher keeps serving; its log says why an end went unrecorded
+            except Exception:  # noqa: BLE001  the launcher keeps serving; its log says why an end went unrecorded
                 print(f"job {run_id} (pid {pid}, exit {code}): its end was not recorded", flush=True)
                 traceback.print_exc()
         with contextlib.suppress(ChildProcessError):

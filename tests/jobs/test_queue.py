@@ -253,7 +253,8 @@ def test_a_cold_jobs_broker_that_outlives_it_is_its_keepers_to_reap(tmp_path):
 
     out = subprocess.run([sys.executable, "-c", _KEPT, str(tmp_path)], capture_output=True, text=True, timeout=60)
     lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
-    assert out.returncode == 0 and set(lines) == {"broker", "code"}, out.stderr
+    assert out.returncode == 0 and set(lines) == {"job", "broker", "code"}, out.stderr
+    assert lines["job"].endswith("ended: exit 3")  # said in its log, as the warm launcher says it in its own
     code, keeper = lines["code"].split()
     assert code == "3" and lines["broker"].split()[1] == keeper  # reparented to the keeper, which waited for it
 
