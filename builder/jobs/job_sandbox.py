@@ -188,23 +188,29 @@ def brokered(store, run_id: str | None = None):
 
 
 def job_room(store, run_id: str):
-    """The storage the job of ``run_id`` may take while it runs (:class:`builder.process.broker.Room`; None: its
-    owner has no storage limit): what its owner could still store when it was admitted (recorded by the system,
-    :func:`builder.jobs.quotas.room_of`), and its owner's storage as a whole (:func:`builder.jobs.quotas.storage_bytes`,
-    measured by its broker, which is not confined) under the cap, which jobs of one owner running at once share."""
-    from builder.jobs.quotas import room_refusal, storage_bytes  # lazy: heavy (sqlalchemy)
+    """What the job of ``run_id`` may take of its owner's quotas while it runs (:class:`builder.process.broker.Room`;
+    None: its owner has neither a storage nor a GPU-time limit), held by its broker, which is not confined:
+    the storage its owner could still store when it was admitted (recorded by the system,
+    :func:`builder.jobs.quotas.room_of`) and its owner's storage as a whole (:func:`builder.jobs.quotas.storage_bytes`)
+    under the cap, which jobs of one owner running at once share; and its owner's GPU time under the limit its
+    admission recorded (:func:`builder.jobs.quotas.gpu_spent`), which stops it once spent, with the job's own stop
+    grace and more."""
+    from builder.jobs.control import stop_grace_s  # lazy: with the broker
+    from builder.jobs.quotas import gpu_spent, room_refusal, storage_bytes  # lazy: heavy (sqlalchemy)
     from builder.process import broker  # lazy: heavy (sqlalchemy)
 
     run = store.get(run_id)
-    recorded = (run.get("environment") or {}).get("storage_room")
-    left = recorded.get("left") if isinstance(recorded, dict) else None
-    if not isinstance(left, int):
-        return None
-    cap = recorded.get("cap_mb")
     owner = run["owner"]
-    return broker.Room(run_id, store.folder(run_id).path, left, room_refusal(recorded),
-                       total=lambda: storage_bytes(store, owner),
-                       cap=int(cap * 2**20) if isinstance(cap, int | float) else None)
+    recorded = (run.get("environment") or {}).get("storage_room")
+    recorded = recorded if isinstance(recorded, dict) and isinstance(recorded.get("left"), int) else None
+    gpu = gpu_spent(store, owner, (run.get("environment") or {}).get("gpu_quota"))
+    if recorded is None and gpu is None:
+        return None
+    cap = (recorded or {}).get("cap_mb")
+    return broker.Room(run_id, store.folder(run_id).path, recorded["left"] if recorded else None,
+                       room_refusal(recorded or {}), total=(lambda: storage_bytes(store, owner)) if recorded else None,
+                       cap=int(cap * 2**20) if isinstance(cap, int | float) else None,
+                       gpu_spent=gpu, grace_s=stop_grace_s() + 30)
 
 
 def _shut_inherited(files: list[Path]) -> None:

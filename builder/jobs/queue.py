@@ -45,7 +45,7 @@ from builder.graph.shapes import infer_shapes, one_analysis_per_graph
 from builder.interpret.boundary import DecisionBoundary
 from builder.jobs import job_sandbox
 from builder.jobs.control import POLL_S, SHARED_POLL_S, StoreControl  # noqa: F401 (importable from here as before)
-from builder.jobs.quotas import admit, check_quota, wants_gpu
+from builder.jobs.quotas import admit, check_quota, gpu_limit, wants_gpu
 from builder.jobs.ray_task import ENV_PLACED
 from builder.jobs.warm import kept, launch_warm, launcher
 from builder.process.launcher import spawn_detached
@@ -247,7 +247,8 @@ def _record(store: RunStore, spec: JobSpec, share: int = 1) -> str:
                                   owner=spec.owner, tags=spec.tags, class_id=class_id, job_spec=data,
                                   parent_id=spec.prune.get("parent") if spec.kind == "prune" else None)
         store.requeue(run_id)  # queued at the back, pid = this process until the job process takes over
-        store.as_actor(SYSTEM).set_environment(run_id, storage_room=_room(room, share))  # its broker holds it to it
+        store.as_actor(SYSTEM).set_environment(run_id, storage_room=_room(room, share),  # its broker holds it to
+                                               gpu_quota=gpu_limit(store, spec.owner))  # them while it runs
         return run_id
     store.mark_interrupted()
     run = store.get(spec.resume_run, actor=Actor.of_job(spec.owner))
@@ -271,7 +272,8 @@ def _record(store: RunStore, spec: JobSpec, share: int = 1) -> str:
     room = check_quota(store, spec.owner, device=next((d for d in devices if wants_gpu(d)), devices[0]))
     _write_json(folder.job_spec, data)
     store.requeue(run.id)  # queued at the back, pid = this process until the job process takes over
-    store.as_actor(SYSTEM).set_environment(run.id, storage_room=_room(room, share))  # what its owner has left now
+    store.as_actor(SYSTEM).set_environment(run.id, storage_room=_room(room, share),  # what its owner has left now
+                                           gpu_quota=gpu_limit(store, spec.owner))
     return run.id
 
 

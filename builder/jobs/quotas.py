@@ -195,9 +195,58 @@ def check_usage(used: Mapping[str, float], limit: Mapping[str, float | None], *,
                      f"waiting; received: {used['running']:g} running, {used['queued']:g} queued{asked}. Fix: "
                      "wait for one to finish, or stop one on the Runs page")
     if gpu and gpu_cap is not None and used.get("gpu_seconds", 0.0) >= gpu_cap:
-        raise refuse("gpu_seconds", f"one person may use at most {gpu_cap:g} GPU-seconds in 24 hours; received: "
-                     f"{used['gpu_seconds']:.0f} GPU-seconds used in the last 24 hours. Fix: set the device to CPU "
+        raise refuse("gpu_seconds", f"{gpu_rule(gpu_cap, used.get('gpu_seconds', 0.0))}. Fix: set the device to CPU "
                      "on the Train page, wait until earlier runs are a day old, or ask your teacher")
+
+
+def gpu_rule(cap: float, used: float) -> str:
+    """The GPU-time quota's rule and the GPU-seconds it received: one wording for a job's admission and a running
+    job stopped by it (:func:`gpu_spent`).
+
+    >>> gpu_rule(3600, 3612.4)
+    'one person may use at most 3600 GPU-seconds in 24 hours; received: 3612 GPU-seconds used in the last 24 hours'
+    """
+    return (f"one person may use at most {cap:g} GPU-seconds in 24 hours; received: {used:.0f} GPU-seconds used in "
+            "the last 24 hours")
+
+
+def gpu_limit(store: RunStore, owner: str) -> dict | None:
+    """The GPU-time limit that applies to ``owner`` (its ``cap`` in GPU-seconds and ``where`` it was set; None: no
+    limit), as its job's admission records it for the job's broker (:func:`gpu_spent`): read here, in the server,
+    which knows the teachers and the environment's limits; a job's clean environment knows neither."""
+    limit, where = limit_sources(store.workspace, owner)
+    cap = limit.get("gpu_seconds")
+    return None if cap is None else {"cap": cap, "where": where.get("gpu_seconds")}
+
+
+def gpu_spent(store: RunStore, owner: str, limit: Mapping[str, Any] | None) -> Callable[[str], str | None] | None:
+    """The GPU-time quota while a job of ``owner`` runs, under the ``limit`` its admission recorded
+    (:func:`gpu_limit`; None: no such limit). Admission checks it before a job starts (:func:`check_quota`); a job
+    admitted with a minute left could then train on a GPU for hours. The returned check, called by the job's
+    broker every few seconds (:class:`builder.process.broker.Room`), answers for the job's run: None while it is not
+    on a GPU or its owner's GPU-seconds of the last day are under the limit, else who stopped it, as the Runs and
+    Train pages show it (its broker asks it to stop, so it keeps its checkpoint and can be resumed on the CPU, or
+    once earlier runs are a day old).
+
+    >>> gpu_spent(None, "anon:x", None) is None
+    True
+    """
+    cap = limit.get("cap") if isinstance(limit, Mapping) else None
+    if not isinstance(cap, int | float) or isinstance(cap, bool):
+        return None
+    src = limit.get("where")
+
+    def spent(run_id: str) -> str | None:
+        if not on_gpu(store.get(run_id, actor=SYSTEM)):
+            return None
+        runs = store.list_runs(owner=owner, limit=100_000, actor=SYSTEM)
+        now = datetime.now(timezone.utc).timestamp()
+        used = gpu_seconds(_gpu_records(store, runs, now), now)
+        if used < cap:
+            return None
+        return f"the GPU-time quota ({gpu_rule(cap, used)}" + (f"; limit set by {src}" if src else "") + ")"
+
+    return spent
 
 
 def wants_gpu(device: object) -> bool:
@@ -324,4 +373,4 @@ def admit(store: RunStore) -> Iterator[None]:
 
 
 __all__ = ["KEYS", "ENV", "GPU_WINDOW_S", "QUOTA_LOCK", "QuotaError", "limits", "limit_sources", "usage", "check_usage", "check_quota",
-           "check_study", "check_storage", "storage_bytes", "storage_rule", "room_of", "room_refusal", "check_upload", "admit", "folder_bytes", "gpu_seconds", "on_gpu", "wants_gpu"]
+           "check_study", "check_storage", "storage_bytes", "storage_rule", "gpu_rule", "gpu_limit", "gpu_spent", "room_of", "room_refusal", "check_upload", "admit", "folder_bytes", "gpu_seconds", "on_gpu", "wants_gpu"]

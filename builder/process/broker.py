@@ -50,7 +50,7 @@ from builder.data.access import SYSTEM, Actor
 from builder.errors import AccessDenied, LayerLabError, RunStoreError
 from builder.process.launcher import death_signal
 from builder.runs import db as _db
-from builder.runs.record import Run
+from builder.runs.record import STOPPED_BY, Run
 from builder.runs.store import RunStore
 from builder.training.run_folder import RunFolder, folder_bytes
 from builder.training.run_status import is_final
@@ -217,22 +217,29 @@ class _Ends:
 
 @dataclass
 class Room:
-    """The storage a job may still take (its owner's ``storage_mb`` quota, :func:`builder.jobs.quotas.room_of`):
-    ``left`` bytes, counted by its broker as the bytes of its store writes (its curves and records in the run
-    database) and the growth of its run's folder (checkpoints, logs, its private ``tmp/``) since the job started.
-    With ``total`` (the bytes its owner stores now, :func:`builder.jobs.quotas.storage_bytes`) and ``cap`` (its
-    limit in bytes), looked at every ``total_every_s`` while the job writes, a job that writes while its owner's
-    storage as a whole is past the cap is stopped too: jobs of one owner running at once were each admitted with
-    the whole room, and between them are held to the cap.
-    A job past it is stopped (SIGKILL: its model may be the one writing) and its run failed with
-    ``refusal(taken, False, total)`` (``total``: None when its own room was what it passed); one found past it once
-    it has recorded its end keeps that end, with the line ``refusal(taken, True, total)`` as its message (its
-    results are there; the quota holds its owner's next jobs back).
-    The quota's other checks are made before a job starts; this one while it runs, where the job cannot reach it."""
+    """What a job may still take of its owner's quotas while it runs, held by its broker, where the job cannot
+    reach it (the quotas' other checks are made before a job starts).
+
+    Storage (its owner's ``storage_mb`` quota, :func:`builder.jobs.quotas.room_of`; ``left`` None: no limit):
+    ``left`` bytes, counted as the bytes of its store writes (its curves and records in the run database) and the
+    growth of its run's folder (checkpoints, logs, its private ``tmp/``) since the job started. With ``total``
+    (the bytes its owner stores now, :func:`builder.jobs.quotas.storage_bytes`) and ``cap`` (its limit in bytes),
+    looked at every ``total_every_s`` while the job writes, a job that writes while its owner's storage as a whole
+    is past the cap is stopped too: jobs of one owner running at once were each admitted with the whole room, and
+    between them are held to the cap. A job past it is stopped (SIGKILL: its model may be the one writing) and its
+    run failed with ``refusal(taken, False, total)`` (``total``: None when its own room was what it passed); one
+    found past it once it has recorded its end keeps that end, with the line ``refusal(taken, True, total)`` as
+    its message (its results are there; the quota holds its owner's next jobs back).
+
+    GPU time (its owner's ``gpu_seconds`` quota, :func:`builder.jobs.quotas.gpu_spent`; None: no limit):
+    ``gpu_spent(run_id)``, asked every ``gpu_every_s``, is why the job must stop (its owner's GPU-seconds of the
+    last day spent while it trains on a GPU) or None. The broker then asks it to stop, as Stop does (a checkpoint,
+    resumable), with that reason on its run (``stopped_by``: the Runs and Train pages show who stopped it), and
+    kills it if it has not ended ``grace_s`` later."""
 
     run_id: str
     folder: Path
-    left: int
+    left: int | None
     refusal: Callable[[int, bool, int | None], str]
     every_s: float = 0.25  # how often its folder is measured (a walk of its files): what a job writes in that time
     # is how far past its room it may get (its files, each at most its file size limit; its store writes are
@@ -241,6 +248,10 @@ class Room:
     cap: int | None = None
     total_every_s: float = 2.0  # a walk of all its owner's folders and a sum over its records: what the jobs of one
     # owner write in that time is how far past the cap they may get between them
+    gpu_spent: Callable[[str], str | None] | None = None
+    gpu_every_s: float = 10.0  # its owner's records of the last day read: what a GPU does in that time is how far
+    # past the GPU-time quota a job may get
+    grace_s: float = 90.0  # after its stop was asked: the job's own grace to end (builder.jobs.control), and more
 
 
 class _Meter:
@@ -248,8 +259,10 @@ class _Meter:
 
     def __init__(self, room: Room) -> None:
         self.room, self.written, self.grown, self.next = room, 0, 0, 0.0
-        self.base = folder_bytes(room.folder)  # what the run's folder held when the job started (a resume's)
+        self.base = folder_bytes(room.folder) if room.left is not None else 0  # what the run's folder held when
+        # the job started (a resume's)
         self.next_total, self.taken_then = time.monotonic() + room.total_every_s, 0
+        self.next_gpu, self.stop_asked = time.monotonic() + room.gpu_every_s, None
 
     def taken(self, written: int = 0) -> int:
         """The bytes taken, with ``written`` more written to the store; the folder measured at most every
@@ -279,9 +292,12 @@ class _Meter:
 
 def _stop_over_room(store: RunStore, ends: _Ends, meter: _Meter | None, job_pid: int, written: int = 0) -> bool:
     """Stop the job once it took more than its room, or wrote while its owner's storage is past its cap: its run's
-    failure is held (written once it has ended, after any end it recorded) and its process killed. Returns whether
-    it was stopped."""
+    failure is held (written once it has ended, after any end it recorded) and its process killed; ask it to stop
+    once its owner's GPU time is spent (:func:`_stop_past_gpu`). Returns whether it was killed."""
     if meter is None or meter.room.run_id in ends.over:
+        return False
+    _stop_past_gpu(store, ends, meter, job_pid)
+    if meter.room.left is None:
         return False
     taken, total = meter.taken(written), None
     if taken <= meter.room.left and (total := meter.total_over(taken)) is None:
@@ -297,6 +313,32 @@ def _stop_over_room(store: RunStore, ends: _Ends, meter: _Meter | None, job_pid:
         with contextlib.suppress(OSError):
             os.kill(job_pid, signal.SIGKILL)
     return True
+
+
+def _stop_past_gpu(store: RunStore, ends: _Ends, meter: _Meter, job_pid: int) -> None:
+    """Once its owner's GPU time is spent (:attr:`Room.gpu_spent`), ask the job to stop as Stop does, with the
+    reason on its run; kill it if it has not ended :attr:`Room.grace_s` after that."""
+    room, now = meter.room, time.monotonic()
+    if room.gpu_spent is None or room.run_id in ends.status:  # no limit, or its end already recorded
+        return
+    if meter.stop_asked is not None:
+        if now - meter.stop_asked > room.grace_s and os.getppid() == job_pid:
+            with contextlib.suppress(OSError):
+                os.kill(job_pid, signal.SIGKILL)
+        return
+    if now < meter.next_gpu:
+        return
+    meter.next_gpu = now + room.gpu_every_s
+    try:
+        why = room.gpu_spent(room.run_id)
+        if why is None:
+            return
+        system = store.as_actor(SYSTEM)
+        system.update_run(room.run_id, tags={**system.get(room.run_id).tags, STOPPED_BY: why})
+        system.set_control(room.run_id, "stop")
+        meter.stop_asked = now
+    except Exception as e:  # noqa: BLE001  the database busy: asked again next time
+        print(f"job: its GPU-time quota was not checked: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
 
 
 def _serve(store: RunStore, sock: socket.socket, job_pid: int, ends: _Ends, meter: _Meter | None = None) -> None:

@@ -367,6 +367,22 @@ def test_a_job_that_outgrows_its_owners_storage_quota_is_stopped_and_its_run_say
     assert wait(small, [ok], TIMEOUT) == {ok: "finished"}, small.get(ok)["message"]
 
 
+def test_a_job_that_spends_its_owners_gpu_time_while_it_runs_is_stopped_and_says_by_what(store, monkeypatch):
+    """The GPU-time quota was checked when a job was admitted only: a job admitted with a second left trained on a
+    GPU for as long as it liked. Its broker now checks the limit its admission recorded while it runs
+    (job_sandbox.job_room: quotas.gpu_spent) and asks it to stop, resumable. No GPU here: the run is placed on
+    GPU 0 in its record, as the packing does (on_gpu reads it), so its time counts as GPU time."""
+    monkeypatch.setenv("LAYERLAB_QUOTA_GPU_SECONDS", "1")
+    rid = submit(store, _spec(**LONG, device="cpu"))  # a CPU job is admitted whatever its owner's GPU time
+    until(lambda: store.get(rid)["status"] == "running", "the job running", TIMEOUT)
+    store.set_environment(rid, gpu=0)  # the system's record of a GPU placement
+    assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}, store.get(rid)["message"]
+    run = store.get(rid)
+    assert run.stopped_by.startswith("the GPU-time quota (one person may use at most 1 GPU-seconds in 24 hours; "
+                                     "received: ") and run.stopped_by.endswith("limit set by LAYERLAB_QUOTA_GPU_SECONDS)")
+    assert (run["epochs_done"] or 0) < LONG["epochs"] and store.folder(rid).has_checkpoint  # stopped, resumable
+
+
 def test_a_file_size_limit_under_the_run_databases_size_holds_no_job_back(store, monkeypatch):
     """The file size limit is on every file a job writes. The job wrote the SQLite run database itself, so a
     database past the limit refused its every write (its failure included: "run database error: disk I/O error"),

@@ -120,6 +120,33 @@ def test_gpu_quota_refuses_gpu_jobs_not_cpu_jobs(ws, monkeypatch):
     assert quotas.wants_gpu("cuda:1") and quotas.wants_gpu(None) and not quotas.wants_gpu("mps")
 
 
+def test_a_running_job_is_held_to_the_gpu_time_its_admission_recorded(ws, monkeypatch):
+    """Admission records the owner's GPU-time limit on the run (quotas.gpu_limit: the server knows the teachers and
+    the environment's limits, a job's clean environment neither); the job's broker checks it while the job runs
+    (quotas.gpu_spent): None while the run is not on a GPU or its owner is under the limit, else the line it is
+    stopped with (tests/process/test_broker.py: the stop itself)."""
+    _no_launch(monkeypatch)
+    monkeypatch.setenv("LAYERLAB_QUOTA_GPU_SECONDS", "3600")
+    store = RunStore(ws, actor=SYSTEM)
+    rid = submit(store, _spec(ME))
+    limit = store.get(rid)["environment"]["gpu_quota"]
+    assert limit == {"cap": 3600, "where": "LAYERLAB_QUOTA_GPU_SECONDS"}
+    spent = quotas.gpu_spent(store, ME, limit)
+    assert spent(rid) is None  # queued: not on a GPU
+    store.update_status(rid, "running")
+    store.set_environment(rid, device="cuda:0")
+    assert spent(rid) is None  # on a GPU, and under the limit
+    past = datetime.now(timezone.utc) - timedelta(hours=2)  # it has trained on a GPU for two hours
+    store.update_run(rid, started_at=past.isoformat(timespec="seconds"), queued_at=past.timestamp() - 1)
+    assert spent(rid).startswith("the GPU-time quota (one person may use at most 3600 GPU-seconds in 24 hours; "
+                                 "received: 72") and spent(rid).endswith("limit set by LAYERLAB_QUOTA_GPU_SECONDS)")
+    store.set_environment(rid, device="cpu")
+    assert spent(rid) is None  # the same usage, but this run is on the CPU now
+    assert quotas.gpu_spent(store, ME, None) is None
+    monkeypatch.setenv("LAYERLAB_TEACHERS", ME)  # a teacher has no limit, whatever the job's environment says
+    assert quotas.gpu_limit(store, ME) is None
+
+
 def test_a_job_that_rewrote_its_job_file_for_a_gpu_is_held_to_the_gpu_quota_on_resume(ws, monkeypatch):
     """A job writes its own run folder, job.json included. One on the CPU that rewrote the device its run was first
     started with (job.json's origin, which the resumed job trains with) to ``cuda`` was resumed onto a GPU past its

@@ -310,3 +310,53 @@ def test_jobs_of_one_owner_running_at_once_are_held_to_its_storage_between_them(
                                                    "most 4 MiB; received: ") for r in stopped), stopped
     # held to the cap, give or take what two jobs write between two looks (without the look: 6 MiB)
     assert store.record_bytes(ANN) < 4.75 * 2**20
+
+
+_GPU_JOB = """
+import sys, time
+from builder.data.access import Actor
+from builder.process import broker
+from builder.runs.store import RunStore
+
+ws, run_id, owner, how = sys.argv[1:5]
+store = RunStore(ws, actor=Actor.of_job(owner), mark_interrupted=False)
+start = time.monotonic()
+room = broker.Room(run_id, store.folder(run_id).path, None, lambda *a: "no storage limit",
+                   gpu_spent=lambda rid: "the GPU-time quota (spent)" if time.monotonic() - start > 0.5 else None,
+                   gpu_every_s=0.2, grace_s=1.5)
+client = broker.start(store, room=room)
+client.update_status(run_id, "running")
+print("started", flush=True)
+while True:  # training on a GPU
+    if how == "obeys" and client.take_control(run_id) == "stop":  # as the job's control thread does
+        client.finish(run_id, "stopped", message="stopped by request; resume to continue from the checkpoint")
+        client.close()
+        print("stopped", flush=True)
+        break
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.parametrize("how", ["obeys", "ignores"])
+def test_a_job_whose_owner_spends_their_gpu_time_while_it_runs_is_stopped_and_told_why(runs, how):
+    """The GPU-time quota was checked when a job was admitted: one admitted with a minute left trained on a GPU for
+    hours. Its broker now asks its owner's GPU time every few seconds (broker.Room.gpu_spent: quotas.gpu_spent) and,
+    once spent, asks the job to stop as Stop does (it keeps its checkpoint), the reason on its run; a job that does
+    not stop is killed after its grace."""
+    import subprocess
+    import sys
+
+    from tests.helpers import until
+
+    store, mine, _ = runs
+    job = subprocess.Popen([sys.executable, "-c", _GPU_JOB, str(store.workspace), mine, ANN, how],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = job.communicate(timeout=120)
+    if how == "obeys":
+        assert job.returncode == 0 and out.split() == ["started", "stopped"], err
+        until(lambda: store.get(mine)["status"] == "stopped", "the run stopped", 30,
+              state=lambda: dict(store.get(mine)))
+    else:
+        assert job.returncode == -9 and out.split() == ["started"], err  # killed after its grace
+    assert store.get(mine).stopped_by == "the GPU-time quota (spent)" or how == "ignores"
+    assert store.get(mine).tags.get("stopped_by") == "the GPU-time quota (spent)"

@@ -159,7 +159,8 @@ def test_a_job_cannot_make_itself_hold_a_gpu_slot_or_a_clusters_room(store, monk
     assert jobs.claim_gpu(store.as_actor(Actor.of_job("anon:" + "b" * 32)), other, 2**30, fake, limit=4) == 0
     assert store.get(other)["environment"]["gpu"] == 0  # claimed as LayerLab's record
     # nor the storage its broker holds it to (builder.jobs.quotas.room_of), recorded when it was admitted
-    store.set_environment(rid, storage_room={"left": 2**20})
-    job.set_environment(rid, storage_room={"left": 2**60})
-    job.update_run(rid, environment={"storage_room": None})
+    store.set_environment(rid, storage_room={"left": 2**20}, gpu_quota={"cap": 60})
+    job.set_environment(rid, storage_room={"left": 2**60}, gpu_quota=None)
+    job.update_run(rid, environment={"storage_room": None, "gpu_quota": {"cap": 2**60}})
     assert store.get(rid)["environment"]["storage_room"] == {"left": 2**20}
+    assert store.get(rid)["environment"]["gpu_quota"] == {"cap": 60}  # nor its GPU-time limit (quotas.gpu_limit)
