@@ -249,7 +249,7 @@ class Room:
     total_every_s: float = 2.0  # a walk of all its owner's folders and a sum over its records: what the jobs of one
     # owner write in that time is how far past the cap they may get between them
     gpu_spent: Callable[[str], str | None] | None = None
-    gpu_every_s: float = 10.0  # its owner's records of the last day read: what a GPU does in that time is how far
+    gpu_every_s: float = 5.0  # its owner's records of the last day read: what a GPU does in that time is how far
     # past the GPU-time quota a job may get
     grace_s: float = 90.0  # after its stop was asked: the job's own grace to end (builder.jobs.control), and more
 
