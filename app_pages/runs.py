@@ -211,9 +211,9 @@ def details(rec: dict) -> None:
     c[1].metric("Dataset", ui.md(_dataset(run)))
     c[2].metric("Parameters", ui.human_count(int(rec.get("params") or 0)))
     c[3].metric("Duration", ui.fmt_duration(rec.get("duration_s")))
-    if run.stopped_by:  # a teacher's or an admin's stop
+    if run.stopped_by:  # a teacher's, an admin's or a quota's stop
         st.info(f"Stopped by {ui.md(run.stopped_by)}.", icon=":material/stop_circle:")
-    if run.info.message:
+    if run.info.message and not run.stopped_by:  # (its "stopped by request" line would say it twice)
         st.caption(ui.md(run.info.message))
     if line := baseline_line(baseline_tags(ui.store(), run), run.test_metrics):  # beside its student alone
         st.info(ui.md(line), icon=":material/compare_arrows:")

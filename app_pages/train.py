@@ -431,7 +431,7 @@ def live_view() -> None:
     if status in ENDED_BY_ERROR:
         st.error(ui.md(run.get("message") or status), icon=":material/error:")
     elif run.get("message") and status in ENDED_CLEANLY:
-        st.caption(ui.md(run["message"]))
+        st.caption(ui.md(run.shown_message))  # a stop by a teacher, an admin or a quota names who
 
     from app_pages import generative_view  # lazy: heavy (plotly)
 

@@ -221,6 +221,18 @@ class Run(Mapping[str, Any]):
         return str(who) if who and self.status is RunStatus.STOPPED else None
 
     @property
+    def shown_message(self) -> str:
+        """Its message as a page shows it: the trainer's "stopped by request" names who stopped it when that was
+        not its owner (:attr:`stopped_by`: a teacher, an admin, a quota).
+
+        >>> Run({"id": "r", "status": "stopped", "tags": {STOPPED_BY: "your teacher anon-k7x2qd4mzt"},
+        ...      "message": "stopped by request; resume to continue from the checkpoint"}).shown_message
+        'stopped by your teacher anon-k7x2qd4mzt; resume to continue from the checkpoint'
+        """
+        by = self.stopped_by
+        return self.info.message.replace("stopped by request", f"stopped by {by}", 1) if by else self.info.message
+
+    @property
     def environment(self) -> dict:
         """Where it trained and its size (device, precision, params, macs; {} when none)."""
         return self._json("environment")

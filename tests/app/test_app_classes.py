@@ -144,8 +144,12 @@ def test_class_page_teacher_and_students(workspace, monkeypatch):
     student.switch_page("app_pages/train.py").run()
     who = pseudonym(workspace, TEACHER).split("-", 1)[1]  # the page escapes its dash as Markdown
     assert any("stopped by your teacher user" in i.value and who in i.value for i in student.info)
+    # the run's line under its progress names who too: not "stopped by request", which the student never made
+    assert any(c.value.startswith("stopped by your teacher user") for c in student.caption)
+    assert not any("stopped by request" in c.value for c in student.caption)
     runs_page = open_app("app_pages/runs.py", owner=ME, query={"run": live})
     assert any(i.value.startswith("Stopped by your teacher") and who in i.value for i in runs_page.info)
+    assert not any("stopped by request" in c.value for c in runs_page.caption)
     assert all(TEACHER not in i.value for i in student.info)
     # the teacher opens the student's class run on the Runs page: read-only, because it is the class's (this
     # server is not in shared mode: the page said so to teachers)
