@@ -434,6 +434,39 @@ def _check_convolution(p: dict, name: str, bound: dict, ins: list[TensorType], s
                          f"of shape {list(bias)}. Fix: give a bias of shape [{out}], or none")
 
 
+_NORMS = ("group_norm", "native_group_norm", "instance_norm", "layer_norm", "native_layer_norm")
+
+
+def _check_norm(p: dict, name: str, bound: dict, ins: list[TensorType], shapes: dict) -> None:
+    """A normalisation over a single value (a group of one, a channel of one element, a normalized shape of one)
+    gives its shift whatever its input: its kernels agree there only up to rounding noise, which 1/sqrt(eps)
+    multiplies (torch's group norm and onnxruntime's differ by 1e-5), and torch refuses an instance norm of one
+    element in training. Refused, as the GroupNorm and InstanceNorm layers refuse it."""
+    if name not in _NORMS:
+        return
+    x = _shape_of(bound.get("input"), ins, shapes)
+    if x is None or len(x) < 2 or any(not isinstance(d, int) or d < 1 for d in x[1:]):
+        return
+    if name in ("group_norm", "native_group_norm"):
+        groups = bound.get("num_groups", bound.get("group"))
+        if type(groups) is not int or groups < 1 or x[1] % groups:
+            return  # torch's own check says what is wrong
+        per, what, fix = x[1] // groups * math.prod(x[2:]), f"num_groups={groups} for input {list(x)}", "fewer groups"
+    elif name == "instance_norm":
+        if bound.get("use_input_stats") is False:
+            return
+        per, what, fix = math.prod(x[2:]), f"input {list(x)}", "an input with more than one value per channel"
+    else:
+        norm = bound.get("normalized_shape")
+        if not isinstance(norm, list) or not all(type(d) is int for d in norm):
+            return
+        per, what, fix = math.prod(norm), f"normalized_shape={norm}", "a normalized shape of more than one value"
+    if per < 2:
+        raise ShapeError(f"{p['op']} normalises single values, which gives its shift whatever the input (and torch "
+                         f"refuses it in training for an instance norm); received: {what} (1 value each). Fix: use "
+                         f"{fix}, or leave the node out")
+
+
 def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
     """Argument values the CPU kernel checks and the meta kernel does not: ranges, index values, channels
     (``bound``: the call's arguments by name, as :func:`resolve_call` bound them)."""
@@ -484,6 +517,7 @@ def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
     shapes = {**w, **b}
     if name.startswith("conv") or name == "_convolution":
         _check_convolution(p, name, bound, ins, shapes)
+    _check_norm(p, name, bound, ins, shapes)
     arg = _DROP_ARGS.get(name)
     if arg and bound.get(arg) not in (None, 0) and bound.get("train") is not False:
         raise ShapeError(f"{p['op']} would drop values in evaluation too (an Op node has no training mode), and the "
