@@ -667,3 +667,17 @@ def test_a_normalisation_of_single_values_is_a_located_problem(op, args, shape, 
     assert "normalises single values" in problems[0].message and "Fix:" in problems[0].message
     if fine is not None:
         assert not [p for p in validate(_graph(_op("o", op, fine), shape=wider)) if p.severity == "error"]
+
+
+def test_the_layer_norm_layer_refuses_single_values_as_the_group_and_instance_norm_layers_do():
+    """A LayerNorm over a trailing dimension of one value (after a Linear with one output) gives its shift whatever
+    its input: refused, with the fix; over two trailing dimensions it normalises five values and passes."""
+    def graph(dims: int) -> dict:
+        return {"nodes": [{"id": "x", "type": "Input", "params": {"shape": [5, 1]}},
+                          {"id": "n", "type": "LayerNorm", "params": {"normalized_dims": dims}}],
+                "edges": [{"source": "x", "target": "n"}]}
+
+    problems = validate(graph(1))
+    assert [(p.code, p.node) for p in problems] == [("shape", "n")], problems
+    assert "received: normalized_dims=1 for (B, 5, 1) (1 value). Fix: use normalized_dims=2" in problems[0].message
+    assert not [p for p in validate(graph(2)) if p.severity == "error"]

@@ -55,6 +55,11 @@ def _ln_shape(p, ins):
         raise ShapeError(f"normalized_dims counts trailing dimensions of the input; received: normalized_dims={k} for "
                          f"{t} ({len(t.shape)} besides the batch). Fix: use 1..{len(t.shape)}" if t.shape else
                          f"expects at least one feature dimension; received: {t}. Fix: Unsqueeze or Reshape it")
+    if math.prod(t.shape[len(t.shape) - k:]) < 2:  # one value: its output is its shift whatever the input
+        raise ShapeError(f"layer norm needs more than one value to normalise; received: normalized_dims={k} for "
+                         f"{t} (1 value). Fix: "
+                         + (f"use normalized_dims={k + 1} or more" if len(t.shape) > k else "leave it out or widen "
+                            "the layer before it"))
     return t
 
 
