@@ -127,17 +127,23 @@ def usage(store: RunStore, owner: str, *, gpu: bool = True) -> dict[str, float]:
     runs = store.list_runs(owner=owner, limit=100_000, actor=SYSTEM)  # counted whoever asks (a number)
     running = sum(r["status"] in STARTED for r in runs)
     queued = sum(r["status"] == RunStatus.QUEUED for r in runs)
-    now = datetime.now(timezone.utc).timestamp()
-    used_gpu = gpu_seconds(_gpu_records(store, runs, now), now) if gpu else 0.0
     return {"running": running, "queued": queued, "storage_mb": storage_bytes(store, owner, runs) / 2**20,
-            "gpu_seconds": used_gpu}
+            "gpu_seconds": _gpu_used(store, owner, runs) if gpu else 0.0}
+
+
+def _gpu_used(store: RunStore, owner: str, runs: list[dict] | None = None) -> float:
+    """GPU-seconds ``owner``'s runs used in the last day (:func:`gpu_seconds`); ``runs``: its runs, when listed."""
+    if runs is None:
+        runs = store.list_runs(owner=owner, limit=100_000, actor=SYSTEM)
+    now = datetime.now(timezone.utc).timestamp()
+    return gpu_seconds(_gpu_records(store, runs, now), now)
 
 
 def storage_bytes(store: RunStore, owner: str, runs: list[dict] | None = None) -> int:
     """The bytes ``owner`` stores now, as the storage quota counts them: its run folders, its runs' records in the
     run database (:meth:`~builder.runs.store.RunStore.record_bytes`) and its other stored files
     (:func:`builder.runs.owners.owner_folders`: uploads, projects, studies). ``runs``: its runs, when the caller
-    has listed them. A job's broker calls it while the job runs (:func:`builder.jobs.job_sandbox.brokered`), so
+    has listed them. A job's broker calls it while the job runs (:func:`builder.jobs.job_sandbox.job_room`), so
     jobs of one owner running at once are held to what the owner may store between them."""
     if runs is None:
         runs = store.list_runs(owner=owner, limit=100_000, actor=SYSTEM)
@@ -239,9 +245,7 @@ def gpu_spent(store: RunStore, owner: str, limit: Mapping[str, Any] | None) -> C
     def spent(run_id: str) -> str | None:
         if not on_gpu(store.get(run_id, actor=SYSTEM)):
             return None
-        runs = store.list_runs(owner=owner, limit=100_000, actor=SYSTEM)
-        now = datetime.now(timezone.utc).timestamp()
-        used = gpu_seconds(_gpu_records(store, runs, now), now)
+        used = _gpu_used(store, owner)
         if used < cap:
             return None
         return f"the GPU-time quota ({gpu_rule(cap, used)}" + (f"; limit set by {src}" if src else "") + ")"
