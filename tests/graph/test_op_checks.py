@@ -681,3 +681,26 @@ def test_the_layer_norm_layer_refuses_single_values_as_the_group_and_instance_no
     assert [(p.code, p.node) for p in problems] == [("shape", "n")], problems
     assert "received: normalized_dims=1 for (B, 5, 1) (1 value). Fix: use normalized_dims=2" in problems[0].message
     assert not [p for p in validate(graph(2)) if p.severity == "error"]
+
+
+@pytest.mark.parametrize(("op", "args"), [
+    ("aten.upsample_bilinear2d", [T0, [4, 3], False, 1e-5, None]),
+    ("aten.upsample_bilinear2d", [T0, [3, 3], False, None, 0.0]),
+    ("aten.upsample_nearest2d", [T0, [6, 6], 2.0, 3.0]),
+    ("aten.upsample_nearest1d", [T0, [6], 0.5]),
+])
+def test_an_upsample_scale_that_is_not_its_output_over_its_input_is_a_located_problem(op, args):
+    """``make fuzz`` (operator fuzzer, seed 301375524, graphs 2478-2481): aten.upsample_bilinear2d with
+    scales_h=1e-05 beside output_size [4, 3] was accepted; torch maps the output rows back with that scale and
+    clamps, and its ONNX export gathers far outside the input ("invalid index found, index = 49999"). Given scales
+    must be the output size over the input's; left out, or given as that, they pass."""
+    shape = (2, 3) if op.endswith("1d") else (2, 3, 3)
+    problems = validate(_graph(_op("o", op, args), shape=shape))
+    assert [(p.code, p.node) for p in problems if p.severity == "error"] == [("shape", "o")], problems
+    assert "is the output size over the input's" in problems[0].message and "Fix: leave it out" in problems[0].message
+    out = args[1]
+    fine = [T0, out, *([False] if "bilinear" in op else []),
+            *[o / s for o, s in zip(out, shape[1:], strict=False)]]
+    left_out = [T0, out, *([False] if "bilinear" in op else []), *([None] * len(out))]
+    for call in (fine, left_out):
+        assert not [p for p in validate(_graph(_op("o", op, call), shape=shape)) if p.severity == "error"], call

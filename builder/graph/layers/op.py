@@ -467,6 +467,25 @@ def _check_norm(p: dict, name: str, bound: dict, ins: list[TensorType], shapes: 
                          f"{fix}, or leave the node out")
 
 
+def _check_upsample_scales(p: dict, dims: int, x: tuple[int, ...] | None, bound: dict) -> None:
+    """An upsample's optional scales (``scales``, ``scales_h``, ``scales_w``), when given beside its output size,
+    are that size over the input's: torch maps output coordinates back with the scale and clamps what falls outside,
+    onnxruntime's export gathers there and fails ("invalid index found", ``make fuzz``, seed 301375524: scales_h
+    1e-05 for 3 rows to 4)."""
+    out = bound.get("output_size")
+    if x is None or not isinstance(out, list) or len(out) != dims:
+        return
+    names = ("scales",) if dims == 1 else ("scales_h", "scales_w")
+    for name, size, got in zip(names, x[2:], out, strict=False):
+        scale = bound.get(name)
+        if scale is None or type(size) is not int or size < 1 or type(got) is not int:
+            continue
+        if not isinstance(scale, int | float) or not math.isclose(scale, got / size, rel_tol=1e-3):
+            raise ShapeError(f"{p['op']}: `{name}`, when given, is the output size over the input's ({got} / {size}"
+                             f" = {got / size:.4g}); received: {name}={scale}. Fix: leave it out (null), or give "
+                             f"{got / size:.4g}")
+
+
 def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
     """Argument values the CPU kernel checks and the meta kernel does not: ranges, index values, channels
     (``bound``: the call's arguments by name, as :func:`resolve_call` bound them)."""
@@ -537,6 +556,7 @@ def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
         if (x is not None and len(x) != dims + 2) or any(len(v) != dims for v in sizes):
             raise ShapeError(f"{p['op']} takes a ({dims + 2})-d input and {dims} output size(s) or scale(s); "
                              f"received: input {list(x or ())}, sizes {sizes}. Fix: match them")
+        _check_upsample_scales(p, dims, x, bound)
     if name == "index":  # self[indices[0], indices[1], ...]: each index against its dimension
         if isinstance(bound.get("indices"), list) and all(i is None for i in bound["indices"]):
             raise ShapeError(f"{p['op']} needs at least one index tensor (the CPU kernel fails on none: \"ntensor >= 3 "
