@@ -110,12 +110,14 @@ def terminal_line(text: object, max_len: int | None = None) -> str:
 
 _MD_ACTIVE = set("\\`*_[]<>|~&$")  # characters inline Markdown (CommonMark + GFM) can give a meaning to
 _MD_LINE_START = re.compile(r"^ *([#+=>-]|\d+[.)])")  # headings, list items, quotes, setext lines (indented too)
+_MD_DELIMITER_ROW = re.compile(r"^[ \t|:\\-]*-[ \t|:\\-]*$")  # a GFM table's delimiter row (``:-``, ``|--|``): the
+# line before it becomes a table's header
 
 
 def md_text(text: object, max_len: int | None = 500, line_start: bool = False) -> str:
     """Markdown inline text that renders literally: one line; emphasis, code, links, images, HTML tags and
     entities and table pipes are backslash-escaped; with ``line_start`` (text that opens a line, a list item or
-    a quote) also headings, list markers and quotes.
+    a quote) also headings, list markers, quotes and a table's delimiter row (``:-`` under a line).
 
     An underscore between two letters or digits stays as it is (``out_features``): it cannot start emphasis.
     """
@@ -127,6 +129,8 @@ def md_text(text: object, max_len: int | None = 500, line_start: bool = False) -
         else:
             out.append(c)
     s = "".join(out)
+    if line_start and _MD_DELIMITER_ROW.match(s):
+        s = s.replace("-", "\\-")  # an escaped dash delimits no table (nor starts a list or a setext heading)
     m = _MD_LINE_START.match(s) if line_start else None
     if m:
         s = s[: m.end() - 1] + "\\" + s[m.end() - 1:]

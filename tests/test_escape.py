@@ -6,7 +6,7 @@ import ast
 import html
 import re
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from builder.escape import (
@@ -92,6 +92,8 @@ MARKDOWN_TEXT = st.one_of(ANY_TEXT, st.text("#>+=-*_`[]()!<>|~&$:\\ 1.\n\tab", m
 
 
 @given(st.lists(MARKDOWN_TEXT, max_size=4))
+@example(lines=["|", ":-"])  # make fuzz, 2026-11-27: a table (a delimiter row under an escaped pipe)
+@example(lines=["name", " |:--|-:| "])
 def test_md_lines_render_as_the_text_itself(lines):
     """What the pages show of a user's text (md_lines) renders, by a CommonMark + GFM renderer, as paragraphs of
     exactly that text: no element but paragraphs and line breaks, every character as it was."""
