@@ -33,6 +33,7 @@ from builder.graph.project import load_project
 from builder.graph.shapes import infer_shapes
 from builder.runs.owners import label
 from builder.training.config import TrainConfig
+from builder.training.control import STOPPED_BY_REQUEST
 from builder.training.run_status import RunStatus
 
 if TYPE_CHECKING:  # parsing settings or a dataset source is paid for by the reader that asks
@@ -230,7 +231,7 @@ class Run(Mapping[str, Any]):
         'stopped by your teacher anon-k7x2qd4mzt; resume to continue from the checkpoint'
         """
         by = self.stopped_by
-        return self.info.message.replace("stopped by request", f"stopped by {by}", 1) if by else self.info.message
+        return self.info.message.replace(STOPPED_BY_REQUEST, f"stopped by {by}", 1) if by else self.info.message
 
     @property
     def environment(self) -> dict:

@@ -18,6 +18,8 @@ from builder.errors import TrainingError
 from builder.training.events import History
 from builder.training.run_folder import RunFolder
 
+STOPPED_BY_REQUEST = "stopped by request"  # how a run stopped by Stop says so (Run.shown_message names who asked)
+
 
 class StopRequested(Exception):
     """Raised inside a trainer's loop once a requested stop has been checkpointed; the trainer's ``fit`` ends
@@ -100,7 +102,7 @@ class RunControl:
             self._set_status("running", self._resumed_message() if self.resume_from else "")
             status, message = self._loop(start_epoch, start_batch, perm, acc)
         except StopRequested:
-            status, message = "stopped", "stopped by request; resume to continue from the checkpoint"
+            status, message = "stopped", f"{STOPPED_BY_REQUEST}; resume to continue from the checkpoint"
         except TrainingError as e:
             self._finish("failed", str(e), t0)
             raise
@@ -166,4 +168,4 @@ class RunControl:
         self._emit({"type": "status", "status": status, "message": message})
 
 
-__all__ = ["RunControl", "StopRequested", "call_hook"]
+__all__ = ["RunControl", "StopRequested", "STOPPED_BY_REQUEST", "call_hook"]
