@@ -1,39 +1,54 @@
-"""LayerLab: the Streamlit app (``streamlit run app.py``).
+"""LayerLab: the Streamlit app (``streamlit run app.py``; ``make app``).
 
 Pages live in ``app_pages/`` (their table: ``app_pages/nav.py``); shared helpers in ``app_pages/ui.py`` (split
-into ``state``, ``style``, ``fmt``). Each browser is an owner (a cookie, or the signed-in user): its project is autosaved in the workspace and its
-training jobs are processes that outlive the page (``builder.jobs.queue``).
+into ``state``, ``style``, ``fmt``). Each browser is an owner (a cookie, or the signed-in user): its project is
+autosaved in the workspace and its training jobs are processes that outlive the page (``builder.jobs.queue``).
+
+This file is two things. Imported as a module (``streamlit run app.py`` finds ``app`` below and serves it with
+uvicorn; ``uvicorn app:app`` does the same), it is the server: Streamlit's ASGI app with the identity cookie set by
+the server, HttpOnly (``app_pages/identity.py``). Run by Streamlit as its page script (``__main__``, also under
+``AppTest``), it draws the pages.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import nav, ui
 
-st.set_page_config(page_title="LayerLab", page_icon="🧩", layout="wide",
-                   initial_sidebar_state="expanded")
-ui.fresh_roles()  # roles as of this run: a class created or joined a moment ago counts
-ui.init_state()
-ui.style()
+def main() -> None:
+    """The page script: the sidebar, the page the address names, autosave."""
+    from app_pages import nav, ui
 
-pages = [st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path) for p in nav.PAGES]
-build_page = pages[0]
+    st.set_page_config(page_title="LayerLab", page_icon="🧩", layout="wide",
+                       initial_sidebar_state="expanded")
+    ui.fresh_roles()  # roles as of this run: a class created or joined a moment ago counts
+    ui.init_state()
+    ui.style()
+
+    pages = [st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path) for p in nav.PAGES]
+    build_page = pages[0]
+
+    def _home() -> None:
+        """``/``: open the Build page under its own address, so ``/build`` is a real deep link (Streamlit serves
+        the default page only at ``/`` and answers its url_path with "Page not found")."""
+        st.switch_page(build_page)
+
+    pages.insert(0, st.Page(_home, title="Home", url_path="home", default=True, visibility="hidden"))
+    router = st.navigation(pages, position="sidebar")
+    ui.sidebar()
+    ui.show_flash()
+    ui.autosave()
+    ui.entered_page(router.url_path)
+    router.run()
+    ui.autosave_after_page()  # a save refused here (another tab saved) reruns the page to ask
+    ui.warm_up()  # once per process, in the background after this first page (Train/Explain open fast later)
 
 
-def _home() -> None:
-    """``/``: open the Build page under its own address, so ``/build`` is a real deep link (Streamlit serves the
-    default page only at ``/`` and answers its url_path with "Page not found")."""
-    st.switch_page(build_page)
+if __name__ == "__main__":  # Streamlit runs the page script as __main__
+    main()
+else:  # imported: the server
+    from starlette.middleware import Middleware
 
+    from app_pages.identity import IdentityCookie
 
-pages.insert(0, st.Page(_home, title="Home", url_path="home", default=True, visibility="hidden"))
-router = st.navigation(pages, position="sidebar")
-ui.keep_identity()
-ui.sidebar()
-ui.show_flash()
-ui.autosave()
-ui.entered_page(router.url_path)
-router.run()
-ui.autosave_after_page()  # a save refused here (another tab saved) reruns the page to ask
-ui.warm_up()  # once per process, in the background after this first page (Train/Explain open fast later)
+    app = st.App(__file__, middleware=[Middleware(IdentityCookie)])

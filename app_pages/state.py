@@ -27,6 +27,7 @@ from typing import Any
 import streamlit as st
 
 import builder
+from app_pages.identity import OWNER_COOKIE
 from app_pages.style import md
 from builder.data.access import CONTROL, READ, may
 from builder.data.sources import own_spec
@@ -42,7 +43,6 @@ from builder.runs import owners
 from builder.runs.store import graph_hash
 from builder.training.finetune import finetune_freeze
 
-OWNER_COOKIE = "layerlab_owner"
 ENV_SHARED = owners.ENV_SHARED
 
 
@@ -85,9 +85,9 @@ def _cookie_id() -> str | None:
 
 
 def owner() -> str:
-    """Who owns this session's work: the signed-in user, else the browser's anonymous id (a cookie, so a
-    reload or another tab of the same browser is the same person), else a fresh id that
-    :func:`keep_identity` stores in the browser."""
+    """Who owns this session's work: the signed-in user, else the browser's anonymous id (the cookie the server
+    sets, :mod:`app_pages.identity`: a reload or another tab of the same browser is the same person), else (no
+    cookie came: a browser that refuses cookies, ``AppTest``) an id for this session alone."""
     ss = st.session_state
     user = _signed_in_user()
     if user:
@@ -96,33 +96,9 @@ def owner() -> str:
     cookie = _cookie_id()
     if cookie:
         ss.ll_owner = owners.anonymous_owner(cookie)
-        ss.pop("ll_owner_new", None)
     elif "ll_owner" not in ss:
-        ss.ll_owner_new = owners.new_anonymous_id()
-        ss.ll_owner = owners.anonymous_owner(ss.ll_owner_new)
+        ss.ll_owner = owners.anonymous_owner(owners.new_anonymous_id())
     return ss.ll_owner
-
-
-_COOKIE_JS = """
-export default function (component) {
-  const data = component.data || {};
-  if (data.name && /^[0-9a-f]{32}$/.test(data.id || "")) {
-    document.cookie = data.name + "=" + data.id + "; path=/; max-age=31536000; SameSite=Lax";
-  }
-}
-"""
-
-
-def keep_identity() -> None:
-    """Store a new anonymous id in the browser (a one-year cookie set by a tiny script; no data leaves)."""
-    new = st.session_state.get("ll_owner_new")
-    if not new or _signed_in_user():
-        return
-    try:
-        mount = st.components.v2.component("layerlab_identity", js=_COOKIE_JS)
-        mount(data={"name": OWNER_COOKIE, "id": new}, key="ll_identity", height=0, width="content")
-    except Exception:  # no frontend (AppTest): the id lives for this session only
-        pass
 
 
 def owner_label(who: str) -> str:
@@ -596,7 +572,7 @@ def make_block(g: Graph, node_ids: list[str], name: str) -> dict:
 
 
 
-__all__ = ["owner", "keep_identity", "keep_in_history", "shared_runs", "actor", "can_see", "can_control", "init_state", "autosave",
+__all__ = ["owner", "keep_in_history", "shared_runs", "actor", "can_see", "can_control", "init_state", "autosave",
            "rebase_stale", "autosave_after_page",
            "replace_project", "confirm_replace", "undo_replace", "can_undo_replace", "project", "graph",
            "set_project", "set_graph", "with_edge_ids", "new_project", "project_with_data", "with_data", "flash",

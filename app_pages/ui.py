@@ -34,7 +34,6 @@ from app_pages.state import (
     graph,
     graph_key,
     init_state,
-    keep_identity,
     keep_in_history,
     make_block,
     new_project,
@@ -402,6 +401,6 @@ __all__ = ["init_state", "sidebar", "style", "analyse", "annotations", "set_proj
            "replace_project", "autosave", "autosave_after_page", "md", "error_md",
            "page_header", "fmt_duration", "fmt_metric", "fmt_setting", "human_count", "human_bytes", "zip_dir_bytes",
            "with_edge_ids", "new_project", "flash", "show_flash", "graph_key", "make_block", "palette_with_blocks",
-           "keep_identity", "keep_in_history", "confirm_replace", "stale_prompt", "entered_page", "can_control", "can_see", "shared_runs",
+           "keep_in_history", "confirm_replace", "stale_prompt", "entered_page", "can_control", "can_see", "shared_runs",
            "fresh_roles",
            "run_from_url", "warm_up", "rebase_stale"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-COOKIE = "layerlab_owner"  # the browser's identity cookie (app_pages/state.py)
+COOKIE = "layerlab_owner"  # the browser's identity cookie (app_pages/identity.py)
 
 
 def person(browser, url: str, anon_id: str | None = None, size: tuple[int, int] = (1500, 950)):
@@ -71,12 +71,15 @@ def wait_idle(page, timeout: float = 30.0) -> None:
 
 
 def identity_cookie(ctx) -> str:
-    """The browser's anonymous id, once the first page's script has stored it (a second tab opened before that
-    is another person: the cookie is set by the page after its first run, not by the server)."""
+    """The browser's anonymous id: the cookie the server set with the first page (app_pages/identity.py), HttpOnly,
+    so that no page of the context can read it from a script."""
     from tests.helpers import until
 
-    return until(lambda: next((c["value"] for c in ctx.cookies() if c["name"] == COOKIE), None),
-                 "the identity cookie")
+    cookie = until(lambda: next((c for c in ctx.cookies() if c["name"] == COOKIE), None), "the identity cookie")
+    assert cookie["httpOnly"], cookie
+    for page in ctx.pages:
+        assert COOKIE not in page.evaluate("() => document.cookie"), "a script in the page reads the identity"
+    return cookie["value"]
 
 
 def open_app(page, path: str = "") -> None:

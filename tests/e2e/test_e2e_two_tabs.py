@@ -25,8 +25,7 @@ def stale_tab(ctx, app_server, page: str = "build"):
     a.base_url = app_server
     open_app(a, page)
     wait_idle(a)  # its first save is done before B opens (under load B could read the project before it)
-    identity_cookie(ctx)  # and the browser knows the person: a tab opened before the page's script stores the
-    # cookie is another person with its own project (CI: B saved to another folder, A's save met no conflict)
+    identity_cookie(ctx)  # and the browser knows the person (the server set its cookie with A's page)
     b = ctx.new_page()
     b.base_url = app_server
     open_app(b, "build")  # tab B: the same person, the same project

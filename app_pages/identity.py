@@ -1,0 +1,78 @@
+"""The browser's anonymous identity: a cookie the server sets, HttpOnly, so no script in the page can read it.
+
+``app.py``, imported as a module (``streamlit run app.py`` finds its ``app``, an ``st.App``; ``uvicorn app:app``),
+serves the pages through :class:`IdentityCookie`. Every HTML answer sets ``layerlab_owner``: the id the browser
+sent when it is one LayerLab made (its year starts again), else a new one. The pages read it from the websocket's
+handshake (``st.context.cookies``, :func:`app_pages.state.owner`) and never write it: before, a script in the page
+set it, so anything that ran in the page (a user's text that escaped its escaping) could read the key to a
+person's work and send it anywhere.
+
+>>> header = set_cookie_header("0" * 32)
+>>> header.split("; ")[0], "HttpOnly" in header, "SameSite=Lax" in header
+('layerlab_owner=00000000000000000000000000000000', True, True)
+>>> cookie_id(b"a=1; layerlab_owner=" + b"f" * 32) == "f" * 32, cookie_id(b"layerlab_owner=../../x")
+(True, None)
+"""
+
+from __future__ import annotations
+
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
+
+from builder.runs.owners import new_anonymous_id, valid_anonymous_id
+
+OWNER_COOKIE = "layerlab_owner"
+MAX_AGE_S = 365 * 24 * 3600  # a year since the last visit
+
+__all__ = ["OWNER_COOKIE", "IdentityCookie", "cookie_id", "set_cookie_header"]
+
+
+def cookie_id(header: bytes | str | None) -> str | None:
+    """The anonymous id in a ``Cookie`` request header, when it is one :func:`new_anonymous_id` makes; else None."""
+    if not header:
+        return None
+    text = header.decode("latin-1") if isinstance(header, bytes) else header
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(text)
+    except CookieError:  # one malformed pair spoils the parse: read ours alone
+        jar = SimpleCookie()
+        for part in text.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == OWNER_COOKIE:
+                return value if valid_anonymous_id(value) else None
+        return None
+    morsel = jar.get(OWNER_COOKIE)
+    return morsel.value if morsel is not None and valid_anonymous_id(morsel.value) else None
+
+
+def set_cookie_header(anon_id: str) -> str:
+    """The ``Set-Cookie`` value that keeps ``anon_id`` in the browser: HttpOnly, this site's pages only."""
+    if not valid_anonymous_id(anon_id):
+        raise ValueError("not an anonymous id made by builder.runs.owners.new_anonymous_id")
+    return f"{OWNER_COOKIE}={anon_id}; Path=/; Max-Age={MAX_AGE_S}; HttpOnly; SameSite=Lax"
+
+
+class IdentityCookie:
+    """ASGI middleware: every HTML answer (a page, whatever its address) sets the identity cookie (see the module)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = b"; ".join(v for k, v in scope.get("headers") or [] if k == b"cookie")  # HTTP/2 may send several
+        anon_id = cookie_id(sent) or new_anonymous_id()
+
+        async def send_with_cookie(message: dict) -> None:
+            if message.get("type") == "http.response.start":
+                headers = list(message.get("headers") or [])
+                html = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers)
+                if html:
+                    headers.append((b"set-cookie", set_cookie_header(anon_id).encode("latin-1")))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
