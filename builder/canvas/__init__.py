@@ -182,6 +182,9 @@ def graph_canvas(
         belongs to an older ``revision`` than the one passed now, so a freshly
         loaded graph is never overwritten by a stale one. ``selected`` is the
         selected node id (the one last clicked when several are selected).
+        Each payload carries ``seq``, a number the browser increases; the canvas's data says back the one this
+        run read (``ack``), and the browser sends a payload again (with ``retry``) when the page went idle
+        without it: a rerun Streamlit dropped never leaves an edit in the browser alone.
         ``event`` is a one-shot action, present only in the rerun it caused:
         ``{"type": "group", "nodes": [ids], "name": str}`` when the user groups
         the selected nodes into a block. ``revision`` is the revision the
@@ -201,6 +204,7 @@ def graph_canvas(
         "fill": bool(fill),
         "covers": _json(list(covers)),
         "project": int(project),
+        "ack": _seq(key),
     }
     result = mount(
         key=key,
@@ -210,6 +214,18 @@ def graph_canvas(
         on_event_change=_noop,
     )
     return _present(result.get("value"), result.get("event"), revision, selected)
+
+
+def _seq(key: str) -> int:
+    """The sequence number of the browser's payload this run reads (0: none yet), sent back as ``data.ack``: the
+    browser sends a payload again when the page went idle without acknowledging it (a rerun Streamlit dropped:
+    ``frontend/src/sync.js`` resendDue)."""
+    try:
+        value = st.session_state[key].get("value")
+    except Exception:  # not registered yet (first run), no script context, not a dict
+        return 0
+    seq = value.get("seq") if isinstance(value, dict) else None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else 0
 
 
 def latest_canvas_state(key: str = "canvas", revision: int | None = None) -> dict | None:

@@ -116,3 +116,26 @@ export function decodeData(data, cache = new Map()) {
   }
   return d;
 }
+
+// Delivery: every payload carries a sequence number (`seq`), and Python's next render of the canvas says the
+// last one its run read (`data.ack`, builder.canvas). A payload whose rerun Streamlit dropped (a fragment rerun
+// queued behind a full-app run that gave the fragment another id is skipped, its edit left unread) is sent
+// again once the page has gone idle without acknowledging it, so a rename on the canvas never silently stays
+// in the browser alone (the inspector kept the old name beside a canvas showing the new one).
+export const RESEND_AFTER_MS = 1500; // idle this long without an acknowledgement: sent again
+export const RESEND_UNKNOWN_MS = 6000; // when the page's run state cannot be read
+export const MAX_RESENDS = 3;
+
+// Whether Streamlit runs no script now: true, false, or null when the page does not say (its app element's
+// `data-test-script-state`, as the browser tests read it).
+export function scriptIdle(doc) {
+  const state = doc?.querySelector?.('[data-testid=stApp]')?.getAttribute?.('data-test-script-state');
+  return state == null ? null : state === 'notRunning';
+}
+
+// Whether the pending payload is due to be sent again. `pending`: `{ seq, since, tries }` (null: none);
+// `ack`: what Python acknowledged (null: this canvas's Python does not acknowledge, never resend).
+export function resendDue(pending, ack, idle, now) {
+  if (!pending || ack == null || Number(ack) >= pending.seq || pending.tries >= MAX_RESENDS || idle === false) return false;
+  return now - pending.since >= (idle === null ? RESEND_UNKNOWN_MS : RESEND_AFTER_MS);
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeData, initialState, mergeFromPython, payloadOf, takeEcho } from './sync.js';
+import { decodeData, initialState, mergeFromPython, payloadOf, resendDue, scriptIdle, takeEcho, MAX_RESENDS, RESEND_AFTER_MS, RESEND_UNKNOWN_MS } from './sync.js';
 import { indexPalette, makeNode } from './graph.js';
 
 const palette = indexPalette([{ type: 'Linear', inputs: [{ name: 'in' }], outputs: [{ name: 'out' }], params: [] }]);
@@ -115,5 +115,30 @@ describe('decodeData', () => {
     expect(decodeData({ graph: g }).graph).toBe(g);
     expect(decodeData({ graph: '{oops' }).graph).toBeNull();
     expect(decodeData(null)).toEqual({});
+  });
+});
+
+describe('delivery', () => {
+  it('a payload Python has not acknowledged is sent again once the page is idle, a few times at most', () => {
+    const p = { seq: 4, since: 1000, tries: 0 };
+    expect(resendDue(p, 3, true, 1000 + RESEND_AFTER_MS)).toBe(true);
+    expect(resendDue(p, 3, true, 1000 + RESEND_AFTER_MS - 1)).toBe(false); // not yet
+    expect(resendDue(p, 4, true, 99999)).toBe(false); // acknowledged
+    expect(resendDue(p, 5, true, 99999)).toBe(false); // a later one acknowledged
+    expect(resendDue(p, 3, false, 99999)).toBe(false); // a run is going on: it may be reading it
+    expect(resendDue(p, 3, null, 1000 + RESEND_AFTER_MS)).toBe(false); // run state unknown: wait longer
+    expect(resendDue(p, 3, null, 1000 + RESEND_UNKNOWN_MS)).toBe(true);
+    expect(resendDue({ ...p, tries: MAX_RESENDS }, 3, true, 99999)).toBe(false);
+    expect(resendDue(p, null, true, 99999)).toBe(false); // a Python that does not acknowledge
+    expect(resendDue(null, 3, true, 99999)).toBe(false);
+  });
+
+  it('reads the page run state from Streamlit app element', () => {
+    const doc = (state) => ({ querySelector: () => (state === undefined ? null : { getAttribute: () => state }) });
+    expect(scriptIdle(doc('notRunning'))).toBe(true);
+    expect(scriptIdle(doc('running'))).toBe(false);
+    expect(scriptIdle(doc('rerunRequested'))).toBe(false);
+    expect(scriptIdle(doc(undefined))).toBe(null);
+    expect(scriptIdle(undefined)).toBe(null);
   });
 });

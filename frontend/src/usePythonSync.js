@@ -2,7 +2,7 @@
 // take Python's graph only when it bumps the revision. Pure parts in sync.js.
 import { useEffect, useRef } from 'react';
 import { toPy } from './graph.js';
-import { mergeFromPython, payloadOf, takeEcho } from './sync.js';
+import { mergeFromPython, payloadOf, resendDue, scriptIdle, takeEcho } from './sync.js';
 import { primarySelection } from './selection.js';
 
 export function usePythonSync({ data, store, api, commitSeq, refs, setGraph, history, onReplaced }) {
@@ -14,6 +14,10 @@ export function usePythonSync({ data, store, api, commitSeq, refs, setGraph, his
   const sentSelRef = useRef([]); // selections sent to Python and not yet echoed back (oldest first)
   const apiRef = useRef(api);
   apiRef.current = api;
+  // delivery (sync.js resendDue): the last payload sent and not yet acknowledged by Python's render (data.ack)
+  const pendingRef = useRef(store.pending ?? null);
+  const ackRef = useRef(data.ack);
+  ackRef.current = data.ack;
 
   // ---- sending ----
   useEffect(() => {
@@ -28,8 +32,30 @@ export function usePythonSync({ data, store, api, commitSeq, refs, setGraph, his
     store.lastSent = text;
     if ((selected ?? null) !== prevSel) sentSelRef.current = [...sentSelRef.current, selected ?? null].slice(-20);
     performance.mark?.('layerlab:canvas:send');
-    apiRef.current.setStateValue?.('value', JSON.parse(text));
+    const seq = (store.seq ?? 0) + 1;
+    store.seq = seq;
+    const payload = { ...JSON.parse(text), seq };
+    pendingRef.current = store.pending = { payload, seq, since: performance.now(), tries: 0 };
+    apiRef.current.setStateValue?.('value', payload);
   }, [commitSeq, store]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  // ---- a payload whose rerun Streamlit dropped is sent again once the page is idle (sync.js) ----
+  useEffect(() => {
+    const p = pendingRef.current;
+    if (p && data.ack != null && Number(data.ack) >= p.seq) pendingRef.current = store.pending = null;
+  }, [data.ack]); // eslint-disable-line react-hooks/exhaustive-deps
+  useEffect(() => {
+    const timer = setInterval(() => {
+      const p = pendingRef.current;
+      const now = performance.now();
+      if (!resendDue(p, ackRef.current, scriptIdle(typeof document === 'undefined' ? null : document), now)) return;
+      p.tries += 1;
+      p.since = now;
+      performance.mark?.('layerlab:canvas:resend');
+      apiRef.current.setStateValue?.('value', { ...p.payload, retry: p.tries }); // a changed value: Streamlit reruns
+    }, 500);
+    return () => clearInterval(timer);
+  }, []);
 
   useEffect(() => {
     performance.mark?.('layerlab:canvas:rendered');

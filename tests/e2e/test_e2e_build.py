@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from e2e_helpers import (
     connect,
@@ -99,6 +101,48 @@ def test_drag_connect_shapes_badge_and_rename(page):
     wait_idle(page)
     assert page.dialogs == []
     assert page.locator("img[src=x]").count() == 0
+
+
+LOST = "renamed-in-transit"
+
+
+def test_a_canvas_edit_whose_rerun_is_lost_still_reaches_the_server(page):
+    """The message carrying a rename on the canvas is dropped on its way (as Streamlit drops a fragment rerun
+    queued behind a full-app run that gave the fragment another id): the canvas sends it again once the page is
+    idle without Python's acknowledgement, and the inspector names the layer as the canvas does. Before, the
+    Name box stayed empty beside a layer the canvas showed renamed, and the server never had the edit."""
+    dropped: list[int] = []
+
+    def route(ws) -> None:
+        server = ws.connect_to_server()
+
+        def from_page(message) -> None:
+            data = message if isinstance(message, bytes) else message.encode()
+            if LOST.encode() in data and not dropped:
+                dropped.append(len(data))  # lost once: the resend goes through
+                return
+            server.send(message)
+
+        ws.on_message(from_page)
+        server.on_message(lambda message: ws.send(message))
+
+    page.route_web_socket(re.compile(r".*/_stcore/stream"), route)
+    open_app(page)
+    node = page.locator("[data-testid=node-fc]")
+    node.wait_for(timeout=60_000)
+    node.locator(".ll-node-title").click()
+    page.locator("[data-testid=node-fc].is-selected").wait_for(timeout=10_000)
+    wait_idle(page)
+    name_box = page.locator("[data-testid=stMain] input[aria-label='Name']")
+    expect(name_box).to_be_visible(timeout=15_000)
+    node.locator(".ll-node-title").dblclick()
+    box = node.locator(".ll-rename")
+    box.wait_for(timeout=5_000)
+    box.fill(LOST)
+    box.press("Enter")
+    expect(node).to_contain_text(LOST, timeout=5_000)
+    expect(name_box).to_have_value(LOST, timeout=20_000)
+    assert dropped, "the rename's message was not seen on the websocket"
 
 
 def test_group_block_and_upload_validation(page, tmp_path):
