@@ -19,8 +19,6 @@ from __future__ import annotations
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
-from builder.runs.owners import new_anonymous_id, valid_anonymous_id
-
 OWNER_COOKIE = "layerlab_owner"
 MAX_AGE_S = 365 * 24 * 3600  # a year since the last visit
 
@@ -29,6 +27,8 @@ __all__ = ["OWNER_COOKIE", "IdentityCookie", "cookie_id", "set_cookie_header"]
 
 def cookie_id(header: bytes | str | None) -> str | None:
     """The anonymous id in a ``Cookie`` request header, when it is one :func:`new_anonymous_id` makes; else None."""
+    from builder.runs.owners import valid_anonymous_id  # lazy: heavy (the run store)
+
     if not header:
         return None
     text = header.decode("latin-1") if isinstance(header, bytes) else header
@@ -48,6 +48,8 @@ def cookie_id(header: bytes | str | None) -> str | None:
 
 def set_cookie_header(anon_id: str) -> str:
     """The ``Set-Cookie`` value that keeps ``anon_id`` in the browser: HttpOnly, this site's pages only."""
+    from builder.runs.owners import valid_anonymous_id  # lazy: heavy (the run store)
+
     if not valid_anonymous_id(anon_id):
         raise ValueError("not an anonymous id made by builder.runs.owners.new_anonymous_id")
     return f"{OWNER_COOKIE}={anon_id}; Path=/; Max-Age={MAX_AGE_S}; HttpOnly; SameSite=Lax"
@@ -63,6 +65,8 @@ class IdentityCookie:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
+        from builder.runs.owners import new_anonymous_id  # lazy: heavy (the run store)
+
         sent = b"; ".join(v for k, v in scope.get("headers") or [] if k == b"cookie")  # HTTP/2 may send several
         anon_id = cookie_id(sent) or new_anonymous_id()
 
