@@ -46,13 +46,14 @@ def cookie_id(header: bytes | str | None) -> str | None:
     return morsel.value if morsel is not None and valid_anonymous_id(morsel.value) else None
 
 
-def set_cookie_header(anon_id: str) -> str:
-    """The ``Set-Cookie`` value that keeps ``anon_id`` in the browser: HttpOnly, this site's pages only."""
+def set_cookie_header(anon_id: str, *, secure: bool = False) -> str:
+    """The ``Set-Cookie`` value that keeps ``anon_id`` in the browser: HttpOnly, this site's pages only; with
+    ``secure`` (the page came over HTTPS) never sent over plain HTTP."""
     from builder.runs.owners import valid_anonymous_id  # lazy: heavy (the run store)
 
     if not valid_anonymous_id(anon_id):
         raise ValueError("not an anonymous id made by builder.runs.owners.new_anonymous_id")
-    return f"{OWNER_COOKIE}={anon_id}; Path=/; Max-Age={MAX_AGE_S}; HttpOnly; SameSite=Lax"
+    return f"{OWNER_COOKIE}={anon_id}; Path=/; Max-Age={MAX_AGE_S}; HttpOnly; SameSite=Lax" + ("; Secure" if secure else "")
 
 
 class IdentityCookie:
@@ -75,7 +76,8 @@ class IdentityCookie:
                 headers = list(message.get("headers") or [])
                 html = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers)
                 if html:
-                    headers.append((b"set-cookie", set_cookie_header(anon_id).encode("latin-1")))
+                    cookie = set_cookie_header(anon_id, secure=scope.get("scheme") == "https")
+                    headers.append((b"set-cookie", cookie.encode("latin-1")))
                     message = {**message, "headers": headers}
             await send(message)
 

@@ -18,7 +18,7 @@ from builder.runs.owners import new_anonymous_id, valid_anonymous_id
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _answer(content_type: bytes, cookie: bytes | None = None, kind: str = "http") -> list[dict]:
+def _answer(content_type: bytes, cookie: bytes | None = None, kind: str = "http", scheme: str = "http") -> list[dict]:
     """The messages the middleware sends for one request to an app answering with ``content_type``."""
 
     async def inner(scope, receive, send):
@@ -31,7 +31,7 @@ def _answer(content_type: bytes, cookie: bytes | None = None, kind: str = "http"
         sent.append(message)
 
     headers = [(b"host", b"127.0.0.1")] + ([(b"cookie", cookie)] if cookie is not None else [])
-    asyncio.run(IdentityCookie(inner)({"type": kind, "path": "/build", "headers": headers}, None, send))
+    asyncio.run(IdentityCookie(inner)({"type": kind, "scheme": scheme, "path": "/build", "headers": headers}, None, send))
     return sent
 
 
@@ -46,6 +46,8 @@ def test_a_page_without_the_cookie_gets_a_new_id_that_scripts_cannot_read():
     assert name == OWNER_COOKIE and valid_anonymous_id(value)
     assert "HttpOnly" in header and "SameSite=Lax" in header and "Path=/" in header
     assert value != _set_cookies(_answer(b"text/html"))[0].split(";")[0].split("=")[1]  # each browser its own
+    assert "Secure" not in header  # plain HTTP (127.0.0.1): a Secure cookie would never come back
+    assert _set_cookies(_answer(b"text/html", scheme="https"))[0].endswith("; Secure")
 
 
 def test_a_known_id_is_kept_and_set_again_httponly_and_anything_else_is_replaced():
