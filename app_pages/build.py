@@ -665,12 +665,17 @@ def canvas_area() -> None:
 
     if not st.session_state.ll_show_inspector:
         _canvas()
-        return
+    else:
+        _canvas_with_inspector(_canvas, g, report)
+    ui.show_flash()  # what this run of the fragment queued (a canvas edit kept in the history, a block added)
+
+
+def _canvas_with_inspector(canvas, g: Graph, report) -> None:
     # Docked beside the canvas on wide windows; below 1100 px the CSS in ui.CSS floats it over the canvas while
     # a layer is selected and hides it otherwise (its key says which).
     left, right = st.columns([3.6, 1], gap="small")
     with left:
-        _canvas()
+        canvas()
     key = "ll_inspector" if st.session_state.get("ll_selected") else "ll_inspector_idle"
     with right, st.container(height=INSPECTOR_HEIGHT, border=False, key=key):
         side = st.segmented_control("Side panel", ["Layer", "Try it"], default="Layer", key="ll_side_view",

@@ -431,9 +431,16 @@ def set_graph(g: Graph, bump: bool = True) -> None:
 def rebase_stale(local: Graph, revision: int) -> bool:
     """The browser sent ``local``, drawn on ``revision``, after Python changed the graph (an inspector edit while
     the person was still drawing): its edits are applied on top of Python's graph (:func:`builder.graph.edit.rebase`)
-    and the canvas is sent the result. False when that revision's graph is no longer kept (a replaced project)."""
+    and the canvas is sent the result. When that revision's graph is no longer kept (another project replaced the
+    canvas's meanwhile: a template, a file, a link), the edit cannot be applied to what is there now: ``local`` is
+    kept in the history with a message (Undo replace brings it back), never dropped without a trace; False."""
     base = (st.session_state.get("ll_rev_bases") or {}).get(revision)
     if base is None:
+        late = project().model_copy(update={"graph": with_edge_ids(local),
+                                            "name": f"{project().name or 'untitled'} (late canvas edit)"})
+        if local.nodes and keep_in_history(late):
+            flash("A canvas edit arrived after the canvas had changed under it, so it was not applied; the network "
+                  "it was made on, with that edit, is in the history (Undo replace in the sidebar brings it back)")
         return False
     merged = rebase(base, local, graph())
     if merged != graph():

@@ -8,6 +8,7 @@ import pytest
 
 import builder
 from builder.data.access import SYSTEM
+from builder.runs import owners
 from tests.helpers import ME, open_app, own_work
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -96,6 +97,30 @@ def test_a_layer_drawn_while_the_inspector_changed_the_graph_is_kept(at):
     assert at.session_state["ll_revision"] == rev + 2  # the canvas is sent the merged graph
     at.run()  # the same stale value again (a rerun): nothing changes twice
     assert graph(at) == g and at.session_state["ll_revision"] == rev + 2
+
+
+def test_a_canvas_edit_that_arrives_after_another_project_replaced_the_canvas_is_kept_in_the_history(at, workspace):
+    """A layer dropped on the canvas whose message arrived after a template replaced the project (the browser drew
+    it on the old revision) cannot be applied to the new project; it was dropped without a trace. Now the network
+    it was made on, with the edit, is in the replace history, and the person is told."""
+    own_work(at)
+    rev = at.session_state["ll_revision"]
+    drawn = graph(at)
+    at.selectbox(key="ll_tpl_pick").set_value("mlp").run()
+    at.button(key="ll_confirm_replace").click().run()
+    assert at.session_state["ll_revision"] > rev
+    replaced = graph(at)
+    local = drawn.model_copy(update={"nodes": [*drawn.nodes, builder.Node(id="late_1", type="ReLU",
+                                                                           position={"x": 5, "y": 5})]})
+    at.session_state["ll_canvas"] = {"value": {"graph": local.model_dump(mode="json"), "selected": None,
+                                               "revision": rev, "seq": 7}, "event": None}
+    at.run()
+    assert graph(at) == replaced  # the template stays on the canvas
+    history = owners.history(workspace, at.session_state["ll_owner"])
+    assert "late_1" in {n.id for n in builder.load_project(history[-1]).graph.nodes}
+    assert any("not applied" in t.value and "Undo replace" in t.value for t in at.toast)
+    at.run()  # the same late value again: kept once
+    assert len(owners.history(workspace, at.session_state["ll_owner"])) == len(history)
 
 
 def test_inspector_edits_params_and_renames_as_text(at):
