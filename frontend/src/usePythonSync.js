@@ -14,8 +14,8 @@ export function usePythonSync({ data, store, api, commitSeq, refs, setGraph, his
   const sentSelRef = useRef([]); // selections sent to Python and not yet echoed back (oldest first)
   const apiRef = useRef(api);
   apiRef.current = api;
-  // delivery (sync.js resendDue): the last payload sent and not yet acknowledged by Python's render (data.ack)
-  const pendingRef = useRef(store.pending ?? null);
+  // delivery (sync.js resendDue): store.pending is the last payload sent and not yet acknowledged by Python's
+  // render (data.ack); kept in the page-level store, so a remount (Build shown again) still sends it
   const ackRef = useRef(data.ack);
   ackRef.current = data.ack;
 
@@ -35,18 +35,18 @@ export function usePythonSync({ data, store, api, commitSeq, refs, setGraph, his
     const seq = (store.seq ?? 0) + 1;
     store.seq = seq;
     const payload = { ...JSON.parse(text), seq };
-    pendingRef.current = store.pending = { payload, seq, since: performance.now(), tries: 0 };
+    store.pending = { payload, seq, since: performance.now(), tries: 0 };
     apiRef.current.setStateValue?.('value', payload);
   }, [commitSeq, store]); // eslint-disable-line react-hooks/exhaustive-deps
 
   // ---- a payload whose rerun Streamlit dropped is sent again once the page is idle (sync.js) ----
   useEffect(() => {
-    const p = pendingRef.current;
-    if (p && data.ack != null && Number(data.ack) >= p.seq) pendingRef.current = store.pending = null;
+    const p = store.pending;
+    if (p && data.ack != null && Number(data.ack) >= p.seq) store.pending = null;
   }, [data.ack]); // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => {
     const timer = setInterval(() => {
-      const p = pendingRef.current;
+      const p = store.pending;
       const now = performance.now();
       if (!resendDue(p, ackRef.current, scriptIdle(typeof document === 'undefined' ? null : document), now)) return;
       p.tries += 1;
@@ -55,7 +55,7 @@ export function usePythonSync({ data, store, api, commitSeq, refs, setGraph, his
       apiRef.current.setStateValue?.('value', { ...p.payload, retry: p.tries }); // a changed value: Streamlit reruns
     }, 500);
     return () => clearInterval(timer);
-  }, []);
+  }, [store]);
 
   useEffect(() => {
     performance.mark?.('layerlab:canvas:rendered');
