@@ -16,8 +16,9 @@ person's work and send it anywhere.
 
 from __future__ import annotations
 
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
+
+from starlette.requests import cookie_parser
 
 OWNER_COOKIE = "layerlab_owner"
 MAX_AGE_S = 365 * 24 * 3600  # a year since the last visit
@@ -26,24 +27,17 @@ __all__ = ["OWNER_COOKIE", "IdentityCookie", "cookie_id", "set_cookie_header"]
 
 
 def cookie_id(header: bytes | str | None) -> str | None:
-    """The anonymous id in a ``Cookie`` request header, when it is one :func:`new_anonymous_id` makes; else None."""
+    """The anonymous id in a ``Cookie`` request header, when it is one :func:`new_anonymous_id` makes; else None.
+    Read as the pages read it (Starlette's lenient parser, what ``st.context.cookies`` holds): another site's
+    cookie on the same host that the standard library's parser refuses (a space in its value) must not make a
+    person someone new."""
     from builder.runs.owners import valid_anonymous_id  # lazy: heavy (the run store)
 
     if not header:
         return None
     text = header.decode("latin-1") if isinstance(header, bytes) else header
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(text)
-    except CookieError:  # one malformed pair spoils the parse: read ours alone
-        jar = SimpleCookie()
-        for part in text.split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == OWNER_COOKIE:
-                return value if valid_anonymous_id(value) else None
-        return None
-    morsel = jar.get(OWNER_COOKIE)
-    return morsel.value if morsel is not None and valid_anonymous_id(morsel.value) else None
+    value = cookie_parser(text).get(OWNER_COOKIE)
+    return value if valid_anonymous_id(value) else None
 
 
 def set_cookie_header(anon_id: str, *, secure: bool = False) -> str:

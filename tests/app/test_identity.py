@@ -54,6 +54,9 @@ def test_a_known_id_is_kept_and_set_again_httponly_and_anything_else_is_replaced
     mine = new_anonymous_id()
     (header,) = _set_cookies(_answer(b"text/html", b"_streamlit_xsrf=2|a; " + f"{OWNER_COOKIE}={mine}".encode()))
     assert header.startswith(f"{OWNER_COOKIE}={mine};") and "HttpOnly" in header
+    for others in (b"jupyter=a b; ", b'bad"x=1; ', b"a=[1,2]; "):  # another app's cookies on 127.0.0.1
+        (header,) = _set_cookies(_answer(b"text/html", others + f"{OWNER_COOKIE}={mine}".encode()))
+        assert header.startswith(f"{OWNER_COOKIE}={mine};"), others
     for forged in (b"layerlab_owner=../../etc", b"layerlab_owner=" + b"A" * 32, b'layerlab_owner="x;y'):
         (header,) = _set_cookies(_answer(b"text/html", forged))
         assert valid_anonymous_id(header.split(";")[0].split("=")[1]) and forged.decode() not in header
