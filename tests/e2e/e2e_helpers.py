@@ -70,6 +70,30 @@ def wait_idle(page, timeout: float = 30.0) -> None:
                            f"status widget {state[1]!r}") from None
 
 
+NAME_BOX = "[data-testid=stMain] input[aria-label='Name']"  # the inspector's Name box
+
+
+def expect_name_box(page, value: str, timeout: float = 20.0) -> None:
+    """Wait until the inspector's Name box shows ``value``, then until the page is idle with that box alone.
+
+    While a run draws the inspector again, Streamlit shows the new box beside the old one (a new key: it follows the
+    graph's label), so the box is found among every Name box first: a locator of one element was a strict-mode
+    error there, not a wrong value.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    try:
+        page.wait_for_function("""([sel, v]) => [...document.querySelectorAll(sel)].some((e) => e.value === v)""",
+                               arg=[NAME_BOX, value], timeout=timeout * 1000, polling=100)
+        wait_idle(page)
+        page.wait_for_function("""([sel, v]) => { const boxes = [...document.querySelectorAll(sel)];
+                                                    return boxes.length === 1 && boxes[0].value === v; }""",
+                               arg=[NAME_BOX, value], timeout=timeout * 1000, polling=100)
+    except PlaywrightTimeoutError:
+        shown = page.evaluate("(sel) => [...document.querySelectorAll(sel)].map((e) => e.value)", NAME_BOX)
+        raise AssertionError(f"the inspector's Name boxes show {shown!r}, not {value!r} alone") from None
+
+
 def identity_cookie(ctx) -> str:
     """The browser's anonymous id: the cookie the server set with the first page (app_pages/identity.py), HttpOnly,
     so that no page of the context can read it from a script."""

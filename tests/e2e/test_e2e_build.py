@@ -6,8 +6,10 @@ import re
 
 import pytest
 from e2e_helpers import (
+    NAME_BOX,
     connect,
     drag_from_palette,
+    expect_name_box,
     goto_page,
     load_fitting_template,
     new_project,
@@ -88,7 +90,7 @@ def test_drag_connect_shapes_badge_and_rename(page):
     assert page.locator("img[src=x]").count() == 0
     assert node.inner_text().count("<img") == 1
     # the inspector beside it names the layer as the canvas does (its Name box stayed empty)
-    expect(page.locator("[data-testid=stMain] input[aria-label='Name']")).to_have_value(XSS, timeout=15_000)
+    expect_name_box(page, XSS)
     shot(page, "build-renamed")
 
     # the same text as the project name is shown literally on other pages too
@@ -133,15 +135,14 @@ def test_a_canvas_edit_whose_rerun_is_lost_still_reaches_the_server(page):
     node.locator(".ll-node-title").click()
     page.locator("[data-testid=node-fc].is-selected").wait_for(timeout=10_000)
     wait_idle(page)
-    name_box = page.locator("[data-testid=stMain] input[aria-label='Name']")
-    expect(name_box).to_be_visible(timeout=15_000)
+    expect(page.locator(NAME_BOX).first).to_be_visible(timeout=15_000)
     node.locator(".ll-node-title").dblclick()
     box = node.locator(".ll-rename")
     box.wait_for(timeout=5_000)
     box.fill(LOST)
     box.press("Enter")
     expect(node).to_contain_text(LOST, timeout=5_000)
-    expect(name_box).to_have_value(LOST, timeout=20_000)
+    expect_name_box(page, LOST)
     assert dropped, "the rename's message was not seen on the websocket"
 
 
