@@ -10,7 +10,6 @@ import {
   Background,
   BackgroundVariant,
   useReactFlow,
-  useNodesInitialized,
   useStore,
   applyNodeChanges,
   applyEdgeChanges,
@@ -31,8 +30,8 @@ import { colorFor, connectionProblem, defaultParams, freshEdgeId, freshId, index
 import { sameGeometry, snapshotOf, restoredNodes } from './history.js';
 import { withMarker } from './clipboard.js';
 import { initialState } from './sync.js';
-import { STYLE_WAIT_MS, hostStyled } from './styleGate.js';
-import { CORNERS, FIT_ALL_ZOOM, FIT_PADDING, clearViewport, coveredRight, fitDue, revealDx } from './viewport.js';
+import { revealDx } from './viewport.js';
+import { VISIBLE_ONLY_ABOVE, useViewportFit } from './useViewportFit.js';
 import { loadPanels, paletteMode, savePanels } from './panels.js';
 import { useHistory } from './useHistory.js';
 import { usePythonSync } from './usePythonSync.js';
@@ -42,16 +41,14 @@ import { entryLabel, libraryEvent } from './library.js';
 import { useSelection } from './useSelection.js';
 import { useClipboard } from './useClipboard.js';
 import { useContextMenu } from './useContextMenu.js';
-import { useElementSize, useFillHeight, useWidth } from './useSize.js';
+import { useFillHeight, useWidth } from './useSize.js';
 
 const nodeTypes = { layer: LayerNode, block: BlockNode, frame: FrameNode };
 const edgeTypes = { shape: ShapeEdge, agg: AggEdge };
 const isViewId = (id) => id.startsWith(BLOCK_PREFIX) || id.startsWith(FRAME_PREFIX);
-const VISIBLE_ONLY_ABOVE = 300; // render only the elements in the viewport above this many nodes
 const NODE_W = 200;
 const NODE_H = 110;
 const PALETTE_OVERLAY_W = 232;
-const MINIMAP_FROM = 560; // the minimap is hidden in a canvas narrower than this (styles.css)
 
 const localStore = () => {
   try {
@@ -90,6 +87,7 @@ function Canvas({ data, api, store }) {
   const [edges, setEdges] = useState(init.current.edges);
   // The collapsed view (blockView.js arrangeBlocks) or null when every layer is shown.
   const [blocks, setBlocks] = useState(init.current.blocks);
+  const blocksRef = useRef(blocks);
   const savedPosRef = useRef(init.current.saved); // positions before the view moved them, restored when blocks are turned off
   const [commitSeq, setCommitSeq] = useState(init.current.layout ? 1 : 0);
   const [toast, setToast] = useState(null);
@@ -121,6 +119,7 @@ function Canvas({ data, api, store }) {
   const [mapOpen, setMapOpen] = useState(false); // the minimap, opened from the toolbar (closed it covers no node)
   const mapOpenRef = useRef(false);
   mapOpenRef.current = mapOpen;
+  const renderRef = useRef([]); // the nodes drawn (set with renderNodes below)
   useEffect(() => savePanels(localStore(), panels), [panels]);
 
   const rf = useReactFlow();
@@ -188,107 +187,10 @@ function Canvas({ data, api, store }) {
 
   // data-revision on the flow element: the revision of Python's graph the canvas shows (tests wait for it
   // after Python replaced the graph; a replacement re-renders, so the attribute follows revRef).
-  // ---- viewport: fit, but never below a readable zoom ----
-  // data-fitted on the flow element counts finished fits (tests wait for it instead of a margin or a sleep).
-  // The count lives in the page-level store so it keeps rising across remounts of the host element, but a new
-  // mount shows 0 until it has made its own first fit: Streamlit mounts the component again after a template pick
-  // (the confirmation above the canvas) and after another page, and the new mount drew its graph for a frame or
-  // more at React Flow's default view (zoom 1 at the origin) while showing the last mount's count, so a wait for
-  // "a fit after this one" was over before the fit (the 900x900 layout test once read the GAN template's first
-  // view with 0 of its 24 nodes in the window). Until that first fit the nodes are not shown (is-unfitted).
-  const [fitted, setFitted] = useState(0);
-  const fitSeqRef = useRef(store.fitSeq || 0);
-  const markFitted = useCallback((seq) => {
-    performance.mark?.('layerlab:canvas:fitted'); // the first one: the graph opened (bench/bench_canvas.py)
-    setFitted(seq);
-  }, []);
-  // The view is fitted at the canvas's real size: a fit is made only when the canvas has a size and its nodes
-  // are measured, and made again when the size changes under an automatic fit (viewport.js fitDue). A canvas
-  // shown again after another page, or fitted while the page above it was still being laid out, otherwise
-  // kept a view computed for another size (every node far below the visible area).
-  const fitState = useRef({ wanted: true, auto: false, fitted: null });
-  // How much of the canvas element `el`'s right side the page's panels floating over it hide now (data.covers:
-  // the inspector on a narrow window).
-  const coveredNow = useCallback((el) => {
-    const panels = (coversRef.current || []).flatMap((sel) => {
-      try {
-        return [...document.querySelectorAll(sel)].map((e) => e.getBoundingClientRect()).filter((r) => r.width > 0 && r.height > 0);
-      } catch {
-        return []; // a selector the browser does not know
-      }
-    });
-    return coveredRight(el.getBoundingClientRect(), panels);
-  }, []);
-  const flowSize = useElementSize(flowRef);
-  // A new mount's stylesheet may not apply yet (styleGate.js keeps the host hidden meanwhile): the canvas and its
-  // nodes are laid out unstyled, the flow ~3,700 px tall at 900x900, and a fit made then centred the GAN template
-  // far below the window; it was made again once the styles applied, but it counted as the first view (the
-  // layout test read 0 of 24 nodes in the window). A fit waits for the styles (checked each frame by the effect
-  // below), never longer than the gate does.
-  const [styleTick, setStyleTick] = useState(0);
-  const styleWaitRef = useRef(null); // when a fit first waited for the styles
-  const styledOrLate = useCallback((el) => {
-    if (hostStyled(el)) return true;
-    styleWaitRef.current ??= performance.now();
-    return performance.now() - styleWaitRef.current >= STYLE_WAIT_MS;
-  }, []);
-  const initialView = useCallback(
-    (duration = 0, all = false) => {
-      const nds = renderRef.current.filter((n) => n.type !== 'frame' || !n.data.depth);
-      const el = flowRef.current;
-      const size = el ? { width: el.clientWidth, height: el.clientHeight } : null;
-      if (nds.length && !fitDue({ wanted: true }, size, !el || styledOrLate(el))) {
-        fitState.current = { ...fitState.current, wanted: true, all }; // made when the canvas has a size (the effect below)
-        setStyleTick((t) => t + 1);
-        return;
-      }
-      const seq = (fitSeqRef.current = Math.max(fitSeqRef.current, store.fitSeq || 0) + 1);
-      store.fitSeq = seq;
-      fitState.current = { wanted: false, auto: true, fitted: size, all };
-      if (!nds.length || !el) {
-        markFitted(seq);
-        return;
-      }
-      const b = rf.getNodesBounds(nds);
-      const right = coveredNow(el);
-      const padding = { left: FIT_PADDING.left + leftInsetRef.current, ...(right ? { right: FIT_PADDING.right + right } : {}) };
-      // a collapsed view is an overview: fit more of it (block names are large enough at 0.6); Fit shows it all
-      const minZoom = all ? FIT_ALL_ZOOM : blocksRef.current ? 0.6 : undefined;
-      const corners = mapOpenRef.current && size.width >= MINIMAP_FROM ? CORNERS : false;
-      const v = clearViewport(b, size.width, size.height, { padding, ...(minZoom ? { minZoom } : {}) }, corners);
-      const cur = rf.getViewport();
-      const same = Math.abs(cur.x - v.x) < 0.5 && Math.abs(cur.y - v.y) < 0.5 && Math.abs(cur.zoom - v.zoom) < 1e-3;
-      const done = duration && !same ? glide(() => rf.setViewport(v, { duration })) : Promise.resolve(rf.setViewport(v));
-      done.then(() => setTimeout(() => markFitted(seq), 0));
-    },
-    [rf, store, markFitted, glide, coveredNow, styledOrLate],
-  );
-  const nodesInitialized = useNodesInitialized();
-  const [fitTick, setFitTick] = useState(0); // a replaced graph asks for a fit (the effect below makes it)
-  const viewDone = useRef(false);
-  useEffect(() => {
-    // every node shown is in React Flow's store and measured (a replaced graph: not yet in the first render)
-    const measured = nodesInitialized && renderRef.current.every((n) => rf.getInternalNode(n.id)?.measured?.width);
-    if (!fitDue(fitState.current, flowSize, measured)) return undefined;
-    if (flowRef.current && !styledOrLate(flowRef.current)) {
-      const id = requestAnimationFrame(() => setStyleTick((t) => t + 1));
-      return () => cancelAnimationFrame(id);
-    }
-    if (!viewDone.current) {
-      viewDone.current = true;
-      performance.mark?.('layerlab:canvas:visible'); // nodes measured and shown (bench/bench_startup.py)
-    }
-    initialView(0, !!fitState.current.all); // the same kind of fit again: readable, or the whole graph after Fit
-    return undefined;
-  }, [nodesInitialized, initialView, flowSize, fitTick, styleTick, rf, styledOrLate]);
-  const userMoved = useCallback(() => {
-    fitState.current.auto = false; // the user's own view is kept when the canvas is resized
-  }, []);
-  const fit = useCallback(() => {
-    // the whole graph, unless it is too big to draw all at once (then the readable view from its input side)
-    initialView(250, renderRef.current.length <= VISIBLE_ONLY_ABOVE);
-    closeMenu();
-  }, [initialView, closeMenu]);
+  // ---- viewport: fit, but never below a readable zoom (useViewportFit.js) ----
+  const { fitted, fitState, setFitTick, initialView, userMoved, fit, coveredNow } = useViewportFit({
+    rf, store, refs: { flowRef, renderRef, blocksRef, mapOpenRef, coversRef, leftInsetRef }, glide, closeMenu,
+  });
 
   const showToast = useCallback((text, kind = 'info', action = null) => {
     clearTimeout(toastTimer.current);
@@ -584,7 +486,6 @@ function Canvas({ data, api, store }) {
   const hideTip = useCallback(() => setTip(null), []);
 
   // ---- big graphs: blocks collapsed by module, search ----
-  const blocksRef = useRef(blocks);
   blocksRef.current = blocks;
   const arrange = useCallback(
     (tree, expanded) => {
@@ -682,7 +583,6 @@ function Canvas({ data, api, store }) {
     for (const n of renderNodes) if (n.type === 'layer') ids.add(n.id);
     return [...edges.filter((e) => ids.has(e.source) && ids.has(e.target)), ...blocks.extraEdges];
   }, [blocks, edges, renderNodes]);
-  const renderRef = useRef(renderNodes);
   renderRef.current = renderNodes;
 
   // ---- derived view data ----
