@@ -196,7 +196,8 @@ def test_a_model_that_crashes_torch_through_every_door_leaves_the_server_serving
     for attempt in range(3):  # a click on Compare while the expander is drawn again can be lost: click once more
         _click(page, f"ll_drift_go_{crashing}")
         try:
-            _crash_line(page, timeout=60 if attempt < 2 else 120)
+            _crash_line(page, timeout=15 if attempt < 2 else 120)  # _click waited for the page's run: a line
+            # not there 15 s later means the click was lost (waiting a minute for it cost the suite 60 s a time)
             break
         except AssertionError:
             if attempt == 2 or page.locator("[data-testid=stMain]").get_by_text("Comparing").count():
