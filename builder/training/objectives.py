@@ -30,7 +30,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from builder.errors import DatasetError, LayerLabError, Problem, TrainingError
-from builder.graph.layers.objective import FED_SOURCES, LOSS_TYPES, MAX_DISTILL_TEMPERATURE
+from builder.graph.layers.objective import (
+    FED_SOURCES,
+    LOSS_TYPES,
+    MAX_DISTILL_TEMPERATURE,
+    MIN_DISTILL_TEMPERATURE,
+)
 from builder.graph.project import Edge, Graph, Node, Project, as_graph, load_project
 from builder.graph.shapes import infer_shapes
 
@@ -246,9 +251,9 @@ def with_teacher(project: Any, run_id: str, temperature: float = DISTILL_TEMPERA
     if not 0 <= alpha <= 1:
         raise TrainingError(f"the distillation weight (--distill-alpha) must be in [0, 1]; received: {alpha}. "
                             "Fix: e.g. 0.5")
-    if not 1e-3 <= temperature <= MAX_DISTILL_TEMPERATURE:
-        raise TrainingError(f"the distillation temperature (--distill-temperature) must be in [0.001, "
-                            f"{MAX_DISTILL_TEMPERATURE:g}]; received: {temperature}. Fix: e.g. 4")
+    if not MIN_DISTILL_TEMPERATURE <= temperature <= MAX_DISTILL_TEMPERATURE:
+        raise TrainingError(f"the distillation temperature (--distill-temperature) must be in "
+                            f"[{MIN_DISTILL_TEMPERATURE:g}, {MAX_DISTILL_TEMPERATURE:g}]; received: {temperature}. Fix: e.g. 4")
     project = load_project(project).model_copy(deep=True)
     drawn = any(n.type == "Target" and n.params.get("source") == "teacher" for n in project.graph.nodes)
     if not drawn:

@@ -133,9 +133,9 @@ export function scriptIdle(doc) {
   return state == null ? null : state === 'notRunning';
 }
 
-// Whether the pending payload is due to be sent again. `pending`: `{ seq, since, tries }` (null: none);
+// Whether the pending payload is due to be sent again. `pending`: `{ payload, since, tries }` (null: none);
 // `ack`: what Python acknowledged (null: this canvas's Python does not acknowledge, never resend).
 export function resendDue(pending, ack, idle, now) {
-  if (!pending || ack == null || Number(ack) >= pending.seq || pending.tries >= MAX_RESENDS || idle === false) return false;
+  if (!pending || ack == null || Number(ack) >= pending.payload.seq || pending.tries >= MAX_RESENDS || idle === false) return false;
   return now - pending.since >= (idle === null ? RESEND_UNKNOWN_MS : RESEND_AFTER_MS);
 }

@@ -120,7 +120,7 @@ describe('decodeData', () => {
 
 describe('delivery', () => {
   it('a payload Python has not acknowledged is sent again once the page is idle, a few times at most', () => {
-    const p = { seq: 4, since: 1000, tries: 0 };
+    const p = { payload: { seq: 4 }, since: 1000, tries: 0 };
     expect(resendDue(p, 3, true, 1000 + RESEND_AFTER_MS)).toBe(true);
     expect(resendDue(p, 3, true, 1000 + RESEND_AFTER_MS - 1)).toBe(false); // not yet
     expect(resendDue(p, 4, true, 99999)).toBe(false); // acknowledged

@@ -35,14 +35,14 @@ export function usePythonSync({ data, store, api, commitSeq, refs, setGraph, his
     const seq = (store.seq ?? 0) + 1;
     store.seq = seq;
     const payload = { ...JSON.parse(text), seq };
-    store.pending = { payload, seq, since: performance.now(), tries: 0 };
+    store.pending = { payload, since: performance.now(), tries: 0 };
     apiRef.current.setStateValue?.('value', payload);
   }, [commitSeq, store]); // eslint-disable-line react-hooks/exhaustive-deps
 
   // ---- a payload whose rerun Streamlit dropped is sent again once the page is idle (sync.js) ----
   useEffect(() => {
     const p = store.pending;
-    if (p && data.ack != null && Number(data.ack) >= p.seq) store.pending = null;
+    if (p && data.ack != null && Number(data.ack) >= p.payload.seq) store.pending = null;
   }, [data.ack]); // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => {
     const timer = setInterval(() => {

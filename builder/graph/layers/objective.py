@@ -88,6 +88,7 @@ def kl_div(x, target, temperature: float = 1.0):
     return (logp.exp() * (logp - logq)).sum(-1)
 
 
+MIN_DISTILL_TEMPERATURE = 1e-3  # the lowest: a softmax of logits over 1000
 MAX_DISTILL_TEMPERATURE = 50.0
 """The highest distillation temperature: the loss's T² factor multiplies float32's rounding of two nearly uniform
 softmaxes, 1e-4 of the loss at T = 50, 0.09 % at 100, 1.6 % at 524 and 6 % at 1000 (against float64), where
@@ -337,7 +338,7 @@ _loss("KLDivLoss", "KL divergence KL(softmax(target) ‖ softmax(input)) of two 
 _loss("DistillationLoss", "Knowledge distillation: T²·KL between the teacher's (target) and the student's "
       "(input) softened outputs.", _logits_pair, distillation,
       [Param("temperature", "float", 4.0, "Softening temperature T (at most 50: the T² factor multiplies float32 "
-             "rounding, 1e-4 of the loss at 50, 6 % at 1000).", min=1e-3, max=MAX_DISTILL_TEMPERATURE)],
+             "rounding, 1e-4 of the loss at 50, 6 % at 1000).", min=MIN_DISTILL_TEMPERATURE, max=MAX_DISTILL_TEMPERATURE)],
       ("temperature",))
 _loss("GaussianKLLoss", "VAE term KL(N(μ, σ²) ‖ N(0, 1)) from μ and log σ², summed over the latent dims.",
       _gauss_shape, gaussian_kl, [Param("reduction", "choice", "sum", "Combine the latent dims: sum or mean.",
@@ -425,5 +426,5 @@ register(LayerSpec(
     emit=lambda e, attr, p, ins, types: e.method("detach", ins[0]), saves="none", grad=lambda p, ins: False))
 
 
-__all__ = ["LOSS_TYPES", "MAX_DISTILL_TEMPERATURE", "LOSS_FUNCTIONS", "FED_TYPES", "TARGET_SOURCES", "FED_SOURCES", "cross_entropy", "bce_logits", "mse", "l1",
+__all__ = ["LOSS_TYPES", "MIN_DISTILL_TEMPERATURE", "MAX_DISTILL_TEMPERATURE", "LOSS_FUNCTIONS", "FED_TYPES", "TARGET_SOURCES", "FED_SOURCES", "cross_entropy", "bce_logits", "mse", "l1",
            "huber", "kl_div", "distillation", "gaussian_kl", "penalty", "reparameterize"]
