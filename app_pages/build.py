@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 import builder
 from app_pages import nav, tips, ui
-from builder.canvas import graph_canvas
+from builder.canvas import graph_canvas, take_events
 from builder.data.sources import check_project, for_link
 from builder.errors import LayerLabError
 from builder.escape import md_code, md_text, safe_filename
@@ -38,7 +38,6 @@ def _sync_from_browser() -> None:
         return
     try:
         value = raw.get("value")
-        event = raw.get("event")
     except AttributeError:
         return
     if isinstance(value, dict):
@@ -61,17 +60,8 @@ def _sync_from_browser() -> None:
         if rev >= st.session_state.ll_revision:
             sel = value.get("selected")
             st.session_state.ll_selected = sel if isinstance(sel, str) else None
-    if isinstance(event, dict) and event.get("type") == "library":  # a library model dropped from the palette
-        sig = json.dumps(event, sort_keys=True)
-        if sig != st.session_state.get("ll_library_sig"):
-            st.session_state.ll_library_sig = sig
-            place_library_model(str(event.get("name") or ""))
-            if st.session_state.get("ll_full_rerun"):  # placed, or waiting for the replace confirmation
-                st.rerun()
-    if isinstance(event, dict) and event.get("type") == "group":
-        sig = json.dumps(event, sort_keys=True)
-        if sig != st.session_state.get("ll_group_sig"):
-            st.session_state.ll_group_sig = sig
+    for event in take_events(CANVAS_KEY):  # each one-shot action once, even when the browser sent it again
+        if event.get("type") == "group":
             ids = [str(i) for i in event.get("nodes") or []]
             block = ui.make_block(ui.graph(), ids, str(event.get("name") or "block"))
             if block["nodes"]:
@@ -79,6 +69,8 @@ def _sync_from_browser() -> None:
                 blocks = [b for b in proj.blocks if b.get("name") != block["name"]] + [block]
                 st.session_state.ll_project = proj.model_copy(update={"blocks": blocks})
                 ui.flash(f"Block “{block['name']}” added to the palette")
+        elif event.get("type") == "library":  # a library model dropped from the palette
+            place_library_model(str(event.get("name") or ""))  # canvas_area reruns the page when it is placed
 
 
 def _graph_payload(g: Graph) -> dict:

@@ -15,7 +15,7 @@ from typing import Any
 
 import streamlit as st
 
-__all__ = ["graph_canvas", "latest_canvas_state", "COMPONENT_NAME"]
+__all__ = ["graph_canvas", "latest_canvas_state", "take_events", "COMPONENT_NAME"]
 
 _PROJECT = "layerlab"
 _COMPONENT = "graph_canvas"
@@ -24,6 +24,8 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 _ASSET_DIR = "assets"
 _JS_GLOB = "canvas-*.js"
 _CSS_GLOB = "canvas-*.css"
+
+MAX_EVENTS = 16  # one-shot actions taken from one payload at most (a browser sends the few not acknowledged)
 
 # One mount callable per component manager (i.e. per Streamlit runtime).
 _mounters: dict[int, Any] = {}
@@ -173,22 +175,20 @@ def graph_canvas(
     Returns
     -------
     dict or None
-        ``{"graph": dict | None, "selected": str | None, "event": dict | None,
-        "revision": int}``, or ``None`` before the browser has sent anything and
-        no event fired. ``graph`` is the browser's graph (same format as the
-        ``graph`` argument) after the last committed change (drop, connect, drag
-        stop, delete, paste, undo/redo, layout, rename; also re-sent with a
-        selection change); it is ``None`` while the browser's state still
-        belongs to an older ``revision`` than the one passed now, so a freshly
-        loaded graph is never overwritten by a stale one. ``selected`` is the
-        selected node id (the one last clicked when several are selected).
+        ``{"graph": dict | None, "selected": str | None, "events": list[dict],
+        "revision": int}``, or ``None`` before the browser has sent anything. ``graph`` is the browser's graph
+        (same format as the ``graph`` argument) after the last committed change (drop, connect, drag stop,
+        delete, paste, undo/redo, layout, rename; also re-sent with a selection change); it is ``None`` while the
+        browser's state still belongs to an older ``revision`` than the one passed now, so a freshly loaded
+        graph is never overwritten by a stale one. ``selected`` is the selected node id (the one last clicked
+        when several are selected). ``revision`` is the revision the browser's graph is based on.
         Each payload carries ``seq``, a number the browser increases; the canvas's data says back the one this
         run read (``ack``), and the browser sends a payload again (with ``retry``) when the page went idle
         without it: a rerun Streamlit dropped never leaves an edit in the browser alone.
-        ``event`` is a one-shot action, present only in the rerun it caused:
-        ``{"type": "group", "nodes": [ids], "name": str}`` when the user groups
-        the selected nodes into a block. ``revision`` is the revision the
-        browser's graph is based on.
+        ``events`` are the one-shot actions this run takes (:func:`take_events`; none when the page took them
+        earlier in the run), oldest first: ``{"type": "group", "nodes": [ids], "name": str}`` when the user
+        groups the selected nodes into a block, ``{"type": "library", "name": str, "nonce": int}`` when a
+        library model is dropped from the palette.
     """
     mount = _mounter()
     # Containers go as JSON text: Streamlit probes every dict/list value of `data` for a dataframe, which
@@ -206,14 +206,14 @@ def graph_canvas(
         "project": int(project),
         "ack": _seq(key),
     }
+    events = take_events(key)
     result = mount(
         key=key,
         data=data,
         height="content" if fill else int(height),
         on_value_change=_noop,
-        on_event_change=_noop,
     )
-    return _present(result.get("value"), result.get("event"), revision, selected)
+    return _present(result.get("value"), events, revision, selected)
 
 
 def _seq(key: str) -> int:
@@ -235,7 +235,8 @@ def latest_canvas_state(key: str = "canvas", revision: int | None = None) -> dic
     so that annotations computed from it are shown in the same rerun (one rerun
     per committed change). Same format as :func:`graph_canvas`; ``None`` on the
     first run or before the browser has sent anything. With ``revision`` given,
-    ``graph`` is ``None`` while the browser's graph belongs to an older revision.
+    ``graph`` is ``None`` while the browser's graph belongs to an older revision. ``events`` are those not
+    taken yet (:func:`graph_canvas` takes them).
     """
     try:
         raw = st.session_state[key]
@@ -243,11 +244,57 @@ def latest_canvas_state(key: str = "canvas", revision: int | None = None) -> dic
         return None
     if not isinstance(raw, dict):
         return None
-    return _present(raw.get("value"), raw.get("event"), revision, None)
+    value = raw.get("value")
+    return _present(value, [e for _, e in _events_after(value, _taken(key))], revision, None)
 
 
-def _present(value: Any, event: Any, revision: int | None, selected: str | None) -> dict | None:
-    if not isinstance(value, dict) and not isinstance(event, dict):
+def take_events(key: str = "canvas") -> list[dict]:
+    """The one-shot actions of the canvas ``key`` (group into a block, a library model dropped) that no earlier
+    call in this session took, oldest first; each is taken once.
+
+    The browser keeps each action, with an id, in every payload it sends until Python acknowledges a payload
+    that carried it (``frontend/src/sync.js`` unackedEvents): a rerun Streamlit dropped, or a payload sent
+    again, neither loses an action nor repeats it.
+    """
+    try:
+        value = st.session_state[key].get("value")
+    except Exception:  # not registered yet (first run), no script context, not a dict
+        return []
+    taken = _events_after(value, _taken(key))
+    if taken:
+        st.session_state[_TAKEN.format(key)] = taken[-1][0]
+    return [e for _, e in taken]
+
+
+_TAKEN = "_ll_events_taken_{}"  # session state: the id of the last action taken from the canvas {key}
+
+
+def _taken(key: str) -> int:
+    try:
+        last = st.session_state.get(_TAKEN.format(key), 0)
+    except Exception:  # no script context
+        return 0
+    return last if isinstance(last, int) else 0
+
+
+def _events_after(value: Any, last: int) -> list[tuple[int, dict]]:
+    """The well-formed one-shot actions in the browser's payload ``value`` whose id is above ``last``, oldest
+    first (at most :data:`MAX_EVENTS`), each as ``(id, action without its id)``.
+
+    >>> _events_after({"events": [{"id": 2, "type": "group"}, {"id": 1, "type": "x"}, {"id": "3"}]}, 1)
+    [(2, {'type': 'group'})]
+    """
+    raw = value.get("events") if isinstance(value, dict) else None
+    found = {}
+    for e in raw if isinstance(raw, list) else []:
+        eid = e.get("id") if isinstance(e, dict) else None
+        if isinstance(eid, int) and not isinstance(eid, bool) and eid > last and isinstance(e.get("type"), str):
+            found[eid] = {k: v for k, v in e.items() if k != "id"}
+    return sorted(found.items())[:MAX_EVENTS]
+
+
+def _present(value: Any, events: list[dict], revision: int | None, selected: str | None) -> dict | None:
+    if not isinstance(value, dict) and not events:
         return None
     value = value if isinstance(value, dict) else {}
     state_rev = value.get("revision")
@@ -257,6 +304,6 @@ def _present(value: Any, event: Any, revision: int | None, selected: str | None)
     return {
         "graph": browser_graph if isinstance(browser_graph, dict) else None,
         "selected": value.get("selected") if current else selected,
-        "event": dict(event) if isinstance(event, dict) else None,
+        "events": list(events),
         "revision": state_rev,
     }

@@ -198,7 +198,7 @@ function Canvas({ data, api, store }) {
     toastTimer.current = setTimeout(() => setToast(null), action ? 7000 : kind === 'error' ? 3200 : 2200);
   }, []);
 
-  usePythonSync({
+  const { sendEvent } = usePythonSync({
     data,
     store,
     api,
@@ -419,11 +419,11 @@ function Canvas({ data, api, store }) {
       const clean = String(name || '').trim();
       const ids = selectedIds();
       if (!clean || ids.length < 2) return;
-      apiRef.current.setTriggerValue?.('event', { type: 'group', nodes: ids, name: clean });
+      sendEvent({ type: 'group', nodes: ids, name: clean });
       setGroupForm(null);
       showToast(`Creating block “${clean}” from ${ids.length} layers`);
     },
-    [selectedIds, showToast],
+    [selectedIds, showToast, sendEvent],
   );
 
   // ---- palette ----
@@ -432,7 +432,7 @@ function Canvas({ data, api, store }) {
       const origin = { x: flowPos.x - NODE_W / 2, y: flowPos.y - NODE_H / 2 };
       const lib = libraryEvent(entry, Date.now());
       if (lib) {
-        apiRef.current.setTriggerValue?.('event', lib);
+        sendEvent(lib);
         showToast(`Importing ${lib.name}…`);
       } else if (entry.block && Array.isArray(entry.block.nodes)) {
         insertItems({ nodes: entry.block.nodes, edges: entry.block.edges || [] }, origin);
@@ -449,7 +449,7 @@ function Canvas({ data, api, store }) {
         if (createdId) primaryRef.current = createdId;
       }
     },
-    [insertItems, mutate, showToast],
+    [insertItems, mutate, showToast, sendEvent],
   );
   const toFlow = useCallback((p) => rf.screenToFlowPosition(p), [rf]);
   const countNodes = useCallback(() => nodesRef.current.length, []);

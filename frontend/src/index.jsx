@@ -13,7 +13,7 @@ const mounts = new WeakMap(); // parentElement -> { root, host, api, unmountTime
 const stores = new Map(); // Python key -> live editing state (survives remounts)
 
 export default function mountGraphCanvas(component) {
-  const { data, parentElement, setStateValue, setTriggerValue } = component;
+  const { data, parentElement, setStateValue } = component;
   performance.mark?.('layerlab:canvas:data');
   let entry = mounts.get(parentElement);
   if (!entry) {
@@ -28,7 +28,6 @@ export default function mountGraphCanvas(component) {
   clearTimeout(entry.unmountTimer);
   entry.unmountTimer = null;
   entry.api.setStateValue = setStateValue;
-  entry.api.setTriggerValue = setTriggerValue;
 
   const d = decodeData(data, entry.decoded || (entry.decoded = new Map()));
   const key = String(d.key ?? 'canvas');

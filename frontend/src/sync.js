@@ -126,6 +126,20 @@ export const RESEND_AFTER_MS = 1500; // idle this long without an acknowledgemen
 export const RESEND_UNKNOWN_MS = 6000; // when the page's run state cannot be read
 export const MAX_RESENDS = 3;
 
+// One-shot actions (group into a block, a library model dropped) ride, each with an id, in every payload the
+// canvas sends until Python acknowledges a payload that carried them: Python takes each id once
+// (builder.canvas.take_events), so a rerun Streamlit dropped loses none and a payload sent again repeats none.
+export function queueEvent(events, event, lastId) {
+  const id = (Number(lastId) || 0) + 1;
+  return { events: [...(events || []), { ...event, id }], id };
+}
+
+// The queued actions still to deliver once Python acknowledged `payload` (it took those the payload carried).
+export function unackedEvents(events, payload) {
+  const taken = new Set((payload?.events || []).map((e) => e.id));
+  return (events || []).filter((e) => !taken.has(e.id));
+}
+
 // Whether Streamlit runs no script now: true, false, or null when the page does not say (its app element's
 // `data-test-script-state`, as the browser tests read it).
 export function scriptIdle(doc) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeData, initialState, mergeFromPython, payloadOf, resendDue, scriptIdle, takeEcho, MAX_RESENDS, RESEND_AFTER_MS, RESEND_UNKNOWN_MS } from './sync.js';
+import { decodeData, initialState, mergeFromPython, payloadOf, queueEvent, resendDue, unackedEvents, scriptIdle, takeEcho, MAX_RESENDS, RESEND_AFTER_MS, RESEND_UNKNOWN_MS } from './sync.js';
 import { indexPalette, makeNode } from './graph.js';
 
 const palette = indexPalette([{ type: 'Linear', inputs: [{ name: 'in' }], outputs: [{ name: 'out' }], params: [] }]);
@@ -140,5 +140,19 @@ describe('delivery', () => {
     expect(scriptIdle(doc('rerunRequested'))).toBe(false);
     expect(scriptIdle(doc(undefined))).toBe(null);
     expect(scriptIdle(undefined)).toBe(null);
+  });
+});
+
+describe('one-shot actions (queueEvent, unackedEvents)', () => {
+  it('numbers each action and keeps it until a payload carrying it is acknowledged', () => {
+    let q = queueEvent(undefined, { type: 'group', name: 'a' }, undefined);
+    expect(q).toEqual({ events: [{ type: 'group', name: 'a', id: 1 }], id: 1 });
+    const first = { seq: 4, events: q.events };
+    q = queueEvent(q.events, { type: 'library', name: 'm' }, q.id);
+    expect(q.events.map((e) => e.id)).toEqual([1, 2]);
+    expect(unackedEvents(q.events, first)).toEqual([{ type: 'library', name: 'm', id: 2 }]); // 1 was taken
+    expect(unackedEvents(q.events, { seq: 5 })).toEqual(q.events); // a payload without actions takes none
+    expect(unackedEvents(q.events, { seq: 6, events: q.events })).toEqual([]);
+    expect(unackedEvents(undefined, first)).toEqual([]);
   });
 });

@@ -1,8 +1,8 @@
 // Python sync: send the graph once per committed change (never per frame), and
 // take Python's graph only when it bumps the revision. Pure parts in sync.js.
-import { useEffect, useRef } from 'react';
+import { useCallback, useEffect, useRef } from 'react';
 import { toPy } from './graph.js';
-import { mergeFromPython, payloadOf, resendDue, scriptIdle, takeEcho } from './sync.js';
+import { mergeFromPython, payloadOf, queueEvent, resendDue, scriptIdle, takeEcho, unackedEvents } from './sync.js';
 import { primarySelection } from './selection.js';
 
 export function usePythonSync({ data, store, api, commitSeq, refs, setGraph, history, onReplaced }) {
@@ -20,13 +20,12 @@ export function usePythonSync({ data, store, api, commitSeq, refs, setGraph, his
   ackRef.current = data.ack;
 
   // ---- sending ----
-  useEffect(() => {
-    if (commitSeq === 0) return;
-    if (busyRef.current()) return; // flushed on drag / box-select end
+  // The graph once per committed change (`force`: also when unchanged, to carry a new one-shot action).
+  const send = useCallback((force) => {
     const selected = primarySelection(nodesRef.current, primaryRef.current);
     primaryRef.current = selected;
     const text = JSON.stringify(payloadOf(nodesRef.current, edgesRef.current, selected, revRef.current));
-    if (text === lastSentRef.current) return;
+    if (text === lastSentRef.current && !force) return;
     const prevSel = lastSentRef.current ? (JSON.parse(lastSentRef.current).selected ?? null) : undefined;
     lastSentRef.current = text;
     store.lastSent = text;
@@ -35,14 +34,30 @@ export function usePythonSync({ data, store, api, commitSeq, refs, setGraph, his
     const seq = (store.seq ?? 0) + 1;
     store.seq = seq;
     const payload = { ...JSON.parse(text), seq };
+    if (store.events?.length) payload.events = store.events;
     store.pending = { payload, since: performance.now(), tries: 0 };
     apiRef.current.setStateValue?.('value', payload);
-  }, [commitSeq, store]); // eslint-disable-line react-hooks/exhaustive-deps
+  }, [store]); // eslint-disable-line react-hooks/exhaustive-deps
+  useEffect(() => {
+    if (commitSeq === 0) return;
+    if (busyRef.current()) return; // flushed on drag / box-select end
+    send(false);
+  }, [commitSeq, send]); // eslint-disable-line react-hooks/exhaustive-deps
+  // a one-shot action (sync.js queueEvent): sent with the graph now, and with every payload until acknowledged
+  const sendEvent = useCallback((event) => {
+    const q = queueEvent(store.events, event, store.eventId);
+    store.events = q.events;
+    store.eventId = q.id;
+    send(true);
+  }, [store, send]);
 
   // ---- a payload whose rerun Streamlit dropped is sent again once the page is idle (sync.js) ----
   useEffect(() => {
     const p = store.pending;
-    if (p && data.ack != null && Number(data.ack) >= p.payload.seq) store.pending = null;
+    if (p && data.ack != null && Number(data.ack) >= p.payload.seq) {
+      store.events = unackedEvents(store.events, p.payload);
+      store.pending = null;
+    }
   }, [data.ack]); // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => {
     const timer = setInterval(() => {
@@ -94,4 +109,5 @@ export function usePythonSync({ data, store, api, commitSeq, refs, setGraph, his
     primaryRef.current = sel;
     setGraph(nodesRef.current.map((n) => (!!n.selected === (n.id === sel) ? n : { ...n, selected: n.id === sel })), edgesRef.current, true);
   }, [data.selected]); // eslint-disable-line react-hooks/exhaustive-deps
+  return { sendEvent };
 }

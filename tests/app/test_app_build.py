@@ -89,7 +89,7 @@ def test_a_layer_drawn_while_the_inspector_changed_the_graph_is_kept(at):
         "nodes": [*drawn.nodes, builder.Node(id="relu_9", type="ReLU", position={"x": 5, "y": 5})],
         "edges": [*drawn.edges, builder.Edge(source="relu1", target="relu_9", id="relu1->relu_9")]})
     at.session_state["ll_canvas"] = {"value": {"graph": local.model_dump(mode="json"), "selected": "relu_9",
-                                               "revision": rev}, "event": None}
+                                               "revision": rev}}
     at.run()
     g = graph(at)
     assert g.node("conv1").params["out_channels"] == 8 and g.node("relu_9").type == "ReLU"
@@ -113,7 +113,7 @@ def test_a_canvas_edit_that_arrives_after_another_project_replaced_the_canvas_is
     local = drawn.model_copy(update={"nodes": [*drawn.nodes, builder.Node(id="late_1", type="ReLU",
                                                                            position={"x": 5, "y": 5})]})
     at.session_state["ll_canvas"] = {"value": {"graph": local.model_dump(mode="json"), "selected": None,
-                                               "revision": rev, "seq": 7}, "event": None}
+                                               "revision": rev, "seq": 7}}
     at.run()
     assert graph(at) == replaced  # the template stays on the canvas
     history = owners.history(workspace, at.session_state["ll_owner"])
@@ -174,17 +174,31 @@ def test_delete_layer_from_the_inspector(at):
     assert not any("dropout" in (e.source, e.target) for e in graph(at).edges)
 
 
-def test_group_event_makes_a_palette_block(at):
+def test_group_event_makes_a_palette_block_once_however_often_the_browser_sends_it(at):
+    """Grouping layers into a block is a one-shot action: the browser keeps it, with an id, in every payload until
+    Python acknowledges one (a rerun Streamlit dropped cannot lose it), and Python takes each id once (a payload
+    sent again cannot repeat it)."""
     from app_pages import ui
 
     g = graph(at)
     block = ui.make_block(g, ["conv1", "relu1", "pool1"], "conv block")
     assert [n["id"] for n in block["nodes"]] == ["conv1", "relu1", "pool1"]
     assert len(block["edges"]) == 2
-    at.session_state["ll_project"] = at.session_state["ll_project"].model_copy(update={"blocks": [block]})
+    value = {"graph": g.model_dump(mode="json"), "selected": None, "revision": at.session_state["ll_revision"]}
+    group = {"type": "group", "nodes": ["conv1", "relu1", "pool1"], "name": "conv block"}
+    at.session_state["ll_canvas"] = {"value": {**value, "seq": 1, "events": [{**group, "id": 1}]}}
     at.run()
     assert not at.exception
-    assert at.session_state["ll_project"].blocks[0]["name"] == "conv block"
+    assert [b["name"] for b in at.session_state["ll_project"].blocks] == ["conv block"]
+    assert any("added to the palette" in t.value for t in at.toast)
+    at.session_state["ll_canvas"] = {"value": {**value, "seq": 2, "retry": 1, "events": [{**group, "id": 1}]}}
+    at.run()  # sent again: taken once
+    assert [b["name"] for b in at.session_state["ll_project"].blocks] == ["conv block"]
+    assert not any("added to the palette" in t.value for t in at.toast)
+    other = {"type": "group", "nodes": ["fc"], "name": "head"}
+    at.session_state["ll_canvas"] = {"value": {**value, "seq": 3, "events": [{**group, "id": 1}, {**other, "id": 2}]}}
+    at.run()  # a second action while the first was not acknowledged yet: only the new one is taken
+    assert [b["name"] for b in at.session_state["ll_project"].blocks] == ["conv block", "head"]
 
 
 def test_empty_project_has_helpful_empty_states(at):
@@ -269,14 +283,14 @@ def test_the_guide_tells_an_empty_canvas_apart_and_stays_hidden_after_a_reload(w
                                builder.Node(id="linear_1", type="Linear", params={"out_features": 2})],
                         edges=[builder.Edge(source="input_1", target="linear_1")])
     at.session_state["ll_canvas"] = {"value": {"graph": one.model_dump(mode="json"), "selected": None,
-                                               "revision": at.session_state["ll_revision"]}, "event": None}
+                                               "revision": at.session_state["ll_revision"]}}
     at.run()
     assert [n.id for n in graph(at).nodes] == ["input_1", "linear_1"]
     assert "On the canvas:" in _guide_text(at) and not at.button(key="ll_train_this").disabled
     # a Linear alone (no Input) cannot train: the button said nothing until clicked (review of issue 29)
     lone = builder.Graph(nodes=[builder.Node(id="linear_1", type="Linear", params={"out_features": 4})])
     at.session_state["ll_canvas"] = {"value": {"graph": lone.model_dump(mode="json"), "selected": None,
-                                               "revision": at.session_state["ll_revision"]}, "event": None}
+                                               "revision": at.session_state["ll_revision"]}}
     at.run()
     button = at.button(key="ll_train_this")
     assert button.disabled and "Fix the network first" in button.help
@@ -359,7 +373,7 @@ def test_the_inspector_follows_a_rename_and_a_parameter_typed_on_the_canvas(at):
                                                                   "params": {**n.params, "out_features": 32}})
                                              if n.id == "fc" else n for n in g.nodes]})
     at.session_state["ll_canvas"] = {"value": {"graph": renamed.model_dump(mode="json"), "selected": "fc",
-                                               "revision": rev}, "event": None}
+                                               "revision": rev}}
     at.run()
     assert not at.exception and at.session_state["ll_revision"] == rev  # the browser's own edit: no new revision
     assert graph(at).node("fc").label == "<i>head</i>"

@@ -29,7 +29,8 @@ def test_library_model_goes_on_the_canvas_with_its_weights(workspace, library):
     entry = next(e for e in at.session_state["ll_library_palette"][1] if e["label"] == "tiny-distilbert")
     assert entry["category"] == "Pretrained" and " params · " in entry["library"]["size"]
     # ... and a drop sends its name: the page imports it in the worker and places it
-    at.session_state["ll_canvas"] = {"value": None, "event": {"type": "library", "name": "tiny-distilbert", "nonce": 1}}
+    at.session_state["ll_canvas"] = {"value": {"seq": 1, "events": [
+        {"id": 1, "type": "library", "name": "tiny-distilbert", "nonce": 1}]}}
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert "ll_pending" not in at.session_state  # the untouched starter network on the canvas: replaced at once

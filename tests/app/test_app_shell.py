@@ -154,7 +154,7 @@ def test_a_first_visitor_picks_templates_without_a_question_and_undo_brings_each
         for e in g["edges"]:
             e["source_port"], e["target_port"] = e.get("source_port") or "out", e.get("target_port") or "in"
         a.session_state["ll_canvas"] = {"value": {"graph": g, "selected": g["nodes"][0]["id"],
-                                                  "revision": a.session_state["ll_revision"]}, "event": None}
+                                                  "revision": a.session_state["ll_revision"]}}
         a.run()
         assert a.session_state["ll_selected"] == g["nodes"][0]["id"]
     a.button(key="ll_undo_replace").click().run()  # the replaced template comes back

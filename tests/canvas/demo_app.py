@@ -167,8 +167,8 @@ result = graph_canvas(
     height=620,
     key="canvas",
 )
-if result and result["event"]:
-    ss.events.append(result["event"])
+if result:
+    ss.events.extend(result["events"])
 
 with st.container(key="canvas_state"):
     st.code(

@@ -38,13 +38,25 @@ def test_present_filters_stale_revisions():
     from builder.canvas import _present
 
     g = {"nodes": [], "edges": []}
-    assert _present(None, None, 1, None) is None
-    cur = _present({"graph": g, "selected": "a", "revision": 3}, None, 3, None)
-    assert cur == {"graph": g, "selected": "a", "event": None, "revision": 3}
-    stale = _present({"graph": g, "selected": "a", "revision": 2}, None, 3, "b")
+    assert _present(None, [], 1, None) is None
+    cur = _present({"graph": g, "selected": "a", "revision": 3}, [], 3, None)
+    assert cur == {"graph": g, "selected": "a", "events": [], "revision": 3}
+    stale = _present({"graph": g, "selected": "a", "revision": 2}, [], 3, "b")
     assert stale["graph"] is None and stale["selected"] == "b"
-    ev = _present(None, {"type": "group", "nodes": ["x", "y"], "name": "B"}, 1, None)
-    assert ev["event"] == {"type": "group", "nodes": ["x", "y"], "name": "B"} and ev["graph"] is None
+    ev = _present(None, [{"type": "group", "nodes": ["x", "y"], "name": "B"}], 1, None)
+    assert ev["events"] == [{"type": "group", "nodes": ["x", "y"], "name": "B"}] and ev["graph"] is None
+
+
+def test_events_are_taken_by_id_once_and_bounded():
+    from builder.canvas import MAX_EVENTS, _events_after
+
+    value = {"events": [{"id": 3, "type": "library", "name": "m"}, {"id": 2, "type": "group"}, {"id": True, "type": "x"},
+                        {"id": 4}, {"id": 5, "type": 1}, "junk", {"id": 6.0, "type": "x"}]}
+    assert _events_after(value, 0) == [(2, {"type": "group"}), (3, {"type": "library", "name": "m"})]
+    assert _events_after(value, 2) == [(3, {"type": "library", "name": "m"})]
+    assert _events_after(value, 3) == [] and _events_after(None, 0) == [] and _events_after({"events": "x"}, 0) == []
+    many = {"events": [{"id": i, "type": "group"} for i in range(1, 100)]}
+    assert [i for i, _ in _events_after(many, 0)] == list(range(1, MAX_EVENTS + 1))
 
 
 def test_demo_app_runs_headless():

@@ -108,11 +108,10 @@ def test_drag_connect_shapes_badge_and_rename(page):
 LOST = "renamed-in-transit"
 
 
-def test_a_canvas_edit_whose_rerun_is_lost_still_reaches_the_server(page):
-    """The message carrying a rename on the canvas is dropped on its way (as Streamlit drops a fragment rerun
-    queued behind a full-app run that gave the fragment another id): the canvas sends it again once the page is
-    idle without Python's acknowledgement, and the inspector names the layer as the canvas does. Before, the
-    Name box stayed empty beside a layer the canvas showed renamed, and the server never had the edit."""
+def drop_once(page, marker: str) -> list[int]:
+    """Drop, once, the first message from the page to the app's websocket that carries ``marker`` (as Streamlit
+    drops a fragment rerun queued behind a full-app run that gave the fragment another id); returns the sizes of
+    the messages dropped, to check that one was."""
     dropped: list[int] = []
 
     def route(ws) -> None:
@@ -120,7 +119,7 @@ def test_a_canvas_edit_whose_rerun_is_lost_still_reaches_the_server(page):
 
         def from_page(message) -> None:
             data = message if isinstance(message, bytes) else message.encode()
-            if LOST.encode() in data and not dropped:
+            if marker.encode() in data and not dropped:
                 dropped.append(len(data))  # lost once: the resend goes through
                 return
             server.send(message)
@@ -129,6 +128,15 @@ def test_a_canvas_edit_whose_rerun_is_lost_still_reaches_the_server(page):
         server.on_message(lambda message: ws.send(message))
 
     page.route_web_socket(re.compile(r".*/_stcore/stream"), route)
+    return dropped
+
+
+def test_a_canvas_edit_whose_rerun_is_lost_still_reaches_the_server(page):
+    """The message carrying a rename on the canvas is dropped on its way (as Streamlit drops a fragment rerun
+    queued behind a full-app run that gave the fragment another id): the canvas sends it again once the page is
+    idle without Python's acknowledgement, and the inspector names the layer as the canvas does. Before, the
+    Name box stayed empty beside a layer the canvas showed renamed, and the server never had the edit."""
+    dropped = drop_once(page, LOST)
     open_app(page)
     node = page.locator("[data-testid=node-fc]")
     node.wait_for(timeout=60_000)
@@ -147,6 +155,9 @@ def test_a_canvas_edit_whose_rerun_is_lost_still_reaches_the_server(page):
 
 
 def test_group_block_and_upload_validation(page, tmp_path):
+    """Grouping layers into a block reaches Python once even when the message carrying it is lost on its way: the
+    canvas keeps the action in its payloads until Python acknowledges one (before, a lost one did nothing)."""
+    dropped = drop_once(page, "ConvBlock")
     open_app(page)
     page.wait_for_selector("[data-testid=node-conv1]", timeout=60_000)
     wait_idle(page)
@@ -166,6 +177,7 @@ def test_group_block_and_upload_validation(page, tmp_path):
     page.locator("button", has_text="Create block").click()
     item = page.locator("[data-testid=palette-ConvBlock]")
     item.wait_for(timeout=15_000)
+    assert dropped, "the group action's message was not seen on the websocket"
     n_before = page.locator(".react-flow__node").count()
     drag_from_palette(page, "ConvBlock", 60, 60)
     expect(page.locator(".react-flow__node")).to_have_count(n_before + 3, timeout=15_000)
