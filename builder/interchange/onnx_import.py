@@ -80,8 +80,10 @@ _FIXES: dict[str, str] = {}
 _INPUT_TYPES = (0, 1, 6, 7)
 _ELEM_NAMES = {2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 8: "string", 9: "boolean", 10: "float16",
                11: "float64", 12: "uint32", 13: "uint64", 14: "complex64", 15: "complex128", 16: "bfloat16"}
-_MASK_FIX = ("a boolean input (a mask) has no place on the canvas: compute the mask inside the model from its "
-             "main input (e.g. `ids == pad_id`) and export with that input only")
+_MASK_FIX = ("a boolean input (a mask) is not imported as an input of its own: the canvas's token or sequence Input "
+             "gives the padding mask (True = padding) on its padding_mask port. Export with the main input only, "
+             "computing the mask inside the model (e.g. `ids == pad_id`), or rebuild the attention on the canvas "
+             "and connect the Input's padding_mask port to it")
 
 
 def _ident(text: str) -> str:

@@ -179,6 +179,7 @@ def test_an_input_the_canvas_cannot_hold_is_refused_by_name(elem, kind, tmp_path
     assert {u.op: u.nodes for u in info.value.unsupported} == {f"{kind} input": ("m",)}
     assert "ONNXRuntime" not in str(info.value) and "Fix:" in str(info.value)
     assert ("mask inside the model" if kind == "boolean" else "float32 inputs") in str(info.value)
+    assert ("padding_mask port" in str(info.value)) == (kind == "boolean")  # where the canvas takes a mask
 
 
 def test_control_flow_is_refused_by_name(tmp_path):
