@@ -54,8 +54,7 @@ from builder.training.objectives import (
     training_graph,
 )
 from builder.training.run_folder import RunFolder
-from builder.training.trainer import TrainResult, build_optimizer
-from builder.training.weights import save_weights
+from builder.training.trainer import TrainResult, build_optimizer, end_run
 
 EVAL_CHUNK = 512
 SAMPLE_COUNT = 64  # generator samples kept per epoch (fixed noise, so the grid is comparable over epochs)
@@ -541,21 +540,9 @@ class ObjectiveTrainer(RunControl):
     # ---- the end
     def _finish(self, status: str, message: str, t0: float) -> TrainResult:
         test = None
-        if status == "finished":
-            if len(self.dataset.test):
-                test = self.evaluate(self.dataset.test, tag=-3)
-            if self.run_dir is not None:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-                save_weights(self.model, RunFolder(self.run_dir).weights)
-        epochs = list(self.history.epochs)
-        final = {k: v for k, v in (epochs[-1] if epochs else {}).items() if k != "type"}
-        self.result = TrainResult(status=status, epochs_completed=len(epochs), history=epochs, test=test,
-                                  message=message, wall_s=time.perf_counter() - t0, final=final)
-        if test is not None:
-            self._emit({"type": "done", "test": test, "status": status})
-        self._set_status(status, message)
-        call_hook(self.callbacks, "on_train_end", self, self.result)
-        return self.result
+        if status == "finished" and len(self.dataset.test):
+            test = self.evaluate(self.dataset.test, tag=-3)
+        return end_run(self, status, message, t0, test)
 
 
 __all__ = ["ObjectiveTrainer", "sample_node", "SAMPLE_COUNT", "SAMPLE_GRIDS"]

@@ -91,6 +91,25 @@ class TrainResult:
                 "final": self.final}
 
 
+def end_run(run: RunControl, status: str, message: str, t0: float, test: dict | None) -> TrainResult:
+    """The end of a run for either trainer (``run``: a :class:`Trainer` or an ``ObjectiveTrainer``, its test figures
+    ``test`` already measured): a finished run's weights saved in its folder, its result built from its history,
+    the ``done`` event with the test figures, its status, then the ``on_train_end`` hook."""
+    if status == "finished" and run.run_dir is not None:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        save_weights(run.model, RunFolder(run.run_dir).weights)
+    epochs = list(run.history.epochs)
+    final = {k: v for k, v in (epochs[-1] if epochs else {}).items() if k != "type"}
+    run.result = TrainResult(status=status, epochs_completed=len(epochs), history=epochs, test=test,
+                             best_epoch=run.best_epoch, message=message, wall_s=time.perf_counter() - t0,
+                             final=final)
+    if test is not None:
+        run._emit({"type": "done", "test": test, "status": status})
+    run._set_status(status, message)
+    call_hook(run.callbacks, "on_train_end", run, run.result)
+    return run.result
+
+
 # --------------------------------------------------------------------------------------- optimisation
 class _Precision:
     """The step's precision as one path (Lightning's precision plugins): an autocast context, the loss read in
@@ -469,19 +488,7 @@ class Trainer(RunControl):
             test = None if len(self.dataset.test) == 0 else evaluate(self.model, self.dataset.test.X, self.dataset.test.y, self.task,
                             class_names=info.class_names or None, num_classes=info.num_classes,
                             loss=self.config.loss)
-            if self.run_dir is not None:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-                save_weights(self.model, RunFolder(self.run_dir).weights)
-        epochs = list(self.history.epochs)
-        final = {k: v for k, v in (epochs[-1] if epochs else {}).items() if k != "type"}
-        self.result = TrainResult(status=status, epochs_completed=len(epochs), history=epochs, test=test,
-                                  best_epoch=self.best_epoch, message=message,
-                                  wall_s=time.perf_counter() - t0, final=final)
-        if test is not None:
-            self._emit({"type": "done", "test": test, "status": status})
-        self._set_status(status, message)
-        call_hook(self.callbacks, "on_train_end", self, self.result)
-        return self.result
+        return end_run(self, status, message, t0, test)
 
     def _interval_checkpoint_due(self) -> bool:
         return self._ckpt_due  # the time-interval checkpoint, inside a long epoch
