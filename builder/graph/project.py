@@ -155,12 +155,24 @@ class Project(BaseModel):
         tmp.replace(path)
 
 
-def _format_validation_error(e: ValidationError) -> str:
+def format_validation_error(e: ValidationError, limit: int = 5) -> str:
+    """Pydantic's findings as one line: each field's rule and the value received, the first ``limit`` of them.
+
+    >>> from pydantic import BaseModel, Field
+    >>> class M(BaseModel):
+    ...     epochs: int = Field(1, ge=1)
+    >>> try:
+    ...     M(epochs=0)
+    ... except ValidationError as e:
+    ...     print(format_validation_error(e))
+    epochs: Input should be greater than or equal to 1; received: 0
+    """
     parts = []
-    for err in e.errors()[:5]:
+    for err in e.errors()[:limit]:
         loc = ".".join(str(x) for x in err["loc"]) or "(root)"
-        parts.append(f"{loc}: {err['msg']}")
-    more = f" (+{e.error_count() - 5} more)" if e.error_count() > 5 else ""
+        got = f"; received: {short_repr(err['input'])}" if "input" in err and err["type"] != "missing" else ""
+        parts.append(f"{loc}: {err['msg']}{got}")
+    more = f" (+{e.error_count() - limit} more)" if e.error_count() > limit else ""
     return "; ".join(parts) + more
 
 
@@ -183,7 +195,7 @@ def parse_project(data: Any) -> Project:
     try:
         return Project.model_validate(data)
     except ValidationError as e:
-        raise ProjectFormatError("invalid project file: " + _format_validation_error(e)) from None
+        raise ProjectFormatError("invalid project file: " + format_validation_error(e)) from None
 
 
 MAX_NODES = 5000
@@ -310,5 +322,5 @@ def as_graph(obj: Graph | Project | dict | str | Path) -> Graph:
         try:
             return Graph.model_validate(obj)
         except ValidationError as e:
-            raise ProjectFormatError("invalid graph: " + _format_validation_error(e)) from None
+            raise ProjectFormatError("invalid graph: " + format_validation_error(e)) from None
     return load_project(obj).graph

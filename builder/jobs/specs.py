@@ -47,7 +47,8 @@ def prune_job_spec(store: Any, run_id: str, amount: float = 0.5, *, structured: 
             "config": dict(config or {})}
     return JobSpec(project=project.model_dump(mode="json"), dataset=run["dataset_name"],
                    dataset_options=dict(run.get("dataset_options") or {}),
-                   config=finetune_config(run.get("config") or {}, finetune_epochs, config),
+                   config=(finetune_config(run.get("config") or {}, finetune_epochs, config) if finetune_epochs
+                           else run.config.model_dump()),  # 0: the pruned weights as they are, nothing trains
                    owner=owner or run.get("owner") or "local", name=label, tags=tags, kind="prune", prune=args)
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from builder.errors import DatasetError, TrainingError
+from builder.graph.project import format_validation_error
 
 if TYPE_CHECKING:
     import torch
@@ -187,8 +188,9 @@ class TrainConfig(BaseModel):
         try:
             cfg = cls.model_validate(merged)
         except ValidationError as e:
-            msgs = [f"{'.'.join(map(str, er['loc'])) or 'config'}: {er['msg']}" for er in e.errors()[:6]]
-            raise TrainingError("invalid training settings: " + "; ".join(msgs)) from None
+            raise TrainingError(f"invalid training settings: {format_validation_error(e, 6)}. Fix: change "
+                                "them on the Train page, in the project's training settings or in the command's "
+                                "flags") from None
         cfg.check()
         return cfg
 

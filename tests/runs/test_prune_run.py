@@ -51,6 +51,22 @@ def test_a_prune_job_records_the_run_then_prunes_and_fine_tunes_it(tmp_path, no_
     assert len(store.metrics(rid)) == 1  # its fine-tune's curve, as a training run's
 
 
+def test_a_prune_job_without_fine_tuning_records_the_pruned_weights_as_they_are(tmp_path, no_launch):
+    """The Runs page's Prune with "Fine-tune epochs" 0 (the widget's minimum; its help: "0 keeps the pruned weights as
+    they are") was refused: "invalid training settings: epochs: Input should be greater than or equal to 1", as the
+    job's settings were the fine-tune's with 0 epochs. ``layerlab prune --finetune-epochs 0`` worked."""
+    store = RunStore(tmp_path, actor=SYSTEM)
+    parent = run_training(load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store, owner="ann").run_id
+    rid = jobs.submit(store, prune_job_spec(store, parent, 0.5, finetune_epochs=0))
+    assert store.get(rid)["config"] == store.get(parent)["config"]  # nothing trains: the parent's settings
+    assert jobs.run_job(tmp_path, rid) == 0
+    run = store.get(rid)
+    assert run["status"] == "finished" and store.metrics(rid) == [] and store.folder(rid).has_weights
+    assert load_project(run["project"]).graph.node("fc2").params["out_features"] == 16
+    rep = store.folder(rid).read_prune()
+    assert rep["finetune_epochs"] == 0 and rep["after"]["params"] < rep["before"]["params"] and rep["after"]["test"]
+
+
 def test_a_prune_job_is_checked_before_anything_is_recorded(tmp_path, no_launch):
     store = RunStore(tmp_path, actor=SYSTEM)
     parent = run_training(load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store).run_id
