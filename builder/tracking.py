@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from builder.data.access import check_acting
 from builder.data.disk import write_atomic
 from builder.errors import AccessDenied, LayerLabError
 from builder.escape import shown_error, shown_uri
@@ -519,7 +520,8 @@ def export_runs(store, run_ids: list[str] | None, uri: str | None = None, *, for
     # unknown and another's answered alike ("no run X of yours")
     ids = list(run_ids or []) or [r["id"] for r in reversed(store.list_runs(limit=100_000))]
     runs = [store.get(rid) for rid in ids]
-    owner = owner or (store.actor.owner if store.actor is not None else LOCAL_OWNER)
+    owner = check_acting(store.actor, owner) if owner else (store.actor.owner if store.actor is not None
+                                                             else LOCAL_OWNER)  # never another's destination
     uri = resolve_tracking(store.workspace, owner, uri)
     if not uri:
         raise LayerLabError(f"no MLflow tracker; received: neither --mlflow nor {ENV_URI}. Fix: pass --mlflow "

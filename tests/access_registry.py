@@ -190,6 +190,13 @@ def _job(w: World, store: Any, spec: Any) -> None:
     raise AssertionError(f"the job ran with another owner's run: {message}")
 
 
+def nothing_of(answer: Any) -> None:
+    """A view filtered by an owner's id, asked for the first owner by an intruder: nothing (none, false, empty)."""
+    if answer is None or answer is False or (isinstance(answer, (list, dict)) and not answer):
+        refused("nothing of the first owner's")
+    raise AssertionError(f"answered with the first owner's: {answer!r}"[:300])
+
+
 def _absent_from(ids: list[str], rid: str) -> None:
     if rid in ids:
         raise AssertionError(f"{rid} is listed")
@@ -217,18 +224,22 @@ def _doors() -> list[Door]:
     from builder.interchange.onnx_export import export_run_onnx, quantize_run
     from builder.interchange.worker import quantize_run_isolated
     from builder.interpret.calibration import calibrate_run, stored_temperature
-    from builder.interpret.doctor import run_findings
+    from builder.interpret.doctor import graph_health, run_findings
     from builder.interpret.live import live_frames, live_playback, records_live
     from builder.interpret.robustness import robustness_run
     from builder.interpret.run_views import drift_run, evaluate_holdout, reconstruction_probe
     from builder.interpret.session import run_graph
-    from builder.jobs import job_sandbox
+    from builder.interpret.tryit import try_run
+    from builder.jobs import job_sandbox, quotas
     from builder.jobs import queue as jobs
     from builder.jobs.probe import ModelProbe, ProbeSession
     from builder.jobs.specs import prune_job_spec
     from builder.runs import classes
+    from builder.runs.crossval import cross_validate
     from builder.runs.modelcard import read_model_card, write_model_card
+    from builder.runs.owners import check_sees
     from builder.runs.pipeline import (
+        acting_owner,
         load_run,
         load_run_dataset,
         open_run,
@@ -239,7 +250,7 @@ def _doors() -> list[Door]:
     )
     from builder.runs.prune_run import prune_run, resume_pruned, run_prune_job
     from builder.runs.store import workspace_of
-    from builder.runs.summary import run_overview
+    from builder.runs.summary import current_run, finished_run, has_trained, run_overview, runs_of_graph
     from builder.search.runner import resume_study
     from builder.search.storage import claim_study, list_studies, load_study, request_stop, resolve_study
     from builder.tracking import TrackingState, export_runs, run_tags, sync_run, tracking_state
@@ -389,8 +400,10 @@ def _doors() -> list[Door]:
         Door("builder.runs.store.RunStore.claim_slot", (RUN,), lambda w, s: s.claim_slot(w.ann, 9), writes=True),
         Door("builder.runs.store.RunStore.beat", (RUN,), lambda w, s: s.beat([w.ann]), writes=True),
         Door("builder.runs.store.RunStore.mark_placed", (RUN,), lambda w, s: s.mark_placed([w.ann]), writes=True),
+        Door("builder.runs.store.RunStore.list_runs", (RUN, CLASS),
+             lambda w, s: _absent_from([r["id"] for r in s.list_runs(class_id=w.ann_class)], w.ann)),
         Door("builder.runs.store.RunStore.list_runs", (RUN,),
-             lambda w, s: _absent_from([r["id"] for r in s.list_runs(owner=w.ann_owner)], w.ann)),
+             lambda w, s: _absent_from([r["id"] for r in s.list_runs(owner=w.ann_owner)], w.ann), via="owner"),
         Door("builder.runs.store.workspace_of", (RUN,), lambda w, s: workspace_of(s, w.ann)),
         # a text run starting from another's run would read that run's tokenizer.json
         Door("builder.training.lineage.inherit_tokenizer", (RUN,),
@@ -531,7 +544,54 @@ def _doors() -> list[Door]:
         Door("builder.admin.housekeeping.admin_studies", (STUDY,), lambda w, s: housekeeping.admin_studies(s)),
         Door("builder.admin.housekeeping.delete_owner_data", (RUN, PROJECT),  # the first owner's runs and folder
              lambda w, s: housekeeping.delete_owner_data(s, s.actor.owner, w.ann_owner)),
-        Door("builder.admin.housekeeping.owner_usage", (RUN,), lambda w, s: housekeeping.owner_usage(s, w.ann_owner)),
+        Door("builder.admin.housekeeping.owner_usage", (RUN,), lambda w, s: housekeeping.owner_usage(s, w.ann_owner),
+             via="owner"),
+        # ---- owner: a call about, or on behalf of, the owner it names, on the intruder's store: the first owner's
+        # figures only for itself or an admin (builder.runs.store.check_sees); acting for someone else never
+        # (builder.data.access.check_acting); a view filtered by owner shows only what the store's actor reads
+        Door("builder.admin.housekeeping.stop_job", (RUN,), lambda w, s: housekeeping.stop_job(s, w.ann, w.ann_owner),
+             via="owner", writes=True),
+        Door("builder.admin.housekeeping.delete_runs", (RUN,),
+             lambda w, s: housekeeping.delete_runs(s, w.ann_owner, [w.ann]), via="owner", writes=True),
+        Door("builder.admin.housekeeping.delete_owner_data", (RUN, PROJECT),
+             lambda w, s: housekeeping.delete_owner_data(s, w.ann_owner, w.ann_owner), via="owner", writes=True),
+        Door("builder.jobs.quotas.usage", (RUN,), lambda w, s: quotas.usage(s, w.ann_owner), via="owner"),
+        Door("builder.jobs.quotas.storage_bytes", (RUN,), lambda w, s: quotas.storage_bytes(s, w.ann_owner),
+             via="owner"),
+        Door("builder.jobs.quotas.check_quota", (RUN,), lambda w, s: quotas.check_quota(s, w.ann_owner), via="owner"),
+        Door("builder.jobs.quotas.check_storage", (RUN,), lambda w, s: quotas.check_storage(s, w.ann_owner),
+             via="owner"),
+        Door("builder.jobs.quotas.check_upload", (RUN,), lambda w, s: quotas.check_upload(s, w.ann_owner, 1),
+             via="owner"),
+        Door("builder.jobs.quotas.check_study", (RUN,), lambda w, s: quotas.check_study(s, w.ann_owner, studies=0),
+             via="owner"),
+        Door("builder.jobs.quotas.gpu_limit", (RUN,), lambda w, s: quotas.gpu_limit(s, w.ann_owner), via="owner"),
+        Door("builder.jobs.quotas.gpu_spent", (RUN,), lambda w, s: quotas.gpu_spent(s, w.ann_owner, {"cap": 1.0}),
+             via="owner"),
+        Door("builder.runs.owners.check_sees", (RUN,), lambda w, s: check_sees(s, w.ann_owner), via="owner"),
+        Door("builder.runs.store.RunStore.record_bytes", (RUN,), lambda w, s: s.record_bytes(w.ann_owner),
+             via="owner"),
+        Door("builder.runs.pipeline.acting_owner", (RUN,), lambda w, s: acting_owner(s, w.ann_owner), via="owner"),
+        Door("builder.runs.crossval.cross_validate", (RUN, PROJECT), lambda w, s: cross_validate(
+            w.project, "moons", {"epochs": 1}, s, folds=2, owner=w.ann_owner), via="owner"),
+        Door("builder.runs.pipeline.run_objective", (RUN, PROJECT), lambda w, s: run_objective(
+            w.project, "moons", {"epochs": 1}, s, owner=w.ann_owner), via="owner"),
+        Door("builder.jobs.specs.prune_job_spec", (RUN,), lambda w, s: jobs.submit(s, prune_job_spec(
+            s, own_finished(w, s), owner=w.ann_owner)), via="owner"),
+        Door("builder.tracking.export_runs", (RUN,), lambda w, s: export_runs(
+            s, [], f"sqlite:///{w.ws.parent / 'mlflow-owner.db'}", owner=w.ann_owner), via="owner"),
+        Door("builder.runs.summary.runs_of_graph", (RUN,),
+             lambda w, s: nothing_of(runs_of_graph(s, ann_record(w).project.graph, w.ann_owner)), via="owner"),
+        Door("builder.runs.summary.current_run", (RUN,),
+             lambda w, s: nothing_of(current_run(s, ann_record(w).project.graph, w.ann_owner)), via="owner"),
+        Door("builder.runs.summary.finished_run", (RUN,),
+             lambda w, s: nothing_of(finished_run(s, ann_record(w).project.graph, w.ann_owner)), via="owner"),
+        Door("builder.runs.summary.has_trained", (RUN,), lambda w, s: nothing_of(has_trained(s, w.ann_owner)),
+             via="owner"),
+        Door("builder.interpret.tryit.try_run", (RUN,),
+             lambda w, s: nothing_of(try_run(s, ann_record(w).project.graph, w.ann_owner)), via="owner"),
+        Door("builder.interpret.doctor.graph_health", (RUN,),
+             lambda w, s: nothing_of(graph_health(s, ann_record(w).project.graph, w.ann_owner)), via="owner"),
         Door("builder.admin.housekeeping.class_usage", (CLASS,),
              lambda w, s: housekeeping.class_usage(s, classes.get_class(w.ws, w.ann_class))),
         Door("builder.admin.housekeeping.class_run_ids", (CLASS, RUN),
@@ -634,6 +694,18 @@ INTERNAL = {
     "builder.jobs.warm.kept",  # a cold job's process: forks the job body (``run``) for the run submit recorded
 }
 
+OWNER_INTERNAL = {
+    # functions taking a store and an ``owner`` that is not a person's to name: why
+    "builder.runs.store.RunStore.create_run": "records a run for the owner its caller checked (acting_owner, "
+                                              "a job's spec admitted by submit)",
+    "builder.runs.pipeline.owner_uploads": "the folder an owner's upload ids resolve in, for the owner its caller "
+                                           "checked: the acting owner, or the owner of a run it read",
+    "builder.runs.pipeline.run_training": "registered above with via='owner' (in_name_of)",
+    "builder.jobs.job_sandbox.confinement": "inside a job, on its own run (as in INTERNAL)",
+    "builder.process.landlock.confinement": "inside a job or the quantizing worker, on its own run (as in INTERNAL)",
+}
+"""Public functions taking a store and an ``owner`` without a door of their own for it (tests/test_access.py)."""
+
 SENSITIVE_CLI = {"run", "run_id", "run_ids", "init_from", "teacher", "study", "owner", "file", "source",
                  "data_path", "weights", "storage", "output", "class_id", "input_path"}
 ID_PARAMS = {"run_id", "run_ids", "class_id", "cls", "new_run", "rid", "parent", "init_from", "run"}
@@ -641,6 +713,6 @@ ID_PARAMS = {"run_id", "run_ids", "class_id", "cls", "new_run", "rid", "parent",
 a run to record into; ``parent``, ``init_from``: a run to learn from; ``run``: a whole run record, whose id the
 function reads or writes through; a ``teacher`` is a person here)."""
 
-__all__ = ["World", "Door", "doors", "refused", "Refused", "CLI_PRIVILEGE", "INTERNAL", "ROW_WRITERS", "SENSITIVE_CLI", "ID_PARAMS",
+__all__ = ["World", "Door", "doors", "refused", "Refused", "CLI_PRIVILEGE", "INTERNAL", "OWNER_INTERNAL", "ROW_WRITERS", "SENSITIVE_CLI", "ID_PARAMS",
            "READER_MAY",
            "LayerLabError"]

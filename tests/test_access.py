@@ -27,6 +27,7 @@ from tests.access_registry import (
     CLI_PRIVILEGE,
     ID_PARAMS,
     INTERNAL,
+    OWNER_INTERNAL,
     READER_MAY,
     ROW_WRITERS,
     SENSITIVE_CLI,
@@ -336,6 +337,28 @@ def test_every_api_function_taking_a_store_and_an_id_is_registered():
     registered = {d.name for d in doors()} | INTERNAL
     stale = sorted(n for n in registered if "." in n and ":" not in n and n not in {k for k, _ in _public_functions()})
     assert not stale, "registered names that no longer exist: " + ", ".join(stale)
+
+
+def _owner_unguarded(functions, registry, internal) -> list[str]:
+    """Every public function taking a run store (or a RunStore method) and an ``owner`` that no registered door's
+    attempt passes the first owner through (``via="owner"``), nor :data:`OWNER_INTERNAL` explains."""
+    vias = {d.name for d in registry if d.via == "owner"}
+    return [name for name, f in functions if "owner" in inspect.signature(f).parameters
+            and ("store" in inspect.signature(f).parameters or name.rsplit(".", 2)[-2] == "RunStore")
+            and name not in vias and name not in internal]
+
+
+def test_every_api_function_taking_a_store_and_an_owner_is_registered():
+    """A function given a store and an owner answers about that owner, or acts for it: quotas.usage told a second
+    owner the first one's jobs, bytes and GPU time, and housekeeping.delete_runs on a second owner's store deleted
+    the first one's runs when named as ``owner``. Each is tried with the first owner named on an intruder's store."""
+    missing = _owner_unguarded(_public_functions(), doors(), set(OWNER_INTERNAL) | INTERNAL)
+    assert not missing, ("register these doors in tests/access_registry.py (an attempt with owner= the first "
+                         "owner, via=\"owner\"), or say in OWNER_INTERNAL why the owner is not a person's to name: "
+                         + ", ".join(missing))
+    assert _owner_unguarded([("m.usage", lambda store, owner: None)], [], set()) == ["m.usage"]
+    stale = sorted(set(OWNER_INTERNAL) - {k for k, _ in _public_functions()})
+    assert not stale, "OWNER_INTERNAL names functions that no longer exist: " + ", ".join(stale)
 
 
 def test_the_discovery_finds_a_new_door_and_an_id_no_attempt_goes_through():

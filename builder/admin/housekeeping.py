@@ -32,6 +32,7 @@ from builder.data.access import (
     SYSTEM,
     Resource,
     check,
+    check_acting,
     may,
     refusal,
 )
@@ -40,7 +41,7 @@ from builder.escape import resolves_inside
 from builder.jobs.quotas import folder_bytes
 from builder.runs import classes as _classes
 from builder.runs import owners as _owners
-from builder.runs.owners import OWNERS_DIR, owner_of, owner_path
+from builder.runs.owners import OWNERS_DIR, check_sees, owner_of, owner_path
 from builder.runs.store import DB_NAME, RunStore
 from builder.search.settings import valid_study_name
 from builder.search.storage import (
@@ -94,15 +95,14 @@ def owner_usage(store: RunStore, owner: str, runs: list[dict] | None = None) -> 
     Raises:
         AccessDenied: the store's actor is neither.
     """
-    if not may(store.who(), DELETE_DATA, Resource("owner", owner)):
-        raise refusal(_owners.pseudonym(store.workspace, owner), "owner")  # never the owner id
+    check_sees(store, owner)  # never the owner id
     return _owner_usage(store, owner, runs)
 
 
 def _owner_usage(store: RunStore, owner: str, runs: list[dict] | None = None) -> dict[str, int]:
     """:func:`owner_usage` for a caller that checked its actor (a class's teacher, an admin's sums)."""
     runs = store.list_runs(owner=owner, limit=100_000, actor=SYSTEM) if runs is None else runs
-    records = store.record_bytes(owner)  # its curves and records in the run database: the storage quota counts them
+    records = store.record_bytes(owner, actor=SYSTEM)  # its curves and records in the run database: the storage quota counts them
     run_b = sum(_run_bytes(store, r["id"]) for r in runs) + records
     try:
         proj_b = _bytes(_owner_folder(store.workspace, owner))
@@ -187,12 +187,19 @@ def server_jobs(store: RunStore) -> list[dict]:
     return sorted(out, key=lambda j: (j["status"] == RunStatus.QUEUED, j["position"] or 0, -(j["age_s"] or 0)))
 
 
+def _acting(store: RunStore, owner: str) -> RunStore:
+    """The store acting for ``owner`` with its rights read afresh (an admin, a teacher's classes): the store's own
+    actor, or anyone for trusted code (:func:`builder.data.access.check_acting`); a caller never acts for someone
+    it names."""
+    return store.as_actor(_classes.actor_for(store.workspace, check_acting(store.who(), owner)))
+
+
 def stop_job(store: RunStore, run_id: str, owner: str) -> None:
     """Ask a job to stop on behalf of ``owner``: its own, a student's (a teacher) or anyone's (an admin).
     Raises AccessDenied without the right (as for an unknown run), RunStoreError for a job that is not live."""
     from builder.jobs.queue import request  # lazy: heavy (torch)
 
-    request(store.as_actor(_classes.actor_for(store.workspace, owner)), run_id, STOP)
+    request(_acting(store, owner), run_id, STOP)
 
 
 # ------------------------------------------------------------------------------------------------- deleting
@@ -215,7 +222,7 @@ def _delete_runs(store: RunStore, runs: list[dict]) -> tuple[int, list[str]]:
 def delete_runs(store: RunStore, owner: str, run_ids: list[str]) -> dict[str, Any]:
     """Delete these runs on behalf of ``owner`` (its own; anyone's for an admin). Every run is checked before
     any is deleted. Returns ``{"runs": deleted, "kept": [live run ids]}``. Raises HousekeepingError."""
-    store = store.as_actor(_classes.actor_for(store.workspace, owner))
+    store = _acting(store, owner)
     rows = {r["id"]: r for r in store.list_runs(limit=1_000_000, actor=SYSTEM)}
     for rid in run_ids:
         if rid not in rows or not may(store.actor, DELETE, rows[rid]):
@@ -286,7 +293,7 @@ def delete_owner_data(store: RunStore, owner: str, target: str, *, studies: bool
     Raises:
         HousekeepingError: ``owner`` may not delete ``target``'s data, or its folder is a link.
     """
-    store = store.as_actor(_classes.actor_for(store.workspace, owner))
+    store = _acting(store, owner)
     if not may(store.actor, DELETE_DATA, Resource("owner", target)):
         who, asking = (_owners.pseudonym(store.workspace, x) for x in (target, owner))  # never an owner id
         raise HousekeepingError(f"only the owner or an admin deletes an owner's data; received: {who}'s data "
@@ -325,7 +332,7 @@ def delete_class_data(store: RunStore, class_id: str, teacher: str) -> dict[str,
         ClassError: an unknown class, or ``teacher`` is not its teacher nor an admin.
     """
     cls = _classes.get_class(store.workspace, class_id)
-    store = store.as_actor(_classes.actor_for(store.workspace, teacher))
+    store = _acting(store, teacher)
     if not may(store.actor, DELETE, Resource.klass(cls)):
         raise _classes.ClassError(f"only the class's teacher deletes it; received: "
                                   f"{_owners.pseudonym(store.workspace, teacher)}. Fix: sign in as its teacher")

@@ -188,10 +188,30 @@ def refusal(resource: Resource | Mapping[str, Any] | str, kind: str = "run") -> 
         return AccessDenied("only an admin sees every job and every owner's disk use, or changes the server's "
                             "settings; received: a request by someone who is not an admin. Fix: ask the server's "
                             "admin (LAYERLAB_ADMINS)")
+    if kind == "owner":
+        return AccessDenied(f"only the owner itself or an admin sees or deletes an owner's data; received: owner "
+                            f"{rid!r}. Fix: ask about your own (the Server page), or ask the server's admin")
     where = {"run": " (`layerlab runs list` or the Runs page)", "study": " (the Train page's Search mode lists them)",
              "class": " (the Classes page)"}.get(kind, "")
     return AccessDenied(f"no {kind} {rid!r} of yours; received: {kind} id {rid!r}. Fix: pick one of your "
                         f"{'classes' if kind == 'class' else kind + 's'}{where}")
+
+
+def check_acting(actor: Actor | None, owner: str) -> str:
+    """``owner``, when a call given a store of ``actor`` may act for it: the actor itself, or trusted code
+    (:data:`SYSTEM`, or no actor: no store) for anyone. A caller never acts for someone it names: it records runs,
+    reads uploads, stops jobs and deletes data as its store's actor.
+
+    >>> check_acting(Actor("user:ann"), "user:ann"), check_acting(SYSTEM, "user:bob")
+    ('user:ann', 'user:bob')
+
+    Raises:
+        AccessDenied: ``owner`` is someone else.
+    """
+    if actor is None or actor.system or owner == actor.owner:
+        return owner
+    raise AccessDenied("a call acts for the actor of the run store it is given; received: another owner than the "
+                       "store's actor. Fix: open the store as that owner (RunStore.as_actor)")
 
 
 def check(actor: Actor, action: str, resource: Resource | Mapping[str, Any]) -> None:
@@ -219,4 +239,4 @@ def controlled_run(store: Any, run_id: str) -> Any:
 
 __all__ = ["Actor", "Resource", "SYSTEM", "may", "check", "controlled_run", "refusal", "owner_of", "shared_runs", "LOCAL_OWNER",
            "ENV_SHARED", "ACTIONS", "TEACHER_ACTIONS", "ADMIN_ACTIONS", "KINDS", "READ", "CONTROL", "STOP", "DELETE",
-           "DELETE_DATA", "DELETE_CLASS_RUN", "TRAIN_FOR", "TEACH", "OVERSEE", "CONFIGURE", "SERVER"]
+           "DELETE_DATA", "DELETE_CLASS_RUN", "TRAIN_FOR", "TEACH", "OVERSEE", "CONFIGURE", "SERVER", "check_acting"]

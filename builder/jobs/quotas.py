@@ -38,7 +38,7 @@ from builder.data.access import SYSTEM
 from builder.errors import RunStoreError
 from builder.runs import db as _db
 from builder.runs.classes import class_quotas, list_classes
-from builder.runs.owners import LOCAL_OWNER, is_teacher, owner_folders, server_config
+from builder.runs.owners import LOCAL_OWNER, check_sees, is_teacher, owner_folders, server_config
 from builder.runs.run_time import WINDOW_S, gpu_seconds, on_gpu, stamp
 from builder.runs.store import RunStore
 from builder.training.run_folder import folder_bytes
@@ -122,7 +122,8 @@ def _gpu_records(store: RunStore, runs: list[dict], now: float) -> list[dict]:
 def usage(store: RunStore, owner: str, *, gpu: bool = True) -> dict[str, float]:
     """What ``owner`` uses now: ``running`` (running or paused jobs), ``queued`` jobs, ``storage_mb``
     (:func:`storage_bytes` in MiB) and ``gpu_seconds`` (:func:`gpu_seconds` over the last day; 0 with
-    ``gpu=False``)."""
+    ``gpu=False``); for those :func:`check_sees` lets see it."""
+    check_sees(store, owner)
     store.mark_interrupted()
     runs = store.list_runs(owner=owner, limit=100_000, actor=SYSTEM)  # counted whoever asks (a number)
     running = sum(r["status"] in STARTED for r in runs)
@@ -144,7 +145,9 @@ def storage_bytes(store: RunStore, owner: str, runs: list[dict] | None = None) -
     run database (:meth:`~builder.runs.store.RunStore.record_bytes`) and its other stored files
     (:func:`builder.runs.owners.owner_folders`: uploads, projects, studies). ``runs``: its runs, when the caller
     has listed them. A job's broker calls it while the job runs (:func:`builder.jobs.job_sandbox.job_room`), so
-    jobs of one owner running at once are held to what the owner may store between them."""
+    jobs of one owner running at once are held to what the owner may store between them. For those
+    :func:`check_sees` lets see it."""
+    check_sees(store, owner)
     if runs is None:
         runs = store.list_runs(owner=owner, limit=100_000, actor=SYSTEM)
     size = sum(folder_bytes(f) for f in owner_folders(store.workspace, owner) if f.is_dir() and not f.is_symlink())
@@ -220,6 +223,7 @@ def gpu_limit(store: RunStore, owner: str) -> dict | None:
     """The GPU-time limit that applies to ``owner`` (its ``cap`` in GPU-seconds and ``where`` it was set; None: no
     limit), as its job's admission records it for the job's broker (:func:`gpu_spent`): read here, in the server,
     which knows the teachers and the environment's limits; a job's clean environment knows neither."""
+    check_sees(store, owner)
     limit, where = limit_sources(store.workspace, owner)
     cap = limit.get("gpu_seconds")
     return None if cap is None else {"cap": cap, "where": where.get("gpu_seconds")}
@@ -240,6 +244,7 @@ def gpu_spent(store: RunStore, owner: str, limit: Mapping[str, Any] | None) -> C
     cap = limit.get("cap") if isinstance(limit, Mapping) else None
     if not isinstance(cap, int | float) or isinstance(cap, bool):
         return None
+    check_sees(store, owner)
     src = limit.get("where")
 
     def spent(run_id: str) -> str | None:
@@ -264,6 +269,7 @@ def check_quota(store: RunStore, owner: str, *, device: str = "auto", jobs: int 
     by :func:`builder.jobs.queue.submit` (and for a whole group by :func:`~builder.jobs.queue.submit_group`) under
     :func:`admit` before anything is recorded. Returns the job's room (:func:`room_of`: what its owner may still
     store, which its broker holds it to while it runs; None: no storage limit)."""
+    check_sees(store, owner)
     limit, where = limit_sources(store.workspace, owner)
     if all(v is None for v in limit.values()):
         return None
@@ -277,6 +283,7 @@ def check_storage(store: RunStore, owner: str) -> None:
     """Refuse new stored work of ``owner`` whose runs already take its ``storage_mb`` limit (:class:`QuotaError`):
     an import, whose weights become a run of the importer's (a job checks this with the rest in :func:`check_quota`).
     Called by the import doors (the Build page's Import and model library) before the worker starts."""
+    check_sees(store, owner)
     limit, where = limit_sources(store.workspace, owner)
     if limit.get("storage_mb") is None:
         return
@@ -292,6 +299,7 @@ def check_upload(store: RunStore, owner: str, nbytes: int) -> None:
     Raises:
         QuotaError: over the limit, naming the limit, the bytes in use and asked for, and where it was set.
     """
+    check_sees(store, owner)
     limit, where = limit_sources(store.workspace, owner)
     cap = limit.get("storage_mb")
     if cap is None or nbytes <= 0:
@@ -356,6 +364,7 @@ def check_study(store: RunStore, owner: str, *, studies: int, device: str = "aut
     room for one more job (:func:`check_quota`: storage full, live and queued jobs at their limits). A runner is a
     process its owner started (torch imported, held for the study's hours) whose trials are its jobs. Called by
     :func:`builder.search.runner.launch_study` under :func:`admit`, before anything is claimed or started."""
+    check_sees(store, owner)
     limit, where = limit_sources(store.workspace, owner)
     run_cap = limit.get("running")
     if run_cap is not None and studies >= run_cap:

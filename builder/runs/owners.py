@@ -35,7 +35,17 @@ from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from builder.data.access import ENV_SHARED, LOCAL_OWNER, owner_of, shared_runs
+from builder.data.access import (
+    DELETE_DATA,
+    ENV_SHARED,
+    LOCAL_OWNER,
+    Actor,
+    Resource,
+    may,
+    owner_of,
+    refusal,
+    shared_runs,
+)
 from builder.data.disk import write_atomic
 from builder.errors import LayerLabError, StaleProjectError
 from builder.escape import shown_uri
@@ -650,7 +660,20 @@ def upload_dir(workspace: str | Path, owner: str) -> Path:
     return d
 
 
-__all__ = ["pin", "confined_config", "DATABASE_KEY", "TRACKING_KEY", "LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "ENV_ADMINS", "admins", "is_admin", "ENV_TEACHERS", "ENV_SERVER_CONFIG", "server_config", "server_config_path", "set_server_config", "teachers",
+
+def check_sees(store: Any, owner: str, actor: Actor | None = None) -> None:
+    """Refuse unless the actor of ``store`` (a :class:`RunStore` or a job's broker client) may see what ``owner``
+    uses (its jobs, bytes, GPU time): the owner itself, an admin or trusted code (a job's admission and broker),
+    those who may delete its data. Anyone else gets the unknown owner's answer, which names it by its pseudonym only.
+
+    Raises:
+        AccessDenied: anyone else.
+    """
+    if not may(store.who(actor), DELETE_DATA, Resource("owner", owner)):
+        raise refusal(pseudonym(store.workspace, owner), "owner")
+
+
+__all__ = ["pin", "confined_config", "DATABASE_KEY", "TRACKING_KEY", "LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "check_sees", "ENV_ADMINS", "admins", "is_admin", "ENV_TEACHERS", "ENV_SERVER_CONFIG", "server_config", "server_config_path", "set_server_config", "teachers",
            "is_teacher",
            "new_anonymous_id", "valid_anonymous_id", "anonymous_owner", "user_owner", "SECRET_FILE", "OWNERS_DIR",
            "PSEUDONYM_RE", "workspace_secret", "safe_id", "owned_name", "pseudonym", "owner_path", "owner_dir", "owner_folders", "STUDIES_DIR",

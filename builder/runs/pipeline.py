@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from builder.data import Dataset, DatasetSource, fit_dataset, load_dataset, load_saved_dataset, save_dataset
-from builder.data.access import controlled_run
+from builder.data.access import check_acting, controlled_run
 from builder.data.cache import use_cache_dir
 from builder.data.compat import adapt_graph, check_compat
 from builder.data.disk import write_atomic
@@ -67,11 +67,7 @@ def acting_owner(store: RunStore | None, owner: str) -> str:
     Raises:
         AccessDenied: ``owner`` is not the store's actor.
     """
-    who = store.who() if store is not None else None
-    if who is None or who.system or owner == who.owner:
-        return owner
-    raise AccessDenied("a run is trained for the actor of the run store it is recorded in; received: another "
-                       "owner than the store's actor. Fix: open the store as that owner (RunStore.as_actor)")
+    return check_acting(store.who() if store is not None else None, owner)
 
 
 @contextlib.contextmanager

@@ -62,6 +62,7 @@ from builder.escape import add_server_folder, hide_paths, resolves_inside
 from builder.graph.project import Project, load_project
 from builder.runs import db as _db
 from builder.runs import run_time as _run_time
+from builder.runs.owners import check_sees
 from builder.runs.record import STOPPED_BY, Run
 from builder.training.config import TrainConfig
 from builder.training.run_folder import RunFolder
@@ -648,9 +649,11 @@ class RunStore:
                           (run_id, kind, int(after)))
         return [json.loads(r["data"]) for r in rows], (rows[-1]["rowid"] if rows else int(after))
 
-    def record_bytes(self, owner: str) -> int:
+    def record_bytes(self, owner: str, *, actor: Actor | None = None) -> int:
         """About the bytes ``owner``'s runs take in the run database (their rows' texts and their curves, in
-        characters): what the storage quota counts beside their folders (:func:`builder.jobs.quotas.usage`)."""
+        characters): what the storage quota counts beside their folders (:func:`builder.jobs.quotas.usage`); for
+        those :func:`check_sees` lets see it."""
+        check_sees(self, owner, actor)
         cols = " + ".join(f"COALESCE(LENGTH({c}), 0)" for c in (*_JSON_COLS, "name", "message"))
         rows = self._read(f"SELECT (SELECT COALESCE(SUM({cols}), 0) FROM runs WHERE owner = ?) + (SELECT "
                           "COALESCE(SUM(LENGTH(m.data)), 0) FROM metrics m JOIN runs r ON r.id = m.run_id WHERE "
