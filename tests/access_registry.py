@@ -515,6 +515,8 @@ def _doors() -> list[Door]:
              lambda w, s: housekeeping.delete_runs(s, s.actor.owner, [w.ann])),
         Door("builder.admin.housekeeping.delete_class_data", (CLASS,),
              lambda w, s: housekeeping.delete_class_data(s, w.ann_class, s.actor.owner)),
+        Door("builder.admin.housekeeping.delete_class_data", (CLASS,),  # naming the class's teacher as the actor
+             lambda w, s: housekeeping.delete_class_data(s, w.ann_class, w.teacher), via="teacher"),
         Door("builder.runs.classes.post_starter", (CLASS, PROJECT),
              lambda w, s: classes.post_starter(w.ws, w.ann_class, s.actor.owner, w.project)),
         Door("builder.runs.classes.update_class", (CLASS,),
