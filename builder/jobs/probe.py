@@ -322,11 +322,12 @@ def _end_if_idle(probe: Any, child: _Child) -> bool:
 
 def _wire_rules(grant: landlock.ReaderRules, workspace: str, actor: Any = None) -> dict:
     """The child's file rules as plain data for its start message (:func:`builder.jobs.probe_child._confine`),
-    with the actor its run store's broker answers as when it is confined (:mod:`builder.process.broker`)."""
-    rules, who = grant.rules, None
+    with the person its run store answers as (a broker when it is confined, :mod:`builder.process.broker`; the
+    store itself when it is not, as on a kernel without Landlock); none for trusted code."""
+    rules = grant.rules
+    who = broker.wire_actor(actor) if actor is not None and not getattr(actor, "system", False) else None
     if isinstance(rules, landlock.Confinement):
         rules = rules.to_wire()
-        who = broker.wire_actor(actor)
     return {"rules": rules, "owners": list(grant.owners), "workspace": workspace, "actor": who}
 
 

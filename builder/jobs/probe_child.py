@@ -107,7 +107,11 @@ def _confine(files: dict) -> str:
     for the page session's actor), its owners' folder names pinned first (``identity.key`` and ``server.json`` shut
     from then on); one line for the probe's log (what was applied, or why not: the CLI's local user, a kernel
     without Landlock)."""
-    rules = files.get("rules")
+    rules, person = files.get("rules"), files.get("actor")
+    if not isinstance(rules, dict) and isinstance(person, dict):  # unconfined (no Landlock here): the store itself
+        # reads as the session's person, never as trusted code
+        _STORES[str(files["workspace"])] = RunStore(str(files["workspace"]), actor=broker.actor_of_wire(person),
+                                                    mark_interrupted=False)
     if isinstance(rules, dict):
         store = RunStore(str(files["workspace"]), actor=SYSTEM, mark_interrupted=False)
         # its run store: a broker, forked now, reads the runs as the page session's actor (the database is not
@@ -123,12 +127,12 @@ def _confine(files: dict) -> str:
     return line
 
 
-_STORES: dict = {}  # workspace -> its run store's client, in a confined probe (builder.process.broker)
+_STORES: dict = {}  # workspace -> its run store as the session's person (a broker client when confined)
 
 
 def _store(workspace: str):
-    """The run store of a request (its caller checked the actor's access): the broker's as the session's actor in
-    a confined probe; trusted code's or the CLI's local user's own, unconfined."""
+    """The run store of a request (its caller checked the actor's access): as the session's person (the broker's
+    in a confined probe, the store's own unconfined); trusted code's without a person."""
     return _STORES.get(workspace) or RunStore(workspace, actor=SYSTEM, mark_interrupted=False)
 
 

@@ -176,3 +176,27 @@ def test_a_teachers_probe_explains_a_students_run_on_the_students_upload(tmp_pat
             assert xs.explain(0, "x-read", path=str(canvas)) == "denied"
     finally:
         probe.close()
+
+
+def test_an_unconfined_probe_for_a_person_reads_runs_as_that_person(tmp_path, monkeypatch):
+    """Where Landlock cannot confine the probe (an old kernel, a database without its WAL file), its run store read
+    as trusted code: an id its parent had not checked (a run's parent, its teacher) would open anyone's run. It
+    reads as the session's person, as the broker does in a confined probe."""
+    from builder.jobs import probe_child
+    from builder.jobs.probe import _wire_rules
+    from builder.process import broker
+
+    ws = tmp_path / "ws"
+    store = RunStore(ws, actor=SYSTEM)
+    ann = run_training(builder.load_template("mlp"), "moons", {"epochs": 1}, store, owner="user:ann").run_id
+    bob = Actor("user:bob")
+    grant = landlock.ReaderRules("a kernel without Landlock", ())
+    files = _wire_rules(grant, str(ws), bob)
+    assert files["actor"] == broker.wire_actor(bob) and files["rules"] == "a kernel without Landlock"
+    assert _wire_rules(grant, str(ws), SYSTEM)["actor"] is None  # trusted code is not a person
+    monkeypatch.setattr(probe_child, "_STORES", {})
+    monkeypatch.setattr(probe_child.landlock, "confine", lambda rules: f"unconfined: {rules}")
+    probe_child._confine(files)
+    with pytest.raises(AccessDenied, match="of yours"):
+        probe_child._store(str(ws)).get(ann)
+    assert probe_child._store(str(ws)).who() == bob
