@@ -47,7 +47,7 @@ from builder.errors import DatasetError
 
 CACHE_VERSION = 2  # bump when the layout or the decoding changes: old entries are then never read
 CHUNK = 512  # images per decode task (and per progress record)
-ENV_WORKSPACE = "LAYERLAB_WORKSPACE"  # the same variable as builder.runs.store's (data sits below runs)
+ENV_WORKSPACE = "LAYERLAB_WORKSPACE"  # the workspace folder (runs, uploads, caches): workspace_root
 _DIR: ContextVar[Path | None] = ContextVar("layerlab_cache_dir", default=None)
 _OWN: ContextVar[Path | None] = ContextVar("layerlab_own_cache", default=None)
 
@@ -98,14 +98,28 @@ def keep_own(folder: str | Path) -> None:
     _OWN.set(Path(folder))
 
 
+def workspace_root(flag: str | os.PathLike | None = None) -> Path:
+    """The workspace folder, absolute: ``flag``, else ``$LAYERLAB_WORKSPACE``, else ``~/.layerlab``. A relative
+    variable is resolved once, against the working folder of the first process that reads it, and written back,
+    so that the jobs and trials it starts in other folders find the same workspace.
+
+    >>> workspace_root("/srv/ws")
+    PosixPath('/srv/ws')
+    """
+    env = os.environ.get(ENV_WORKSPACE)
+    ws = Path(os.path.abspath(Path(flag or env or Path.home() / ".layerlab").expanduser()))
+    if not flag and env:
+        os.environ[ENV_WORKSPACE] = str(ws)
+    return ws
+
+
 def cache_dir() -> Path:
-    """The cache folder: the workspace named by :func:`use_cache_dir`, else ``$LAYERLAB_WORKSPACE``, else
-    ``~/.layerlab``, plus ``/cache``."""
+    """The cache folder: the workspace named by :func:`use_cache_dir`, else :func:`workspace_root`'s, plus
+    ``/cache``."""
     d = _DIR.get()
     if d is not None:
         return d
-    env = os.environ.get(ENV_WORKSPACE)
-    return (Path(env).expanduser() if env else Path.home() / ".layerlab") / "cache"
+    return workspace_root() / "cache"
 
 
 def fingerprint(*parts: object) -> str:
@@ -413,4 +427,4 @@ def write_json(path: Path, obj: dict) -> None:
 
 __all__ = ["adopt", "ENTRY_FILES", "build_dir", "build_pixel_cache", "cache_dir", "cached", "cached_shape", "check_cache_bytes", "content_hash", "discard",
            "entry_dir", "fingerprint",
-           "keep_own", "own_cache", "use_cache_dir", "write_json", "CHUNK"]
+           "keep_own", "own_cache", "use_cache_dir", "write_json", "CHUNK", "workspace_root", "ENV_WORKSPACE"]

@@ -56,6 +56,7 @@ from builder.data.access import (
     may,
     refusal,
 )
+from builder.data.cache import ENV_WORKSPACE, workspace_root
 from builder.data.disk import on_full_disk, write_atomic
 from builder.errors import AccessDenied, RunStoreError
 from builder.escape import add_server_folder, hide_paths, resolves_inside
@@ -77,7 +78,6 @@ from builder.training.run_status import (
     stale_s,
 )
 
-ENV_WORKSPACE = "LAYERLAB_WORKSPACE"
 DB_NAME = "layerlab.db"
 DB_WHAT = "the run database"  # in a full disk's message (builder.data.disk)
 _LIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(LIVE))  # for "status IN (...)" in SQL
@@ -96,11 +96,9 @@ CONTROL_ACTIONS = ("pause", "resume", "stop")
 
 
 def default_workspace(flag: str | Path | None = None) -> Path:
-    """The workspace folder, absolute: ``flag``, else ``$LAYERLAB_WORKSPACE`` (resolved once and written back: jobs
-    and trials started in other folders find the same), else ``~/.layerlab``; named to :func:`hide_paths`."""
-    ws = Path(os.path.abspath(Path(flag or os.environ.get(ENV_WORKSPACE) or Path.home() / ".layerlab").expanduser()))
-    if not flag and os.environ.get(ENV_WORKSPACE):
-        os.environ[ENV_WORKSPACE] = str(ws)
+    """The workspace folder (:func:`builder.data.cache.workspace_root`: ``flag``, else ``$LAYERLAB_WORKSPACE``
+    resolved once, else ``~/.layerlab``), named to :func:`hide_paths`."""
+    ws = workspace_root(flag)
     add_server_folder(ws)
     return ws
 

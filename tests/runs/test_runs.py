@@ -40,6 +40,19 @@ def test_default_workspace_precedence(monkeypatch, tmp_path):
     assert default_workspace(tmp_path / "flag") == tmp_path / "flag"
 
 
+def test_a_relative_workspace_is_the_same_for_the_run_store_and_the_caches(monkeypatch, tmp_path):
+    """The caches read ``$LAYERLAB_WORKSPACE`` by a rule of their own, relative to each process's working folder: a
+    relative workspace put the caches of a process started elsewhere (a job, a trial) in another folder. Both read
+    one rule (builder.data.cache.workspace_root): resolved once, written back for the processes started after."""
+    from builder.data.cache import cache_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LAYERLAB_WORKSPACE", "rel/ws")
+    assert cache_dir() == tmp_path / "rel" / "ws" / "cache"  # the caches first: resolved and written back
+    monkeypatch.chdir(tmp_path / "..")
+    assert default_workspace() == tmp_path / "rel" / "ws" and cache_dir().parent == default_workspace()
+
+
 def test_rows_curves_and_delete(store):
     assert sqlite3.connect(store.db_path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     rid = store.create_run(load_template("mlp"), "moons", {"n_samples": 100}, {"epochs": 2}, name="first")
