@@ -273,12 +273,10 @@ def encode_row(xs: Any, values: list[float], picks: dict[str, str] | None = None
     if row.size != n:
         raise ExplainError(f"the model reads {n} values per sample; received: {row.size}. Fix: give one value per "
                            "feature")
-    if not np.isfinite(row).all():
-        raise ExplainError("the row holds a value that is not finite (NaN or infinity). Fix: type a number")
     stats = _stats(xs)
     if stats is not None and len(stats[0]) == n:
         row = (row - stats[0]) / stats[1]
-    return _on_device(xs, torch.tensor(row, dtype=torch.float32).reshape(1, *shape))
+    return _on_device(xs, _finite32(row, "the row").reshape(1, *shape))
 
 
 def _with_picks(xs: Any, numbers: np.ndarray, picks: dict[str, str], n: int) -> np.ndarray:
@@ -477,7 +475,23 @@ def encode_series(xs: Any, text: str) -> torch.Tensor:
     stats = _stats(xs)
     if stats is not None:
         window = (window - stats[0]) / stats[1]
-    return _on_device(xs, torch.tensor(window[None], dtype=torch.float32))
+    return _on_device(xs, _finite32(window[None], "the series"))
+
+
+def _finite32(values: np.ndarray, what: str) -> torch.Tensor:
+    """``values`` as the float32 tensor a model reads, refused when one is not finite there (NaN, an infinity, or
+    a number past float32's range once scaled like the training data).
+
+    >>> _finite32(np.array([1.0, 2.0]), "the row")
+    tensor([1., 2.])
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.asarray(values, dtype=np.float32)
+    if not np.isfinite(out).all():
+        raise ExplainError(f"{what} holds a value that is not a finite number (NaN, infinity, or past float32's "
+                           f"range of about ±3.4e38); received: {int((~np.isfinite(out)).sum())} such value(s). Fix: "
+                           "type ordinary numbers")
+    return torch.from_numpy(out)
 
 
 def continue_text(xs: Any, x: torch.Tensor, steps: int = 40, temperature: float = 0.8, top_k: int = 20,

@@ -55,8 +55,10 @@ def test_row_mistakes_are_explained():
     xs = _session("mlp", "wine")
     with pytest.raises(ExplainError, match="reads 13 values per sample; received: 2"):
         encode_row(xs, [1.0, 2.0])
-    with pytest.raises(ExplainError, match="not finite"):
+    with pytest.raises(ExplainError, match="not a finite number"):
         encode_row(xs, [float("nan")] * 13)
+    with pytest.raises(ExplainError, match="past float32's range"):  # finite in float64: infinity in float32
+        encode_row(xs, [1e39] * 13)
 
 
 def test_an_uploaded_image_is_resized_and_scaled_like_the_dataset():

@@ -73,6 +73,10 @@ def test_a_pasted_series_is_forecast_in_its_own_units(runs):
         tryit.encode_series(xs, "1\n2\n3")
     with pytest.raises(ExplainError, match="numbers, one step per line"):
         tryit.encode_series(xs, "1\nabc\n3")
+    lines = form.start_text.splitlines()
+    for bad in ("nan", "inf", "-Infinity", "1e45"):  # went to the model: a forecast of NaN or infinity
+        with pytest.raises(ExplainError, match="not a finite number"):
+            tryit.encode_series(xs, "\n".join([*lines[:-1], bad]))
 
 
 def test_an_explained_forecast_window_shows_its_true_and_predicted_value_in_the_series_units(runs):
