@@ -37,9 +37,9 @@ def _storage() -> str:
 
 
 def _objectives(task: str) -> list[str]:
-    if task in ("multiclass", "binary"):
-        return ["val_loss", "val_accuracy", "val_f1"]
-    return ["val_loss", "val_r2"]
+    from builder.search.settings import objectives_for  # lazy: heavy (sqlalchemy, via builder.search)
+
+    return [o for o in objectives_for(task) if o != "val_metric"]  # the metric by its own name
 
 
 def _default_name() -> str:

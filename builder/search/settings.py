@@ -40,6 +40,21 @@ def study_name_problem(name: object) -> str | None:
     return None if valid_study_name(name) else f"{STUDY_NAME_RULE}; received: {str(name)[:100]!r}. Fix: e.g. mlp-moons-1"
 
 
+def objectives_for(task: str) -> tuple[str, ...]:
+    """The objectives a study may optimise on a dataset of ``task``: the validation loss, and the metrics the task
+    computes whose larger value is better (``val_metric``, the task's own metric, only where it is one of those:
+    not a forecast's mean absolute error nor a language model's perplexity, which would be maximised).
+
+    >>> objectives_for("binary"), objectives_for("forecast"), objectives_for("next_token")
+    (('val_loss', 'val_metric', 'val_accuracy', 'val_f1'), ('val_loss', 'val_r2'), ('val_loss',))
+    """
+    if task in ("multiclass", "binary"):
+        return "val_loss", "val_metric", "val_accuracy", "val_f1"
+    if task == "next_token":
+        return ("val_loss",)
+    return ("val_loss", "val_r2") if task == "forecast" else ("val_loss", "val_metric", "val_r2")
+
+
 def objective_direction(objective: str) -> Literal["minimize", "maximize"]:
     """``minimize`` for ``val_loss``, ``maximize`` for a validation metric."""
     return "minimize" if objective == "val_loss" else "maximize"
@@ -129,5 +144,5 @@ class StudySettings:
             raise LayerLabError("; ".join(bad))
 
 
-__all__ = ["StudySettings", "STUDY_NAME_RE", "STUDY_NAME_RULE", "valid_study_name", "study_name_problem", "objective_direction", "objective_metric", "objective_value", "OBJECTIVES", "SAMPLERS",
+__all__ = ["StudySettings", "STUDY_NAME_RE", "STUDY_NAME_RULE", "valid_study_name", "study_name_problem", "objective_direction", "objective_metric", "objective_value", "objectives_for", "OBJECTIVES", "SAMPLERS",
            "PRUNERS", "MAX_TRIALS"]

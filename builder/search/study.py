@@ -37,7 +37,13 @@ from builder.graph.cost import node_costs, total_macs
 from builder.graph.project import Project, load_project
 from builder.graph.shapes import infer_shapes
 from builder.search.results import StudyResult, study_result
-from builder.search.settings import StudySettings, objective_direction, objective_metric, objective_value
+from builder.search.settings import (
+    StudySettings,
+    objective_direction,
+    objective_metric,
+    objective_value,
+    objectives_for,
+)
 from builder.search.space import SearchSpace, parse_space
 from builder.search.storage import (
     SETTINGS_ATTR,
@@ -207,12 +213,10 @@ class StudyRunner:
 
     # ---- setup
     def _check_objective(self) -> None:
-        task = self._ds.info.task
-        classif = task in ("multiclass", "binary")
-        o = self.settings.objective
-        if (o in ("val_accuracy", "val_f1") and not classif) or (o == "val_r2" and classif):
+        task, o = self._ds.info.task, self.settings.objective
+        if o not in (fits := objectives_for(task)):
             raise LayerLabError(f"the objective must suit the dataset's task; received: {o} on a {task} dataset. "
-                                f"Fix: use val_loss or {'val_r2' if not classif else 'val_accuracy'}")
+                                f"Fix: use {' or '.join(fits)}")
 
     def _signature(self) -> dict:
         return {"space": self.space.to_specs(), "objective": self.settings.objective, "dataset": self.dataset,

@@ -173,6 +173,24 @@ def test_settings_and_objective_task_are_checked(tmp_path, mlp):
         StudyRunner(store, mlp, "moons", space=["lr=1e-3..1e-1"], settings=StudySettings(name="a b"))
 
 
+
+@pytest.mark.parametrize(("template", "dataset", "objective"), [("gpt", "text_corpus", "val_r2"),
+                                                                 ("rnn_forecaster", "sunspots", "val_metric")])
+def test_an_objective_the_task_cannot_score_or_would_maximise_wrongly_is_refused(tmp_path, template, dataset,
+                                                                                  objective):
+    """The Search page offered R² for a language model (every trial then failed: "metric perplexity goes with task
+    next_token"), and ``val_metric`` on a forecast maximised its mean absolute error. One rule
+    (builder.search.settings.objectives_for) gives the page its choices and refuses the rest."""
+    from builder import load_template
+    from builder.search.settings import objectives_for
+
+    store = RunStore(tmp_path, actor=SYSTEM)
+    with pytest.raises(LayerLabError, match=f"received: {objective} on a .* dataset. Fix: use val_loss"):
+        StudyRunner(store, load_template(template), dataset, space=["lr=1e-3..1e-1"],
+                    settings=StudySettings(objective=objective))
+    assert objective not in objectives_for("next_token" if template == "gpt" else "forecast")
+
+
 def test_a_study_belongs_to_its_owner(tmp_path, mlp):
     """Another person cannot resume, extend or read a study by typing its name (app or CLI): the name is theirs to
     use for a study of their own (tests/search/test_study_names.py has the rest)."""
