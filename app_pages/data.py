@@ -9,6 +9,7 @@ from PIL import Image, ImageOps
 import builder
 from app_pages import nav, ui
 from builder.data import list_datasets, source_kinds
+from builder.data.builtin import option_range
 from builder.data.compat import adapt_graph, fitting_template, template_title
 from builder.data.series import series_windows
 from builder.data.tabular import preview_csv
@@ -54,12 +55,20 @@ def builtin_picker(current: dict) -> dict | None:
             elif isinstance(default, str):
                 opts[k] = col.text_input(k.replace("_", " "), value=str(v), help=helptext, key=f"ll_dso_{name}_{k}")
             elif isinstance(default, int):
-                opts[k] = int(col.number_input(k.replace("_", " "), value=int(v), step=1, help=helptext,
-                                               key=f"ll_dso_{name}_{k}"))
+                lo, hi = option_range(k, {**d["options"], **cur_opts, **opts}) or (None, None)
+                opts[k] = int(col.number_input(k.replace("_", " "), lo, hi, _within(int(v), lo, hi), step=1,
+                                               help=helptext, key=f"ll_dso_{name}_{k}"))
             else:
-                opts[k] = float(col.number_input(k.replace("_", " "), value=float(v), help=helptext,
-                                                 key=f"ll_dso_{name}_{k}", format="%g"))
+                span = option_range(k)
+                lo, hi = (float(span[0]), float(span[1])) if span else (None, None)
+                opts[k] = float(col.number_input(k.replace("_", " "), lo, hi, _within(float(v), lo, hi),
+                                                 help=helptext, key=f"ll_dso_{name}_{k}", format="%g"))
     return {"kind": "builtin", "name": name, "options": {k: v for k, v in opts.items() if v != d["options"].get(k)}}
+
+
+def _within(v, lo, hi):
+    """``v`` moved into ``[lo, hi]`` (a bound of None: none), for a number box that shows only values in range."""
+    return min(max(v, lo if lo is not None else v), hi if hi is not None else v)
 
 
 def csv_picker(current: dict) -> dict | None:
@@ -115,13 +124,14 @@ def _tokenizer_options(current: dict) -> dict:
     tok = o.get("tokenizer", "word")  # a run's "pretrained" (its own tokenizer.json) is not a choice here
     kind = c[0].selectbox("Tokenizer", TOKENIZER_KINDS, index=TOKENIZER_KINDS.index(tok) if tok in TOKENIZER_KINDS else 0,
                           key="ll_txt_tok", help="word: words and punctuation; bpe: byte-level BPE (no unknown words)")
-    vocab = int(c[1].number_input("Vocabulary size", 260 if kind == "bpe" else 4, 50_000,
-                                  min(max(int(o.get("vocab_size", 5000)), 260 if kind == "bpe" else 4), 50_000),
+    v_lo, v_hi = option_range("vocab_size", {"tokenizer": kind})
+    vocab = int(c[1].number_input("Vocabulary size", v_lo, v_hi, _within(int(o.get("vocab_size", 5000)), v_lo, v_hi),
                                   key="ll_txt_vocab",
                                   help="Learned from the training split only"))
+    l_lo, l_hi = option_range("max_length")
     if "ll_txt_len" not in st.session_state:  # its value lives in the state ("Use max length N" sets it there)
-        st.session_state.ll_txt_len = min(max(int(o.get("max_length", 64)), 2), 1024)
-    length = int(c[2].number_input("Max length", 2, 1024, key="ll_txt_len",
+        st.session_state.ll_txt_len = _within(int(o.get("max_length", 64)), l_lo, l_hi)
+    length = int(c[2].number_input("Max length", l_lo, l_hi, key="ll_txt_len",
                                    help="Tokens per sample: longer texts are cut, shorter ones padded"))
     lower = c[3].toggle("Lower-case", value=bool(o.get("lowercase", True)), key="ll_txt_lower")
     return {"tokenizer": kind, "vocab_size": vocab, "max_length": length, "lowercase": lower}
@@ -178,12 +188,12 @@ def series_picker(current: dict) -> dict | None:
     mine = current if current.get("kind") == "series" else {}
     o = dict(mine.get("options") or {})
     c = st.columns(3)
-    win = {"lookback": int(c[0].number_input("Lookback", 1, 4096, int(o.get("lookback", 24)), key="ll_ser_lb",
-                                             help="Past steps the model reads")),
-           "horizon": int(c[1].number_input("Horizon", 1, 1024, int(o.get("horizon", 1)), key="ll_ser_h",
-                                            help="Steps to forecast")),
-           "stride": int(c[2].number_input("Stride", 1, 4096, int(o.get("stride", 1)), key="ll_ser_s",
-                                           help="Steps between window starts"))}
+    win = {k: int(col.number_input(label, *option_range(k), _within(int(o.get(k, default)), *option_range(k)),
+                                   key=f"ll_ser_{key}", help=helptext))
+           for col, (k, label, default, key, helptext) in zip(c, (
+               ("lookback", "Lookback", 24, "lb", "Past steps the model reads"),
+               ("horizon", "Horizon", 1, "h", "Steps to forecast"),
+               ("stride", "Stride", 1, "s", "Steps between window starts")))}
     if up is None:
         return _kept_upload(mine, win, "Upload a CSV of numeric columns (one row per time step).")
     data = up.getvalue()

@@ -88,14 +88,9 @@ def load_builtin(name: str, *, seed: int = 0, val_fraction: float = 0.15, test_f
                            f"its options are: {', '.join(spec.options) or 'none'}")
     problems = option_problems(name, {**options, "seed": seed})
     if problems:
-        raise DatasetError(f"dataset {name!r}: {'; '.join(problems)}")
-    opts = {**spec.options, **options}
-    n = opts.get("n_samples")
-    if n is not None and not (isinstance(n, int) and 20 <= n <= limits.MAX_SAMPLES):
-        raise DatasetError(f"n_samples must be an integer between 20 and {limits.MAX_SAMPLES}; got {n!r}")
-    noise = opts.get("noise")
-    if noise is not None and not (isinstance(noise, (int, float)) and 0 <= noise <= 5):
-        raise DatasetError(f"noise must be a number between 0 and 5; got {noise!r}")
+        raise DatasetError(f"dataset {name!r}: {'; '.join(problems)}. Fix: set each option within its range (the "
+                           "Data page's boxes allow only those)")
+    opts = {**spec.options, **options}  # in range (option_problems: limits.OPTION_RANGES)
     if spec.splits:
         return spec.loader(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, task=task, **opts)
     X, y, fields = spec.loader(seed=seed, **opts)
@@ -214,8 +209,6 @@ def _xor(seed: int, n_samples: int, noise: float):
                   task="multiclass", options={**_TOY_OPTS, "noise": 1.0, "centers": 3},
                   help={**_TOY_HELP, "noise": "cluster standard deviation", "centers": "number of classes"})
 def _blobs(seed: int, n_samples: int, noise: float, centers: int):
-    if not (isinstance(centers, int) and 2 <= centers <= 20):
-        raise DatasetError(f"centers must be an integer between 2 and 20; got {centers!r}")
     X, y = _sk().make_blobs(n_samples=n_samples, centers=centers, cluster_std=max(noise, 1e-3),
                             random_state=seed % 2**32, center_box=(-8, 8))
     return _points(X / 4.0, y, [str(i) for i in range(centers)])
@@ -235,10 +228,8 @@ SEQ_MARKERS = ["A", "B", "C", "D"]
                   help={"n_samples": "number of sequences", "length": "tokens per sequence (even, 4-64)",
                         "markers": "number of marker tokens = classes (2-4)"})
 def _sequence(seed: int, n_samples: int, length: int, markers: int):
-    if not (isinstance(length, int) and 4 <= length <= 64 and length % 2 == 0):
-        raise DatasetError(f"length must be an even integer between 4 and 64; got {length!r}")
-    if markers not in (2, 3, 4):
-        raise DatasetError(f"markers must be 2, 3 or 4; got {markers!r}")
+    if length % 2:  # its range: limits.OPTION_RANGES
+        raise DatasetError(f"length is an even number (a marker in each half); received: {length}. Fix: e.g. 16")
     rng = np.random.default_rng(seed)
     nf, half = SEQ_VOCAB_SIZE - markers, length // 2
     X = rng.integers(0, nf, (n_samples, length))
@@ -300,7 +291,8 @@ def _kind_of(default: object) -> tuple[Callable[[object], bool], str]:
 def option_problems(name: str, options: dict, defaults: dict | None = None) -> list[str]:
     """Every option of built-in ``name`` (from content: a project, a link, a class starter) whose value is not of
     its default's kind (a number, a whole number, true/false, a word), and a seed that is none
-    (:func:`seed_problem`); empty for a name that is not a built-in. The pages and the loaders read these values
+    (:func:`seed_problem`), and for a built-in a number outside its range (:func:`option_range`); empty for a
+    name that is not a built-in. The pages and the loaders read these values
     as their defaults' kind, so a ``null`` or a word where a number goes would raise inside them. ``defaults``:
     the options' defaults for a source that is not a built-in (an upload kind's loader's).
 
@@ -308,6 +300,7 @@ def option_problems(name: str, options: dict, defaults: dict | None = None) -> l
     ['option n_samples of moons is a whole number (received None)', 'option noise of moons is a number (received x)']
     """
     spec = _REGISTRY.get(name)
+    builtin = defaults is None
     if defaults is None:
         if spec is None:
             return []
@@ -323,7 +316,23 @@ def option_problems(name: str, options: dict, defaults: dict | None = None) -> l
         ok, kind = _kind_of(defaults.get(key))
         if not ok(value):
             out.append(f"option {str(key)[:40]} of {name} is {kind} (received {str(value)[:20]})")
+        elif builtin and (span := option_range(key, {**defaults, **options})) is not None and \
+                not span[0] <= value <= span[1]:  # an upload kind's checker says these with its other problems
+            out.append(f"option {key} of {name} is from {span[0]:g} to {span[1]:g} (received {str(value)[:20]})")
     return out
+
+
+def option_range(key: str, options: dict | None = None) -> tuple[float, float] | None:
+    """The range of the numeric dataset option ``key`` (:data:`builder.data.limits.OPTION_RANGES`), for a dataset
+    whose options are ``options`` (a byte-level BPE vocabulary starts higher); None for an option without one.
+
+    >>> option_range("n_samples"), option_range("vocab_size", {"tokenizer": "bpe"}), option_range("seed")
+    ((20, 200000), (260, 50000), None)
+    """
+    span = limits.OPTION_RANGES.get(key)
+    if span is not None and key == "vocab_size" and (options or {}).get("tokenizer") == "bpe":
+        return limits.BPE_MIN_VOCAB, span[1]
+    return span
 
 
 def list_names() -> list[str]:
@@ -337,6 +346,6 @@ def is_builtin(name: str) -> bool:
 
 
 
-__all__ = ["DatasetSpec", "register_dataset", "list_datasets", "load_builtin", "list_names", "is_builtin", "preload",
+__all__ = ["DatasetSpec", "register_dataset", "list_datasets", "load_builtin", "list_names", "is_builtin", "preload", "option_range",
            "option_problems", "seed_problem", "MAX_SEED",
            "SEQ_VOCAB_SIZE", "SEQ_MARKERS"]

@@ -44,3 +44,13 @@ MAX_TOKEN_CELLS = 20_000_000  # samples x max_length token ids (int64: 160 MB)
 MAX_SERIES_ROWS = 1_000_000  # time steps of one series
 MAX_SERIES_COLUMNS = 64  # numeric columns of one series
 MAX_WINDOW_CELLS = 20_000_000  # windows x (lookback + horizon) x columns (float32: 80 MB)
+
+#: the range of each numeric dataset option, by its name (the same meaning wherever a dataset has it): what the
+#: loaders refuse outside (builder.data.builtin.option_problems, series.WindowOptions, text.TextOptions) and what
+#: the Data page's number boxes allow. A byte-level BPE vocabulary starts at BPE_MIN_VOCAB.
+OPTION_RANGES: dict[str, tuple[float, float]] = {
+    "n_samples": (20, MAX_SAMPLES), "noise": (0, 5), "centers": (2, 20), "length": (4, 64), "markers": (2, 4),
+    "lookback": (1, 4096), "horizon": (1, 1024), "stride": (1, 4096),
+    "vocab_size": (4, MAX_VOCAB_SIZE), "max_length": (2, MAX_SEQ_LENGTH),
+}
+BPE_MIN_VOCAB = 260  # byte-level BPE starts from its 256 bytes

@@ -41,8 +41,8 @@ class WindowOptions:
     def problems(self) -> list[str]:
         """Every option out of range (empty: fine)."""
         out = []
-        for name, lo, hi in (("lookback", 1, 4096), ("horizon", 1, 1024), ("stride", 1, 4096)):
-            v = getattr(self, name)
+        for name in ("lookback", "horizon", "stride"):
+            (lo, hi), v = limits.OPTION_RANGES[name], getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
                 out.append(f"{name} is an integer from {lo} to {hi}; received: {str(v)[:40]}")
         return out

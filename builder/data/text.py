@@ -95,12 +95,14 @@ class TokenizerOptions:
         if self.kind not in (*TOKENIZER_KINDS, PRETRAINED):
             out.append(f"tokenizer is one of {', '.join((*TOKENIZER_KINDS, PRETRAINED))}; received: "
                        f"{str(self.kind)[:40]!r}")
-        lo = 260 if self.kind == "bpe" else 4  # byte-level BPE starts from its 256 bytes
-        if not _int(self.vocab_size) or not lo <= self.vocab_size <= limits.MAX_VOCAB_SIZE:
-            out.append(f"vocab_size is an integer from {lo} to {limits.MAX_VOCAB_SIZE} (limits.MAX_VOCAB_SIZE); "
+        lo, hi = limits.OPTION_RANGES["vocab_size"]
+        lo = limits.BPE_MIN_VOCAB if self.kind == "bpe" else lo
+        if not _int(self.vocab_size) or not lo <= self.vocab_size <= hi:
+            out.append(f"vocab_size is an integer from {lo} to {hi} (limits.MAX_VOCAB_SIZE); "
                        f"received: {str(self.vocab_size)[:40]}")
-        if not _int(self.max_length) or not 2 <= self.max_length <= limits.MAX_SEQ_LENGTH:
-            out.append(f"max_length is an integer from 2 to {limits.MAX_SEQ_LENGTH} (limits.MAX_SEQ_LENGTH); "
+        lo, hi = limits.OPTION_RANGES["max_length"]
+        if not _int(self.max_length) or not lo <= self.max_length <= hi:
+            out.append(f"max_length is an integer from {lo} to {hi} (limits.MAX_SEQ_LENGTH); "
                        f"received: {str(self.max_length)[:40]}")
         if not isinstance(self.lowercase, bool):
             out.append(f"lowercase is true or false; received: {str(self.lowercase)[:40]}")

@@ -8,6 +8,7 @@ import pytest
 
 import builder
 from builder.data.uploads import UploadFolder
+from builder.errors import LayerLabError
 from builder.runs.owners import upload_dir
 from tests.helpers import ME, button, open_app, shades_zip
 
@@ -291,3 +292,26 @@ def test_the_template_loaded_for_short_texts_reads_them_at_a_length_that_fits(at
     assert any("fit this dataset" in s.value for s in at.success), [w.value for w in at.warning]
     assert "Use max length 8" not in [b.label for b in at.button]
     assert any("max length 8" in t.value for t in at.toast), [t.value for t in at.toast]
+
+
+@pytest.mark.parametrize(("dataset", "ranges"), [
+    ("blobs", {"n_samples": (20, 200_000), "noise": (0, 5), "centers": (2, 20)}),
+    ("sequence", {"length": (4, 64), "markers": (2, 4)}),
+    ("sunspots", {"lookback": (1, 4096), "horizon": (1, 1024), "stride": (1, 4096)}),
+    ("text_corpus", {"vocab_size": (260, 50_000), "max_length": (2, 1024)}),  # byte-level BPE
+])
+def test_a_builtin_datasets_number_boxes_allow_only_what_it_loads(at, dataset, ranges):
+    """The built-in datasets' option boxes had no bounds: n_samples 0, noise -0.1, centers 1, lookback 0 or a BPE
+    vocabulary of 259 were typed and then refused by the loader. The boxes take their ranges from the rule the
+    loaders apply (builder.data.limits.OPTION_RANGES), and each end loads or is refused as the box says."""
+    from builder.data import load_dataset
+
+    at.selectbox(key="ll_ds_name").set_value(dataset).run()
+    assert not at.exception
+    for key, (lo, hi) in ranges.items():
+        box = at.number_input(key=f"ll_dso_{dataset}_{key}")
+        assert (box.min, box.max) == (lo, hi), key
+        for bad in (lo - 1, hi + 1):
+            with pytest.raises(LayerLabError, match=f"option {key} of {dataset} is from {lo:g} to {hi:g}"):
+                load_dataset({"kind": "builtin", "name": dataset, "options": {key: bad}})
+
