@@ -13,9 +13,8 @@ from builder.errors import LayerLabError
 from builder.escape import plotly_text
 from builder.runs import classes, owners
 from builder.runs.summary import dataset_label, has_own_metric
+from builder.training.metrics_units import SCORED, scored_metrics
 from builder.training.run_status import is_live
-
-METRICS = ["accuracy", "macro_f1", "loss", "r2", "mse", "mae"]
 
 ui.page_header("Classes", "Join your class with the code your teacher shows, and start from the class's network. "
                "Teachers create classes and follow every student's runs here.")
@@ -104,6 +103,22 @@ def _holdout() -> dict | None:
         return None
     seed = int(st.session_state.get("ll_class_seed") or 1234)
     return {"dataset": spec["name"], "options": {**(spec.get("options") or {}), "seed": seed}}
+
+
+def _canvas_metrics() -> tuple[str, ...]:
+    """The leaderboard metrics of the canvas's dataset's task (a leaderboard of accuracy on a regression stayed
+    empty); every task's when its data cannot be read now."""
+    try:
+        return scored_metrics(ui.load_spec(ui.dataset_spec()).info.task)
+    except LayerLabError:
+        return SCORED
+
+
+def _set_metric(cid: str) -> None:
+    try:
+        classes.update_class(ui.workspace(), cid, ui.owner(), metric=st.session_state.get(f"ll_class_metric_{cid}"))
+    except LayerLabError as e:
+        st.session_state.ll_class_error = str(e)
 
 
 def _create() -> None:
@@ -252,8 +267,9 @@ def teacher_view() -> None:
     with st.expander("Create a class", expanded=not classes.list_classes(ui.workspace(), teacher=ui.owner())):
         c1, c2 = st.columns([2, 1])
         c1.text_input("Class name", key="ll_class_name", max_chars=100, placeholder="ML 101, group B")
-        c2.selectbox("Leaderboard metric", METRICS, key="ll_class_metric",
-                     help="Measured on the held-out set below (else on the test split each run holds out)")
+        c2.selectbox("Leaderboard metric", _canvas_metrics(), key="ll_class_metric",
+                     help="Measured on the held-out set below (else on the test split each run holds out); the "
+                     "figures the canvas's dataset's task measures")
         h1, h2 = st.columns([2, 1])
         h1.checkbox("Score the leaderboard on a held-out set the students never see", value=True,
                     key="ll_class_holdout", help="The canvas's dataset drawn (generated sets: new samples) or split "
@@ -280,9 +296,12 @@ def teacher_view() -> None:
     st.caption(f"Students open **Classes** and type the code, or follow `/classes?join={cls['code']}`. "
                + (f"Leaderboard: {ui.md(ho['dataset'])} drawn with seed {ho['options'].get('seed')}, kept from "
                   "students." if ho else "Leaderboard: the test split each run held out."))
-    b1, b2, _ = st.columns([1.4, 1, 3])
+    b1, b2, b3, _ = st.columns([1.4, 1, 1.4, 1.6], vertical_alignment="bottom")
     b1.button("Post the canvas as starter", key="ll_class_post", on_click=_post, args=(cid,),
               icon=":material/publish:")
+    b3.selectbox("Leaderboard metric", SCORED, index=SCORED.index(cls["metric"]) if cls["metric"] in SCORED else 0,
+                 key=f"ll_class_metric_{cid}", on_change=_set_metric, args=(cid,),
+                 help="The figure the leaderboard ranks by (lower first for a loss or an error)")
     with b2.popover("Delete class", icon=":material/delete:"):
         st.markdown("Deletes the class and its runs: the runs students made of its starter (recorded for this "
                     "class). Students keep their projects and every other run.")
@@ -325,6 +344,10 @@ def members_view(cid: str) -> None:
             lines.append(f"| {r['rank']} | {ui.md(classes.member_label(cls, r['owner'], ui.workspace()))} | {ui.md(r['name'] or '')} "
                          f"| {_fmt(r['test'])} | {ui.human_count(r['params'] or 0)} |")
         st.markdown("\n".join(lines))
+    elif any(r["status"] == "finished" and r["test"] is None and not r.get("test_error") for r in rows):
+        st.warning(f"No finished run has a {ui.md(cls['metric'])} figure: the runs' task measures others. Fix: "
+                   "pick one it measures as the leaderboard metric above",
+                   icon=":material/leaderboard:")
     else:
         st.caption("No finished run yet.")
     st.subheader("Students' runs")

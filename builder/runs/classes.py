@@ -40,13 +40,12 @@ from builder.runs import db as _db
 from builder.runs.owners import display_name, is_admin, is_teacher, owner_of, pseudonym
 from builder.runs.store import RunStore
 from builder.runs.summary import best_epoch, duration_s
-from builder.training.metrics_units import has_units, metric_in_units
+from builder.training.metrics_units import LOWER_IS_BETTER, SCORED, has_units, metric_in_units
 
 CLASSES_DIR = "classes"
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I: read aloud or from a slide
 CODE_LEN = 6
 MAX_MEMBERS = 500
-LOWER_IS_BETTER = ("loss", "mse", "mae")
 _ID_RE = re.compile(r"^c-[0-9a-f]{12}\Z")
 
 
@@ -179,6 +178,18 @@ def _starter(project: Project | dict) -> dict:
     return json.loads(proj.to_json(indent=None))
 
 
+def _check_metric(metric: object) -> str:
+    """A leaderboard's metric: one a test split measures (:data:`~builder.training.metrics_units.SCORED`).
+
+    Raises:
+        ClassError: another.
+    """
+    if metric not in SCORED:
+        raise ClassError(f"the leaderboard's metric is one of {', '.join(SCORED)}; received: {str(metric)[:40]!r}. "
+                         "Fix: pick one the class's task measures (the Classes page offers those)")
+    return str(metric)
+
+
 def create_class(workspace: str | Path, teacher: str, name: str, starter: Project | dict, *,
                  metric: str = "accuracy", quotas: dict | None = None, holdout: dict | None = None) -> dict:
     """Create a class taught by ``teacher`` with a fresh join code and ``starter`` as its starting project.
@@ -197,6 +208,7 @@ def create_class(workspace: str | Path, teacher: str, name: str, starter: Projec
                          "this id (the Server page shows it) in LAYERLAB_TEACHERS or the server config's "
                          "\"teachers\"")
     name = re.sub(r"\s+", " ", str(name)).strip()[:100] or "class"
+    _check_metric(metric)
     with _locked(workspace):
         codes = {c.get("code") for c in list_classes(workspace)}
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LEN))
@@ -281,7 +293,7 @@ def update_class(workspace: str | Path, class_id: str, teacher: str, *, metric: 
     with _locked(workspace):
         cls = _own(workspace, class_id, teacher)
         if metric is not None:
-            cls["metric"] = str(metric)
+            cls["metric"] = _check_metric(metric)
         if quotas is not None:
             cls["quotas"] = dict(quotas)
         cls["updated"] = time.time()
@@ -432,7 +444,8 @@ def class_runs(store: RunStore, cls: dict, limit: int = 200, *, scorer: HoldoutS
 def leaderboard(store: RunStore, cls: dict, rows: list[dict] | None = None, *,
                 scorer: HoldoutScorer | None = None) -> list[dict]:
     """Each member's best finished run by the class metric on the held-out test split (one row per member,
-    best first; lower is better for loss, mse and mae), with its ``rank``. ``rows``: :func:`class_runs` when
+    best first; lower is better for a loss or an error, :data:`~builder.training.metrics_units.LOWER_IS_BETTER`),
+    with its ``rank``. ``rows``: :func:`class_runs` when
     the caller has them already (else they are read with ``scorer``)."""
     name = cls.get("metric", "accuracy")
     sign = 1.0 if name in LOWER_IS_BETTER else -1.0

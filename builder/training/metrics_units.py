@@ -8,6 +8,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "perplexity")  # the figures that rank a smaller value first
+
+
+def scored_metrics(task: str) -> tuple[str, ...]:
+    """The figures :func:`builder.training.metrics.evaluate` gives on a test split of ``task`` that can rank runs
+    (a class's leaderboard), the task's usual one first.
+
+    >>> scored_metrics("binary"), scored_metrics("next_token"), scored_metrics("forecast")
+    (('accuracy', 'macro_f1', 'loss'), ('perplexity', 'loss'), ('mae', 'rmse', 'mse', 'r2', 'loss'))
+    """
+    if task in ("multiclass", "binary"):
+        return "accuracy", "macro_f1", "loss"
+    if task == "next_token":
+        return "perplexity", "loss"
+    if task == "forecast":
+        return "mae", "rmse", "mse", "r2", "loss"
+    return "r2", "mse", "rmse", "mae", "loss"  # regression; reconstruction against the input
+
+
+SCORED = ("accuracy", "macro_f1", "r2", "mse", "rmse", "mae", "perplexity", "loss")  # every task's, together
+
+
 # metrics in the target's units to the power given: a scaled target (a forecast's series, a regression's target)
 # makes them read in standard deviations unless multiplied back
 _TARGET_POWER = {"mae": 1, "rmse": 1, "mse": 2}
@@ -43,4 +65,4 @@ def metric_in_units(name: str, value: float, dataset_info: Mapping[str, Any] | N
     return value * float(std[0]) ** power, False
 
 
-__all__ = ["has_units", "metric_in_units"]
+__all__ = ["has_units", "metric_in_units", "scored_metrics", "LOWER_IS_BETTER", "SCORED"]

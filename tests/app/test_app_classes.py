@@ -253,3 +253,26 @@ def test_a_members_run_started_from_the_train_form_is_the_classs(job_workspace, 
         request(store, run["id"], "stop")
     wait_for_status(store, run["id"], ("stopped", "finished", "failed", "interrupted"))
     assert run["class_id"] == cls["id"]
+
+
+def test_a_teacher_is_offered_the_leaderboard_metrics_of_the_canvas_task_and_may_change_one(workspace, monkeypatch):
+    """The metric box listed accuracy first whatever the data; a regression class scored by accuracy had an empty
+    leaderboard and no word of why."""
+    from builder.runs import classes
+
+    monkeypatch.setenv("LAYERLAB_TEACHERS", TEACHER)
+    teacher = open_app("app_pages/classes.py", owner=TEACHER, template="mlp")
+    assert teacher.selectbox(key="ll_class_metric").options == ["accuracy", "macro_f1", "loss"]  # moons: binary
+    teacher.session_state["ll_data"] = {"kind": "builtin", "name": "diabetes", "options": {}}
+    teacher.run()
+    assert teacher.selectbox(key="ll_class_metric").options == ["r2", "mse", "rmse", "mae", "loss"]
+    teacher.text_input(key="ll_class_name").set_value("Stats")
+    teacher.checkbox(key="ll_class_holdout").uncheck()
+    teacher.button(key="ll_class_create").click().run()
+    assert_no_exception(teacher)
+    (cls,) = classes.list_classes(workspace, teacher=TEACHER)
+    assert cls["metric"] == "r2"
+    teacher.selectbox(key=f"ll_class_metric_{cls['id']}").set_value("mae").run()
+    assert_no_exception(teacher)
+    assert classes.get_class(workspace, cls["id"])["metric"] == "mae"
+

@@ -227,3 +227,29 @@ def test_a_run_continued_after_it_was_scored_is_scored_again(ws):
     assert classes.leaderboard(store, c, scorer=scorer)[0]["test"] == 1.0 and calls == [1]  # cached
     assert resume_run(rid, student, overrides={"epochs": 2}).status == "finished"
     assert classes.leaderboard(store, c, scorer=scorer)[0]["test"] == 2.0 and calls == [1, 2]
+
+
+def test_a_leaderboard_metric_is_one_a_test_split_measures_and_errors_rank_lowest_first(tmp_path, monkeypatch):
+    """Any text was kept as a class's metric (a leaderboard of "accuracy" on a regression stayed empty without a
+    word), and RMSE and perplexity ranked the largest first."""
+    from builder.data.access import SYSTEM
+    from builder.graph.templates import load_template
+    from builder.runs import classes
+    from builder.runs.store import RunStore
+
+    ws, teacher = tmp_path, "user:t@school.org"
+    monkeypatch.setenv("LAYERLAB_TEACHERS", teacher)
+    with pytest.raises(classes.ClassError, match="one of accuracy, .*received: 'speed'"):
+        classes.create_class(ws, teacher, "Stats", load_template("mlp"), metric="speed")
+    cls = classes.create_class(ws, teacher, "Stats", load_template("mlp"), metric="rmse")
+    with pytest.raises(classes.ClassError, match="received: 'Accuracy'"):
+        classes.update_class(ws, cls["id"], teacher, metric="Accuracy")
+    store = RunStore(ws, actor=SYSTEM)
+    for i, (who, value) in enumerate((("anon:" + "a" * 32, 3.0), ("anon:" + "b" * 32, 1.0))):
+        classes.join_class(ws, cls["code"], who)
+        rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner=who, class_id=cls["id"])
+        store.finish(rid, "finished", test={"rmse": value, "perplexity": 10.0 - i})
+    assert [r["test"] for r in classes.leaderboard(store, classes.get_class(ws, cls["id"]))] == [1.0, 3.0]
+    cls = classes.update_class(ws, cls["id"], teacher, metric="perplexity")
+    assert [r["test"] for r in classes.leaderboard(store, cls)] == [9.0, 10.0]
+
