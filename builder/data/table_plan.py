@@ -55,7 +55,14 @@ def numeric(s: pd.Series) -> pd.Series:
 
 
 def _levels_of(s: pd.Series) -> pd.Series:
-    return s.str.strip().where(s.notna(), MISSING)
+    """A text column's cells as their levels (stripped; empty cells :data:`MISSING`). Cells pandas kept as Python
+    objects of another kind (an integer past 64 bits) are read as their text.
+
+    >>> import pandas as pd
+    >>> _levels_of(pd.Series([" a", None, 2**64], dtype=object)).tolist()
+    ['a', '<missing>', '18446744073709551616']
+    """
+    return s.astype(str).str.strip().where(s.notna(), MISSING)
 
 
 @dataclass
@@ -345,8 +352,9 @@ def standardise(X: np.ndarray, y: np.ndarray, enc: Encoding, info: DatasetInfo, 
             col[missing] = med
             info.notes.append(f"missing values in {enc.names[i]!r} filled with the training median {med:g}")
         if not np.isfinite(col).all():
-            raise DatasetError(f"{info.name.removeprefix('csv:')}: column {enc.names[i]!r} has infinite values; fix "
-                               "or remove them")
+            raise DatasetError(f"{info.name.removeprefix('csv:')}: column {enc.names[i]!r} has infinite values (or "
+                               f"numbers past float32's range, about ±3.4e38); received: {int((~np.isfinite(col)).sum())} "
+                               "such cell(s). Fix: rescale the column, or remove those cells or the column")
         ctr = col[tr]
         m, sd = ctr.mean(), ctr.std()
         mean[i], std[i] = m, (sd if sd > 1e-12 else 1.0)

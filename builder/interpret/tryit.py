@@ -408,9 +408,12 @@ def encode_tokens(xs: Any, text: str) -> torch.Tensor:
     vocab = list(xs.info.vocab or [])
     steps = int(xs.info.input_shape[0]) if xs.info.input_shape else 0
     words = str(text).split()
+    tokenized = bool(getattr(xs.info, "tokenizer", ""))
     if not words:
-        raise ExplainError("the sequence is empty. Fix: type words of the vocabulary, separated by spaces")
-    if getattr(xs.info, "tokenizer", ""):
+        fix = ("type the start of a text to continue" if xs.info.task == "next_token" else "type a text")\
+            if tokenized else "type words of the vocabulary, separated by spaces"
+        raise ExplainError(f"the sequence is empty; received: no words. Fix: {fix}")
+    if tokenized:
         from builder.data.text import encode, load_tokenizer  # lazy: heavy (numpy)
 
         tok = load_tokenizer(xs.info.tokenizer)

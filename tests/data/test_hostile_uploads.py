@@ -294,3 +294,20 @@ def test_a_legitimate_upload_still_loads(tmp_path):
     members = [(f"{c}/{i}.png", _png()) for c in ("cat", "dog") for i in range(10)]
     ds = load_image_folder(_zip(tmp_path / "ok.zip", members), size=(8, 8))
     assert ds.info.class_names == ["cat", "dog"] and ds.info.input_shape == (3, 8, 8)
+
+
+@pytest.mark.parametrize("big", [2**64, -(2**63) - 1, 10**40])  # 10**40: past float32, a clear refusal
+def test_a_csv_with_integers_past_64_bits_loads_as_numbers(tmp_path, big):
+    """pandas keeps such cells as Python integers (an object column): the table plan read them as text with
+    ``.str`` and raised AttributeError ("Can only use .str accessor with string values") after the preview had
+    accepted the file: a traceback on the Data page and from ``layerlab train``."""
+    rows = ["a,b,target", *(f"{i},{big + i if i % 3 else i},{i % 2}" for i in range(60))]
+    path = tmp_path / "big.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert list(preview_csv(path).columns) == ["a", "b", "target"]
+    if big > 2**100:
+        with pytest.raises(DatasetError, match="column 'b' has infinite values"):
+            load_csv(path, target="target")
+        return
+    ds = load_csv(path, target="target")
+    assert ds.info.feature_names == ["a", "b"] and ds.info.task == "binary"

@@ -59,6 +59,8 @@ def test_a_prompt_is_continued_in_the_child(runs):
     out = tryit.continue_text(xs, tryit.encode_tokens(xs, "Return a new"), steps=12, top_k=10, seed=3)
     assert out["prompt"].strip() == "Return a new" and out["continuation"]
     assert out == tryit.continue_text(xs, tryit.encode_tokens(xs, "Return a new"), steps=12, top_k=10, seed=3)
+    with pytest.raises(ExplainError, match="Fix: type the start of a text"):  # said "words of the vocabulary"
+        tryit.encode_tokens(xs, "  ")
 
 
 def test_a_pasted_series_is_forecast_in_its_own_units(runs):
