@@ -15,7 +15,7 @@ from pathlib import Path
 
 from builder.data.access import Actor
 from builder.errors import GraphError, LayerLabError, ProjectFormatError
-from builder.escape import terminal_line
+from builder.escape import hide_paths, terminal_line
 from builder.graph.project import Project, load_project
 from builder.graph.templates import TEMPLATE_NAMES, load_template
 from builder.runs.store import RunStore
@@ -170,9 +170,14 @@ def resolve_paths(args: argparse.Namespace, cwd: str | Path | None = None) -> ar
     return args
 
 
+DEBUG_ENV = "LAYERLAB_DEBUG"  # set: an unexpected error prints its traceback
+INTERNAL_ERROR = 70  # sysexits' EX_SOFTWARE: LayerLab's own bug
+
+
 def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command with the CLI's exit codes: 0 done, 1 the graph has problems
-    (one line each), 2 an unusable file or argument (one line, no traceback), 130 interrupted. Path arguments
+    (one line each), 2 an unusable file or argument (one line, no traceback), 70 an unexpected error (a bug: one
+    line; ``LAYERLAB_DEBUG=1`` prints its traceback), 130 interrupted. Path arguments
     are made absolute here, once (:func:`resolve_paths`)."""
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -191,6 +196,12 @@ def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> 
         return fail("interrupted", 130)
     except BrokenPipeError:
         return 0
+    except Exception as e:  # a bug: one line (no traceback, no server path) unless asked for the traceback
+        if os.environ.get(DEBUG_ENV):
+            raise
+        return fail(f"layerlab {getattr(args, 'command', None) or ''} stopped on an unexpected error; received: "
+                    f"{type(e).__name__}: {hide_paths(str(e))[:300]}. Fix: this is a bug in LayerLab: report the "
+                    f"command (set {DEBUG_ENV}=1 to print the traceback)", INTERNAL_ERROR)
 
 
 def finish_process(code: int) -> None:

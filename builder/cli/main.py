@@ -79,8 +79,11 @@ def cmd_arch(args: argparse.Namespace) -> int:
             kwargs["input_shape"] = tuple(int(v) for v in args.input.split(","))
         except ValueError:
             return fail(f"--input must be sizes separated by commas, e.g. 3,224,224; received: {args.input!r}")
-        if args.name == "lstm":
+        if args.name in ("lstm", "lstm_lm"):
             return fail("--input applies to image architectures; the LSTM reads token ids")
+        if len(kwargs["input_shape"]) != 3 or min(kwargs["input_shape"]) < 1:
+            return fail(f"--input is an image's channels, height and width (three sizes of at least 1); received: "
+                        f"{args.input!r}. Fix: e.g. 3,224,224")
     if args.classes:
         kwargs["classes"] = args.classes
     try:

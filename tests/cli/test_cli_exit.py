@@ -44,3 +44,30 @@ def test_another_live_thread_gets_the_ordinary_exit():
              "threading.Thread(target=lambda: (time.sleep(0.5), print('thread finished', flush=True))).start()\n")
     r = _python(RUN.format(extra=extra), "datasets")
     assert r.returncode == 0 and "thread finished" in r.stdout and "exit handler ran" in r.stderr
+
+
+def test_an_unexpected_error_is_one_line_and_exit_70_and_its_traceback_is_asked_for(monkeypatch, capsys):
+    """``layerlab arch vit_tiny --input 1,2`` printed an IndexError's traceback (server paths included), as did any
+    error that was not LayerLab's own (an ONNX file whose numbers do not fit, ``layerlab import``). A bug is one line
+    with exit 70; ``LAYERLAB_DEBUG=1`` prints the traceback."""
+    import importlib
+
+    import pytest
+
+    cli = importlib.import_module("builder.cli.main")  # the module (builder.cli's `main` is the function)
+
+    assert cli.main(["arch", "vit_tiny", "--input", "1,2"]) == 2
+    assert "three sizes" in capsys.readouterr().err
+
+    def broken(args):
+        raise IndexError(f"tuple index out of range in {ROOT / 'builder'}")
+
+    monkeypatch.setattr(cli, "cmd_layers", broken)
+    monkeypatch.delenv("LAYERLAB_DEBUG", raising=False)
+    assert cli.main(["layers"]) == 70
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "IndexError: tuple index out of range" in err
+    assert "LAYERLAB_DEBUG=1" in err
+    monkeypatch.setenv("LAYERLAB_DEBUG", "1")
+    with pytest.raises(IndexError):
+        cli.main(["layers"])
