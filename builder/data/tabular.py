@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,27 @@ from builder.errors import DatasetError
 if TYPE_CHECKING:
     import pandas as pd
 
+
+_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def unreadable_csv(label: str, e: BaseException) -> DatasetError:
+    """The one refusal of a file pandas cannot read as CSV, in a person's words (a row with more fields than the
+    header; text that is not UTF-8 or Latin-1; a number too large), never pandas's own.
+
+    >>> str(unreadable_csv("x.csv", ValueError("Error tokenizing data. C error: Expected 3 fields in line 3, saw 5")))
+    'x.csv: not a readable CSV file; received: line 3 has 5 fields where the header has 3. Fix: quote cells that hold commas, or give every row as many cells as the header'
+    """
+    text = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+    if m := _FIELDS.search(text):
+        return DatasetError(f"{label}: not a readable CSV file; received: line {m[2]} has {m[3]} fields where the "
+                            f"header has {m[1]}. Fix: quote cells that hold commas, or give every row as many cells "
+                            "as the header")
+    if isinstance(e, UnicodeDecodeError):
+        return DatasetError(f"{label}: not a readable CSV file; received: bytes that are not text (UTF-8 or "
+                            "Latin-1). Fix: save it as UTF-8 CSV")
+    return DatasetError(f"{label}: not a readable CSV file; received: {text}. Fix: save it as CSV with a header row "
+                        "and one row per sample")
 
 def load_csv(path: str | Path | bytes, target: str, task: str | None = None, *, seed: int = 0,
              val_fraction: float = 0.15, test_fraction: float = 0.15, name: str | None = None) -> Dataset:
@@ -133,7 +155,7 @@ class _Source:
             except pd.errors.EmptyDataError:
                 raise DatasetError(f"{self.label}: the file is empty; it needs a header row and data rows") from None
             except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
-                raise DatasetError(f"{self.label}: not a readable CSV file ({str(e).splitlines()[0][:200]})") from None
+                raise unreadable_csv(self.label, e) from None
         finally:
             buf.close()
 
@@ -341,7 +363,7 @@ def preview_csv(path: str | Path | bytes, rows: int = 200, *, name: str | None =
     except pd.errors.EmptyDataError:
         raise DatasetError(f"{label}: the file is empty; it needs a header row and data rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
-        raise DatasetError(f"{label}: not a readable CSV file ({str(e).splitlines()[0][:200]})") from None
+        raise unreadable_csv(label, e) from None
 
 
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
@@ -374,8 +396,7 @@ def read_csv_capped(data: bytes, label: str, max_rows: int, *, what: str = "rows
     except pd.errors.EmptyDataError:
         raise DatasetError(f"{label}: the file is empty; it needs a header row and data rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OverflowError) as e:
-        raise DatasetError(f"{label}: not a readable CSV ({str(e).splitlines()[0][:120] if str(e) else ''}). Fix: "
-                           "save it as CSV with a header row") from None
+        raise unreadable_csv(label, e) from None
     if not parts:
         return pd.read_csv(io.BytesIO(data), nrows=0, **read_options)
     return pd.concat(parts) if len(parts) > 1 else parts[0]

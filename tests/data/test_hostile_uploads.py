@@ -311,3 +311,13 @@ def test_a_csv_with_integers_past_64_bits_loads_as_numbers(tmp_path, big):
         return
     ds = load_csv(path, target="target")
     assert ds.info.feature_names == ["a", "b"] and ds.info.task == "binary"
+
+
+def test_a_ragged_csv_is_refused_in_a_persons_words(tmp_path):
+    """pandas's own text reached the page: "not a readable CSV file (Error tokenizing data. C error: Expected 3
+    fields in line 3, saw 5)", without a fix. The preview, the loader and the series reader say it one way."""
+    path = tmp_path / "x.csv"
+    path.write_text("a,b,target\n1,2,0\n3,4,5,6,1\n" + "1,2,0\n" * 30, encoding="utf-8")
+    for read in (lambda: preview_csv(path), lambda: load_csv(path, target="target")):
+        with pytest.raises(DatasetError, match=r"received: line 3 has 5 fields where the header has 3\. Fix: quote"):
+            read()
