@@ -17,7 +17,7 @@ from builder.data.sources import check_project, for_link
 from builder.errors import LayerLabError
 from builder.escape import md_code, md_text, safe_filename
 from builder.graph.edit import relabel_node, remove_nodes, set_param
-from builder.graph.project import Graph
+from builder.graph.project import Graph, format_validation_error
 from builder.graph.share import QUERY_KEY, LinkTooLongError, decode_project, share_url
 from builder.runs.summary import has_trained
 from builder.training.objectives import train_verdict
@@ -50,7 +50,8 @@ def _sync_from_browser() -> None:
             try:
                 graph = Graph.model_validate(g)
             except ValidationError as e:
-                st.session_state.ll_canvas_error = f"The canvas sent an invalid graph: {e.errors()[0]['msg']}"
+                st.session_state.ll_canvas_error = (f"The canvas sent an invalid graph: {format_validation_error(e, 3)}. "
+                                                    "Fix: undo the last edit, or reload the page")
             else:
                 st.session_state.ll_canvas_error = None
                 if rev >= st.session_state.ll_revision:

@@ -155,6 +155,10 @@ class Project(BaseModel):
         tmp.replace(path)
 
 
+_FORMAT_FIX = ("correct these fields (the format: docs/reference/project-file.md), or save the project again from "
+               "LayerLab")
+
+
 def format_validation_error(e: ValidationError, limit: int = 5) -> str:
     """Pydantic's findings as one line: each field's rule and the value received, the first ``limit`` of them.
 
@@ -195,7 +199,7 @@ def parse_project(data: Any) -> Project:
     try:
         return Project.model_validate(data)
     except ValidationError as e:
-        raise ProjectFormatError("invalid project file: " + format_validation_error(e)) from None
+        raise ProjectFormatError(f"invalid project file: {format_validation_error(e)}. Fix: {_FORMAT_FIX}") from None
 
 
 MAX_NODES = 5000
@@ -322,5 +326,5 @@ def as_graph(obj: Graph | Project | dict | str | Path) -> Graph:
         try:
             return Graph.model_validate(obj)
         except ValidationError as e:
-            raise ProjectFormatError("invalid graph: " + format_validation_error(e)) from None
+            raise ProjectFormatError(f"invalid graph: {format_validation_error(e)}. Fix: {_FORMAT_FIX}") from None
     return load_project(obj).graph

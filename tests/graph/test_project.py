@@ -53,7 +53,10 @@ def test_networkx_node_link_round_trip(example_project):
     ({"format": "layerlab", "version": 99, "graph": {}}, "unsupported project version 99"),
     ({"format": "layerlab", "version": "1", "graph": {}}, "unsupported project version"),
     ({"format": "layerlab", "version": 1, "graph": {"nodes": "abc"}}, "graph.nodes"),
-    ({"format": "layerlab", "version": 1, "graph": {"nodes": [{"id": 3, "type": "ReLU"}]}}, "graph.nodes.0.id"),
+    ({"format": "layerlab", "version": 1, "graph": {"nodes": [{"id": 3, "type": "ReLU"}]}},
+     r"graph.nodes.0.id: .*; received: 3\. Fix: correct these fields"),  # what was wrong, and where the format is
+    ({"format": "layerlab", "version": 1, "graph": {"nodes": []}, "dataset": "abc"},
+     r"dataset: .*; received: 'abc'\. Fix: correct these fields \(the format: docs/reference/project-file.md\)"),
     ({"format": "layerlab", "version": 1, "graph": {"nodes": [{"type": "ReLU"}]}}, "id"),
     ([1, 2], "must be a JSON object"),
 ])
