@@ -216,6 +216,9 @@ def _model_in_folder(folder: Path) -> Path:
     return models[0]
 
 
+_CHECK_FILE = "check the file (onnx.checker.check_model, and whether onnxruntime runs it), then export it again"
+
+
 def import_model(source: str | os.PathLike | bytes | Mapping[str, bytes], *, name: str | None = None,
                  verify: bool = True, seed: int = 0) -> ImportResult:
     """Import a model as a LayerLab project with its weights.
@@ -267,7 +270,13 @@ def import_model(source: str | os.PathLike | bytes | Mapping[str, bytes], *, nam
         module, example = load_python(str(source))
         proto = module_to_onnx(module, example)
         reference = module
-    result = build_from_onnx(proto, label, kind, str(source) if not isinstance(source, bytes | bytearray) else "bytes")
+    try:
+        result = build_from_onnx(proto, label, kind, str(source) if not isinstance(source, bytes | bytearray)
+                                 else "bytes")
+    except (ValueError, IndexError, KeyError, TypeError, RuntimeError, ArithmeticError) as e:  # not LayerLab's
+        raise ModelImportError(f"the file holds a model whose parts do not fit together (shapes or attributes the "
+                               f"import did not expect); received: {type(e).__name__}: {str(e).splitlines()[0][:200]}."
+                               f" Fix: {_CHECK_FILE}") from None
     if bounds:
         result.report["notes"].append(f"the file was exported for batches of {bounds} rows (torch checked its code "
                                       "there only); the canvas takes any batch, so check other sizes yourself")
@@ -439,8 +448,10 @@ def _verify(result: ImportResult, proto, reference, batch: int | None = None) ->
         try:
             sess = ort_session(proto.SerializeToString())
         except Exception as e:
-            raise ModelImportError(f"onnxruntime cannot run the original model to compare; received: "
-                                   f"{str(e).splitlines()[0][:200]}. Fix: pass verify=False to skip the check") from None
+            raise ModelImportError(f"onnxruntime cannot run the original model, so the file is not a valid model "
+                                   f"(the import compares against it); received: {str(e).splitlines()[0][:200]}. "
+                                   f"Fix: {_CHECK_FILE} (from Python, import_model(..., verify=False) skips the "
+                                   "comparison)") from None
         feeds = {}
         for i, x in zip(sess.get_inputs(), xs):
             feeds[i.name] = x.numpy().astype(np.int64 if "int64" in i.type else

@@ -210,6 +210,9 @@ def _answer(path: Path, code: int | None, lim: WorkerLimits, task: _Task) -> Any
         if msg.get("kind") == "memory":
             text = (f"the worker ran out of memory (limit {lim.memory_mb} MiB over its start-up footprint; "
                     f"{text[:200]}). Fix: try a smaller model, or raise {MEMORY_ENV}")
+        elif msg.get("status") == "crash":  # not a rule LayerLab words: the file held what the code did not expect
+            text = (f"the worker stopped on something it did not expect; received: {text[:300]}. {task.outcome}; "
+                    f"the app is unaffected. Fix: {task.fix}")
         raise ModelImportError(text)
     raise ModelImportError(death_message(code, lim, outcome=task.outcome, fix=task.fix))
 

@@ -182,6 +182,20 @@ def test_an_input_the_canvas_cannot_hold_is_refused_by_name(elem, kind, tmp_path
     assert ("padding_mask port" in str(info.value)) == (kind == "boolean")  # where the canvas takes a mask
 
 
+def test_a_model_whose_parts_do_not_fit_is_refused_with_the_files_fix_not_a_raw_error(tmp_path):
+    """A Gemm whose bias does not fit its weight raised numpy's "operands could not be broadcast" (a traceback from
+    ``layerlab import``, the raw text on the Build page); a Flatten with axis 7 gave onnxruntime's text and "pass
+    verify=False", which the app cannot. Both say the file is at fault and how to check it."""
+    w = helper.make_tensor("w", TensorProto.FLOAT, [3, 4], vals=np.ones(12, dtype=np.float32))
+    b = helper.make_tensor("b", TensorProto.FLOAT, [3], vals=np.zeros(3, dtype=np.float32))
+    gemm = _model([helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=0)], [_x(dims=(1, 4))], [_x("y", (1, 3))],
+                  [w, b])
+    flatten = _model([helper.make_node("Flatten", ["x"], ["y"], axis=7)], [_x(dims=(1, 4))], [_x("y", (1, 4))])
+    for model, words in ((gemm, "parts do not fit together"), (flatten, "onnxruntime cannot run the original")):
+        with pytest.raises(ModelImportError, match=f"{words}.*Fix: check the file"):
+            import_model(model.SerializeToString())
+
+
 def test_control_flow_is_refused_by_name(tmp_path):
     then = helper.make_graph([helper.make_node("Identity", ["x"], ["t"])], "then", [], [_x("t")])
     nodes = [helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
