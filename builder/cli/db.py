@@ -29,7 +29,7 @@ def cmd_db(args: argparse.Namespace) -> int:
             state = "up to date" if rev == _db.HEAD else f"needs `{_db.UPGRADE_COMMAND}`"
             say(f"{_db.redact(url)}: revision {rev or 'none'} (this LayerLab: {_db.HEAD}, {state})")
     except (RunStoreError, _db.sa.exc.DBAPIError) as e:
-        err = e if isinstance(e, RunStoreError) else (_db.unreachable(e, url) or RunStoreError(str(e.orig)))
+        err = e if isinstance(e, RunStoreError) else _db.database_error(e, url)
         say(f"error: {err}")
         return 1
     return 0

@@ -406,6 +406,26 @@ def unreachable(exc: BaseException, url: str) -> RunStoreError | None:
                          "workspace's own SQLite file")
 
 
+def database_error(exc: BaseException, url: str) -> RunStoreError:
+    """The store's one message for a database error that is not a busy lock: a server it cannot reach
+    (:func:`unreachable`), a file that is damaged or not a database, else the driver's first line, each with a fix.
+
+    >>> import sqlite3
+    >>> str(database_error(sa.exc.DatabaseError("x", {}, sqlite3.DatabaseError("file is not a database")),
+    ...                    "sqlite:///ws/layerlab.db")).split(";")[0]
+    'the run database sqlite:///ws/layerlab.db is damaged or is not a database'
+    """
+    if (far := unreachable(exc, url)) is not None:
+        return far
+    first = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200] if str(exc) else type(exc).__name__
+    if "not a database" in first or "malformed" in first:
+        return RunStoreError(f"the run database {redact(url)} is damaged or is not a database; received: {first}. "
+                             "Fix: restore it from a backup, or move it away to start a new one (the runs' folders "
+                             "stay, without their rows)")
+    return RunStoreError(f"run database error; received: {first}. Fix: check the run database ({redact(url)}) and "
+                         "its disk, then try again")
+
+
 # ---- what servers sharing one database share besides runs: locks and documents
 def on_server(workspace: str | Path) -> bool:
     """Whether the workspace's run database is a server (PostgreSQL) that other LayerLab servers may share."""
@@ -568,7 +588,7 @@ class Closing:
             self.c.close()
 
 
-__all__ = ["Closing", "ENV_DB_URL", "absolute_sqlite", "CONFIG_KEY", "check_database_url", "set_database_url", "database_setting", "process_env", "HEAD", "UPGRADE_COMMAND", "metadata", "runs", "metrics", "documents", "database_url",
+__all__ = ["Closing", "ENV_DB_URL", "absolute_sqlite", "CONFIG_KEY", "check_database_url", "database_error", "set_database_url", "database_setting", "process_env", "HEAD", "UPGRADE_COMMAND", "metadata", "runs", "metrics", "documents", "database_url",
            "is_sqlite", "redact", "engine", "on_server", "workspace_lock", "save_document", "load_documents",
            "delete_document", "write", "statement", "params", "is_busy", "unreachable",
            "current_revision", "upgrade", "ensure_schema"]

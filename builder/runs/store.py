@@ -261,11 +261,11 @@ class RunStore:
                              else _exec(c, sql, args)).rowcount for sql, args, many in statements]
             except _db.sa.exc.OperationalError as e:
                 if not _db.is_busy(e):
-                    raise (_db.unreachable(e, self.db_url) or RunStoreError(f"run database error: {e.orig}")) from None
+                    raise _db.database_error(e, self.db_url) from None
                 last = e
                 time.sleep(0.05 * (attempt + 1))
             except _db.sa.exc.DBAPIError as e:
-                raise RunStoreError(f"run database error: {e.orig}") from None
+                raise _db.database_error(e, self.db_url) from None
         raise RunStoreError(f"run database stayed locked: {last}")
 
     def _read(self, sql: str, args: Iterable = ()) -> list[_db.sa.RowMapping]:
@@ -783,7 +783,7 @@ def _db_errors(url: str) -> Iterator[None]:
     except _db.sa.exc.DBAPIError as e:
         if _db.is_busy(e):
             raise RunStoreError(f"run database is busy: {e.orig}") from e
-        raise (_db.unreachable(e, url) or RunStoreError(f"run database error: {e.orig}")) from e
+        raise _db.database_error(e, url) from e
 
 
 __all__ = ["RunStore", "Run", "RunFolder", "workspace_of", "RunStatus", "check_run_id", "RUN_ID_RE", "default_workspace",

@@ -403,3 +403,12 @@ def test_reading_a_run_is_not_writing_into_it(store, monkeypatch):
     assert after == before and [r["id"] for r in store.list_runs()] == [stopped, finished]
     resumed = resume_run(stopped, ann)  # its owner still resumes it
     assert resumed.status == "finished"
+
+
+def test_a_damaged_run_database_is_one_line_with_a_fix(tmp_path):
+    """A workspace whose layerlab.db is not a database said "run database error: file is not a database" (the
+    driver's words, no fix), on every page and CLI verb."""
+    (tmp_path / "layerlab.db").write_bytes(b"not a database " * 100)
+    with pytest.raises(RunStoreError, match=r"is damaged or is not a database; received: file is not a database\. "
+                                            r"Fix: restore it from a backup"):
+        RunStore(tmp_path, actor=SYSTEM).list_runs()
