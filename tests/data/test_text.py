@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import builder.data.limits as limits
@@ -74,12 +74,13 @@ def bpe_tok():
 
 @settings(max_examples=budget(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=30))
+@example("\U00010781")  # newer in Unicode than the tokenizer's tables
 def test_byte_level_bpe_round_trips_any_text_without_unknowns(bpe_tok, text):
-    import unicodedata
-
     ids = encode(bpe_tok, [text], 200)
     assert UNK_ID not in ids.tolist()[0]  # bytes cover everything
-    assert decode(bpe_tok, ids[0]) == unicodedata.normalize("NFKC", text)
+    # the text as the tokenizer's own NFKC reads it: Python's Unicode tables may be newer than the tokenizer's
+    # ('𐞁', Unicode 14, is 'ː' to Python 3.11 and itself to tokenizers: an example Hypothesis found)
+    assert decode(bpe_tok, ids[0]) == bpe_tok.normalizer.normalize_str(text)
 
 
 def test_the_tokenizer_learns_from_the_training_split_only(tmp_path):
