@@ -159,23 +159,41 @@ _FORMAT_FIX = ("correct these fields (the format: docs/reference/project-file.md
                "LayerLab")
 
 
+_RULES = {  # pydantic's error types in LayerLab's words: "<field> <rule>; received: <value>"
+    "greater_than_equal": "is at least {ge}", "greater_than": "is more than {gt}",
+    "less_than_equal": "is at most {le}", "less_than": "is less than {lt}",
+    "int_parsing": "is a whole number", "int_type": "is a whole number", "int_from_float": "is a whole number",
+    "float_parsing": "is a number", "float_type": "is a number", "finite_number": "is a finite number",
+    "bool_parsing": "is true or false", "bool_type": "is true or false", "string_type": "is text",
+    "dict_type": "is an object ({{...}})", "list_type": "is a list ([...])", "extra_forbidden": "is not a field here",
+    "missing": "is required", "literal_error": "is one of {expected}",
+    "string_too_long": "is at most {max_length} characters", "too_long": "holds at most {max_length} items",
+}
+
+
 def format_validation_error(e: ValidationError, limit: int = 5) -> str:
     """Pydantic's findings as one line: each field's rule and the value received, the first ``limit`` of them.
 
     >>> from pydantic import BaseModel, Field
     >>> class M(BaseModel):
     ...     epochs: int = Field(1, ge=1)
+    ...     lr: float = 0.1
     >>> try:
-    ...     M(epochs=0)
+    ...     M(epochs=0, lr="fast")
     ... except ValidationError as e:
     ...     print(format_validation_error(e))
-    epochs: Input should be greater than or equal to 1; received: 0
+    epochs is at least 1; received: 0; lr is a number; received: 'fast'
     """
     parts = []
     for err in e.errors()[:limit]:
         loc = ".".join(str(x) for x in err["loc"]) or "(root)"
+        rule = _RULES.get(err["type"])
+        try:
+            said = f"{loc} {rule.format(**(err.get('ctx') or {}))}" if rule else f"{loc}: {err['msg']}"
+        except (KeyError, IndexError, ValueError):  # a rule whose bound pydantic did not give: its own words
+            said = f"{loc}: {err['msg']}"
         got = f"; received: {short_repr(err['input'])}" if "input" in err and err["type"] != "missing" else ""
-        parts.append(f"{loc}: {err['msg']}{got}")
+        parts.append(said + got)
     more = f" (+{e.error_count() - limit} more)" if e.error_count() > limit else ""
     return "; ".join(parts) + more
 

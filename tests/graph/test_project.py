@@ -54,9 +54,9 @@ def test_networkx_node_link_round_trip(example_project):
     ({"format": "layerlab", "version": "1", "graph": {}}, "unsupported project version"),
     ({"format": "layerlab", "version": 1, "graph": {"nodes": "abc"}}, "graph.nodes"),
     ({"format": "layerlab", "version": 1, "graph": {"nodes": [{"id": 3, "type": "ReLU"}]}},
-     r"graph.nodes.0.id: .*; received: 3\. Fix: correct these fields"),  # what was wrong, and where the format is
+     r"graph.nodes.0.id is text; received: 3\. Fix: correct these fields"),  # what was wrong, and where the format is
     ({"format": "layerlab", "version": 1, "graph": {"nodes": []}, "dataset": "abc"},
-     r"dataset: .*; received: 'abc'\. Fix: correct these fields \(the format: docs/reference/project-file.md\)"),
+     r"dataset is an object .*; received: 'abc'\. Fix: correct these fields \(the format: docs/reference/project-file.md\)"),
     ({"format": "layerlab", "version": 1, "graph": {"nodes": [{"type": "ReLU"}]}}, "id"),
     ([1, 2], "must be a JSON object"),
 ])

@@ -53,7 +53,7 @@ def test_a_prune_job_records_the_run_then_prunes_and_fine_tunes_it(tmp_path, no_
 
 def test_a_prune_job_without_fine_tuning_records_the_pruned_weights_as_they_are(tmp_path, no_launch):
     """The Runs page's Prune with "Fine-tune epochs" 0 (the widget's minimum; its help: "0 keeps the pruned weights as
-    they are") was refused: "invalid training settings: epochs: Input should be greater than or equal to 1", as the
+    they are") was refused: "invalid training settings: epochs: Input should be greater than or equal to 1" (pydantic's words then), as the
     job's settings were the fine-tune's with 0 epochs. ``layerlab prune --finetune-epochs 0`` worked."""
     store = RunStore(tmp_path, actor=SYSTEM)
     parent = run_training(load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store, owner="ann").run_id
