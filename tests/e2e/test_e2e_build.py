@@ -155,9 +155,6 @@ def test_a_canvas_edit_whose_rerun_is_lost_still_reaches_the_server(page):
 
 
 def test_group_block_and_upload_validation(page, tmp_path):
-    """Grouping layers into a block reaches Python once even when the message carrying it is lost on its way: the
-    canvas keeps the action in its payloads until Python acknowledges one (before, a lost one did nothing)."""
-    dropped = drop_once(page, "ConvBlock")
     open_app(page)
     page.wait_for_selector("[data-testid=node-conv1]", timeout=60_000)
     wait_idle(page)
@@ -177,7 +174,6 @@ def test_group_block_and_upload_validation(page, tmp_path):
     page.locator("button", has_text="Create block").click()
     item = page.locator("[data-testid=palette-ConvBlock]")
     item.wait_for(timeout=15_000)
-    assert dropped, "the group action's message was not seen on the websocket"
     n_before = page.locator(".react-flow__node").count()
     drag_from_palette(page, "ConvBlock", 60, 60)
     expect(page.locator(".react-flow__node")).to_have_count(n_before + 3, timeout=15_000)
