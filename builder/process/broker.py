@@ -264,12 +264,12 @@ class _Meter:
         self.next_total, self.taken_then = time.monotonic() + room.total_every_s, 0
         self.next_gpu, self.stop_asked = time.monotonic() + room.gpu_every_s, None
 
-    def taken(self, written: int = 0) -> int:
+    def taken(self, written: int = 0, *, now_measured: bool = False) -> int:
         """The bytes taken, with ``written`` more written to the store; the folder measured at most every
-        ``every_s``."""
+        ``every_s``, or now with ``now_measured``."""
         self.written += written
         now = time.monotonic()
-        if now >= self.next:
+        if now >= self.next or now_measured:
             self.grown, self.next = max(0, folder_bytes(self.room.folder) - self.base), now + self.room.every_s
         return self.written + self.grown
 
@@ -302,6 +302,10 @@ def _stop_over_room(store: RunStore, ends: _Ends, meter: _Meter | None, job_pid:
     taken, total = meter.taken(written), None
     if taken <= meter.room.left and (total := meter.total_over(taken)) is None:
         return False
+    if total is not None:  # the total counts the folder as it is now: so does what the job took, measured again,
+        # and a job found past its own room by that is stopped for its own writes, not for its owner's other work
+        taken = meter.taken(now_measured=True)
+        total = None if taken > meter.room.left else total
     run_id = meter.room.run_id
     ended = run_id in ends.status  # its end recorded: kept, and the line says why its owner's next jobs wait
     line = meter.room.refusal(taken, ended, total)

@@ -249,6 +249,24 @@ def test_a_job_found_past_its_owners_storage_after_its_end_keeps_its_end_and_say
     assert run["status"] == "finished" and run["message"].startswith("over its room after its end: 4"), dict(run)
 
 
+def test_a_job_whose_own_files_passed_its_room_is_told_so_when_its_owners_total_is_looked_at_first(runs):
+    """Its folder is measured every ``every_s`` and its owner's total every ``total_every_s``: a checkpoint written
+    between two measurements of its folder was first seen in the total, and the job was stopped with "0.0 MiB of it
+    written by this job and the rest by its owner's other work". What it took is measured again then."""
+    store, mine, _ = runs
+    folder = store.folder(mine, write=True).path
+    folder.mkdir(parents=True, exist_ok=True)
+    lines: list = []
+    room = broker.Room(mine, folder, 2**20, lambda taken, ended, total=None: lines.append((taken, total)) or "past",
+                       total=lambda: 3 * 2**20, cap=2 * 2**20, every_s=3600, total_every_s=0)
+    meter = broker._Meter(room)
+    assert meter.taken() == 0  # its folder measured: not again for an hour
+    (folder / "checkpoint.pt").write_bytes(b"x" * 2 * 2**20)  # its checkpoint, written after that measurement
+    assert broker._stop_over_room(store, broker._Ends(), meter, job_pid=-1, written=1)
+    (taken, total), = lines
+    assert total is None and taken > 2 * 2**20  # its own room passed: its own writes are the reason
+
+
 def test_a_job_within_its_owners_storage_runs_to_its_end(runs):
     import subprocess
     import sys
