@@ -154,6 +154,32 @@ def test_a_canvas_edit_whose_rerun_is_lost_still_reaches_the_server(page):
     assert dropped, "the rename's message was not seen on the websocket"
 
 
+def test_a_group_whose_message_is_lost_still_makes_its_block_once(page):
+    """Grouping layers into a block is a one-shot action: the message carrying it is dropped on its way (as
+    Streamlit drops a fragment rerun), and the action rides in the canvas's next payloads until Python
+    acknowledges it, which takes it once. Before, a lost action was gone: no block reached the palette. The
+    selection is one key press (Ctrl+A), so no click races the reruns the route slows down."""
+    dropped = drop_once(page, "LostBlock")
+    open_app(page)
+    page.wait_for_selector("[data-testid=node-conv1]", timeout=60_000)
+    wait_idle(page)
+    for _attempt in range(3):  # a key press that lands during a rerun's repaint can be lost: check and retry
+        page.locator(".react-flow__pane").first.click(position={"x": 600, "y": 40})
+        page.keyboard.press("Control+a")
+        try:
+            expect(page.locator(".ll-counts").first).to_contain_text("12 selected", timeout=5_000)
+            break
+        except AssertionError:
+            wait_idle(page)
+    page.locator("button[title='Group the selected layers into a reusable block']").click()
+    page.get_by_placeholder("Block name").fill("LostBlock")
+    page.locator("button", has_text="Create block").click()
+    expect(page.locator("[data-testid=palette-LostBlock]")).to_have_count(1, timeout=30_000)
+    assert dropped, "the group's message was not seen on the websocket"
+    wait_idle(page)
+    expect(page.locator("[data-testid=palette-LostBlock]")).to_have_count(1)  # taken once, however often sent
+
+
 def test_group_block_and_upload_validation(page, tmp_path):
     open_app(page)
     page.wait_for_selector("[data-testid=node-conv1]", timeout=60_000)
