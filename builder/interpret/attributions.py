@@ -193,9 +193,30 @@ def explain(model: nn.Module, inputs: Tensor, method: str, target: Any = None, *
             except ExplainError:
                 raise
             except (RuntimeError, ValueError, AssertionError) as e:
-                raise ExplainError(f"{spec.name} failed on this model: {e}") from e
+                raise ExplainError(_failure(spec, e)) from e
     return Explanation(spec.name, res.attributions.detach(), tgt, _detached(res.delta), node,
                        _detached(res.layer_attributions), base, dict(options))
+
+
+_NO_GRADIENT = ("appears to not have been used in the graph", "does not require grad", "does not have a grad_fn")
+"""What torch says when the output has no gradient with respect to what a method differentiates."""
+
+
+def _failure(spec: MethodSpec, e: BaseException) -> str:
+    """The line for a method that failed on a model: torch's words for an output cut off from the input's
+    gradient become the rule and a fix; anything else keeps torch's words.
+
+    >>> _failure(get_spec("saliency"), RuntimeError("The differentiated Tensor at index 0 appears to not have "
+    ...          "been used in the graph."))[:62]
+    "saliency follows the output's gradient back to the input, and "
+    """
+    if any(p in str(e) for p in _NO_GRADIENT):
+        what = "the chosen layer" if spec.is_layer_method else "the input"
+        return (f"{spec.name} follows the output's gradient back to {what}, and this model's output has none "
+                f"there: a layer cuts it off (detach, argmax, a comparison, an integer cast); received: no gradient "
+                f"path from the output to {what}. Fix: use feature_ablation (or occlusion for images and "
+                f"sequences), which only runs the model, or remove the layer that cuts the gradient")
+    return f"{spec.name} failed on this model: {e}"
 
 
 def _detached(t: Tensor | None) -> Tensor | None:

@@ -290,6 +290,29 @@ def test_explain_raises_the_reason_for_inapplicable_methods(mlp, tok, ids, rows,
     assert isinstance(err.value, LayerLabError)
 
 
+class _Detaching(nn.Module):
+    """A model whose output has no gradient with respect to its input (an op node ``aten.detach`` does this)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x.detach())
+
+
+@pytest.mark.parametrize("method", ["saliency", "integrated_gradients", "deep_lift", "gradient_shap"])
+def test_a_model_whose_output_has_no_gradient_to_its_input_gets_the_rule_and_a_fix(method):
+    """Torch's words ('appears to not have been used in the graph. Set allow_unused=True') reached the page;
+    the line now says why a gradient method cannot apply and which methods do."""
+    with pytest.raises(ExplainError) as err:
+        explain(_Detaching(), torch.randn(2, 4), method)
+    text = str(err.value)
+    assert text.startswith(f"{method} follows the output's gradient back to the input") and "allow_unused" not in text
+    assert "received: no gradient path from the output to the input. Fix: use feature_ablation" in text
+    assert explain(_Detaching(), torch.randn(2, 4), "feature_ablation").attributions.shape == (2, 4)  # the fix works
+
+
 def test_unknown_method_option_modality_and_layer(mlp, rows):
     with pytest.raises(ExplainError, match="known methods"):
         explain(mlp, rows, "lime")
