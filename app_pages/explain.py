@@ -277,6 +277,11 @@ def _attribution_views(xs: ExplainSession, i: int, target: Any, base: dict, chos
             results[m] = _cached(key, lambda m=m: xs.explain(i, m, target, layer=layers.get(m), steps=steps, **base))
         except LayerLabError as e:
             st.warning(f"{xs.method_label(m)}: {ui.error_md(e)}", icon=":material/warning:")
+    from builder.interpret.attributions import all_zero  # lazy: heavy (torch, captum)
+
+    for m, e in results.items():  # a blank map is explained, not left to look like a broken figure
+        if (why := all_zero(e)) is not None:
+            st.info(f"{xs.method_label(m)}: {ui.md(why)}", icon=":material/info:")
     if not results:
         return
     about = xs.about(next(iter(results.values())), target)

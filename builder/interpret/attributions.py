@@ -219,6 +219,32 @@ def _failure(spec: MethodSpec, e: BaseException) -> str:
     return f"{spec.name} failed on this model: {e}"
 
 
+def all_zero(e: Explanation, sample: int = 0) -> str | None:
+    """Why a sample's map says nothing when every attribution in it is 0, or None: a gradient that is 0
+    everywhere (a layer that rounds, compares or takes an argmax), a sample equal to the baseline, or an output
+    that none of the perturbations moves; shown beside the blank map instead of leaving it unexplained.
+
+    >>> all_zero(Explanation("saliency", torch.zeros(1, 4), None))[:40]
+    'every attribution is 0 for this sample: '
+    >>> all_zero(Explanation("saliency", torch.ones(1, 4), None)) is None
+    True
+    """
+    a = e.attributions[sample] if e.attributions.dim() > 0 and len(e.attributions) > sample else e.attributions
+    if bool(torch.any(a != 0)):
+        return None
+    spec = get_spec(e.method)
+    if spec.name in _PERTURBING:
+        return ("every attribution is 0 for this sample: none of the method's changes to the input moves the "
+                "explained output. Fix: try another sample, or a wider window or baseline")
+    baseline = ", or the sample equals the baseline" if spec.needs_baselines else ""
+    return ("every attribution is 0 for this sample: the output's gradient is 0 there (a layer that rounds, "
+            f"compares or takes an argmax passes none back){baseline}. Fix: compare with feature_ablation or "
+            "occlusion, which change the input and watch the output")
+
+
+_PERTURBING = frozenset({"occlusion", "feature_ablation"})
+
+
 def _detached(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.detach()
 
@@ -264,7 +290,7 @@ def explain_all(model: nn.Module, inputs: Tensor, method: str, target: Any = Non
                        cat("layer_attributions"), cat("baselines"), first.options)
 
 
-__all__ = ["MethodInfo", "Explanation", "METHODS", "MODALITIES", "BASELINES", "PICKS", "CONV_TYPES", "explain",
+__all__ = ["MethodInfo", "Explanation", "all_zero", "METHODS", "MODALITIES", "BASELINES", "PICKS", "CONV_TYPES", "explain",
            "explain_many", "explain_all", "available_methods", "make_baseline", "pick_samples", "predict",
            "resolve_target", "resolve_layer", "layer_nodes", "infer_modality", "model_modality", "method_label",
            "default_window", "eval_mode", "seeded"]

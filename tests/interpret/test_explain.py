@@ -27,6 +27,7 @@ from builder.errors import ExplainError, LayerLabError
 from builder.interpret.attributions import (
     METHODS,
     Explanation,
+    all_zero,
     available_methods,
     explain,
     explain_all,
@@ -311,6 +312,20 @@ def test_a_model_whose_output_has_no_gradient_to_its_input_gets_the_rule_and_a_f
     assert text.startswith(f"{method} follows the output's gradient back to the input") and "allow_unused" not in text
     assert "received: no gradient path from the output to the input. Fix: use feature_ablation" in text
     assert explain(_Detaching(), torch.randn(2, 4), "feature_ablation").attributions.shape == (2, 4)  # the fix works
+
+
+def test_a_map_of_zeros_says_why_and_a_perturbation_method_sees_the_model():
+    """A model that rounds its input has a gradient of 0 everywhere: saliency's map was blank, unexplained."""
+    class Rounding(_Detaching):
+        def forward(self, x):
+            return self.fc(torch.round(x * 4))
+
+    model, x = Rounding(), torch.randn(2, 4)
+    blank = explain(model, x, "saliency")
+    assert all_zero(blank).startswith("every attribution is 0 for this sample: the output's gradient is 0 there")
+    assert "baseline" in all_zero(explain(model, x, "integrated_gradients"))
+    assert all_zero(explain(model, x, "feature_ablation")) is None  # the fix sees what the model does
+    assert all_zero(explain(_Detaching(), x, "feature_ablation")) is None
 
 
 def test_unknown_method_option_modality_and_layer(mlp, rows):
