@@ -502,7 +502,7 @@ def import_model_box() -> None:
     st.session_state.ll_import_nonce = nonce + 1
     st.session_state.ll_import_close = True  # whatever the import answers, the popover closes for it
     try:
-        _check_storage()  # the imported weights become a run of this person's
+        ui.check_storage()  # the imported weights become a run of this person's
         with st.spinner("Importing in a worker process…"):
             proj, rid, rep = import_upload(up.getvalue(), up.name, ui.store(),
                                            companions={u.name: u.getvalue() for u in ups if u is not up} or None)
@@ -516,13 +516,6 @@ def import_model_box() -> None:
                    f"imported weights (run {rid}); freeze layers on the Train page."
                    + "".join(f" Note: {ui.md(n)}." for n in rep.get("notes", [])))
     st.rerun()
-
-
-def _check_storage() -> None:
-    """QuotaError when this person's runs already take their storage quota (builder.jobs.quotas.check_storage)."""
-    from builder.jobs.quotas import check_storage  # lazy: heavy (sqlalchemy)
-
-    check_storage(ui.store(), ui.owner())
 
 
 def library_box() -> None:
@@ -554,7 +547,7 @@ def place_library_model(name: str) -> None:
 
     st.session_state.ll_import_close = True  # whatever the import answers, the popover closes for it
     try:
-        _check_storage()  # the imported weights become a run of this person's
+        ui.check_storage()  # the imported weights become a run of this person's
         with st.spinner(f"Importing {name} in a worker process…"):
             proj, rid, rep = import_library_model(ui.store(), ui.workspace(), name)
     except LayerLabError as e:

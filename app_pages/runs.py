@@ -374,6 +374,7 @@ def exchange(rid: str, has_weights: bool, network: str | None = None, *, mine: b
                    disabled=not has_weights or bool(network) or not mine,
                    help=why_q or "Dynamic int8 ONNX; file size and test metric before/after go to the model card"):
         try:
+            ui.check_storage()  # its int8 file joins the run: stored work of this person's
             with st.spinner("Exporting, quantizing and scoring the test split…"):
                 st.session_state.ll_run_int8 = quantize_run_isolated(rs, rid)
         except LayerLabError as err:

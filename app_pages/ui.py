@@ -224,6 +224,15 @@ def save_upload(name: str, data: bytes) -> str | None:
         return None
 
 
+def check_storage() -> None:
+    """QuotaError when this person's stored work already takes their storage quota
+    (:func:`builder.jobs.quotas.check_storage`): asked before a worker writes into their runs (an import, whose
+    weights become a run of theirs; a quantization, whose int8 file joins the run)."""
+    from builder.jobs.quotas import check_storage as check  # lazy: heavy (sqlalchemy)
+
+    check(store(), owner())
+
+
 # ------------------------------------------------------------------------------------------ run store
 def store():
     """The workspace's :class:`builder.runs.store.RunStore` (opened per call; SQLite connections are per call)."""

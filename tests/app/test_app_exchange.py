@@ -96,3 +96,18 @@ def test_an_import_over_the_storage_quota_is_refused_before_the_worker(ws, tmp_p
     assert not at.exception, [e.value for e in at.exception]
     assert "at most 1 MiB; received: 2.0 MiB in use" in at.session_state["ll_canvas_error"]
     assert [r["id"] for r in store.list_runs(owner=owner, limit=100)] == [rid]
+
+
+def test_a_quantization_over_the_storage_quota_is_refused_before_the_worker(ws, monkeypatch):
+    """Quantizing writes an int8 file into the run, stored work of its owner's: over the storage quota it was
+    written all the same (each run's once more); it is now refused in one line, as an import is."""
+    owner = "anon:" + "d5" * 16
+    store = RunStore(ws, actor=SYSTEM)
+    rid = run_training(builder.load_template("mlp"), "moons", {"epochs": 1}, store=store, owner=owner).run_id
+    (store.run_dir(rid) / "blob.bin").write_bytes(b"\0" * (2 * 2**20))
+    monkeypatch.setenv("LAYERLAB_QUOTA_STORAGE_MB", "1")
+    at = open_app("app_pages/runs.py", owner=owner, timeout=300)
+    at.button(key=f"ll_int8_{rid}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("at most 1 MiB; received: 2." in e.value for e in at.error), [e.value for e in at.error]
+    assert not store.folder(rid).onnx_int8.exists() and "ll_run_int8" not in at.session_state
