@@ -323,7 +323,9 @@ def _zip_members(src, path: Path) -> list[tuple[str, str, Callable[[int | None],
     except DatasetError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
-        raise DatasetError(f"{path}: broken zip file ({str(e)[:200]}). Fix: re-create the zip") from None
+        raise DatasetError(f"{path}: the zip's table of contents cannot be read; received: {error_name(e)} "
+                           f"({str(e)[:120]}). Fix: re-create the zip (a copy cut short or changed on the way does "
+                           "this)") from None
     for i in infos:
         _check_zip_name(i, path)
     infos = [i for i in infos if not i.is_dir() and Path(i.filename).suffix.lower() in IMAGE_SUFFIXES

@@ -263,8 +263,14 @@ def test_image_zip_bytes_and_dataset_snapshot(tmp_path):
     assert back.train.y is back.train.X
     with pytest.raises(DatasetError, match="not found"):
         load_saved_dataset(tmp_path / "none.safetensors")
-    with pytest.raises(DatasetError, match="broken zip|not a folder or a zip"):
+    with pytest.raises(DatasetError, match="table of contents cannot be read|not a folder or a zip"):
         load_image_folder(b"PK\x03\x04junk")
+    whole = bytearray(buf.getvalue())  # its central directory damaged: zipfile's words alone were shown
+    at = whole.rfind(b"PK\x01\x02")
+    whole[at:at + 2] = b"XX"
+    with pytest.raises(DatasetError, match=r"the zip's table of contents cannot be read; received: BadZipFile \(Bad "
+                                           r"magic number for central directory\)\. Fix: re-create the zip"):
+        load_image_folder(bytes(whole), size=(8, 8))
 
 
 # ------------------------------------------------------------------------- upload limits (issue 9)
@@ -335,5 +341,5 @@ def test_corrupt_zips_are_dataset_errors(tmp_path, damage):
         raw[30:40] = b"\x00" * 10  # the first local header's name
     else:
         raw = raw[: len(raw) // 2]
-    with pytest.raises(DatasetError, match="damaged|broken zip|not a folder or a zip"):
+    with pytest.raises(DatasetError, match="damaged|table of contents cannot be read|not a folder or a zip"):
         load_image_folder(bytes(raw), size=(8, 8))

@@ -151,9 +151,9 @@ def build_corpus(d: Path, marker: Path) -> dict[str, tuple[str, Path, dict, str]
     (d / "crc.zip").write_bytes(bytes(bad))
     c["bad CRC"] = ("images", d / "crc.zip", {}, "damaged")
     (d / "header.zip").write_bytes(stored[:30] + b"\x00" * 40 + stored[70:])
-    c["bad local header"] = ("images", d / "header.zip", {}, "damaged|broken zip|not readable")
+    c["bad local header"] = ("images", d / "header.zip", {}, "damaged|table of contents cannot be read|not readable")
     (d / "truncated.zip").write_bytes(stored[: len(stored) // 2])
-    c["truncated zip"] = ("images", d / "truncated.zip", {}, "not a folder or a zip|broken zip")
+    c["truncated zip"] = ("images", d / "truncated.zip", {}, "not a folder or a zip|table of contents cannot be read")
 
     folder = d / "linked"
     for cls in ("cat", "dog"):
