@@ -587,7 +587,9 @@ class StoreClient:
     def truncate_metrics(self, run_id: str, after_step: int) -> None:
         self._call("truncate_metrics", run_id, after_step)
 
-    def finish(self, run_id: str, status: str, *args: Any, **kwargs: Any) -> None:
+    def finish(self, run_id: str, status: str, *args: Any, project: Any = None, **kwargs: Any) -> None:
+        """Record a run's end; its model card describes the project its run row keeps (the broker reads it):
+        ``project``, the caller's parsed copy, is not sent (on the wire it would be a dict, and a job's word)."""
         self._call("finish", run_id, status, *args, **kwargs)
 
 __all__ = ["start", "Room", "StoreClient", "CALLS", "MAX_FRAME", "wire_actor", "actor_of_wire"]

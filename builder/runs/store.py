@@ -562,7 +562,7 @@ class RunStore:
         try:
             from builder.runs.modelcard import write_card  # lazy: heavy (torch)
             run = self._row(run_id)
-            run = run.with_project(project) if project is not None else run
+            run = run.with_project(project) if isinstance(project, Project) else run  # else parsed from the row
             write_card(run, self.metrics(run["id"], actor=SYSTEM), self.folder(run["id"], actor=SYSTEM, write=True))
         except Exception as e:  # a model card is a convenience; never fail a run for it
             self._write("UPDATE runs SET message = ? WHERE id = ?",

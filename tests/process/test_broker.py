@@ -82,6 +82,43 @@ def test_a_jobs_client_reads_and_writes_as_the_store_does(runs):
     assert store.get(theirs)["message"] != "x"
 
 
+_FINISHING_JOB = """
+import sys
+from builder.data.access import Actor
+from builder.graph.project import load_project
+from builder.graph.templates import load_template
+from builder.process import broker
+from builder.runs.store import RunStore
+
+ws, run_id, owner, template = sys.argv[1:5]
+client = broker.start(RunStore(ws, actor=Actor.of_job(owner), mark_interrupted=False))
+client.update_status(run_id, "running", "")
+client.finish(run_id, "finished", {"loss": 0.5}, None, "done", project=load_project(load_template(template)))
+client.close()
+"""
+
+
+@pytest.mark.parametrize("template", ["vae", "mlp"])
+def test_a_job_that_finishes_through_its_broker_gets_its_model_card(runs, template):
+    """A job hands its run's end to its broker with the project it parsed: on the wire that became a dict, and
+    every drawn objective's card (GAN, VAE) failed: "model card not written: 'dict' object has no attribute
+    'graph'". The card describes the project the run row keeps."""
+    import subprocess
+    import sys
+
+    from tests.helpers import until
+
+    store, _, _ = runs
+    rid = store.create_run(load_template(template), "digits", {}, {}, owner=ANN)
+    job = subprocess.run([sys.executable, "-c", _FINISHING_JOB, str(store.workspace), rid, ANN, template],
+                         capture_output=True, text=True, timeout=120)
+    assert job.returncode == 0, job.stderr
+    until(lambda: store.get(rid)["status"] == "finished", "its end written", 30, state=lambda: dict(store.get(rid)))
+    assert store.get(rid)["message"] == "done"
+    card = store.folder(rid).model_card.read_text()
+    assert ("Total loss = " in card) == (template == "vae") and "## Objective" in card
+
+
 def test_a_broker_whose_job_sends_garbage_or_too_much_answers_nothing_more(runs):
     store, mine, _ = runs
     client = broker.start(store.as_actor(Actor.of_job(ANN)))
