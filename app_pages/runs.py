@@ -433,13 +433,14 @@ st.dataframe(
                  "the target's own units; '(scaled)': in standard deviations of several targets"),
         "test acc / R²": st.column_config.TextColumn(help="Measured on the test split when a run finishes"),
     })
-default = [focus] if focus in by_id else [runs[0]["id"]]
 if focus in by_id and st.session_state.get("ll_runs_focus_seen") != focus:
     st.session_state.ll_runs_focus_seen = focus
     st.session_state.ll_runs_pick = [focus]
 elif "ll_runs_pick" in st.session_state:
     st.session_state.ll_runs_pick = [r for r in st.session_state.ll_runs_pick if r in by_id]
-chosen = st.multiselect("Runs to inspect", list(by_id), default=default, key="ll_runs_pick",
+else:  # the widget's value lives in the session's state alone (a default beside it: Streamlit's warning)
+    st.session_state.ll_runs_pick = [focus] if focus in by_id else [runs[0]["id"]]
+chosen = st.multiselect("Runs to inspect", list(by_id), key="ll_runs_pick",
                         format_func=lambda rid: f"{run_label(by_id[rid])} · {by_id[rid].get('status')}",
                         help="Pick one run to open, resume, download or delete it; several to compare them",
                         placeholder="Pick runs to inspect or compare")

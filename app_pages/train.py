@@ -410,7 +410,8 @@ def live_view() -> None:
                        disabled=not (active and mine), width="stretch", key="ll_pause")
     head[2].button("Stop", icon=":material/stop:", on_click=_control, args=(run_id, "stop"),
                    disabled=not (active and mine), width="stretch", key="ll_stop")
-    head[3].page_link(nav.RUNS, label="Runs", icon=":material/history:")
+    st.session_state.ll_run_focus = run_id  # the Runs page opens on this run, with its Pause and Stop
+    head[3].page_link(nav.RUNS, label="Runs", icon=":material/history:", help=f"Open run {run_id} on the Runs page")
 
     total_epochs = int((run.get("config") or {}).get("epochs") or 1)
     total = max(1, total_epochs * sess.steps_per_epoch)

@@ -26,7 +26,7 @@ def at(ws):
 
 
 def _start(at, epochs: int, live: bool = False) -> str:
-    at.number_input[0].set_value(epochs)
+    next(n for n in at.number_input if n.label == "Epochs").set_value(epochs)  # by label: results may show boxes
     if epochs > 50:  # a long run the test pauses or stops itself: early stopping off (as the e2e tests do)
         next(n for n in at.number_input if n.label == "Early stopping patience").set_value(0)
     if live:
@@ -236,6 +236,27 @@ def test_train_shows_only_the_run_of_the_canvas(at, ws):
     at.run()
     assert at.session_state["ll_train_run"] is None
     assert any("No training yet for the network on the canvas" in i.value for i in at.info)
+
+
+def test_the_runs_link_beside_a_live_runs_stop_opens_that_run(at, ws):
+    """The live run's header links to Runs; the Runs page opened on the run whose results the Train page had shown
+    before (a finished one: its results set the Runs page's focus), and the live run's Pause and Stop were not on
+    screen until picked."""
+    import builder
+    from builder.runs.pipeline import run_training
+
+    store = RunStore(ws, actor=SYSTEM)
+    owner = at.session_state["ll_owner"]
+    shown = run_training(builder.load_template("mlp"), "moons", {"epochs": 1}, store=store, owner=owner).run_id
+    at.session_state["ll_run_focus"] = shown  # what Train's results view of that run set
+    live = _start(at, 5000)
+    wait_for_status(store, live, {"running"}, TIMEOUT)
+    at.run()
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.multiselect(key="ll_runs_pick").value == [live]
+    at.button(key=f"ll_jstop_{live}").click().run()  # its Stop, on screen
+    assert wait(store, [live], TIMEOUT) == {live: "stopped"}
 
 
 def test_freeze_layers_keeps_their_weights(at, ws):
