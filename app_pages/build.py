@@ -72,6 +72,8 @@ def _sync_from_browser() -> None:
                 ui.flash(f"Block “{block['name']}” added to the palette")
         elif event.get("type") == "library":  # a library model dropped from the palette
             place_library_model(str(event.get("name") or ""))  # canvas_area reruns the page when it is placed
+        elif event.get("type") == "undo_replace":  # the canvas's Undo past its own history: the project whole
+            ui.undo_replace()
 
 
 def _graph_payload(g: Graph) -> dict:
@@ -645,7 +647,7 @@ def canvas_area() -> None:
         graph_canvas(graph=_graph_payload(g), palette=ui.palette_with_blocks(), annotations=ann,
                      revision=st.session_state.ll_revision, selected=st.session_state.get("ll_selected"),
                      height=CANVAS_HEIGHT, key=CANVAS_KEY, covers=(INSPECTOR_PANEL,),
-                     project=st.session_state.get("ll_project_seq", 0))
+                     project=st.session_state.get("ll_project_seq", 0), can_undo_replace=ui.can_undo_replace())
         if note := ann["summary"].get("latency"):  # the conditions of the Cost overlay's measured latency
             st.caption(note)
 

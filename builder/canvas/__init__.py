@@ -122,6 +122,7 @@ def graph_canvas(
     fill: bool = True,
     covers: tuple[str, ...] = (),
     project: int = 0,
+    can_undo_replace: bool = False,
 ) -> dict | None:
     """Render the drag-and-drop network canvas and return what the user did.
 
@@ -151,8 +152,8 @@ def graph_canvas(
         Bump it to make the browser replace its graph with ``graph`` (loading a
         file, a template, an inspector edit, undo from Python). The browser does
         not send the replaced graph back (no extra rerun). The replacement is
-        undoable in the browser: Ctrl+Z brings back its previous graph and sends
-        it with the new revision. When old and new graphs share node ids (and
+        undoable in the browser within a project: Ctrl+Z brings back its previous
+        graph and sends it with the new revision. When old and new graphs share node ids (and
         ``project`` is unchanged) the view is kept; otherwise it is fitted to
         the new graph.
     selected:
@@ -170,7 +171,13 @@ def graph_canvas(
         narrow window): a fit keeps the nodes clear of those shown over it when the fit is made.
     project:
         A number to change (with ``revision``) whenever another project replaces the canvas's (a template, a
-        file, a link): the view is then fitted to the new graph whatever node ids the two share.
+        file, a link): the view is then fitted to the new graph whatever node ids the two share. Another
+        project starts the canvas's own undo history afresh: its Undo never puts the old graph back inside the
+        new project (name, data and settings).
+    can_undo_replace:
+        Whether the page can bring back the project the current one replaced: once the canvas's own history
+        is spent, its Undo (button or Ctrl+Z) sends the one-shot action ``{"type": "undo_replace"}`` and the
+        page restores that project whole.
 
     Returns
     -------
@@ -188,7 +195,8 @@ def graph_canvas(
         ``events`` are the one-shot actions this run takes (:func:`take_events`; none when the page took them
         earlier in the run), oldest first: ``{"type": "group", "nodes": [ids], "name": str}`` when the user
         groups the selected nodes into a block, ``{"type": "library", "name": str, "nonce": int}`` when a
-        library model is dropped from the palette.
+        library model is dropped from the palette, ``{"type": "undo_replace"}`` when Undo asks for the project
+        the current one replaced.
     """
     mount = _mounter()
     # Containers go as JSON text: Streamlit probes every dict/list value of `data` for a dataframe, which
@@ -204,6 +212,7 @@ def graph_canvas(
         "fill": bool(fill),
         "covers": _json(list(covers)),
         "project": int(project),
+        "can_undo_replace": bool(can_undo_replace),
         "ack": _seq(key),
     }
     events = take_events(key)

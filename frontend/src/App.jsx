@@ -29,7 +29,7 @@ import { layeredLayout } from './layout.js';
 import { colorFor, connectionProblem, defaultParams, freshEdgeId, freshId, indexPalette, makeEdge, makeNode } from './graph.js';
 import { sameGeometry, snapshotOf, restoredNodes } from './history.js';
 import { withMarker } from './clipboard.js';
-import { initialState } from './sync.js';
+import { initialState, undoKind } from './sync.js';
 import { revealDx } from './viewport.js';
 import { VISIBLE_ONLY_ABOVE, useViewportFit } from './useViewportFit.js';
 import { loadPanels, paletteMode, savePanels } from './panels.js';
@@ -77,6 +77,7 @@ function Canvas({ data, api, store }) {
   const init = useRef(null);
   if (init.current === null) {
     const first = initialState(data, store, paletteMap);
+    if (first.project != null) store.project = first.project; // Python's graph taken: the project it belongs to
     // A big graph opens with its blocks collapsed (never all of it at once); positions of the view are not sent.
     const blocks = startBlocks(first.nodes, first.edges);
     const saved = blocks ? new Map(first.nodes.map((n) => [n.id, n.position])) : null; // the full layout, for Blocks: off
@@ -222,6 +223,17 @@ function Canvas({ data, api, store }) {
       }
     },
   });
+
+  // Undo: a step of this project's history, else the project Python replaced, brought back whole by Python.
+  const canUndoReplace = !!data.can_undo_replace;
+  const canUndoReplaceRef = useRef(canUndoReplace);
+  canUndoReplaceRef.current = canUndoReplace;
+  const undo = useCallback(() => {
+    const kind = undoKind(history.ref.current, canUndoReplaceRef.current);
+    if (kind === 'step') return history.undo();
+    if (kind === 'replace') sendEvent({ type: 'undo_replace' });
+    return kind !== null;
+  }, [history, sendEvent]);
 
   // Apply a committed change: record history, set state, send to Python.
   const mutate = useCallback(
@@ -457,7 +469,7 @@ function Canvas({ data, api, store }) {
 
   // ---- keyboard: active as soon as the canvas is visible ----
   useKeyboard(rootRef, {
-    undo: () => history.undo(),
+    undo: () => undo(),
     redo: () => history.redo(),
     copy: () => clip.copySelection(),
     cut: () => clip.cut(),
@@ -673,9 +685,10 @@ function Canvas({ data, api, store }) {
               setPaletteAside(false); // asked for while it stood aside: it comes back, and stays
               setPanels((p) => ({ ...p, paletteOpen: !(mode !== 'closed') }));
             }}
-            canUndo={history.canUndo}
+            canUndo={history.canUndo || canUndoReplace}
+            undoTitle={history.canUndo || !canUndoReplace ? null : 'Undo (Ctrl+Z): bring back the project this one replaced, with its data and settings'}
             canRedo={history.canRedo}
-            onUndo={history.undo}
+            onUndo={undo}
             onRedo={history.redo}
             onLayout={autoLayout}
             onFit={fit}

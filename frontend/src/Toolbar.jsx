@@ -17,7 +17,7 @@ function Toolbar(p) {
         <PanelIcon /> <span className="ll-btn-label">Layers</span>
       </button>
       <span className="ll-sep" />
-      <button type="button" className="ll-btn icon" title="Undo (Ctrl+Z)" aria-label="Undo" disabled={!p.canUndo} onClick={p.onUndo}>
+      <button type="button" className="ll-btn icon" title={p.undoTitle || 'Undo (Ctrl+Z)'} aria-label="Undo" disabled={!p.canUndo} onClick={p.onUndo}>
         <UndoIcon />
       </button>
       <button type="button" className="ll-btn icon" title="Redo (Ctrl+Shift+Z / Ctrl+Y)" aria-label="Redo" disabled={!p.canRedo} onClick={p.onRedo}>

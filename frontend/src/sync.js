@@ -20,15 +20,27 @@ export function initialState(data, store, paletteMap) {
     nodes = nodes.map((n) => ({ ...n, position: pos.get(n.id) || n.position }));
   }
   if (data.selected) nodes = nodes.map((n) => (n.id === data.selected ? { ...n, selected: true } : n));
-  return { nodes, edges: g.edges.map(withMarker), revision, history: replacedHistory(store), layout: g.missingPositions };
+  const project = Number(data.project) || 0;
+  return { nodes, edges: g.edges.map(withMarker), revision, history: replacedHistory(store, project), layout: g.missingPositions, project };
 }
 
-// The history of a canvas whose graph Python replaced while it was not shown (a template loaded on the Data
-// page): the graph it last showed is one undo step away, as for a replacement it received while shown
-// (usePythonSync). Undo was greyed out there, its history started afresh with the new graph.
-function replacedHistory(store) {
+// The history of a canvas whose graph Python replaced while it was not shown: for the same project (Data ›
+// Fix the graph), the graph it last showed is one undo step away, as for a replacement it received while shown
+// (usePythonSync). Another project (a template loaded on the Data page) starts a history of its own: the
+// canvas's Undo then asks Python to bring back the whole project it replaced (name, data and settings with the
+// graph: undoAcross), never the old graph alone inside the new project.
+export function replacedHistory(store, project) {
   if (!store.nodes || !store.nodes.length) return emptyHistory();
+  if (store.project != null && store.project !== project) return emptyHistory();
   return record(store.history || emptyHistory(), snapshotOf(store.nodes, store.edges || []));
+}
+
+// What the canvas's Undo does: a step of its own history while it has one, else (a project Python put on the
+// canvas, with one it replaced to bring back: data.can_undo_replace) the one-shot action asking Python for the
+// replaced project; null when there is nothing to undo.
+export function undoKind(history, canUndoReplace) {
+  if (history.past.length) return 'step';
+  return canUndoReplace ? 'replace' : null;
 }
 
 // The JSON text sent to Python (compared with the last one sent, so an

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeData, initialState, mergeFromPython, payloadOf, queueEvent, resendDue, unackedEvents, scriptIdle, takeEcho, MAX_RESENDS, RESEND_AFTER_MS, RESEND_UNKNOWN_MS } from './sync.js';
+import { decodeData, initialState, mergeFromPython, replacedHistory, undoKind, payloadOf, queueEvent, resendDue, unackedEvents, scriptIdle, takeEcho, MAX_RESENDS, RESEND_AFTER_MS, RESEND_UNKNOWN_MS } from './sync.js';
 import { indexPalette, makeNode } from './graph.js';
 
 const palette = indexPalette([{ type: 'Linear', inputs: [{ name: 'in' }], outputs: [{ name: 'out' }], params: [] }]);
@@ -24,6 +24,22 @@ describe('python sync', () => {
     expect(s.history.past.map((snap) => snap.nodes.map((n) => n.id))).toEqual([['z']]);
     expect(s.history.future).toEqual([]);
     expect(initialState(data, {}, palette).history).toEqual({ past: [], future: [] }); // a first load: nothing to undo
+  });
+
+  it('another project Python put on the canvas while it was away starts its own history', () => {
+    const live = { nodes: [makeNode('z', 'Linear', null, {}, { x: 1, y: 1 })], edges: [], revision: 2, project: 4, history: { past: ['e'], future: [] } };
+    const same = initialState({ revision: 3, project: 4, graph: pyGraph([pyNode('a', 0, 0)]) }, live, palette);
+    expect(same.history.past.length).toBe(2); // Data › Fix the graph: the graph it showed is one step back
+    expect(same.project).toBe(4);
+    const other = initialState({ revision: 3, project: 5, graph: pyGraph([pyNode('a', 0, 0)]) }, live, palette);
+    expect(other.history).toEqual({ past: [], future: [] }); // a template: Undo asks Python for the project
+    expect(replacedHistory({}, 1)).toEqual({ past: [], future: [] });
+  });
+
+  it('Undo steps through the canvas history, then asks Python for the replaced project', () => {
+    expect(undoKind({ past: ['s'], future: [] }, true)).toBe('step');
+    expect(undoKind({ past: [], future: [] }, true)).toBe('replace');
+    expect(undoKind({ past: [], future: ['f'] }, false)).toBeNull();
   });
 
   it('lays out a graph without positions', () => {

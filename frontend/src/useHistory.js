@@ -30,8 +30,14 @@ export function useHistory(initial, getCurrent, restore) {
     [getCurrent, restore, bump],
   );
 
+  // another project on the canvas: its own history (the replaced project comes back through Python, whole)
+  const reset = useCallback(() => {
+    ref.current = H.emptyHistory();
+    bump();
+  }, [bump]);
+
   const undo = useCallback(() => step(H.undo), [step]);
   const redo = useCallback(() => step(H.redo), [step]);
 
-  return { ref, push, undo, redo, canUndo: ref.current.past.length > 0, canRedo: ref.current.future.length > 0, tick };
+  return { ref, push, reset, undo, redo, canUndo: ref.current.past.length > 0, canRedo: ref.current.future.length > 0, tick };
 }

@@ -88,8 +88,11 @@ export function usePythonSync({ data, store, api, commitSeq, refs, setGraph, his
     const m = mergeFromPython(prev, edgesRef.current, data.graph, paletteRef.current, data.selected, newProject);
     pySelRef.current = data.selected ?? null;
     primaryRef.current = data.selected ?? null;
-    // Every replacement is undoable in the browser (Ctrl+Z sends the previous graph with the new revision).
-    if (prev.length) history.push();
+    // A replacement within the project is undoable in the browser (Ctrl+Z sends the previous graph with the new
+    // revision); another project starts its own history, and Undo asks Python for the whole project it replaced
+    // (the old graph alone, sent back, left the new project's name, data and settings around it).
+    if (newProject) history.reset();
+    else if (prev.length) history.push();
     setGraph(m.nodes, m.edges);
     // Python already has this graph; only positions it did not give are news.
     lastSentRef.current = JSON.stringify({ graph: toPy(m.nodes, m.edges), selected: primarySelection(m.nodes, primaryRef.current), revision: rev });

@@ -14,6 +14,7 @@ from e2e_helpers import (
     load_fitting_template,
     new_project,
     open_app,
+    pick_template,
     rename_project,
     shot,
     wait_idle,
@@ -238,6 +239,36 @@ def test_the_canvas_undo_brings_back_the_graph_a_data_page_template_replaced(pag
     page.wait_for_selector("[data-testid=node-conv1]", timeout=30_000)
     expect(page.locator("[data-testid=node-fc1]")).to_have_count(0)
     shot(page, "undo-data-template")
+
+
+def test_the_canvas_undo_of_a_template_brings_back_the_whole_project(page):
+    """Review of issue 29: Templates › MLP, then the canvas's Undo: the CNN's graph came back inside the MLP's
+    project (its name, the moons data), so Train refused it ("Fix: load the MLP for tabular data template", the
+    name the project already showed), and the view was not fitted. The canvas's history is now per project: past
+    its own steps, Undo asks Python for the replaced project, which comes back whole and fitted."""
+    from test_e2e_layout import wait_all_visible
+
+    open_app(page)
+    page.wait_for_selector("[data-testid=node-conv1]", timeout=60_000)  # the starting CNN, on digits
+    wait_idle(page)
+    name = page.locator("[data-testid=stSidebar]").get_by_label("Project name")
+    cnn = name.input_value()
+    pick_template(page, "MLP for tabular data", confirm=False)  # the starting network as shipped: not asked
+    page.wait_for_selector("[data-testid=node-fc1]", timeout=60_000)
+    expect(name).to_have_value("MLP for tabular data", timeout=15_000)
+    wait_idle(page)
+    undo = page.locator("button[aria-label=Undo]")
+    expect(undo).to_be_enabled(timeout=10_000)
+    undo.click()
+    page.wait_for_selector("[data-testid=node-conv1]", timeout=30_000)
+    expect(name).to_have_value(cnn, timeout=15_000)  # the project, not only its graph
+    seen = wait_all_visible(page, 12)
+    assert seen["visible"] == 12, seen  # fitted to the project brought back
+    wait_idle(page)
+    goto_page(page, "Train")
+    expect(page.locator("[data-testid=stMetric]", has_text="Dataset")).to_contain_text("digits", timeout=30_000)
+    expect(page.get_by_role("button", name="Start training")).to_be_enabled(timeout=15_000)
+    shot(page, "undo-template-whole-project")
 
 
 def test_the_import_popover_stays_closed_after_replace(page, tmp_path):
