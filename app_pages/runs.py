@@ -13,6 +13,7 @@ import streamlit as st
 
 import builder
 from app_pages import nav, run_checks, ui
+from app_pages.fmt import whole_epoch_ticks
 from builder.errors import LayerLabError
 from builder.escape import plotly_text, safe_filename
 from builder.runs.owners import owner_of
@@ -24,6 +25,7 @@ from builder.runs.summary import (
     dataset_label,
     dataset_spec_of_run,
     has_own_metric,
+    legend_label,
     run_label,
 )
 from builder.training.lineage import baseline_line
@@ -90,7 +92,7 @@ def overlay(runs: list[dict]) -> None:
         color = PALETTE[i % len(PALETTE)]
         eps = r.get("epochs") or []
         x = [e.get("epoch") for e in eps]
-        rid = plotly_text(r["id"][-6:])
+        rid = plotly_text(legend_label(r))  # its name and time (the end of its id said nothing)
         figs["loss"].add_trace(go.Scatter(x=x, y=[e.get("val_loss") for e in eps], name=f"{rid} val",
                                           line=dict(color=color, width=2)))
         figs["loss"].add_trace(go.Scatter(x=x, y=[e.get("train_loss") for e in eps], name=f"{rid} train",
@@ -103,18 +105,21 @@ def overlay(runs: list[dict]) -> None:
         fig.update_layout(title=dict(text="Loss (solid: validation, dotted: train)" if name == "loss" else
                                      "Validation metric", font=dict(size=14)),
                           height=320, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="epoch")
+        whole_epoch_ticks(fig)  # a 3-epoch run's axis read 1, 1.5, 2, 2.5, 3 here (Train ticks whole epochs)
         col.plotly_chart(fig, width="stretch", config={"displayModeBar": False}, key=f"ll_cmp_{name}")
     cfgs = {}
     for r in runs:
         c = dict(r.get("config") or {})
         env = r.get("environment") or {}
-        row = {"dataset": _dataset(r), "params": r.get("params"), "trainable params": env.get("trainable"),
-               "test accuracy": (r.get("test_metrics") or {}).get("accuracy"), "duration": r.get("duration_s"),
-               "peak memory": _peak(r)}
+        count = {k: ui.human_count(int(v)) if isinstance(v, int | float) else v  # as the run's details say
+                 for k, v in (("params", r.get("params")), ("trainable params", env.get("trainable")))}
+        row = {"dataset": _dataset(r), **count,
+               "test accuracy": (r.get("test_metrics") or {}).get("accuracy"),
+               "duration": ui.fmt_duration(r.get("duration_s")), "peak memory": _peak(r)}
         for k in ("finetune", "epochs", "batch_size", "lr", "optimizer", "scheduler", "weight_decay", "early_stopping",
                   "seed", "device"):
             row[k] = c.get(k)
-        cfgs[r["id"]] = {k: ui.fmt_setting(v) for k, v in row.items()}
+        cfgs[legend_label(r)] = {k: ui.fmt_setting(v) for k, v in row.items()}  # its column: as in the charts
     df = pd.DataFrame(cfgs)
     differs = df.nunique(axis=1) > 1
     st.markdown("**Settings** (rows that differ are marked ●)")
@@ -423,7 +428,7 @@ focus = st.session_state.get("ll_run_focus")
 st.dataframe(
     df.drop(columns=["select"]), hide_index=True, width="stretch", key="ll_runs_table",
     column_config={
-        "params": st.column_config.NumberColumn(format="compact"),
+        "params": st.column_config.NumberColumn(format="localized"),  # exact (sortable); "17K" beside 17.5k
         "lr": st.column_config.NumberColumn(format="%.4g"),  # a searched rate has 17 digits
         "best val loss": st.column_config.TextColumn(
             help="The lowest validation loss of the run's epochs. 'summed': a GAN's, its networks' losses added; they "

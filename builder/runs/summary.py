@@ -174,6 +174,24 @@ def dataset_label(run: dict) -> str:
     return src.display() if src is not None else "—"
 
 
+def legend_label(run: dict, width: int = 28) -> str:
+    """A run's name in a chart's legend, where several runs share a chart: its name (at most ``width``
+    characters) and the time it was made, which tells apart runs of one name (a hash said nothing).
+
+    >>> legend_label({"id": "20261128-081134-e00b10", "name": "Small CNN", "created_at": "2026-11-28T08:11:34+00:00"})
+    'Small CNN · 08:11:34'
+    >>> legend_label({"id": "20261128-081134-e00b10", "name": "x" * 40})[-10:]
+    '… · e00b10'
+    """
+    name = str(run.get("name") or "run")
+    name = name if len(name) <= width else name[:width - 1] + "…"
+    try:
+        when = datetime.fromisoformat(str(run.get("created_at"))).astimezone(timezone.utc).strftime("%H:%M:%S")
+    except ValueError:
+        when = str(run.get("id") or "")[-6:]
+    return f"{name} · {when}"
+
+
 def run_label(run: dict, best: dict | None = None, *, short_id: bool = True) -> str:
     """One line telling a run apart: name, dataset, lr, epochs, batch size, best metric, end of its id (not with
     ``short_id=False``: where one run is shown, named, a hash says nothing)."""
@@ -242,7 +260,7 @@ def device_options() -> list[tuple[str, str]]:
     return opts
 
 
-__all__ = ["best_epoch", "best_metric", "best_metric_text", "best_loss_text", "metric_in_units", "has_own_metric", "duration_s", "run_overview", "run_source", "shown_dataset_options", "dataset_label", "run_label", "runs_of_graph", "current_run", "has_trained",
+__all__ = ["best_epoch", "best_metric", "best_metric_text", "best_loss_text", "metric_in_units", "has_own_metric", "duration_s", "run_overview", "run_source", "shown_dataset_options", "dataset_label", "run_label", "legend_label", "runs_of_graph", "current_run", "has_trained",
            "finished_run", "dataset_spec_of_run", "device_options"]
 
 

@@ -234,3 +234,17 @@ def test_a_gan_run_shows_no_metric_that_repeats_its_loss(ws):
     at.multiselect(key="ll_runs_pick").set_value([gan, mlp]).run()
     titles = [c.proto.spec for c in at.get("plotly_chart")]
     assert sum("Validation metric" in t for t in titles) == 1
+    # the runs are named in the legends and the settings' columns by name and time (the end of the id said
+    # nothing), and counts and durations read as in the run's details (17476 and 3.178 beside 17.5k and 3.2s)
+    import json
+
+    loss = json.loads(next(t for t in titles if "Loss (solid" in t))
+    names = {tr["name"] for tr in loss["data"]}
+    assert any(n.startswith("GAN (MLP, digits) · ") and n.endswith(" val") for n in names), names
+    assert loss["layout"]["xaxis"].get("dtick") == 1 or loss["layout"]["xaxis"].get("tickvals"), loss["layout"]["xaxis"]
+    settings = at.dataframe[-1].value
+    settings.index = [str(i).removeprefix("● ") for i in settings.index]  # rows that differ are marked
+    assert all(" · " in str(c) for c in settings.columns), list(settings.columns)
+    row = settings.loc["params"].tolist()
+    assert all(str(v)[-1] in "kMB" or str(v).isdigit() and int(v) < 1000 for v in row), row
+    assert all(str(v).endswith("s") for v in settings.loc["duration"].tolist()), settings.loc["duration"]
