@@ -167,14 +167,9 @@ def _pool_shape(dims: int, dilation: bool):
             if n < 1:
                 raise ShapeError(f"the pooling window {p['kernel_size']} is larger than the input {t}. "
                                  "Fix: reduce kernel_size or remove a pooling layer")
-            empty = _padding_only_window(spatial[i], k[i], s[i], pad[i], d[i], n)
-            if empty is not None:
-                raise ShapeError(
-                    f"every pooling window must cover at least one input position; received: dilation="
-                    f"{p['dilation']}, padding={p['padding']} on an input {t}: window {empty} of dimension {i + 2} "
-                    f"covers only padding (torch 2.13 then writes out of bounds in backward). Fix: use a dilation "
-                    f"≤ {spatial[i]} or padding 0")
             out.append(n)
+        if (why := empty_pool_window(list(spatial), list(k), list(s), list(pad), list(d))) is not None:
+            raise ShapeError(why)
         return TensorType((t.shape[0], *out))
     return rule
 
@@ -197,6 +192,37 @@ def _padding_only_window(size: int, k: int, s: int, pad: int, d: int, n: int) ->
         j = 0 if start >= 0 else (-start + d - 1) // d  # the first tap at or after position 0
         if j >= k or start + j * d >= size:
             return o
+    return None
+
+
+def pool_len(size: int, k: int, s: int, pad: int, d: int, ceil_mode: bool = False) -> int:
+    """A pooling's output length as torch computes it (``pooling_output_shape``): with ``ceil_mode`` one more
+    window where the last would start inside the input or its left padding.
+
+    >>> pool_len(7, 2, 2, 0, 1), pool_len(7, 2, 2, 0, 1, True)
+    (3, 4)
+    """
+    n = (size + 2 * pad - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+    return n - 1 if ceil_mode and (n - 1) * s >= size + pad else n
+
+
+def empty_pool_window(sizes: list[int], kernel: list[int], stride: list[int], padding: list[int],
+                      dilation: list[int], ceil_mode: bool = False) -> str | None:
+    """Why a max pooling cannot run, when one of its windows covers only padding (torch 2.13 then writes out of
+    bounds in backward: the process aborts): the rule, what was received and the fix; None otherwise. One check for
+    the MaxPool layers and an Op node's ``aten.max_pool*`` (``sizes``: the spatial sizes, the rest per dimension).
+
+    >>> empty_pool_window([1], [2], [1], [1], [2]) is not None, empty_pool_window([7], [2], [1], [1], [2]) is None
+    (True, True)
+    """
+    for i, size in enumerate(sizes):
+        k, s, pad, d = kernel[i], stride[i], padding[i], dilation[i]
+        n = pool_len(size, k, s, pad, d, ceil_mode)
+        if n >= 1 and (o := _padding_only_window(size, k, s, pad, d, n)) is not None:
+            return (f"every pooling window must cover at least one input position; received: dilation={dilation}, "
+                    f"padding={padding} on spatial sizes {list(sizes)}: window {o} of spatial dimension {i + 1} "
+                    f"covers only padding (torch 2.13 then writes out of bounds in backward). Fix: use a dilation "
+                    f"≤ {size} or padding 0")
     return None
 
 

@@ -30,6 +30,7 @@ import operator
 from typing import Any
 
 from builder.graph.layers._common import _torch
+from builder.graph.layers.conv import empty_pool_window
 from builder.graph.layers.op_batch import batch_problem
 from builder.graph.layers.op_call import (  # the call's reading and binding; re-exported: DTYPES, resolve_op
     DTYPES,
@@ -434,6 +435,24 @@ def _check_convolution(p: dict, name: str, bound: dict, ins: list[TensorType], s
                          f"of shape {list(bias)}. Fix: give a bias of shape [{out}], or none")
 
 
+def _empty_pool_window(name: str, bound: dict, ins: list[TensorType], shapes: dict) -> str | None:
+    """A max pooling call's window that covers only padding (:func:`builder.graph.layers.conv.empty_pool_window`,
+    the MaxPool layers' check: its backward aborts the process)."""
+    dims, x = int(name[len("max_pool")]), _shape_of(bound.get("self"), ins, shapes)
+
+    def per_dim(v: Any, default: list[int]) -> list[int] | None:
+        v = default if v in (None, []) else v
+        v = [v] if isinstance(v, int) else v
+        ok = isinstance(v, list) and len(v) in (1, dims) and all(type(i) is int for i in v)
+        return (v * dims if len(v) == 1 else v) if ok else None
+
+    k = per_dim(bound.get("kernel_size"), [])
+    args = [per_dim(bound.get(a), d) for a, d in (("stride", k or []), ("padding", [0]), ("dilation", [1]))]
+    if x is None or len(x) < dims or k is None or None in args or min(x[-dims:]) < 1:
+        return None  # the meta kernel refuses these itself
+    return empty_pool_window(list(x[-dims:]), k, *args, ceil_mode=bool(bound.get("ceil_mode")))
+
+
 _NORMS = ("group_norm", "native_group_norm", "instance_norm", "layer_norm", "native_layer_norm")
 
 
@@ -537,6 +556,8 @@ def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
     if name.startswith("conv") or name == "_convolution":
         _check_convolution(p, name, bound, ins, shapes)
     _check_norm(p, name, bound, ins, shapes)
+    if name.startswith("max_pool") and (why := _empty_pool_window(name, bound, ins, shapes)) is not None:
+        raise ShapeError(f"{p['op']}: {why}")
     arg = _DROP_ARGS.get(name)
     if arg and bound.get(arg) not in (None, 0) and bound.get("train") is not False:
         raise ShapeError(f"{p['op']} would drop values in evaluation too (an Op node has no training mode), and the "
