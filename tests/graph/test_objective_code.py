@@ -29,8 +29,8 @@ def loss_case(draw, layer: str):
     """(input shapes, params, input tensors) of a valid loss node."""
     c = draw(st.integers(2, 5))
     if layer == "CrossEntropyLoss":
-        soft = draw(st.booleans())
-        shapes = [(c,), (c,) if soft else (1,)]
+        soft = draw(st.booleans())  # C probabilities in any shape the shape rule takes ((C, 1): read as B·C ids)
+        shapes = [(c,), draw(st.sampled_from([(c,), (c, 1), (1, c)])) if soft else (1,)]
     elif layer in ("KLDivLoss", "DistillationLoss"):
         shapes = [(c,), (c,)]
     elif layer == "PenaltyLoss":
@@ -49,7 +49,7 @@ def loss_case(draw, layer: str):
     if layer == "CrossEntropyLoss" and shapes[1] == (1,):
         xs[1] = torch.randint(0, c, (3, 1)).float()
     elif layer == "CrossEntropyLoss":
-        xs[1] = xs[1].softmax(-1)
+        xs[1] = xs[1].reshape(3, -1).softmax(-1).reshape(xs[1].shape)
     return shapes, params, xs
 
 

@@ -42,11 +42,12 @@ def _per_sample(v, reduction: str):
 
 
 def cross_entropy(x, target, reduction: str = "mean", label_smoothing: float = 0.0):
-    """Per-sample cross-entropy of logits ``x`` (B, C) against class ids (B,)/(B, 1) or probabilities (B, C)."""
+    """Per-sample cross-entropy of logits ``x`` (B, C) against class ids (B,)/(B, 1) or C probabilities per sample
+    in any shape ((B, C), (B, C, 1): the shape rule's, C ≥ 2 so the two never share a size)."""
     torch = _torch()
     logp = torch.log_softmax(x, dim=-1)
-    if target.shape == x.shape and target.dtype.is_floating_point:  # probabilities (soft targets)
-        probs = target.to(x.dtype)
+    if target.numel() == x.numel():  # probabilities (soft targets); a (B, C, 1) target's C values were read as ids
+        probs = target.reshape(x.shape).to(x.dtype)
     else:
         ids = target.reshape(-1).long()
         probs = torch.nn.functional.one_hot(ids, x.shape[-1]).to(x.dtype)
@@ -170,8 +171,8 @@ def _e_cross_entropy(e, p, x, t, types):
     torch = _torch()
     classes = types[0].shape[-1]
     logp = e.fn(torch.log_softmax, x, dim=-1, as_="logp")
-    if types[1].shape == types[0].shape and types[1].kind != TOKENS:  # probabilities (soft targets)
-        probs = e.method("to", t, _e_dtype(e, x), as_="probs")
+    if types[1].numel == types[0].numel:  # C probabilities (soft targets) in any shape (_ce_shape), as logits
+        probs = _e_like(e, t, x)  # (a (C, 1) target's C values were read as class ids: B·C of them)
     else:
         ids = e.method("long", e.method("reshape", t, -1, as_="ids"), as_="ids")
         probs = e.method("to", e.fn(torch.nn.functional.one_hot, ids, classes, as_="onehot"), _e_dtype(e, x),
