@@ -110,6 +110,24 @@ def test_noise_is_float_when_its_like_holds_token_ids(distribution):
     assert namespace["Model"]().eval()(ids).dtype == torch.float32
 
 
+@pytest.mark.parametrize("source", ["input", "teacher"])
+def test_a_target_is_float_when_its_like_holds_token_ids(source):
+    """An audit found it: a Target (labels, teacher) whose `like` port held token ids stood in as int64 zeros, which
+    its shape rule calls float: a Softmax or Linear after it failed in the compiled model and the exported .py."""
+    from builder.graph.project import Edge, Graph, Node
+
+    graph = Graph(nodes=[Node(id="x", type="Input", params={"shape": [4], "modality": "tokens", "vocab_size": 7}),
+                         Node(id="t", type="Target", params={"source": source, "size": 3}),
+                         Node(id="s", type="Softmax")],
+                  edges=[Edge(source="x", target="t"), Edge(source="t", target="s")])
+    assert infer_shapes(graph).ok
+    ids = torch.randint(0, 7, (2, 4))
+    assert compile_graph(graph).eval()(ids).dtype == torch.float32
+    namespace: dict = {}
+    exec(compile(export_python(graph), "target.py", "exec"), namespace)  # noqa: S102 - our own generated code
+    assert namespace["Model"]().eval()(ids).shape == (2, 3)
+
+
 @pytest.mark.parametrize("name", OBJECTIVE_TEMPLATES)
 def test_objective_templates_export_python_that_runs_without_layerlab(name):
     project = load_template(name)

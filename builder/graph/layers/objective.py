@@ -372,7 +372,8 @@ def _target_emit(e, attr, p, ins, types):  # target_stand_in
     torch = _torch()
     if p["source"] in ("ones", "zeros"):
         return e.fn(torch.ones_like if p["source"] == "ones" else torch.zeros_like, ins[0])
-    return _e_sized(e, torch.zeros, ins[0], p["size"])
+    # float as its shape rule says, also when `like` holds token ids (int64 zeros reached a Softmax or a Linear)
+    return _e_sized(e, torch.zeros, ins[0], p["size"], _e_float_dtype(e, ins[0]))
 
 
 def _noise_emit(e, attr, p, ins, types):  # noise_stand_in: (the mean in eval mode, a draw in training)[training]
