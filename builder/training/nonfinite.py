@@ -100,6 +100,37 @@ def _first_nonfinite_node(model: torch.nn.Module, batch: Any) -> str | None:
     return _owner(interp.found, _node_of(model)) if interp.found else None
 
 
+class _FirstFailing(torch.fx.Interpreter):
+    """Runs the compiled graph and notes the node whose call raises."""
+
+    found: str | None = None
+
+    def run_node(self, n: torch.fx.Node) -> Any:
+        try:
+            return super().run_node(n)
+        except Exception:
+            self.found = self.found or n.name
+            raise
+
+
+def failing_node(model: torch.nn.Module, x: Any) -> str | None:
+    """The graph node whose call raises when ``model`` (a compiled graph) runs ``x`` once in eval mode without
+    gradients, or None (another module, or nothing raised): a call its shape rule accepted and its CPU kernel
+    refuses (an Op node's arguments the meta kernel does not check) is then named, not only torch's words."""
+    if not isinstance(model, torch.fx.GraphModule):
+        return None
+    interp, was = _FirstFailing(model), model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            interp.run(x)
+    except Exception:  # noqa: BLE001  the failure it locates
+        pass
+    finally:
+        model.train(was)
+    return _owner(interp.found, _node_of(model)) if interp.found else None
+
+
 def diagnose(model: torch.nn.Module, batch: Any = None) -> Cause:
     """What made the loss of ``batch`` non-finite, from ``model``'s parameters and one run of ``batch`` (None: the
     parameters only); see the module docstring."""
@@ -158,4 +189,4 @@ def nonfinite_message(lr: float, epoch: int, step: int, cause: Cause | None = No
     return f"{where}: {why}. Training stopped; the last good checkpoint is kept."
 
 
-__all__ = ["Cause", "diagnose", "nonfinite_message", "LARGE"]
+__all__ = ["Cause", "diagnose", "nonfinite_message", "failing_node", "LARGE"]

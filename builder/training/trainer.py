@@ -60,7 +60,7 @@ from builder.training.metrics import (
     quick_metric,
     regression_metrics,
 )
-from builder.training.nonfinite import Cause, diagnose, nonfinite_message
+from builder.training.nonfinite import Cause, diagnose, failing_node, nonfinite_message
 from builder.training.peak import peak_bytes, reset_peak
 from builder.training.run_folder import RunFolder
 from builder.training.threads import torch_threads
@@ -295,9 +295,13 @@ class Trainer(RunControl):
                 out = first_output(forward_all(self.model, probe))
         except TrainingError:
             raise
-        except Exception as e:  # a model/data mismatch surfaces here as a torch error
+        except Exception as e:  # a model/data mismatch surfaces here as a torch error, located on its node
+            where = failing_node(self.model, probe.to(self.device))
+            at = f"node `{where}` failed: " if where else ""
+            fix = (f" Fix: change `{where}`'s settings (its kernel refused them; the shape check could not see "
+                   "this) or remove it" if where else "")
             raise TrainingError(f"the model cannot process dataset {ds.info.shown_name!r} samples of shape "
-                                f"{list(ds.info.input_shape)}: {str(e).splitlines()[0][:300]}") from None
+                                f"{list(ds.info.input_shape)}: {at}{str(e).splitlines()[0][:300]}.{fix}") from None
         width = out.shape[-1] if out.dim() > 1 else 1
         self._kind = loss_kind(self.task, width)
         self._num_classes = ds.info.num_classes or width

@@ -415,6 +415,7 @@ META_LAX = {
     "gather_tokens_range": ("aten.gather", [T0, 1, T0], {}, "tokens"),
     "conv_transpose_channels": ("aten.conv_transpose2d.input", [T0, {"w": "k"}], {}, (1, 3, 2)),
     "celu_alpha_zero": ("aten.celu", [T0, 0.0], {}, (4,)),
+    "celu_alpha_tiny": ("aten.celu", [T0, 1e-45], {}, (4,)),  # an audit: 1/alpha past float32 ("overflow")
     "empty_output": ("aten.slice.Tensor", [T0, 1, 2, 2], {}, (4,)),  # (B, 0): adaptive pools' backward refuses it
     "internal_attention": ("aten._scaled_dot_product_flash_attention_for_cpu", [T0, T0, T0], {}, (2, 3, 4)),
     # probe of h-graphs: attention's dropout_p drops in evaluation too (an Op has no training mode: the exported .py

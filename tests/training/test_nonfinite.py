@@ -91,3 +91,28 @@ def test_a_model_not_compiled_from_a_graph_gets_the_learning_rates_message():
     with torch.no_grad():
         net.weight[0, 0] = float("nan")
     assert diagnose(net, torch.randn(3, 2)) == Cause("gradient", ("weight",), diagnose(net).largest)
+
+
+def test_a_call_the_shape_check_accepts_and_its_kernel_refuses_is_named_on_its_node(tmp_path):
+    """An audit: an Op node's call that the meta kernel accepts and the CPU kernel refuses (a group norm's weight of
+    one value for 4 channels) failed the run with torch's words alone; the run's message names the node and what
+    to change (the first forward of a run is run once more node by node: nonfinite.failing_node)."""
+    from builder.data.access import SYSTEM
+    from builder.runs.pipeline import run_training
+    from builder.runs.store import RunStore
+
+    gn = {"op": "aten.native_group_norm", "args": json.dumps([{"t": 0}, {"w": "w"}, None, {"b": 1}, 4, 1, 2, 1e-5]),
+          "weights": json.dumps({"w": [1]}), "outputs": 3}
+    project = load_project(json.dumps({"format": "layerlab", "version": 1, "graph": {
+        "nodes": [{"id": "x", "type": "Input", "params": {"shape": [4]}},
+                  {"id": "fc", "type": "Linear", "params": {"out_features": 4}},
+                  {"id": "u", "type": "Reshape", "params": {"shape": [4, 1, 1]}},
+                  {"id": "gn", "type": "Op", "params": gn}, {"id": "f", "type": "Flatten", "params": {}},
+                  {"id": "head", "type": "Linear", "params": {"out_features": 3}}],
+        "edges": [{"source": "x", "target": "fc"}, {"source": "fc", "target": "u"},
+                  {"source": "u", "target": "gn", "target_port": "0"}, {"source": "gn", "target": "f"},
+                  {"source": "f", "target": "head"}]}}))
+    assert not [p for p in builder.validate(project.graph) if p.severity == "error"]  # the meta kernel accepts it
+    with pytest.raises(TrainingError, match=r"node `gn` failed: Expected weight to be a vector of size equal to the "
+                                            r"number of channels.*Fix: change `gn`'s settings"):
+        run_training(project, "iris", {"epochs": 1}, store=RunStore(tmp_path, actor=SYSTEM))

@@ -155,7 +155,8 @@ BOOL_REFUSED_OPS = frozenset({"pow", "sub", "rsub", "lerp"})
 INTEGER_ONLY_OPS = frozenset({"bitwise_not"})
 #: Value ranges the CPU kernels check and the meta kernels do not: (operators, argument) -> (low, high).
 _RANGES = {("dropout", "native_dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout"): ("p", 0.0, 1.0)}
-_NONZERO = {("celu", "alpha")}  # divisors the CPU kernels refuse as 0
+_NONZERO = {("celu", "alpha")}  # divisors the CPU kernels refuse as 0, or as too small for 1/x to fit float32
+_F32_TINY = 1 / 3.4028234663852886e38
 #: Index arguments checked against the sizes they index (meta kernels never see index values):
 #: operator -> (indexed tensor, dimension argument or a fixed dimension, index argument, negative indices allowed).
 _INDEXING = {"index_select": ("self", "dim", "index", False), "gather": ("self", "dim", "index", False),
@@ -568,8 +569,10 @@ def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
         if name in ops and isinstance(v, int | float) and not lo <= v <= hi:
             raise ShapeError(f"{p['op']}: `{arg}` must lie in [{lo}, {hi}]; received: {arg}={v}. Fix: use a value "
                              "in that range")
-    if (name, "alpha") in _NONZERO and bound.get("alpha") == 0:
-        raise ShapeError(f"{p['op']}: `alpha` must not be 0 (it divides); received: alpha=0. Fix: use e.g. 1.0")
+    alpha = bound.get("alpha")
+    if (name, "alpha") in _NONZERO and isinstance(alpha, int | float) and (alpha == 0 or abs(alpha) < _F32_TINY):
+        raise ShapeError(f"{p['op']}: `alpha` divides, so it must be at least {_F32_TINY:.1e} in size (1/alpha fits "
+                         f"float32); received: alpha={alpha}. Fix: use e.g. 1.0")
     if name.startswith("upsample_") and name[-2:] in ("1d", "2d"):  # output_size / scales: one per spatial dim
         dims = int(name[-2])
         x = _shape_of(bound.get("input", bound.get("self")), ins, shapes)
