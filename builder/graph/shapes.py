@@ -533,19 +533,22 @@ def check_gradient(a: Analysis) -> None:
     report = a.report
     if report is None or any(p.severity == "error" for p in a.problems) or report.total_params == 0:
         return
-    grad: dict[str, bool] = {}
+    grad: dict[str, bool] = {}  # a node: one of its outputs carries a gradient from the parameters
+    ports: dict[str, set] = {}  # which of its outputs do (an aten.max.dim's values do, its indices do not)
     cut: list[str] = []  # nodes where a gradient from the parameters stops
     for nid in report.order:
         info = a.nodes[nid]
         if info.type == "Input":
-            grad[nid] = False
+            grad[nid], ports[nid] = False, set()
             continue
         spec = get_spec(info.type)
-        upstream = any(grad.get(e.source, False) for e, _ in report.in_edges.get(nid, []))
+        upstream = any(_carries(ports.get(e.source, set()), a.nodes[e.source], e.source_port)
+                       for e, _ in report.in_edges.get(nid, []))
         own = info.num_params > 0 or info.shares is not None
-        passes = all(t.kind != TOKENS for t in info.outputs.values()) and \
-            (spec.grad is None or spec.grad(info.params, info.inputs))
-        grad[nid] = passes and (own or upstream)
+        passes = spec.grad is None or spec.grad(info.params, info.inputs)
+        ports[nid] = {port for port, t in info.outputs.items() if t.kind != TOKENS} if passes and (own or upstream) \
+            else set()
+        grad[nid] = bool(ports[nid])
         if not grad[nid] and (own or upstream):
             cut.append(nid)
     if report.output_nodes and not any(grad.get(n) for n in report.output_nodes):
@@ -554,6 +557,12 @@ def check_gradient(a: Analysis) -> None:
             _err(a.problems, "no_gradient", "an output's gradient must reach a learned parameter, or training stops "
                  f"at its first step; received: every path from the parameters is cut at {where}. Fix: remove "
                  "the Detach (or the operator that stops gradients), or add a learned layer after it", node=nid)
+
+
+def _carries(ports: set, source: NodeInfo, port: str | None) -> bool:
+    """Whether the edge out of ``source``'s ``port`` (None: its first output) carries a gradient (``ports``: the
+    outputs of ``source`` that do)."""
+    return (port if port is not None else next(iter(source.outputs), None)) in ports
 
 
 #: The phases of one analysis pass, in order; each reads what the earlier ones left on the :class:`Analysis`.

@@ -57,3 +57,28 @@ def test_a_gan_like_graph_with_one_detached_branch_stays_valid():
     g["nodes"].append({"id": "head", "type": "Linear", "params": {"out_features": 2}})
     g["edges"].append({"source": "x", "target": "head"})
     assert [p for p in validate(g) if p.code == "no_gradient"] == []
+
+
+def test_an_output_that_carries_the_gradient_is_followed_per_port():
+    """An audit: Linear → Op aten.max.dim (values, indices) → ReLU was refused with no_gradient because the node had
+    one integer output (its indices); its values carry the gradient, and the model trains. Gradients are followed
+    per output port (the indices are token ids: they carry none)."""
+    import json
+
+    import torch
+
+    from builder import compile_graph, validate
+
+    def graph(port: str) -> dict:  # the values: "out"
+        return {"nodes": [{"id": "x", "type": "Input", "params": {"shape": [3, 4]}},
+                          {"id": "lin", "type": "Linear", "params": {"out_features": 4}},
+                          {"id": "mx", "type": "Op", "params": {"op": "aten.max.dim", "args": json.dumps([{"t": 0}, 1]),
+                                                                "outputs": 2}},
+                          {"id": "act", "type": "ReLU"}],
+                "edges": [{"source": "x", "target": "lin"}, {"source": "lin", "target": "mx", "target_port": "0"},
+                          {"source": "mx", "source_port": port, "target": "act"}]}
+
+    assert not [p for p in validate(graph("out")) if p.severity == "error"]
+    model = compile_graph(graph("out"))
+    model(torch.randn(2, 3, 4)).sum().backward()
+    assert model.lin.weight.grad is not None
