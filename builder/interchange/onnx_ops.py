@@ -330,7 +330,12 @@ def _pad(c, imp, n, ins, a):
     torch_pads: list[int] = []
     for d in range(r - 1, -1, -1):
         torch_pads += [int(pads[d]), int(pads[d + r])]
-    while len(torch_pads) > 2 and torch_pads[-2:] == [0, 0]:
+    if mode in ("reflect", "edge"):  # torch pads every spatial dimension there: 2·(rank − 2) values, no fewer
+        spatial = 2 * max(1, r - 2)
+        if any(torch_pads[spatial:]):
+            return None  # the batch or channel dimension padded: no such torch pad
+        torch_pads = torch_pads[:spatial]
+    while mode == "constant" and len(torch_pads) > 2 and torch_pads[-2:] == [0, 0]:
         torch_pads = torch_pads[:-2]
     if mode == "constant":
         value = _scalar(ins[2]) if len(ins) > 2 and ins[2] is not None else 0.0

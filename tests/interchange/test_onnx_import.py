@@ -47,6 +47,25 @@ def test_template_round_trip(name, tmp_path):
         assert rep.max_abs_diff < 1e-5
 
 
+@pytest.mark.parametrize(("mode", "pad", "shape"), [("reflect", [1, 1, 0, 0], [2, 3, 3]),
+                                                     ("replicate", [1, 0, 0, 0], [2, 3, 3]),
+                                                     ("replicate", [0, 0, 1, 1], [2, 3, 3]),
+                                                     ("reflect", [1, 1], [2, 4])])
+def test_a_pad_of_the_last_dimensions_alone_comes_back_from_its_onnx_file(mode, pad, shape, tmp_path):
+    """An audit: a reflect or replicate Pad of the width alone exported, and its import failed ("Padding size 2 is
+    not supported for 4D input"): the importer trimmed the zero pads of the other spatial dimension, right for a
+    constant pad only. A non-constant pad keeps one pair per spatial dimension."""
+    from builder import load_project
+
+    project = load_project({"format": "layerlab", "version": 1, "graph": {
+        "nodes": [{"id": "x", "type": "Input", "params": {"shape": shape}},
+                  {"id": "pad", "type": "Pad", "params": {"mode": mode, "pad": pad}}],
+        "edges": [{"source": "x", "target": "pad"}]}})
+    export_onnx(project, tmp_path / "pad.onnx")
+    res = import_model(tmp_path / "pad.onnx")
+    assert res.report["max_abs_diff"] <= 1e-6
+
+
 def _model(nodes, inputs, outputs, inits=(), opset=18):
     g = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(inits))
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
