@@ -77,6 +77,13 @@ CASES = [
     ("aten.pow.Tensor_Tensor", [T, {"tensor": [2], "dtype": "int64", "shape": [1]}], IDS, 1),  # exports
     ("aten.pow.Tensor_Scalar", [T, 2.5], IDS, 1),  # exports
     ("aten.pow.Tensor_Tensor", [T, _const(6)], [6], 1),  # float base: exports
+    # an audit: ceil_mode where torch drops a last window that would start past the input and ONNX keeps it (the
+    # checker: "Inferred shape and existing shape differ"); where the two agree, it exports
+    ("aten.avg_pool1d", [T, [1], [2], [0], True, False], [2, 4], 1),
+    ("aten.max_pool1d", [T, [1], [2], [0], [1], True], [2, 4], 1),
+    ("aten.avg_pool2d", [T, [2, 2], [2, 2], [1, 1], True, False, None], [2, 1, 4], 1),
+    ("aten.avg_pool1d", [T, [2], [2], [0], True, False], [2, 5], 1),  # its extra window starts inside: exports
+    ("aten.max_pool2d", [T, [2, 2], [2, 2], [0, 0], [1, 1], True], [2, 5, 5], 1),  # exports
 ]
 
 
@@ -166,3 +173,28 @@ def test_the_onnxruntime_check_tolerates_rounding_relative_to_the_largest_output
     assert rep.max_abs_diff > 1e-4  # reported as measured (absolute): over the old absolute tolerance
     with pytest.raises(ExportError, match="onnxruntime differs"):
         export_onnx(project, None, atol=1e-12)
+
+
+def test_the_ceil_mode_rule_agrees_with_onnx_shape_inference_on_every_small_pooling():
+    """ONNX's own shape inference of AveragePool (ceil_mode=1) against torch's length: warned exactly where they
+    differ (the export then fails), over every small size, kernel, stride and padding."""
+    import itertools
+
+    import torch
+    from onnx import TensorProto, helper, shape_inference
+
+    from builder.graph.layers.op_onnx import _ceil_mode_window
+
+    for size, k, s, pad in itertools.product(range(1, 8), range(1, 4), range(1, 4), range(2)):
+        if pad * 2 > k or k > size + 2 * pad:
+            continue  # refused by torch and validation alike
+        torch_len = torch.nn.functional.avg_pool1d(torch.empty(1, 1, size, device="meta"), k, s, pad,
+                                                   ceil_mode=True).shape[-1]
+        node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[k], strides=[s], pads=[pad, pad],
+                                ceil_mode=1)
+        g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+        inferred = shape_inference.infer_shapes(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]))
+        onnx_len = inferred.graph.output[0].type.tensor_type.shape.dim[-1].dim_value
+        warned = _ceil_mode_window("avg_pool1d", {"kernel_size": [k], "stride": [s], "padding": [pad]}, (1, size))
+        assert (warned is not None) == (onnx_len != torch_len), (size, k, s, pad, onnx_len, torch_len)

@@ -155,6 +155,8 @@ def no_onnx_form(p: dict, ins: list[TensorType]) -> str | None:
                 f"adaptive max pooling; the exporter needs a plain max pool); received: output size {out} from "
                 f"input size {size}. Fix: pick output sizes that divide {size} (e.g. {[ok[0]] * k} or {size}), or "
                 f"use aten.max_pool{k}d with a fixed kernel,{_FIX_TAIL}")
+    if bound.get("ceil_mode") is True and (why := _ceil_mode_window(name, bound, shape)) is not None:
+        return why
     if name in _AVG_DIVISOR and bound.get("divisor_override") is not None:
         k = _AVG_DIVISOR[name]
         kernel = _ints(bound.get("kernel_size"), k)
@@ -169,6 +171,34 @@ def no_onnx_form(p: dict, ins: list[TensorType]) -> str | None:
                 f"{', padding not counted' if pad and any(pad) and not bound.get('count_include_pad', True) else ''}"
                 f"{', ceil_mode' if bound.get('ceil_mode') else ''}. Fix: leave divisor_override out (null), or "
                 f"scale the result with aten.mul,{_FIX_TAIL}")
+    return None
+
+
+def _ceil_mode_window(name: str, bound: dict, shape: tuple[int, ...]) -> str | None:
+    """A pooling with ``ceil_mode`` whose length ONNX computes otherwise: torch drops a last window that would start
+    past the input (:func:`builder.graph.layers.conv.pool_len`), ONNX's pooling keeps it (the checker then finds
+    two shapes)."""
+    from builder.graph.layers.conv import pool_len  # lazy: conv imports the layer registry
+
+    kind = next((k for k in ("avg_pool", "max_pool") if name.startswith(k)), None)
+    if kind is None or not name[len(kind):len(kind) + 1].isdigit():
+        return None
+    dims = int(name[len(kind)])
+    k = _ints(bound.get("kernel_size"), dims)
+    st = _ints(bound.get("stride") or bound.get("kernel_size"), dims)
+    pad, dil = _ints(bound.get("padding", 0), dims), _ints(bound.get("dilation", 1), dims) if kind == "max_pool" \
+        else [1] * dims
+    if None in (k, st, pad, dil) or len(shape) < dims:
+        return None
+    sizes = list(shape[-dims:])
+    for i, size in enumerate(sizes):
+        span = size + 2 * pad[i] - dil[i] * (k[i] - 1) - 1
+        onnx = -(-span // st[i]) + 1 if span >= 0 else 0
+        if onnx != pool_len(size, k[i], st[i], pad[i], dil[i], True):
+            return (f"aten.{name} with ceil_mode has no ONNX form here: its last window would start past the input, "
+                    f"which torch drops and ONNX's pooling keeps (one more output); received: kernel {k}, stride "
+                    f"{st}, padding {pad} on sizes {sizes}. Fix: set ceil_mode to false and pad the input (aten.pad), "
+                    f"or choose a stride that fits,{_FIX_TAIL}")
     return None
 
 
