@@ -30,7 +30,7 @@ from builder.runs.summary import (
 )
 from builder.training.lineage import baseline_line
 from builder.training.metrics_units import metric_in_units
-from builder.training.run_status import RunStatus, can_resume, is_live
+from builder.training.run_status import RESUMABLE, RunStatus, can_resume, is_live
 
 if ui.shared_runs():  # everyone's runs, with an owner column of pseudonyms
     ui.page_header("Runs", "Everyone's training runs on this server (shared mode; the owner column names each "
@@ -244,7 +244,8 @@ def details(rec: dict) -> None:
     b[0].button("Open on canvas", icon=":material/account_tree:", on_click=_open_project, args=(rid,),
                 width="stretch", key=f"ll_open_{rid}")
     resumable = mine and can_resume(run, has_checkpoint=rs.folder(rid).has_checkpoint)
-    if not is_live(status):  # a live run's Pause/Resume/Stop row above is its only Resume
+    if status in RESUMABLE:  # a live run's Pause/Resume/Stop row above is its only Resume; a finished run has none
+        # (every finished run showed a greyed-out Resume)
         b[1].button("Resume", icon=":material/play_arrow:", on_click=_resume, args=(rid,), width="stretch",
                     disabled=not resumable, key=f"ll_resume_{rid}",
                     help="Continue from the last checkpoint, in a job of its own" if resumable else
