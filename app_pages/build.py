@@ -433,7 +433,7 @@ def guide_state(g: Graph) -> tuple[bool, bool]:
 
 
 def first_visit_guide() -> None:
-    """The empty state of a first visit (no run yet): pick a template → Train this network → Explain, in one
+    """The empty state of a first visit (no run yet): pick a template → 2 · Train → Explain, in one
     compact row (the canvas below it takes the page) that a student can hide for good."""
     st.session_state.ll_guide_state = None  # not shown: the canvas needs no full rerun for it
     if _guide_hidden():
@@ -456,7 +456,7 @@ def first_visit_guide() -> None:
             c1.markdown("**1 · Pick a network** in *Templates…*  \nor drag layers onto the canvas", help=examples)
         else:
             c1.markdown(f"**1 ·** On the canvas:  \n**{ui.md(ui.project().name or 'untitled')}**", help=examples)
-        go = c2.button("Train this network", type="primary", icon=":material/play_arrow:", key="ll_train_this",
+        go = c2.button("2 · Train", type="primary", icon=":material/play_arrow:", key="ll_train_this",
                        disabled=empty or broken, width="stretch",
                        help="Pick a network first" if empty else
                             "Fix the network first: the bar under the canvas lists its problems" if broken else

@@ -287,6 +287,8 @@ def test_the_guide_tells_an_empty_canvas_apart_and_stays_hidden_after_a_reload(w
     at.run()
     assert [n.id for n in graph(at).nodes] == ["input_1", "linear_1"]
     assert "On the canvas:" in _guide_text(at) and not at.button(key="ll_train_this").disabled
+    # its steps are numbered 1, 2, 3 (the button was the only one without its number)
+    assert at.button(key="ll_train_this").label == "2 · Train"
     # a Linear alone (no Input) cannot train: the button said nothing until clicked (review of issue 29)
     lone = builder.Graph(nodes=[builder.Node(id="linear_1", type="Linear", params={"out_features": 4})])
     at.session_state["ll_canvas"] = {"value": {"graph": lone.model_dump(mode="json"), "selected": None,
