@@ -224,11 +224,16 @@ def calibration_tab(xs: ExplainSession, cached: Cached) -> None:
                 delta_color="inverse", delta_arrow="off")
     c[1].metric("Temperature", f"{rep.temperature:.3f}")
     c[1].number_input("Bins", 2, 50, 15, key="ll_cal_bins", help="Equal-width confidence bins of the diagram")
+    worse = rep.ece_after >= rep.ece_before  # the temperature was fitted on the validation split: it may not help
+    if worse:
+        c[1].caption(f"Scaling did not lower the test split's ECE here ({rep.ece_before:.3f} → {rep.ece_after:.3f}): "
+                     "this model is as well calibrated without it, so keeping it is not advised.")
     if _writable(rep.run_id):
         c[1].button("Keep with the run", key="ll_cal_save", icon=":material/save:", on_click=_keep,
                     args=(rep, "calibration", f"Calibration kept with run {rep.run_id} (temperature "
                                                    f"{rep.temperature:.3f})"),
-                    help="Write calibration.json; `layerlab export RUN --temperature` then divides the exported "
+                    help=("Not advised: scaling did not lower the test ECE. " if worse else "")
+                    + "Write calibration.json; `layerlab export RUN --temperature` then divides the exported "
                     "logits by T")
     st.markdown("##### How many decisions can be automated?")
     c = st.columns([1.3, 3], vertical_alignment="top")

@@ -53,6 +53,10 @@ def test_explain_robustness_and_calibration(checks_ws):
     at = _tab(at, "Calibration")
     labels = {m.label: m.value for m in at.metric}
     assert {"ECE before", "ECE after scaling", "Temperature", "Automated"} <= set(labels)
+    # the verdict matches the figures: scaling that did not lower the ECE is not offered without a word
+    worse = float(labels["ECE after scaling"]) >= float(labels["ECE before"])
+    assert worse == any("Scaling did not lower" in c.value for c in at.caption), labels
+    assert worse == at.button(key="ll_cal_save").help.startswith("Not advised")
     before = labels["Automated"]
     at.slider(key="ll_cal_target").set_value(0.6).run()
     _no_bug(at)
