@@ -67,8 +67,11 @@ def read_onnx(source: str | os.PathLike | bytes, *, max_bytes: int = MAX_FILE_BY
     try:
         model = onnx.load_model_from_string(data)
     except (DecodeError, ValueError, RuntimeError) as e:
-        raise ModelImportError(f"{name}: not a readable ONNX file (truncated or corrupt); received: "
-                               f"{type(e).__name__}. Fix: export the model again") from None
+        what = ("bytes that do not decode as an ONNX model (protobuf DecodeError)" if isinstance(e, DecodeError)
+                else f"bytes ({type(e).__name__})")
+        raise ModelImportError(f"{name}: not a readable ONNX file (truncated or corrupt); received: {len(data):,} "
+                               f"{what}. Fix: export the model again, or upload the whole file (a .onnx with its "
+                               ".onnx.data file: both, or a zip of them)") from None
     g = model.graph
     if not g.node and not g.output:
         raise ModelImportError(f"{name}: not an ONNX model (no graph); received: {len(data):,} bytes. "

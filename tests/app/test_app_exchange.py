@@ -63,6 +63,9 @@ def test_import_refuses_a_broken_file_with_a_message(ws):
     at.file_uploader(key="ll_import_0").upload("broken.onnx", b"\x08\x07garbage").run()
     assert not at.exception
     assert "Cannot import broken.onnx" in at.session_state["ll_canvas_error"]
+    # in words a person reads ("received: DecodeError" said nothing), with the fix
+    assert "received: 9 bytes that do not decode as an ONNX model" in at.session_state["ll_canvas_error"]
+    assert "Fix: export the model again" in at.session_state["ll_canvas_error"]
     assert any("Cannot import" in e.value for e in at.error) and _import_open(at) is False
 
 
