@@ -167,16 +167,22 @@ def image_attribution_figure(image: Any, attributions: Any | Mapping[str, Any], 
     maps = dict(attributions) if isinstance(attributions, Mapping) else {"attribution": attributions}
     maps = {k: _as_map(v) if signed else np.abs(_as_map(v)) for k, v in maps.items()}
     kinds = ["heatmap", "overlay"] if mode == "both" else [mode]
-    # (title, method, map, kind): the input as method "input" with no map, a blank cell under it as ""
+    per_kind = len(maps) + bool(show_input)
+    cols = min(MAX_GRID_COLS, per_kind)
+    # (title, method, map, kind): the input as method "input" with no map, a blank cell under it as ""; each kind
+    # starts a row of its own (the overlays ran on beside the last heatmaps), and a title names the method over
+    # its kind, on two lines (one line ran into its neighbour's at 900 px)
     panels: list[tuple[str, str, Any, str]] = []
     for n, kind in enumerate(kinds):
+        row: list[tuple[str, str, Any, str]] = []
         if show_input:
-            panels.append(("input", "input", None, kind) if n == 0 else ("", "", None, kind))
-        panels += [(f"{plotly_text(k)} ({kind})", k, a, kind) for k, a in maps.items()]
-    cols = min(MAX_GRID_COLS, len(panels) // len(kinds))
+            row.append(("input", "input", None, kind) if n == 0 else ("", "", None, kind))
+        row += [(_panel_title(k, kind if len(kinds) > 1 else None), k, a, kind) for k, a in maps.items()]
+        panels += row + [("", "", None, kind)] * (-len(row) % cols)
     rows = -(-len(panels) // cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[p[0] for p in panels], horizontal_spacing=0.03,
-                        vertical_spacing=min(0.08, 0.5 / rows))
+                        vertical_spacing=min(0.1, 0.6 / rows))
+    fig.update_annotations(font_size=12)
     for k, (_, method, a, kind) in enumerate(panels):
         r, c = divmod(k, cols)
         if method == "input" or (a is not None and kind == "overlay"):
@@ -186,6 +192,22 @@ def image_attribution_figure(image: Any, attributions: Any | Mapping[str, Any], 
     _square_axes(fig, rows * cols)
     fig.update_layout(title=_title(title), height=row_height * rows + 60, margin=dict(l=10, r=10, t=60, b=10))
     return fig
+
+
+def _panel_title(method: str, kind: str | None) -> str:
+    """A panel's title: the method, broken before its parenthesis when long (``SmoothGrad<br>(NoiseTunnel)``),
+    over its kind when the figure shows two.
+
+    >>> _panel_title("SmoothGrad (NoiseTunnel)", "heatmap")
+    'SmoothGrad<br>(NoiseTunnel) · heatmap'
+    >>> _panel_title("Saliency", "overlay"), _panel_title("Saliency", None)
+    ('Saliency<br>overlay', 'Saliency')
+    """
+    text = plotly_text(method)
+    if len(text) > 16 and " (" in text:
+        head, tail = text.split(" (", 1)
+        return f"{head}<br>({tail}" + (f" · {kind}" if kind else "")
+    return f"{text}<br>{kind}" if kind else text
 
 
 def tabular_attribution_figure(attributions: Any, feature_names: Sequence[str] | None = None, *,

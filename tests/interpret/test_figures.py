@@ -191,7 +191,11 @@ def test_many_methods_wrap_so_their_titles_do_not_overlap():
     starts = sorted({round(fig.layout[k].domain[0], 3) for k in fig.layout if k.startswith("xaxis")})
     assert len(starts) <= MAX_GRID_COLS  # at most four panels per row
     assert fig.layout.height > 260 * 2  # more rows, taller figure
-    assert {a.text for a in fig.layout.annotations} >= {f"{n} (heatmap)" for n in names}
+    titles = {a.text: a.y for a in fig.layout.annotations}
+    assert set(titles) >= {f"{n}<br>heatmap" for n in names} | {f"{n}<br>overlay" for n in names}
+    # the overlays start a row of their own (an overlay sat beside the last heatmaps, review of issue 29)
+    assert min(y for t, y in titles.items() if t.endswith("heatmap")) > \
+        max(y for t, y in titles.items() if t.endswith("overlay"))
 
 
 def _axes(fig: go.Figure) -> list:
