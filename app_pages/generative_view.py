@@ -104,13 +104,15 @@ def shows_reconstructions(run: Run) -> bool:
 
 
 def render(run: Run, epochs: list[dict], active: bool, store, epoch: int | None = None, *,
-           last: int | None = None, playing: bool = False, x_range: list[float] | None = None) -> None:
+           last: int | None = None, playing: bool = False, x_range: list[float] | None = None,
+           terms: bool = True) -> None:
     """The parts that apply to ``run``: the sample grid, the loss terms, and for a finished VAE its
     reconstructions and (2-D latent) latent space (:func:`reconstruction_part`). ``epoch``: the epoch the page's
     replay shows (its one slider and Replay drive every chart, the grid included); None: the newest grid. ``last``: the run's last epoch and
     ``playing``: whether its replay plays, so that a grid of an earlier epoch says so (under "Finished" at 900x900
     the grid read "after epoch 2" while the replay's own bar was below the window). ``x_range``: the page's
-    epoch axis, for the loss terms."""
+    epoch axis, for the loss terms; ``terms`` False leaves them to :func:`terms_part` (the Train page draws them
+    below its replay's slider, which sat under them, a screen below the grid it moves)."""
 
     cfg = {"displayModeBar": False, "staticPlot": active}
     grids = read_samples(store.folder(run["id"]).samples)
@@ -122,13 +124,21 @@ def render(run: Run, epochs: list[dict], active: bool, store, epoch: int | None 
         st.plotly_chart(grid_figure(grids[key][:64], f"Generator samples after epoch {key}{of} (fixed noise)"),
                         width="stretch", config=cfg, key="ll_fig_samples")
         where = ("Replaying the run" if playing else "An earlier epoch") + f": epoch {key} of {last} (the replay's " \
-            "controls are below the samples). " if earlier else ""
+            "controls are just below). " if earlier else ""
         st.caption(f"{where}The same noise every epoch, so the grid shows how the generator changes.")
     if not active and shows_reconstructions(run):
         reconstruction_part(run, store, cfg)
-    fig = terms_figure(epochs, x_range)  # below what the run makes (issue 29, item 13: the grid was two screens down)
+    if terms:
+        terms_part(epochs, active, x_range)
+
+
+def terms_part(epochs: list[dict], active: bool, x_range: list[float] | None = None) -> None:
+    """A drawn objective's loss terms by epoch, below what the run makes (issue 29, item 13: the grid was two
+    screens down)."""
+    fig = terms_figure(epochs, x_range)
     if fig is not None:
-        st.plotly_chart(fig, width="stretch", config=cfg, key="ll_fig_terms")
+        st.plotly_chart(fig, width="stretch", config={"displayModeBar": False, "staticPlot": active},
+                        key="ll_fig_terms")
 
 
 def newest_grid(store, run_id: str) -> None:

@@ -453,7 +453,10 @@ def live_view() -> None:
         with made:
             playing = (st.session_state.get("ll_replay") or {}).get("run") == run_id
             generative_view.render(run, sess.epochs, active, rs, epoch=shown, last=last, playing=playing,
-                                   x_range=_epoch_range(sess))
+                                   x_range=_epoch_range(sess), terms=False)
+        # its loss terms below the replay's slider, which now sits right under the grid it moves (it was under
+        # the terms chart, with the grid scrolled out of a 900-px window)
+        generative_view.terms_part(sess.epochs, active, _epoch_range(sess))
         c1, c3 = st.columns(2)
     else:
         c1, c2, c3 = st.columns(3)

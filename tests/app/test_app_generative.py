@@ -150,6 +150,22 @@ def test_mosaic_tiles_images_with_blank_padding():
     assert np.isnan(m[8]).all() and np.nansum(m) == 10 * 64
 
 
+def _walk(node):
+    """The page's elements in the order they are drawn."""
+    children = getattr(node, "children", None)
+    if isinstance(children, dict):
+        for k in sorted(children):
+            yield from _walk(children[k])
+    else:
+        yield node
+
+
+def _kind_key(node) -> tuple[str, str]:
+    key = str(getattr(getattr(node, "proto", None), "id", "") or "")
+    return node.type, ("ll_fig_samples" if "ll_fig_samples" in key else "ll_fig_terms" if "ll_fig_terms" in key
+                       else key)
+
+
 def _chart_order(at) -> list[str]:
     return [str(c.proto.id) for c in at.get("plotly_chart")]
 
@@ -165,6 +181,12 @@ def test_a_gan_run_view_puts_its_samples_first_and_says_no_classifier_things(gen
     first = next(i for i, c in enumerate(order) if "ll_fig_samples" in c)
     assert all(first < i for i, c in enumerate(order) if "ll_fig_loss" in c or "ll_fig_terms" in c), order
     assert not any(m.label == "Test samples" and m.value in ("—", None) for m in at.metric)
+    # the replay's slider sits right under the grid it moves, above the loss terms (it was under the terms chart:
+    # at 900 px the grid scrolled out of view while scrubbing)
+    seen = [_kind_key(n) for n in _walk(at.main)]
+    at_grid, at_slider = seen.index(("plotly_chart", "ll_fig_samples")), \
+        next(i for i, k in enumerate(seen) if k[0] == "select_slider")
+    assert at_grid < at_slider < seen.index(("plotly_chart", "ll_fig_terms")), seen
     vae = _open("vae")
     order = _chart_order(vae)
     recon = next(i for i, c in enumerate(order) if "ll_fig_recon" in c)
