@@ -168,7 +168,7 @@ def test_trained_cnn_shows_default_attributions(runs):
     methods = _widget(at.multiselect, "Methods (side by side)")
     assert methods.value == ["saliency", "integrated_gradients", "grad_cam"]
     titles = _titles(at)
-    for name in ("Saliency (heatmap)", "Integrated Gradients (overlay)", "Grad-CAM · conv2 (heatmap)"):
+    for name in ("Saliency<br>heatmap", "Integrated Gradients<br>overlay", "Grad-CAM · conv2<br>heatmap"):
         assert name in titles
     assert "heatmap" in _trace_types(at)
     assert "Convergence delta" in _text(at)
@@ -206,8 +206,8 @@ def test_choosing_a_method_draws_its_figure(runs):
     _widget(at.multiselect, "Methods (side by side)").set_value(["occlusion", "deep_lift"]).run()
     _no_bug(at)
     titles = _titles(at)
-    assert "Occlusion (heatmap)" in titles and "DeepLift (overlay)" in titles
-    assert "Saliency (heatmap)" not in titles
+    assert "Occlusion<br>heatmap" in titles and "DeepLift<br>overlay" in titles
+    assert "Saliency<br>heatmap" not in titles
     _widget(at.multiselect, "Methods (side by side)").set_value(["layer_conductance"]).run()
     assert "conductance of node conv1" in _titles(at)
     _widget(at.selectbox, "Layer conductance node").set_value("fc").run()
@@ -467,7 +467,7 @@ def test_an_mlp_autoencoder_shows_its_flattened_digits_as_pictures(runs):
     assert not at.dataframe  # no table of x0..x63: the sample is its picture
     _preview_is_a_picture(at)
     titles = _titles(at)
-    assert "Integrated Gradients (heatmap)" in titles and "Attribution per feature" not in titles, titles
+    assert "Integrated Gradients<br>heatmap" in titles and "Attribution per feature" not in titles, titles
     maps = [t for s in _specs(at) for t in s["data"] if t.get("type") == "heatmap"]
     assert maps and {t["z"]["shape"].replace(" ", "") for t in maps} == {"8,8"}  # each map is the 8x8 picture
     assert not [b for b in at.button if b.label.startswith("Rank over")]  # no ranking of 64 pixels as features
@@ -578,7 +578,7 @@ def test_a_registered_method_is_offered_and_drawn(runs, monkeypatch):
         assert "Input sign" in methods.options  # options as shown: the spec's label
         methods.set_value(["input_sign"]).run()
         _no_bug(at)
-        assert "Input sign (heatmap)" in _titles(at)
+        assert "Input sign<br>heatmap" in _titles(at)
         assert "Input sign" in _widget(_tab(at, "Trust").multiselect, "Methods").options
     at.session_state["ll_xp_probe"].close()
 
@@ -618,7 +618,7 @@ def test_drawn_objectives_explain_the_network_that_reads_the_samples(workspace, 
     _no_bug(at)
     assert "the encoder network's outputs" in _text(at) and not at.error
     assert "8×8 images read as 64 values" in _text(at)  # the encoder reads the digits flattened: shown as pictures
-    assert "Integrated Gradients (heatmap)" in _titles(at)
+    assert "Integrated Gradients<br>heatmap" in _titles(at)
     shown = {m.label: m.value for m in at.metric}  # μ, not "True value 5 · Prediction 0.2618" (a digit's class)
     assert "True value" not in shown and len(shown["Output"].split(", ")) == 2, shown
     _widget(at.selectbox, "Model").set_value(f"run:{gan}").run()
