@@ -25,7 +25,7 @@ from builder.runs.summary import (
     dataset_label,
     dataset_spec_of_run,
     has_own_metric,
-    legend_label,
+    legend_labels,
     run_label,
 )
 from builder.training.lineage import baseline_line
@@ -88,11 +88,12 @@ def overlay(runs: list[dict]) -> None:
     # no metric chart (it repeated the loss chart)
     metric = [r for r in runs if any(has_own_metric(e.get("metric_name")) for e in r.get("epochs") or [])]
     figs = {"loss": go.Figure(), **({"metric": go.Figure()} if metric else {})}
+    names = legend_labels(runs)  # its name and time (the end of its id said nothing), unique
     for i, r in enumerate(runs):
         color = PALETTE[i % len(PALETTE)]
         eps = r.get("epochs") or []
         x = [e.get("epoch") for e in eps]
-        rid = plotly_text(legend_label(r))  # its name and time (the end of its id said nothing)
+        rid = plotly_text(names[r["id"]])
         figs["loss"].add_trace(go.Scatter(x=x, y=[e.get("val_loss") for e in eps], name=f"{rid} val",
                                           line=dict(color=color, width=2)))
         figs["loss"].add_trace(go.Scatter(x=x, y=[e.get("train_loss") for e in eps], name=f"{rid} train",
@@ -119,7 +120,7 @@ def overlay(runs: list[dict]) -> None:
         for k in ("finetune", "epochs", "batch_size", "lr", "optimizer", "scheduler", "weight_decay", "early_stopping",
                   "seed", "device"):
             row[k] = c.get(k)
-        cfgs[legend_label(r)] = {k: ui.fmt_setting(v) for k, v in row.items()}  # its column: as in the charts
+        cfgs[names[r["id"]]] = {k: ui.fmt_setting(v) for k, v in row.items()}  # its column: as in the charts
     df = pd.DataFrame(cfgs)
     differs = df.nunique(axis=1) > 1
     st.markdown("**Settings** (rows that differ are marked ●)")

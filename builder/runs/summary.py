@@ -13,6 +13,7 @@ train on, and a model's predictions with their confidence. Example::
 from __future__ import annotations
 
 import math
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -192,6 +193,20 @@ def legend_label(run: dict, width: int = 28) -> str:
     return f"{name} · {when}"
 
 
+def legend_labels(runs: list[dict]) -> dict[str, str]:
+    """Each run's :func:`legend_label` by id, told apart by the end of its id where two would read the same (two
+    runs of one name made in one second: a chart's legend, a table's columns).
+
+    >>> made = "2026-11-28T08:11:34+00:00"
+    >>> legend_labels([{"id": "x-aaaaaa", "name": "A", "created_at": made}, {"id": "x-bbbbbb", "name": "A",
+    ...                "created_at": made}, {"id": "x-cccccc", "name": "B", "created_at": made}])
+    {'x-aaaaaa': 'A · 08:11:34 · aaaaaa', 'x-bbbbbb': 'A · 08:11:34 · bbbbbb', 'x-cccccc': 'B · 08:11:34'}
+    """
+    labels = {r["id"]: legend_label(r) for r in runs}
+    seen = Counter(labels.values())
+    return {rid: f"{label} · {str(rid)[-6:]}" if seen[label] > 1 else label for rid, label in labels.items()}
+
+
 def run_label(run: dict, best: dict | None = None, *, short_id: bool = True) -> str:
     """One line telling a run apart: name, dataset, lr, epochs, batch size, best metric, end of its id (not with
     ``short_id=False``: where one run is shown, named, a hash says nothing)."""
@@ -260,7 +275,7 @@ def device_options() -> list[tuple[str, str]]:
     return opts
 
 
-__all__ = ["best_epoch", "best_metric", "best_metric_text", "best_loss_text", "metric_in_units", "has_own_metric", "duration_s", "run_overview", "run_source", "shown_dataset_options", "dataset_label", "run_label", "legend_label", "runs_of_graph", "current_run", "has_trained",
+__all__ = ["best_epoch", "best_metric", "best_metric_text", "best_loss_text", "metric_in_units", "has_own_metric", "duration_s", "run_overview", "run_source", "shown_dataset_options", "dataset_label", "run_label", "legend_label", "legend_labels", "runs_of_graph", "current_run", "has_trained",
            "finished_run", "dataset_spec_of_run", "device_options"]
 
 
