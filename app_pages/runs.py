@@ -241,7 +241,8 @@ def details(rec: dict) -> None:
                     help="Stop at the next step; a checkpoint is kept so the run can be resumed")
         j[3].page_link(nav.TRAIN, label="Follow on Train", icon=":material/model_training:")
     network = _network_choice(run)
-    b = st.container(key="ll_run_actions").columns(6)  # style.py: words without icons on a narrow window
+    cols = st.container(key="ll_run_actions").columns(6)  # style.py: words without icons on a narrow window
+    b = cols if status in RESUMABLE else [cols[0], None, *cols[1:5]]  # no Resume: the row closes up, no hole
     b[0].button("Open on canvas", icon=":material/account_tree:", on_click=_open_project, args=(rid,),
                 width="stretch", key=f"ll_open_{rid}")
     resumable = mine and can_resume(run, has_checkpoint=rs.folder(rid).has_checkpoint)
