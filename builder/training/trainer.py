@@ -25,7 +25,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -296,7 +296,9 @@ class Trainer(RunControl):
         except TrainingError:
             raise
         except Exception as e:  # a model/data mismatch surfaces here as a torch error, located on its node
-            where = failing_node(self.model, probe.to(self.device))
+            where = None
+            with suppress(Exception):  # the diagnosis never hides the failure it explains
+                where = failing_node(self.model, probe.to(self.device))
             at = f"node `{where}` failed: " if where else ""
             fix = (f" Fix: change `{where}`'s settings (its kernel refused them; the shape check could not see "
                    "this) or remove it" if where else "")
