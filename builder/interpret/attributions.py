@@ -233,7 +233,7 @@ def all_zero(e: Explanation, sample: int = 0) -> str | None:
     if bool(torch.any(a != 0)):
         return None
     spec = get_spec(e.method)
-    if spec.name in _PERTURBING:
+    if spec.perturbs:
         return ("every attribution is 0 for this sample: none of the method's changes to the input moves the "
                 "explained output. Fix: try another sample, or a wider window or baseline")
     baseline = ", or the sample equals the baseline" if spec.needs_baselines else ""
@@ -241,8 +241,6 @@ def all_zero(e: Explanation, sample: int = 0) -> str | None:
             f"compares or takes an argmax passes none back){baseline}. Fix: compare with feature_ablation or "
             "occlusion, which change the input and watch the output")
 
-
-_PERTURBING = frozenset({"occlusion", "feature_ablation"})
 
 
 def _detached(t: Tensor | None) -> Tensor | None:

@@ -75,6 +75,7 @@ class MethodSpec:
         not_modality: why not, for the other modalities (with the method to use instead).
         needs_baselines: takes a baseline input (zeros, mean, blur, pad...).
         stochastic: draws noise; ``explain(seed=...)`` seeds it.
+        perturbs: changes the input and watches the output (no gradient: it sees a model that detaches or rounds).
         uses_steps: integrates along a path (``n_steps``); the page's steps field and cheaper checks set it.
         has_convergence_delta: returns the completeness error (Captum's ``has_convergence_delta()``).
         layer_types: node types it attributes at (``{"*"}``: any node with one tensor output); None: input space.
@@ -101,6 +102,7 @@ class MethodSpec:
     not_modality: str = ""
     needs_baselines: bool = False
     stochastic: bool = False
+    perturbs: bool = False
     uses_steps: bool = False
     has_convergence_delta: bool = False
     layer_types: frozenset[str] | None = None
@@ -376,11 +378,11 @@ register(_NoiseTunnelSpec("noise_tunnel", "SmoothGrad (NoiseTunnel)", NoiseTunne
                           _TOKEN_HINT, stochastic=True, extra_options=_NT_OPTIONS), aliases=("smoothgrad",))
 register(MethodSpec("occlusion", "Occlusion", Occlusion, _run_occlusion, frozenset({"image", "sequence", "tokens"}),
                     "occlusion is for images and sequences; use feature_ablation for tabular inputs",
-                    needs_baselines=True, default_for={"sequence": 1, "tokens": 1}))
+                    needs_baselines=True, perturbs=True, default_for={"sequence": 1, "tokens": 1}))
 register(MethodSpec("feature_ablation", "Feature ablation", FeatureAblation, _run_feature_ablation,
                     frozenset({"tabular"}),
                     "feature_ablation is for tabular inputs; use occlusion for images and sequences",
-                    needs_baselines=True, default_for={"tabular": 1}, global_rank=1))
+                    needs_baselines=True, perturbs=True, default_for={"tabular": 1}, global_rank=1))
 register(_GradCamSpec("grad_cam", "Grad-CAM", LayerGradCam, _run_grad_cam, frozenset(MODALITIES) - {"points2d"},
                       layer_types=CONV_TYPES, default_layer_last=True, title_shows_layer=True,
                       layer_help="The convolution whose feature maps Grad-CAM weighs; the map is upsampled to "
