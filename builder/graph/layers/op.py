@@ -43,7 +43,7 @@ from builder.graph.layers.op_call import (  # the call's reading and binding; re
     resolve_op,
     walk_call,
 )
-from builder.graph.layers.op_onnx import onnx_lint
+from builder.graph.layers.op_onnx import onnx_lint, pool_args
 from builder.graph.layers.tensor import ANY
 from builder.graph.spec import (
     TOKENS,
@@ -440,18 +440,10 @@ def _empty_pool_window(name: str, bound: dict, ins: list[TensorType], shapes: di
     """A max pooling call's window that covers only padding (:func:`builder.graph.layers.conv.empty_pool_window`,
     the MaxPool layers' check: its backward aborts the process)."""
     dims, x = int(name[len("max_pool")]), _shape_of(bound.get("self"), ins, shapes)
-
-    def per_dim(v: Any, default: list[int]) -> list[int] | None:
-        v = default if v in (None, []) else v
-        v = [v] if isinstance(v, int) else v
-        ok = isinstance(v, list) and len(v) in (1, dims) and all(type(i) is int for i in v)
-        return (v * dims if len(v) == 1 else v) if ok else None
-
-    k = per_dim(bound.get("kernel_size"), [])
-    args = [per_dim(bound.get(a), d) for a, d in (("stride", k or []), ("padding", [0]), ("dilation", [1]))]
-    if x is None or len(x) < dims or k is None or None in args or min(x[-dims:]) < 1:
+    args = pool_args(bound, dims)
+    if x is None or len(x) < dims or args is None or min(x[-dims:]) < 1:
         return None  # the meta kernel refuses these itself
-    return empty_pool_window(list(x[-dims:]), k, *args, ceil_mode=bool(bound.get("ceil_mode")))
+    return empty_pool_window(list(x[-dims:]), *args, ceil_mode=bool(bound.get("ceil_mode")))
 
 
 _NORMS = ("group_norm", "native_group_norm", "instance_norm", "layer_norm", "native_layer_norm")

@@ -51,6 +51,25 @@ def _ints(v: Any, n: int) -> list[int] | None:
     return None
 
 
+def pool_args(bound: dict, dims: int) -> tuple[list[int], list[int], list[int], list[int]] | None:
+    """A pooling call's kernel, stride, padding and dilation, one int per spatial dimension (a stride left empty:
+    the kernel's; padding 0 and dilation 1 when not given), or None when any is not plain integers of 1 or ``dims``
+    values. One reading for the checks of :mod:`builder.graph.layers.op` and the ONNX rule here.
+
+    >>> pool_args({"kernel_size": [2], "stride": [], "padding": 1}, 2)
+    ([2, 2], [2, 2], [1, 1], [1, 1])
+    """
+    def per_dim(v: Any, default: list[int]) -> list[int] | None:
+        v = default if v in (None, []) else v
+        v = [v] if type(v) is int else v
+        ok = isinstance(v, list) and len(v) in (1, dims) and all(type(i) is int for i in v)
+        return (v * dims if len(v) == 1 else list(v)) if ok else None
+
+    k = per_dim(bound.get("kernel_size"), [])
+    rest = [per_dim(bound.get(a), d) for a, d in (("stride", k or []), ("padding", [0]), ("dilation", [1]))]
+    return None if k is None or None in rest else (k, *rest)
+
+
 def _input_shape(bound: dict, ins: list[TensorType]) -> tuple[int, ...] | None:
     x = bound.get("self", bound.get("input"))
     if isinstance(x, dict) and set(x) == {"t"} and isinstance(x["t"], int) and 0 <= x["t"] < len(ins):
@@ -184,12 +203,10 @@ def _ceil_mode_window(name: str, bound: dict, shape: tuple[int, ...]) -> str | N
     if kind is None or not name[len(kind):len(kind) + 1].isdigit():
         return None
     dims = int(name[len(kind)])
-    k = _ints(bound.get("kernel_size"), dims)
-    st = _ints(bound.get("stride") or bound.get("kernel_size"), dims)
-    pad, dil = _ints(bound.get("padding", 0), dims), _ints(bound.get("dilation", 1), dims) if kind == "max_pool" \
-        else [1] * dims
-    if None in (k, st, pad, dil) or len(shape) < dims:
+    args = pool_args(bound, dims)
+    if args is None or len(shape) < dims:
         return None
+    k, st, pad, dil = args
     sizes = list(shape[-dims:])
     for i, size in enumerate(sizes):
         span = size + 2 * pad[i] - dil[i] * (k[i] - 1) - 1
@@ -208,4 +225,4 @@ def onnx_lint(p: dict, ins: list[TensorType]) -> list[str]:
     return [why] if why else []
 
 
-__all__ = ["no_onnx_form", "onnx_lint"]
+__all__ = ["no_onnx_form", "onnx_lint", "pool_args"]
