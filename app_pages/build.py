@@ -81,13 +81,24 @@ def _graph_payload(g: Graph) -> dict:
 
 
 # ------------------------------------------------------------------------------------- inspector
-def _update_param(node_id: str, name: str, widget_key: str, kind: str) -> None:
+def _stale_report(widget_key: str, shown) -> bool:
+    """Whether the inspector widget ``widget_key``, drawn showing ``shown``, reports that same value: no edit of
+    the person's. A widget of an earlier view (drawn before the canvas renamed the layer or typed a parameter)
+    can report once more what it showed; applied, with a new revision, it would put the old name back on the
+    canvas over the person's rename."""
+    raw = st.session_state.get(widget_key)
+    return raw == shown or (raw in (None, "") and shown in (None, ""))
+
+
+def _update_param(node_id: str, name: str, widget_key: str, kind: str, shown=None) -> None:
+    err_key = f"ll_perr_{node_id}_{name}"
+    st.session_state.pop(err_key, None)  # typed back to the graph's value: its warning goes with it
+    if _stale_report(widget_key, shown):
+        return
     raw = st.session_state.get(widget_key)
     g = ui.graph()
     if node_id not in {n.id for n in g.nodes}:  # a stale widget of a node removed in the browser
         return
-    err_key = f"ll_perr_{node_id}_{name}"
-    st.session_state.pop(err_key, None)
     if kind in ("int_list", "int_or_pair"):
         text = str(raw or "").strip().strip("[]()")
         try:
@@ -107,7 +118,9 @@ def _update_param(node_id: str, name: str, widget_key: str, kind: str) -> None:
     ui.set_graph(set_param(g, node_id, name, value), bump=True)
 
 
-def _rename(node_id: str, widget_key: str) -> None:
+def _rename(node_id: str, widget_key: str, shown: str = "") -> None:
+    if _stale_report(widget_key, shown):
+        return
     ui.set_graph(relabel_node(ui.graph(), node_id, st.session_state.get(widget_key)), bump=True)
 
 
@@ -169,7 +182,7 @@ def inspector(report) -> None:
     # widget keys carry the revision so a replaced graph never shows stale widget values
     k = _following(f"ll_label_{node.id}_{rev}", node.label or "")
     st.text_input("Name", value=node.label or "", key=k, max_chars=200, placeholder=node.id,
-                  on_change=_rename, args=(node.id, k), help="A display name for this layer (its id stays "
+                  on_change=_rename, args=(node.id, k, node.label or ""), help="A display name for this layer (its id stays "
                   f"`{node.id}`)")
     if info is not None:
         c1, c2 = st.columns(2)
@@ -189,12 +202,12 @@ def inspector(report) -> None:
         helptext = p.help or None
         if p.kind == "bool":
             st.toggle(label, value=shown, key=wk, help=helptext, on_change=_update_param,
-                      args=(node.id, p.name, wk, p.kind))
+                      args=(node.id, p.name, wk, p.kind, shown))
         elif p.kind == "choice":
             choices = list(p.choices or [])
             idx = choices.index(shown) if shown in choices else 0
             st.selectbox(label, choices, index=idx, key=wk, help=helptext, on_change=_update_param,
-                         args=(node.id, p.name, wk, p.kind), format_func=lambda c: str(c))
+                         args=(node.id, p.name, wk, p.kind, shown), format_func=lambda c: str(c))
         elif p.kind in ("int", "float"):
             is_int, val = p.kind == "int", shown
             lo = None if p.min is None else (int(p.min) if is_int else float(p.min))
@@ -203,11 +216,11 @@ def inspector(report) -> None:
                 lo = hi = None  # keep an out-of-range value visible (the badge explains it)
             st.number_input(label, value=val, min_value=lo, max_value=hi, step=1 if is_int else None,
                             format=None if is_int else "%g", key=wk, help=helptext, on_change=_update_param,
-                            args=(node.id, p.name, wk, p.kind),
+                            args=(node.id, p.name, wk, p.kind, shown),
                             placeholder="none" if p.nullable else None)
         else:
             st.text_input(label, value=shown, key=wk, help=helptext, on_change=_update_param,
-                          args=(node.id, p.name, wk, p.kind))
+                          args=(node.id, p.name, wk, p.kind, shown))
         err = st.session_state.get(f"ll_perr_{node.id}_{p.name}")
         if err:
             st.warning(err)
