@@ -242,12 +242,13 @@ def details(rec: dict) -> None:
         j[3].page_link(nav.TRAIN, label="Follow on Train", icon=":material/model_training:")
     network = _network_choice(run)
     cols = st.container(key="ll_run_actions").columns(6)  # style.py: words without icons on a narrow window
-    b = cols if status in RESUMABLE else [cols[0], None, *cols[1:5]]  # no Resume: the row closes up, no hole
+    offers_resume = status in RESUMABLE  # a live run's Pause/Resume/Stop row above is its only Resume; a finished
+    # run has none (every finished run showed a greyed-out Resume)
+    b = cols if offers_resume else [cols[0], None, *cols[1:5]]  # no Resume: the row closes up, no hole
     b[0].button("Open on canvas", icon=":material/account_tree:", on_click=_open_project, args=(rid,),
                 width="stretch", key=f"ll_open_{rid}")
     resumable = mine and can_resume(run, has_checkpoint=rs.folder(rid).has_checkpoint)
-    if status in RESUMABLE:  # a live run's Pause/Resume/Stop row above is its only Resume; a finished run has none
-        # (every finished run showed a greyed-out Resume)
+    if offers_resume:
         b[1].button("Resume", icon=":material/play_arrow:", on_click=_resume, args=(rid,), width="stretch",
                     disabled=not resumable, key=f"ll_resume_{rid}",
                     help="Continue from the last checkpoint, in a job of its own" if resumable else

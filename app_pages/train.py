@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import time
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from app_pages.fmt import curve_mode, share_axis, whole_epoch_ticks
 from builder.errors import LayerLabError
 from builder.escape import md_code, plotly_text
 from builder.runs.record import shown_time
+from builder.runs.run_time import stamp
 from builder.runs.summary import current_run, run_label
 from builder.training.config import TrainConfig
 from builder.training.lineage import baseline_line, baseline_tag
@@ -450,13 +450,14 @@ def live_view() -> None:
         with made:
             generative_view.reconstruction_part(run, rs, cfg)
     if drawn:  # what the run makes (samples, reconstructions) first, then its loss terms
+        x_range = _epoch_range(sess)
         with made:
             playing = (st.session_state.get("ll_replay") or {}).get("run") == run_id
             generative_view.render(run, sess.epochs, active, rs, epoch=shown, last=last, playing=playing,
-                                   x_range=_epoch_range(sess), terms=False)
+                                   x_range=x_range, terms=False)
         # its loss terms below the replay's slider, which now sits right under the grid it moves (it was under
         # the terms chart, with the grid scrolled out of a 900-px window)
-        generative_view.terms_part(sess.epochs, active, _epoch_range(sess))
+        generative_view.terms_part(sess.epochs, active, x_range)
         c1, c3 = st.columns(2)
     else:
         c1, c2, c3 = st.columns(3)
@@ -507,11 +508,8 @@ REPLAY_BY_ITSELF_S = 60.0  # a run watched to its end plays back once by itself 
 def _quick(run) -> bool:
     """Whether ``run`` trained for at most :data:`REPLAY_BY_ITSELF_S` (its start and end times)."""
 
-    try:
-        took = dt.datetime.fromisoformat(run.info.finished_at) - dt.datetime.fromisoformat(run.info.started_at)
-    except (TypeError, ValueError):
-        return False
-    return took.total_seconds() <= REPLAY_BY_ITSELF_S
+    start, end = stamp(run.info.started_at), stamp(run.info.finished_at)
+    return start is not None and end is not None and end - start <= REPLAY_BY_ITSELF_S
 
 
 def _epochs(sess: Curve) -> list[int]:

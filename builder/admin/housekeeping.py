@@ -42,6 +42,7 @@ from builder.jobs.quotas import folder_bytes
 from builder.runs import classes as _classes
 from builder.runs import owners as _owners
 from builder.runs.owners import OWNERS_DIR, check_sees, owner_of, owner_path
+from builder.runs.run_time import stamp
 from builder.runs.store import DB_NAME, RunStore
 from builder.search.settings import valid_study_name
 from builder.search.storage import (
@@ -155,11 +156,8 @@ def workspace_usage(store: RunStore) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------- every job
 def _age_s(run: dict, now: float) -> float | None:
-    try:
-        t = datetime.fromisoformat(str(run.get("created_at"))).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, now - t)
+    t = stamp(run.get("created_at"))
+    return None if t is None else max(0.0, now - t)
 
 
 def server_jobs(store: RunStore) -> list[dict]:

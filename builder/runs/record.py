@@ -32,6 +32,7 @@ from builder.errors import LayerLabError, RunStoreError
 from builder.graph.project import load_project
 from builder.graph.shapes import infer_shapes
 from builder.runs.owners import label
+from builder.runs.run_time import stamp
 from builder.training.config import TrainConfig
 from builder.training.control import STOPPED_BY_REQUEST
 from builder.training.run_status import RunStatus
@@ -55,11 +56,10 @@ def shown_time(ts: Any, *, seconds: bool = True, missing: str = "-") -> str:
     """
     if not ts:
         return missing
-    try:
-        return datetime.fromisoformat(str(ts)).astimezone(timezone.utc).strftime(
-            "%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
-    except ValueError:
+    t = stamp(ts)
+    if t is None:
         return str(ts)
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
 
 
 def stopped_tags(workspace: str | Path, run: Run, who: Actor) -> dict:

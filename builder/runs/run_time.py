@@ -56,15 +56,18 @@ def running_clock(env: dict, status: str, now: datetime | None = None) -> dict |
         return None if since else {"running_since": now.isoformat()}
     if not since:
         return None
-    try:
-        ran = max(0.0, (now - datetime.fromisoformat(since)).total_seconds())
-    except (TypeError, ValueError):
-        ran = 0.0
+    start = stamp(since)
+    ran = 0.0 if start is None else max(0.0, now.timestamp() - start)
     return {"run_s": float(env.get("run_s") or 0.0) + ran, "running_since": None}
 
 
 def stamp(value: object) -> float | None:
-    """An ISO time as epoch seconds (UTC when it names no zone); None when it is not one."""
+    """An ISO time as epoch seconds (UTC when it names no zone); None when it is not one: the one reading of a
+    stored time (a run's times, a display of them, an age, a duration).
+
+    >>> stamp("1970-01-01T00:01:00+00:00"), stamp("1970-01-01T00:01:00"), stamp("soon"), stamp(None)
+    (60.0, 60.0, None, None)
+    """
     try:
         d = datetime.fromisoformat(str(value))
     except (TypeError, ValueError):

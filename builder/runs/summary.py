@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from builder.errors import LayerLabError
 from builder.runs.owners import LOCAL_OWNER, owner_of, upload_dir
+from builder.runs.run_time import stamp
 from builder.runs.store import Run, RunStore, graph_hash
 from builder.training.lineage import BASELINE_TAG, baseline_tag
 from builder.training.metrics_units import metric_in_units
@@ -108,19 +109,15 @@ def duration_s(run: dict) -> float | None:
     if isinstance(env, dict) and ("run_s" in env or env.get("running_since")):
         total = float(env.get("run_s") or 0.0)
         if env.get("running_since"):  # running now (or, marked interrupted, until its last update)
-            try:
-                end = (datetime.now(timezone.utc) if run.get("status") == RunStatus.RUNNING
-                       else datetime.fromisoformat(run.get("updated_at")))
-                total += max(0.0, (end - datetime.fromisoformat(env["running_since"])).total_seconds())
-            except (TypeError, ValueError):
-                pass
+            end = (datetime.now(timezone.utc).timestamp() if run.get("status") == RunStatus.RUNNING
+                   else stamp(run.get("updated_at")))
+            since = stamp(env["running_since"])
+            if end is not None and since is not None:
+                total += max(0.0, end - since)
         return total
-    start = run.get("started_at") or run.get("created_at")
-    end = run.get("finished_at") or run.get("updated_at")
-    try:
-        return max(0.0, (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
-    except (TypeError, ValueError):
-        return None
+    start = stamp(run.get("started_at") or run.get("created_at"))
+    end = stamp(run.get("finished_at") or run.get("updated_at"))
+    return None if start is None or end is None else max(0.0, end - start)
 
 
 def run_overview(store: RunStore, run: Mapping[str, Any]) -> dict:
@@ -186,10 +183,9 @@ def legend_label(run: dict, width: int = 28) -> str:
     """
     name = str(run.get("name") or "run")
     name = name if len(name) <= width else name[:width - 1] + "…"
-    try:
-        when = datetime.fromisoformat(str(run.get("created_at"))).astimezone(timezone.utc).strftime("%H:%M:%S")
-    except ValueError:
-        when = str(run.get("id") or "")[-6:]
+    made = stamp(run.get("created_at"))
+    when = (datetime.fromtimestamp(made, timezone.utc).strftime("%H:%M:%S") if made is not None
+            else str(run.get("id") or "")[-6:])
     return f"{name} · {when}"
 
 
