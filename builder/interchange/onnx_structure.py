@@ -89,6 +89,12 @@ def tie_shared(out: Built, reads: dict[str, set[str]]) -> list[tuple[str, str]]:
         nid, w = node["id"], out.weights.get(node["id"])
         if not w or not reads.get(nid) or SHARES in node["params"]:
             continue
+        if not _builds_module(node["type"]):  # an Op node reading the file's weights: only a layer's module can be
+            # shared (builder.graph.shapes.check_ties); tied, the import's own graph did not validate
+            if (other := same_reads.setdefault(frozenset(reads[nid]), nid)) != nid:
+                out.notes.append(f"{nid}: reads the same weights as {other} in the file, as an operation of its "
+                                 f"own ({node['type']}); imported as a copy of its own, so training unties them")
+            continue
         key = (node["type"], json.dumps(node["params"], sort_keys=True, default=str), frozenset(reads[nid]),
                frozenset(w))
         root = first.setdefault(key, nid)
@@ -106,6 +112,14 @@ def tie_shared(out: Built, reads: dict[str, set[str]]) -> list[tuple[str, str]]:
         out.notes.append(f"{nid}: the same weights as {root} (one module used twice in the original): imported "
                          f"as one set of weights that both nodes use, so training keeps them tied")
     return ties
+
+
+def _builds_module(layer_type: str) -> bool:
+    """Whether nodes of ``layer_type`` build a torch module (what ``shares`` ties), e.g. a Linear; an Op does not."""
+    try:
+        return get_spec(layer_type).ctor is not None
+    except LayerLabError:
+        return False
 
 
 #: between a module's scope and the number of its call: the second call of ``rnn`` is grouped as ``rnn\x00#1``
@@ -152,7 +166,8 @@ def module_calls(graph, groups: dict[str, list[int]], constants: set[str]) -> di
         for i in sorted(idxs):
             comps.setdefault(root(i), []).append(i)
         shared = [m for m in comps.values() if set(m) <= set(late)]  # constants and sizes (weights, a zero state)
-        calls = sorted((m for m in comps.values() if m not in shared), key=min) or [sorted(idxs)]
+        calls = sorted((c for m in comps.values() if m not in shared for c in _repeats(graph, m, constants, data)),
+                       key=min) or [sorted(idxs)]
         for members in shared:  # in every call that reads it: each call's layer is read from its own operators
             outs = {o for j in members for o in graph.node[j].output if o}
             users = [c for c in calls if any(outs & set(graph.node[j].input) for j in c)] or calls[:1]
@@ -161,6 +176,42 @@ def module_calls(graph, groups: dict[str, list[int]], constants: set[str]) -> di
         for k, call in enumerate(calls):
             out[scope if k == 0 else f"{scope}{CALL}{k}"] = call
     return out
+
+
+def _repeats(graph, members: list[int], constants: set[str], data: set[str]) -> list[list[int]]:
+    """``members`` (operators of one scope joined by their data) split into the calls they are, when their
+    operators on values (``data``: not sizes) are one call's over and over, each call reading the same weights: a
+    module applied to its own output (``m(m(x))``, weights tied) leaves its calls joined by data, where
+    :func:`module_calls` told calls apart by their not being joined. An operator on sizes goes with each call
+    that reads what it computes (the exporter computes a size once for both). Else ``[members]``.
+
+    >>> import onnx
+    >>> mk = onnx.helper.make_node
+    >>> g = onnx.helper.make_graph([mk("MatMul", ["x", "w"], ["a"]), mk("Tanh", ["a"], ["b"]),
+    ...                             mk("MatMul", ["b", "w"], ["c"]), mk("Tanh", ["c"], ["d"])], "g", [], [])
+    >>> _repeats(g, [0, 1, 2, 3], {"w"}, {"x", "a", "b", "c", "d"}), _repeats(g, [0, 1, 2], {"w"}, {"x", "a"})
+    ([[0, 1], [2, 3]], [[0, 1, 2]])
+    """
+    nodes = graph.node
+    ops = sorted(i for i in members if any(o in data for o in nodes[i].output))
+    sigs = [(nodes[i].op_type, _attrs_key(nodes[i]), tuple(v if v in constants else "" for v in nodes[i].input))
+            for i in ops]
+    for k in range(2, len(ops) + 1):
+        if len(ops) % k:
+            continue
+        size = len(ops) // k
+        chunks = [ops[j:j + size] for j in range(0, len(ops), size)]
+        if not (all(sigs[j] == sigs[j + size] for j in range(len(ops) - size))
+                and any(v in constants for i in chunks[0] for v in nodes[i].input)):
+            continue
+        sizes = [i for i in sorted(members) if i not in set(ops)]
+        for i in reversed(sizes):  # with every call that reads it (directly or through another size operator)
+            outs = {o for o in nodes[i].output if o}
+            readers = [c for c in chunks if any(outs & set(nodes[j].input) for j in c)] or chunks[:1]
+            for c in readers:
+                c.append(i)
+        return [sorted(set(c)) for c in chunks]
+    return [sorted(members)]
 
 
 def unscoped_calls(graph, groups: dict[str, list[int]], constants: set[str], limit: int = 64) -> dict[str, list[int]]:
