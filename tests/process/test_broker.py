@@ -279,8 +279,11 @@ def test_a_job_found_past_its_owners_storage_after_its_end_keeps_its_end_and_say
     store, mine, _ = runs
     job = subprocess.run([sys.executable, "-c", _GROWING_JOB, str(store.workspace), mine, ANN, "late"],
                          capture_output=True, text=True, timeout=120)
-    # (still exiting when measured, it is stopped: a job that records its end and writes on is stopped so)
-    assert job.returncode in (0, -9) and job.stdout.split() == ["started", "ended"], job.stderr
+    # (still exiting when measured, it is stopped: a job that records its end and writes on is stopped so, maybe
+    # before it said "ended" under load)
+    ended = ["started", "ended"]
+    assert job.stdout.split() == ended if job.returncode == 0 else \
+        job.returncode == -9 and job.stdout.split() in (ended, ended[:1]), (job.returncode, job.stdout, job.stderr)
     until(lambda: store.get(mine)["message"] != "", "the end written", 30, state=lambda: dict(store.get(mine)))
     run = store.get(mine)
     assert run["status"] == "finished" and run["message"].startswith("over its room after its end: 4"), dict(run)
