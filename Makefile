@@ -12,7 +12,8 @@ SHELL := /bin/bash
 .PHONY: app test test-frontend fuzz install lint bench frontend screenshots docs clean
 
 # The first `make app` installs everything (~4 min, ~3 GB, mostly PyTorch); each step says what it does.
-PIP := $(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt
+# --no-compile: pip compiles what it installs one file at a time; compileall below does it on every core (~15 s less)
+PIP := $(BIN)/python -m pip install -q --no-compile --disable-pip-version-check -c constraints.txt
 # pip repeats "Location ... is ignored" for every package when the machine's pip.conf names an index folder that is
 # not there; one such line per package hid the steps below, so those lines (only those) are dropped
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
@@ -24,6 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(PIP) torch $(QUIET_PIP)
 	@echo "==> [3/3] Installing LayerLab and the rest: Streamlit, ONNX, Captum, Optuna, MLflow, test tools"
 	@$(PIP) -e ".[dev,mlflow,mlflow-server,docs,sequences,hf,cluster]" $(QUIET_PIP)
+	@$(BIN)/python -m compileall -qq -j 0 $(VENV)/lib > /dev/null || true  # a package's template files do not compile
 	@touch $(STAMP)
 	@echo "==> Installed. Later runs start at once."
 
