@@ -206,7 +206,7 @@ def run_view(cls: dict, run_id: str) -> None:
             h[1].button("Stop", key="ll_class_view_stop", on_click=_stop, args=(run["id"],), icon=":material/stop:")
         h[2].button("Close", key="ll_class_view_close", on_click=_view, args=(None,), icon=":material/close:")
         cfg = run.get("config") or {}
-        st.caption(" · ".join(f"{k} {cfg[k]}" for k in ("epochs", "lr", "batch_size", "optimizer", "device")
+        st.caption(" · ".join(f"{k} {ui.md(str(cfg[k]))}" for k in ("epochs", "lr", "batch_size", "optimizer", "device")
                               if cfg.get(k) is not None) + f" · dataset {ui.md(dataset_label(run))}")
         epochs = store.metrics(run["id"], "epoch")
         if epochs:

@@ -17,6 +17,7 @@ import streamlit as st
 
 from app_pages import ui
 from builder.errors import LayerLabError
+from builder.escape import md_code
 from builder.training.run_status import RunStatus
 
 
@@ -28,8 +29,8 @@ def prune_section(rec: dict, open_project: Callable[[str], None]) -> None:
     if report is not None:
         _prune_report(rid, report, open_project)
     elif (rec.get("tags") or {}).get("pruned_from"):
-        st.caption(f"Pruned from run `{rec['tags']['pruned_from']}` by a job: its report appears here when the job "
-                   "has pruned and fine-tuned it.")
+        st.caption(f"Pruned from run {md_code(str(rec['tags']['pruned_from']))} by a job: its report appears here "
+                   "when the job has pruned and fine-tuned it.")
     mine, ok = ui.can_control(rec), rec.get("status") == RunStatus.FINISHED and rs.folder(rid).has_weights
     with st.expander("Prune this run", icon=":material/content_cut:", expanded=st.session_state.get(
             "ll_prune_open") == rid):
@@ -69,12 +70,12 @@ def prune_section(rec: dict, open_project: Callable[[str], None]) -> None:
 def _prune_report(rid: str, report: dict, open_project: Callable[[str], None]) -> None:
     from builder.training.prune import prune_table  # lazy: heavy (torch)
 
-    st.markdown(f"##### Pruned from run `{report.get('parent_id')}`")
-    how = report.get("method", "?")
+    st.markdown(f"##### Pruned from run {md_code(report['parent_id'])}")  # run_folder.prune_record: texts, numbers
+    how = report["method"]
     detail = (", ".join(f"{'+'.join(g['members'])} {g['before']}→{g['after']}" for g in report.get("groups", []))
               if how == "structured" else ", ".join(f"{n} {s:.0%} zero" for n, s in report.get("sparsity", {}).items()))
-    st.caption(f"{how.capitalize()} ({report.get('criterion') if how == 'structured' else 'magnitude'}), amount "
-               f"{report.get('amount', 0):.0%}, {report.get('finetune_epochs', 0)} fine-tune epochs: {ui.md(detail)}")
+    st.caption(f"{ui.md(how.capitalize())} ({ui.md(report['criterion']) if how == 'structured' else 'magnitude'}), "
+               f"amount {report['amount']:.0%}, {report['finetune_epochs']} fine-tune epochs: {ui.md(detail)}")
     c = st.columns([3, 1], vertical_alignment="top")
     c[0].dataframe(pd.DataFrame(prune_table(report)), hide_index=True, width="stretch")
     c[1].button("Open pruned graph on canvas", icon=":material/account_tree:", on_click=open_project, args=(rid,),

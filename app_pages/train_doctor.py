@@ -76,8 +76,10 @@ def render(run: dict) -> None:
         return
     with st.container(border=True, key="ll_doctor"):
         if not findings and not anomalies:
-            st.markdown(f":material/health_and_safety: **Training doctor**: no problem found in {d['samples']} "
-                        "health samples.")
+            n = d["samples"]
+            st.markdown(f":material/health_and_safety: **Training doctor**: no problem found. Every layer's "
+                        f"activations and gradients were looked at {n} time{'s' if n != 1 else ''} during training "
+                        "(dead units, values exploding or vanishing) and looked healthy.")
             return
         st.markdown(":material/stethoscope: **Training doctor**")
         for j, a in enumerate(anomalies):

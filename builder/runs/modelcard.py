@@ -237,8 +237,8 @@ def _quantization(run_dir: Path | None) -> list[str]:
     try:
         return ["", "## Quantization (ONNX, dynamic int8)", "",
                 f"- file size {int(q['bytes_before']):,} -> {int(q['bytes_after']):,} bytes (ratio {float(q['ratio']):.3f})",
-                f"- test {q['metric']} {_fmt(q['test_before'])} -> {_fmt(q['test_after'])} (delta {_fmt(q['delta'])}) "
-                f"on {q.get('n_test', '-')} held-out samples, scored with onnxruntime",
+                f"- test {md_text(str(q['metric']))} {_fmt(q['test_before'])} -> {_fmt(q['test_after'])} (delta "
+                f"{_fmt(q['delta'])}) on {_fmt(q.get('n_test', '-'))} held-out samples, scored with onnxruntime",
                 *([f"- latency (onnxruntime, one thread): {md_text(comparison_text(q['latency']))}"]
                   if isinstance(q.get("latency"), dict) else [])]
     except (ValueError, KeyError, TypeError, OSError):

@@ -28,19 +28,31 @@ from typing import Any
 import numpy as np
 
 from builder._moved import moved_name
+from builder.data.npz import npz_sizes, read_npz
 from builder.graph.project import load_project
 
 _EPOCH = re.compile(r"epoch_(\d+)")
 
 
-def read_samples(path: str | Path) -> dict[int, np.ndarray]:
-    """A run's ``samples.npz`` as ``{epoch: samples}`` in epoch order; empty when the file is missing or damaged."""
+MAX_SAMPLE_BYTES = 2**28  # the grids read at once (the newest first): a job writes samples.npz, the server reads it
+
+
+def read_samples(path: str | Path, limit: int = MAX_SAMPLE_BYTES) -> dict[int, np.ndarray]:
+    """A run's ``samples.npz`` as ``{epoch: samples}`` in epoch order: the newest grids that fit in ``limit``
+    bytes (:func:`builder.data.npz.read_npz`: the job wrote the file, and its model may have turned against its
+    readers); empty when the file is missing, damaged or not as LayerLab writes it."""
     path = Path(path)
     if not path.is_file():
         return {}
     try:
-        with np.load(path) as f:
-            out = {int(m.group(1)): f[k] for k in f.files if (m := _EPOCH.fullmatch(k))}
+        sizes = {int(m.group(1)): n for k, n in npz_sizes(path).items() if (m := _EPOCH.fullmatch(k))}
+        taken, room = set(), limit
+        for epoch in sorted(sizes, reverse=True):
+            if sizes[epoch] > room:
+                break
+            taken.add(f"epoch_{epoch}")
+            room -= sizes[epoch]
+        out = {int(k.split("_")[1]): v for k, v in read_npz(path, limit, keep=taken.__contains__).items()}
     except (OSError, ValueError, EOFError):
         return {}
     return dict(sorted(out.items()))

@@ -306,8 +306,9 @@ class RunFolder:
                                      if isinstance(v, int | float) and abs(v) < 1e300}}  # a float holds it
 
     def read_prune(self) -> dict[str, Any] | None:
-        """The pruning report as a dict, or None when the run is not a pruned one or the file cannot be read."""
-        return _read_json(self.prune)
+        """The pruning report as a dict (:func:`prune_record`: every field of the type it has when LayerLab writes
+        it), or None when the run is not a pruned one or the file cannot be read."""
+        return prune_record(_read_json(self.prune))
 
     def read_quantization(self) -> dict[str, Any] | None:
         """The int8 quantization report as a dict (``bytes_before``, ``ratio``, ``test_after``, ...), or None when
@@ -399,6 +400,57 @@ def read_json_file(path: str | os.PathLike) -> Any:
 def _read_json(path: Path) -> dict[str, Any] | None:
     data = read_json_file(path)
     return data if isinstance(data, dict) else None
+
+
+def _text(v: Any, default: str = "?") -> str:
+    return str(v)[:200] if isinstance(v, (str, int, float)) and not isinstance(v, bool) else default
+
+
+def _number(v: Any) -> float | int | None:
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e18 else None
+
+
+def _side(d: Any) -> dict[str, Any]:
+    """One side (before, after) of a pruning report: {} when the report has none yet (a fine-tune to come)."""
+    if not isinstance(d, dict) or not d:
+        return {}
+    out: dict[str, Any] = {k: v for k in ("params", "nonzero", "weights_bytes", "latency_batch", "latency_ms",
+                                          "latency_p10_ms", "latency_p90_ms") if (v := _number(d.get(k))) is not None}
+    test = d.get("test") if isinstance(d.get("test"), dict) else {}
+    out["test"] = {_text(k): _number(v) for k, v in test.items() if _number(v) is not None}
+    return out
+
+
+def prune_record(d: Any) -> dict[str, Any] | None:
+    """A run's ``prune.json`` with each field of the type LayerLab writes (texts clipped, numbers finite, lists of
+    well-formed entries), or None when it is no report. The run's job writes the file, and its model may have
+    turned against whoever reads the run: a number where a text goes stopped the Runs page of its owner's teacher.
+
+    >>> r = prune_record({"parent_id": 7, "method": ["x"], "amount": "1", "groups": [{"members": ["a"], "before": 4,
+    ...                   "after": 2}, "junk"], "before": {"params": "9", "test": {"accuracy": 0.5}}})
+    >>> r["parent_id"], r["method"], r["amount"], r["groups"], r["before"]
+    ('7', '?', 0, [{'members': ['a'], 'before': 4, 'after': 2}], {'test': {'accuracy': 0.5}})
+    """
+    if not isinstance(d, dict):
+        return None
+    lists = {k: d.get(k) if isinstance(d.get(k), list) else [] for k in ("groups", "left_alone")}
+    return {
+        **{k: _text(d.get(k)) for k in ("parent_id", "method", "criterion", "metric")},
+        "run_id": _text(d.get("run_id"), "") or None,
+        "amount": _number(d.get("amount")) or 0,
+        "finetune_epochs": int(_number(d.get("finetune_epochs")) or 0),
+        "groups": [{"members": [_text(m) for m in g["members"]], "before": int(_number(g.get("before")) or 0),
+                    "after": int(_number(g.get("after")) or 0)}
+                   for g in lists["groups"] if isinstance(g, dict) and isinstance(g.get("members"), list)],
+        "left_alone": [{"members": [_text(m) for m in g["members"]], "reasons": [_text(r) for r in g["reasons"]]}
+                       for g in lists["left_alone"] if isinstance(g, dict) and isinstance(g.get("members"), list)
+                       and isinstance(g.get("reasons"), list)],
+        "sparsity": {_text(k): _number(v) for k, v in (d.get("sparsity") if isinstance(d.get("sparsity"), dict)
+                                                         else {}).items() if _number(v) is not None},
+        "before": _side(d.get("before")), "after": _side(d.get("after")),
+        "latency": {**lat, "verdict": _text(lat.get("verdict"), "not measured side by side")}
+        if isinstance(lat := d.get("latency"), dict) else {},
+    }
 
 
 ENTRY_BYTES = 4096  # what one entry (a file, a folder, a link) counts at least: a file system block and an inode

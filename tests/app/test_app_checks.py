@@ -101,3 +101,27 @@ def test_runs_prune_submits_a_job_whose_report_appears_and_drift_flags_the_moved
     warn = " ".join(w.value for w in at.warning)
     assert "1 of 4 features moved" in warn and moved.split(" (")[0] in warn
     assert "Mean confidence" in [m.label for m in at.metric]
+
+
+def test_a_prune_report_a_job_wrote_is_shown_as_text_whatever_it_holds(checks_ws):
+    """prune.json is the job's to write and the Runs page's to show (to its owner, a teacher, everyone in shared
+    mode): its run id went into a code span as it was (a backtick closed it and a link or an image followed), its
+    criterion into a caption as Markdown, and a text where a number goes (or a number where a text goes) stopped the
+    page. Each field is read as the type LayerLab writes and shown as text."""
+    import json
+
+    from builder.graph.templates import load_template
+
+    ws, _, _ = checks_ws
+    store = RunStore(ws, actor=SYSTEM)
+    rid = store.create_run(load_template("mlp"), "moons", {}, {}, owner=ME)
+    store.folder(rid).prune.write_text(json.dumps({
+        "parent_id": "x` ![t](https://evil.example/p.png) [Open](https://evil.example) `", "method": "structured",
+        "criterion": "[click](https://evil.example)", "amount": "1", "finetune_epochs": "many",
+        "groups": [{"members": ["<b>fc</b>"], "before": 8, "after": "4"}, 7], "before": {"params": "9"}}))
+    at = open_app("app_pages/runs.py", owner=ME, query={"run": rid})
+    _no_bug(at)
+    heading = next(m.value for m in at.markdown if "Pruned from run" in m.value)
+    assert "``" in heading and "evil.example" in heading  # one code span holds it all: no image, no link
+    caption = next(c.value for c in at.caption if "fine-tune epochs" in c.value)
+    assert "\\[click\\]" in caption and "amount 0%" in caption, caption

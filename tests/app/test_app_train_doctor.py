@@ -92,3 +92,16 @@ def test_a_gans_steady_summed_loss_is_not_called_a_plateau(job_workspace):
     at = open_app("app_pages/train.py", owner="local", template="gan")
     text = _texts(at)
     assert "GAN (MLP, digits)" in text and "loss plateau" not in text and "overfitting" not in text, text
+
+
+def test_a_healthy_run_says_what_was_looked_at_in_words_a_newcomer_reads(job_workspace):
+    """No finding: the box said "no problem found in 8 health samples", words of the code (a newcomer's review
+    asked what a health sample is). It says what was looked at, and how often."""
+    store = RunStore(job_workspace, actor=SYSTEM)
+    res = run_training(builder.load_template("cnn"), "digits", {"epochs": 1, "seed": 0}, store=store)
+    nodes = [{"id": "relu1", "type": "ReLU", "kind": "relu"}]
+    samples = [{"step": 10 * i, "epoch": 1, "nodes": {"relu1": {"dead": 0.0}}} for i in range(3)]
+    write_health(HealthLog(10, nodes, samples), store.folder(res.run_id).path / "health.json")
+    text = _texts(_train_page())
+    assert "Training doctor" in text and "no problem found" in text, text
+    assert "activations and gradients were looked at 3 times during training" in text and "health samples" not in text

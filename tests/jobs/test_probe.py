@@ -183,6 +183,28 @@ def test_the_wire_reads_back_data_only():
         decode(b'{"$n": "a0"}', b"not an npz")
 
 
+@pytest.mark.parametrize("bomb", ["compressed", "declared"])
+def test_an_answer_that_would_grow_when_read_is_refused_before_it_grows(bomb):
+    """The answer's cap counted the bytes sent: a 261 KB answer of deflate-compressed zeros became a 256 MiB tensor
+    in the server (1,000 to 1 of the cap), and a header may declare more values than its member holds (numpy
+    allocates the declared array first). Both are refused; nothing past the bytes on hand is allocated."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    if bomb == "compressed":
+        np.savez_compressed(buf, a0=np.zeros((64, 1024, 1024), np.float32))
+    else:
+        member = io.BytesIO()
+        np.lib.format.write_array_header_1_0(member, {"descr": "<f4", "fortran_order": False,
+                                                      "shape": (2**20, 2**20)})
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr("a0.npy", member.getvalue() + b"\0" * 64)
+    assert len(buf.getvalue()) < 2**20
+    with pytest.raises(ExplainError, match="not readable.*(compressed|declares)"):
+        decode(b'{"$t": "a0"}', buf.getvalue())
+
+
 def test_a_frame_over_the_cap_is_refused_before_it_is_read(monkeypatch):
     r, w = os.pipe()
     try:

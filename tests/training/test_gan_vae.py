@@ -246,6 +246,21 @@ def test_sample_grids_are_thinned_to_a_bound(digits, tmp_path, monkeypatch):
     assert list(grids) == [4, 6] and grids[6].shape == (64, 64)  # multiples of the stride 4, and the latest
 
 
+def test_sample_grids_are_read_within_a_bound_whatever_the_file_says(tmp_path):
+    """samples.npz is the job's to write and the server's to read (Runs, Train, for its owner, a teacher, everyone
+    in shared mode): a 1 MB file of compressed zeros read back as 1 GiB. Compressed or past the bound, the grids
+    are not read; of honest grids, the newest that fit are."""
+    from builder.training.generative import read_samples
+
+    path = tmp_path / "samples.npz"
+    np.savez_compressed(path, epoch_1=np.zeros((64, 1, 2048, 2048), np.float32))
+    assert path.stat().st_size < 2**21 and read_samples(path) == {}
+    np.savez(path, **{f"epoch_{e}": np.full((4, 8), e, np.float16) for e in (1, 2, 3)})
+    assert list(read_samples(path)) == [1, 2, 3]
+    one = 64 + 128  # one grid's member: its header and 4 x 8 float16 values
+    assert list(read_samples(path, limit=2 * one)) == [2, 3] and read_samples(path, limit=2 * one)[3][0, 0] == 3
+
+
 def test_a_vaes_reported_loss_is_the_sampled_negative_elbo_not_the_loss_at_the_mean():
     """Issue 34: the test loss was computed at z = μ (about 0.9 nats kinder than the sampled negative ELBO that
     docs/how-to/objectives.md names). A hand-written ELBO from the trained layers (z = μ + σ·ε, Bernoulli
