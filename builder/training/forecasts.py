@@ -48,12 +48,36 @@ class KeepForecasts(Callback):
 
 
 def read_forecasts(path: str | Path) -> dict:
-    """A run's ``forecast.json`` (``{"columns", "windows": [{"inputs", "targets", "forecast"}]}``); empty when
-    missing or damaged."""
+    """A run's ``forecast.json`` (``{"columns", "windows": [{"inputs", "targets", "forecast"}]}``) as LayerLab
+    writes it: at most :data:`KEPT_WINDOWS` windows of finite-size number arrays (float), column names as texts;
+    empty when missing or damaged. The job's process wrote it, and the server draws it for whoever views the run:
+    ten thousand windows were as many subplots, and a text among the numbers stopped the page.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = (Path(d) / "f.json").write_text(json.dumps({"columns": [{"x": 1}], "windows": [
+    ...         {"inputs": [[1], [2]], "targets": [[3]], "forecast": [[2.5]]}, {"inputs": "x", "targets": [],
+    ...         "forecast": []}] + [{"inputs": [[0]], "targets": [[0]], "forecast": [[0]]}] * 99}))
+    ...     got = read_forecasts(Path(d) / "f.json")
+    >>> got["columns"], len(got["windows"]), got["windows"][0]["forecast"].tolist()
+    (['?'], 6, [[2.5]])
+    """
     data = read_json_file(path)  # bounded: the job's process wrote it
-    ok = isinstance(data, dict) and isinstance(data.get("windows"), list) and all(
-        isinstance(w, dict) and {"inputs", "targets", "forecast"} <= set(w) for w in data["windows"])
-    return data if ok else {}
+    if not isinstance(data, dict) or not isinstance(data.get("windows"), list):
+        return {}
+    windows = []
+    for w in data["windows"]:
+        if len(windows) == KEPT_WINDOWS:
+            break
+        try:
+            arrays = {k: np.asarray(w[k], dtype=float) for k in ("inputs", "targets", "forecast")}
+        except (TypeError, ValueError, KeyError):
+            continue
+        if all(a.ndim in (1, 2) and a.size for a in arrays.values()):
+            windows.append(arrays)
+    cols = data.get("columns") if isinstance(data.get("columns"), list) else []
+    return {"columns": [str(c)[:200] if isinstance(c, str | int | float) else "?" for c in cols[:10_000]],
+            "windows": windows} if windows else {}
 
 
 def forecast_figure(data: dict, column: int = 0) -> Any:

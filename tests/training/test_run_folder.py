@@ -190,6 +190,28 @@ def test_files_a_hostile_job_leaves_in_its_run_folder_read_back_as_nothing(tmp_p
     assert folder.read_robustness() is None  # over the bound: not read at all
 
 
+def test_reports_a_hostile_job_wrote_are_read_as_the_types_layerlab_writes(tmp_path):
+    """Well-formed JSON of the wrong shape: the pages that draw a run's reports (its owner's, a teacher's, everyone's
+    in shared mode) formatted a text as a number, subscripted a number, or drew ten thousand forecast windows as as
+    many subplots. Read back, each field has LayerLab's type, or the entry is left out."""
+    from builder.training import run_folder as rf
+    from builder.training.forecasts import KEPT_WINDOWS, forecast_figure, read_forecasts
+
+    folder = rf.RunFolder(tmp_path)
+    folder.prune.write_text(json.dumps({"parent_id": {"a": 1}, "method": 3, "amount": "all", "finetune_epochs": None,
+                                        "groups": [7, {"members": "fc"}], "sparsity": {"fc": "half", "fc2": 0.5},
+                                        "before": {"params": [1], "test": {"accuracy": "good"}}, "after": {}}))
+    p = folder.read_prune()
+    assert (p["parent_id"], p["method"], p["amount"], p["finetune_epochs"], p["groups"]) == ("?", "3", 0, 0, [])
+    assert p["sparsity"] == {"fc2": 0.5} and p["before"] == {"test": {}} and p["after"] == {}
+    window = {"inputs": [[1.0], [2.0]], "targets": [[3.0]], "forecast": [[2.5]]}
+    (tmp_path / "forecast.json").write_text(json.dumps({"columns": ["y"], "windows": [
+        {"inputs": [["a"]], "targets": [[1]], "forecast": [[1]]}, *[window] * 10_000]}))
+    got = read_forecasts(tmp_path / "forecast.json")
+    assert len(got["windows"]) == KEPT_WINDOWS and got["columns"] == ["y"]
+    assert len(forecast_figure(got).data) == 3 * KEPT_WINDOWS
+
+
 def test_a_report_is_bounded_by_what_is_read_not_by_a_size_read_before(tmp_path, monkeypatch):
     """A job renames a new report over the one a page opens: the size the page read before opening was the old
     file's, and a large file renamed in between was read whole into the server. The bound holds on what is read
