@@ -397,8 +397,8 @@ def exchange(rid: str, has_weights: bool, network: str | None = None, *, mine: b
     q = st.session_state.get("ll_run_int8")
     if q and q.get("run") == rid:
         st.success(f"int8: {q['bytes_before']:,} → {q['bytes_after']:,} bytes (×{q['ratio']:.2f}); test "
-                   f"{q['metric']} {q['test_before']:.4f} → {q['test_after']:.4f} (Δ {q['delta']:+.4f}); latency "
-                   f"{q.get('latency_text', 'not measured')}. Recorded in the model card.")
+                   f"{ui.md(str(q['metric']))} {q['test_before']:.4f} → {q['test_after']:.4f} (Δ {q['delta']:+.4f}); "
+                   f"latency {ui.md(str(q.get('latency_text', 'not measured')))}. Recorded in the model card.")
         data = rs.folder(rid).read_onnx_int8()
         if data is not None:
             st.download_button("Download int8 .onnx", data=data, file_name=f"{safe_filename(rid, 'run')}-int8.onnx",
