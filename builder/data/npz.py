@@ -30,12 +30,27 @@ import numpy as np
 MAX_MEMBERS = 4096  # members of one file: a listing of millions is refused before it is walked
 
 
+def _open(source: bytes | str | os.PathLike) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
+    try:
+        z = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise ValueError(f"not an .npz file ({e})") from None
+    infos = z.infolist()
+    if len(infos) > MAX_MEMBERS:
+        z.close()
+        raise ValueError(f"{len(infos)} members, more than {MAX_MEMBERS}")
+    return z, infos
+
+
 def npz_sizes(source: bytes | str | os.PathLike) -> dict[str, int]:
-    """Each member's array name and the bytes it holds, as the file's listing says (nothing is read)."""
-    with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as z:
-        infos = z.infolist()
-        if len(infos) > MAX_MEMBERS:
-            raise ValueError(f"{len(infos)} members, more than {MAX_MEMBERS}")
+    """Each member's array name and the bytes it holds, as the file's listing says (nothing is read).
+
+    >>> npz_sizes(b"not a zip")
+    Traceback (most recent call last):
+    ValueError: not an .npz file (File is not a zip file)
+    """
+    z, infos = _open(source)
+    with z:
         return {i.filename.removesuffix(".npy"): i.file_size for i in infos}
 
 
@@ -49,14 +64,8 @@ def read_npz(source: bytes | str | os.PathLike, limit: int,
             members past ``limit`` together, or a file that is no ``.npz``.
     """
     out: dict[str, np.ndarray] = {}
-    try:
-        z = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise ValueError(f"not an .npz file ({e})") from None
+    z, infos = _open(source)
     with z:
-        infos = z.infolist()
-        if len(infos) > MAX_MEMBERS:
-            raise ValueError(f"{len(infos)} members, more than {MAX_MEMBERS}")
         total = 0
         for info in infos:
             name = info.filename.removesuffix(".npy")
@@ -71,17 +80,19 @@ def read_npz(source: bytes | str | os.PathLike, limit: int,
             try:
                 with z.open(info) as f:
                     version = np.lib.format.read_magic(f)
+                    if version not in ((1, 0), (2, 0)):  # what np.savez writes
+                        raise ValueError(f"member {info.filename} is of .npy format {version}")
                     read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                                    else np.lib.format.read_array_header_2_0)
                     shape, _, dtype = read_header(f)
-                    if dtype.hasobject:
-                        raise ValueError(f"member {info.filename} holds Python objects")
+                    if dtype.hasobject or any(n < 0 for n in shape):
+                        raise ValueError(f"member {info.filename} holds Python objects or a negative size")
                     if math.prod(shape) * dtype.itemsize > info.file_size:
                         raise ValueError(f"member {info.filename} declares {shape} of {dtype}, more than its "
                                          f"{info.file_size:,} bytes")
                 with z.open(info) as f:
                     out[name] = np.lib.format.read_array(f, allow_pickle=False)
-            except (zipfile.BadZipFile, OSError, EOFError) as e:
+            except (zipfile.BadZipFile, NotImplementedError, OSError, EOFError) as e:
                 raise ValueError(f"member {info.filename} is damaged ({e})") from None
     return out
 

@@ -255,6 +255,8 @@ def test_sample_grids_are_read_within_a_bound_whatever_the_file_says(tmp_path):
     path = tmp_path / "samples.npz"
     np.savez_compressed(path, epoch_1=np.zeros((64, 1, 2048, 2048), np.float32))
     assert path.stat().st_size < 2**21 and read_samples(path) == {}
+    path.write_bytes(b"not a zip at all")
+    assert read_samples(path) == {}
     np.savez(path, **{f"epoch_{e}": np.full((4, 8), e, np.float16) for e in (1, 2, 3)})
     assert list(read_samples(path)) == [1, 2, 3]
     one = 64 + 128  # one grid's member: its header and 4 x 8 float16 values
