@@ -74,8 +74,8 @@ def _prune_report(rid: str, report: dict, open_project: Callable[[str], None]) -
     how = report["method"]
     detail = (", ".join(f"{'+'.join(g['members'])} {g['before']}→{g['after']}" for g in report.get("groups", []))
               if how == "structured" else ", ".join(f"{n} {s:.0%} zero" for n, s in report.get("sparsity", {}).items()))
-    st.caption(f"{ui.md(how.capitalize())} ({ui.md(report['criterion']) if how == 'structured' else 'magnitude'}), "
-               f"amount {report['amount']:.0%}, {report['finetune_epochs']} fine-tune epochs: {ui.md(detail)}")
+    st.caption(f"{ui.md(how.capitalize())} ({ui.md(report['criterion'] if how == 'structured' else 'magnitude')}), "
+               f"amount {report['amount']:.0%}, {int(report['finetune_epochs'])} fine-tune epochs: {ui.md(detail)}")
     c = st.columns([3, 1], vertical_alignment="top")
     c[0].dataframe(pd.DataFrame(prune_table(report)), hide_index=True, width="stretch")
     c[1].button("Open pruned graph on canvas", icon=":material/account_tree:", on_click=open_project, args=(rid,),

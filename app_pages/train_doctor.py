@@ -78,7 +78,7 @@ def render(run: dict) -> None:
         if not findings and not anomalies:
             n = d["samples"]
             st.markdown(f":material/health_and_safety: **Training doctor**: no problem found. Every layer's "
-                        f"activations and gradients were looked at {n} time{'s' if n != 1 else ''} during training "
+                        f"activations and gradients were looked at {int(n)} time{'s' if n != 1 else ''} during training "
                         "(dead units, values exploding or vanishing) and looked healthy.")
             return
         st.markdown(":material/stethoscope: **Training doctor**")

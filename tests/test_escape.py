@@ -235,14 +235,12 @@ _NOT_TEXT = {  # numbers, run ids (RUN_ID_RE), statuses, split names, registry n
     "run.get('epochs_done') or 0", "r['id']", "r['status']", "r['epochs'] or 0", "r['fold']", "r['run']",
     "'recording' if active else 'recorded'", "frames[0]['epoch']", "frames[-1]['epoch']", "run_id", "xs.split",
     "name", "type(e).__name__", "m.label", "xs.method_label(m)", "index", "i", "h", "w",
-    "probe['latent'].shape[1]", "report.get('parent_id')", "how.capitalize()",
-    "report.get('criterion') if how == 'structured' else 'magnitude'", "report.get('finetune_epochs', 0)",
-    "rec['tags']['pruned_from']", "rid", "q['metric']", "q.get('latency_text', 'not measured')", "s['epoch']",
+    "probe['latent'].shape[1]", "rid", "s['epoch']", "'s' if n != 1 else ''",
     "lines", "now['in_use'].replace('`', '')", "now['source']",
     "(now['configured'] or 'the workspace SQLite file').replace('`', '')", "e['architecture']", "e['memory_text']",
     "j['id']", "j['status']", "where", "j['device'].replace('`', '')[:20]", "r['runs']",
     "'' if r['runs'] == 1 else 's'", "r['live']", "ICONS.get(status, ICONS[RunStatus.QUEUED])", "shown.capitalize()",
-    "k", "d['samples']", "ICON.get(f['level'], ICON['warn'])", "xs.n_samples", "n - 1",
+    "k", "ICON.get(f['level'], ICON['warn'])", "xs.n_samples", "n - 1",
     "dict(with_flips)[e]['count']", "lookback", "cols", "stem", "ep", "explained", "explained_unit",
 }
 
