@@ -204,7 +204,8 @@ def _repeats(graph, members: list[int], constants: set[str], data: set[str]) -> 
         if not (all(sigs[j] == sigs[j + size] for j in range(len(ops) - size))
                 and any(v in constants for i in chunks[0] for v in nodes[i].input)):
             continue
-        sizes = [i for i in sorted(members) if i not in set(ops)]
+        on_values = set(ops)
+        sizes = [i for i in sorted(members) if i not in on_values]
         for i in reversed(sizes):  # with every call that reads it (directly or through another size operator)
             outs = {o for o in nodes[i].output if o}
             readers = [c for c in chunks if any(outs & set(nodes[j].input) for j in c)] or chunks[:1]
