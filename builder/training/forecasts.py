@@ -17,7 +17,7 @@ import numpy as np
 from builder.data.disk import write_atomic
 from builder.escape import plotly_text
 from builder.training.callbacks import Callback
-from builder.training.run_folder import read_json_file
+from builder.training.run_folder import read_json_file, record_text
 
 KEPT_WINDOWS = 6
 
@@ -76,7 +76,7 @@ def read_forecasts(path: str | Path) -> dict:
         if all(a.ndim in (1, 2) and a.size for a in arrays.values()):
             windows.append(arrays)
     cols = data.get("columns") if isinstance(data.get("columns"), list) else []
-    return {"columns": [str(c)[:200] if isinstance(c, str | int | float) else "?" for c in cols[:10_000]],
+    return {"columns": [record_text(c) for c in cols[:10_000]],
             "windows": windows} if windows else {}
 
 

@@ -402,7 +402,8 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _text(v: Any, default: str = "?") -> str:
+def record_text(v: Any, default: str = "?") -> str:
+    """A text field of a file a job wrote, as shown: a text or number clipped to 200 characters, else ``default``."""
     return str(v)[:200] if isinstance(v, (str, int, float)) and not isinstance(v, bool) else default
 
 
@@ -417,7 +418,7 @@ def _side(d: Any) -> dict[str, Any]:
     out: dict[str, Any] = {k: v for k in ("params", "nonzero", "weights_bytes", "latency_batch", "latency_ms",
                                           "latency_p10_ms", "latency_p90_ms") if (v := _number(d.get(k))) is not None}
     test = d.get("test") if isinstance(d.get("test"), dict) else {}
-    out["test"] = {_text(k): _number(v) for k, v in test.items() if _number(v) is not None}
+    out["test"] = {record_text(k): _number(v) for k, v in test.items() if _number(v) is not None}
     return out
 
 
@@ -435,20 +436,20 @@ def prune_record(d: Any) -> dict[str, Any] | None:
         return None
     lists = {k: d.get(k) if isinstance(d.get(k), list) else [] for k in ("groups", "left_alone")}
     return {
-        **{k: _text(d.get(k)) for k in ("parent_id", "method", "criterion", "metric")},
-        "run_id": _text(d.get("run_id"), "") or None,
+        **{k: record_text(d.get(k)) for k in ("parent_id", "method", "criterion", "metric")},
+        "run_id": record_text(d.get("run_id"), "") or None,
         "amount": _number(d.get("amount")) or 0,
         "finetune_epochs": int(_number(d.get("finetune_epochs")) or 0),
-        "groups": [{"members": [_text(m) for m in g["members"]], "before": int(_number(g.get("before")) or 0),
+        "groups": [{"members": [record_text(m) for m in g["members"]], "before": int(_number(g.get("before")) or 0),
                     "after": int(_number(g.get("after")) or 0)}
                    for g in lists["groups"] if isinstance(g, dict) and isinstance(g.get("members"), list)],
-        "left_alone": [{"members": [_text(m) for m in g["members"]], "reasons": [_text(r) for r in g["reasons"]]}
+        "left_alone": [{"members": [record_text(m) for m in g["members"]], "reasons": [record_text(r) for r in g["reasons"]]}
                        for g in lists["left_alone"] if isinstance(g, dict) and isinstance(g.get("members"), list)
                        and isinstance(g.get("reasons"), list)],
-        "sparsity": {_text(k): _number(v) for k, v in (d.get("sparsity") if isinstance(d.get("sparsity"), dict)
+        "sparsity": {record_text(k): _number(v) for k, v in (d.get("sparsity") if isinstance(d.get("sparsity"), dict)
                                                          else {}).items() if _number(v) is not None},
         "before": _side(d.get("before")), "after": _side(d.get("after")),
-        "latency": {**lat, "verdict": _text(lat.get("verdict"), "not measured side by side")}
+        "latency": {**lat, "verdict": record_text(lat.get("verdict"), "not measured side by side")}
         if isinstance(lat := d.get("latency"), dict) else {},
     }
 
@@ -482,4 +483,4 @@ def folder_bytes(path: Path) -> int:
     return total
 
 
-__all__ = ["RunFolder", "folder_bytes", "ENTRY_BYTES", "keep_report", "keeping", "read_json_file", "read_text_file", "read_file", "MAX_REPORT_BYTES"]
+__all__ = ["RunFolder", "folder_bytes", "ENTRY_BYTES", "keep_report", "keeping", "read_json_file", "record_text", "read_text_file", "read_file", "MAX_REPORT_BYTES"]
