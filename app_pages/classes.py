@@ -8,6 +8,7 @@ import contextlib
 import streamlit as st
 
 from app_pages import ui
+from builder.data import records
 from builder.data.sources import travels
 from builder.errors import LayerLabError
 from builder.escape import plotly_text
@@ -224,7 +225,7 @@ def run_view(cls: dict, run_id: str) -> None:
                 st.markdown(f"**Held-out (class) test:** {ui.md(cls['metric'])} {_fmt(test)}")
         for label, values in (("Final epoch", run.get("final_metrics")),
                               ("The run's own test split", run.get("test_metrics"))):
-            flat = {k: v for k, v in (values or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            flat = {k: n for k, v in (values or {}).items() if (n := records.number(v, finite=False)) is not None}
             if flat:
                 st.markdown(f"**{label}:** " + " · ".join(f"{ui.md(k)} {_fmt(float(v))}" for k, v in flat.items()))
 

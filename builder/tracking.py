@@ -30,7 +30,6 @@ import contextlib
 import functools
 import hashlib
 import json
-import math
 import os
 import re
 import tempfile
@@ -41,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from builder.data import records
 from builder.data.access import check_acting
 from builder.data.disk import write_atomic
 from builder.errors import AccessDenied, LayerLabError
@@ -240,13 +240,12 @@ def epoch_metrics(ev: dict) -> dict[str, float]:
     m = ev.get("metric_name") or "metric"
     pairs = {"train_loss": ev.get("train_loss"), "val_loss": ev.get("val_loss"), f"train_{m}": ev.get("train_metric"),
              f"val_{m}": ev.get("val_metric"), "lr": ev.get("lr"), "samples_per_s": ev.get("samples_per_s")}
-    return {k: float(v) for k, v in pairs.items() if isinstance(v, int | float) and math.isfinite(v)}
+    return {k: float(n) for k, v in pairs.items() if (n := records.number(v)) is not None}
 
 
 def eval_metrics(test: dict | None) -> dict[str, float]:
     """The scalar test metrics as ``test_<name>``."""
-    return {f"test_{k}": float(v) for k, v in (test or {}).items()
-            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
+    return {f"test_{k}": float(n) for k, v in (test or {}).items() if (n := records.number(v)) is not None}
 
 
 def run_tags(store, run: dict) -> dict:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 import builder.data.limits as limits
+from builder.data import records
 from builder.data.splits import Dataset, DatasetInfo, finish
 from builder.errors import DatasetError
 
@@ -268,12 +268,7 @@ def _whole(v: object) -> bool:
 
 def _finite(v: object) -> bool:
     """A real number a float holds (not a bool, not inf or NaN, not an integer too large for a float)."""
-    if not isinstance(v, numbers.Real) or isinstance(v, bool):
-        return False
-    try:
-        return math.isfinite(float(v))
-    except OverflowError:
-        return False
+    return records.number(v) is not None
 
 
 def _kind_of(default: object) -> tuple[Callable[[object], bool], str]:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from builder.data import records
 from builder.errors import ExplainError
 
 BASELINES = ("zeros", "mean", "blur", "pad")
@@ -45,7 +46,7 @@ def make_baseline(inputs: Tensor, kind: str | float | Tensor = "zeros", *, data:
                 raise ExplainError(f"baselines: shape {tuple(kind.shape)} does not match the inputs "
                                    f"{tuple(inputs.shape)}") from None
         return base
-    if isinstance(kind, (int, float)) and not isinstance(kind, bool):
+    if records.number(kind, finite=False) is not None:
         return torch.full_like(inputs, kind)
     tokens = not inputs.is_floating_point()
     if kind == "zeros":

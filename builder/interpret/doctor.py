@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from builder.data import records
 from builder.errors import LayerLabError
 from builder.graph.edit import insert_after, set_param, set_type
 from builder.graph.project import Project, load_project
@@ -111,12 +112,9 @@ RULES = {
 
 # ------------------------------------------------------------------------------------------------ helpers
 def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
-        return None
-    try:
-        return float(v)
-    except ValueError:
-        return None
+    """A health log's number: non-finite values are kept, as numbers or as the log's ``"nan"`` / ``"inf"``."""
+    n = records.number(v, finite=False, parse=True)
+    return None if n is None else float(n)
 
 
 def _series(log: HealthLog, node: str, stat: str) -> list[float]:

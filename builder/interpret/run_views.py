@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from builder.data import fit_dataset, load_dataset
+from builder.data import fit_dataset, load_dataset, records
 from builder.data.drift import DriftReport, check_drift
 from builder.data.predictions import first_output
 from builder.errors import LayerLabError, RunStoreError, TrainingError
@@ -106,4 +106,4 @@ def evaluate_holdout(store: RunStore, run_id: str, holdout: dict, metric: str) -
     except (LayerLabError, RuntimeError, ValueError, TypeError):  # weights of another shape, another task
         return None
     value = res.get(metric)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return None if (n := records.number(value)) is None else float(n)

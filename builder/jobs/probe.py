@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from builder import errors
+from builder.data import records
 from builder.errors import ExplainError
 from builder.interchange.worker import (
     MEMORY_ENV,
@@ -244,7 +245,7 @@ class ModelProbe:
             LayerLabError: one line (ExplainError) for a crash, a timeout or running out of memory in the child.
         """
         value = self.request(store, run_id, "", "holdout", dict(holdout), str(metric))
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        return None if (n := records.number(value)) is None else float(n)
 
     def _exchange(self, child: _Child, msg: dict) -> Any:
         """Send one question and read its answer; None when the child is gone."""

@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from builder.data import records
 from builder.data.access import SYSTEM
 from builder.errors import RunStoreError
 from builder.runs import db as _db
@@ -65,11 +66,10 @@ class QuotaError(RunStoreError):
 def _number(value: object, where: str) -> float | None:
     if value is None or value == "":
         return None
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    v = records.number(value, finite=False, parse=True)
+    if v is None:
         raise QuotaError(f"a quota is a number (0 or less: no limit); received: {str(value)[:30]!r} in {where}. "
-                         "Fix: write a whole number") from None
+                         "Fix: write a whole number")
     return v if v > 0 else None
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from builder.data import records
 from builder.data.disk import write_atomic
 from builder.data.sources import DatasetSource
 from builder.errors import LayerLabError
@@ -51,7 +52,7 @@ def _fmt(v: Any) -> str:
 
 def _num(v: Any, spec: str) -> str:
     """``format(v, spec)`` for a number, else the escaped value (crafted records hold anything)."""
-    if isinstance(v, int | float) and not isinstance(v, bool):
+    if records.number(v, finite=False) is not None:
         try:
             return format(v, spec)
         except (ValueError, OverflowError):
@@ -128,8 +129,8 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
     info = run.get("dataset_info") or {}
 
     def units(name: object, value: object) -> object:  # a scaled target's errors in its own units
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return metric_in_units(str(name), float(value), info)[0] if ok else value
+        n = records.number(value, finite=False)
+        return metric_in_units(str(name), float(n), info)[0] if n is not None else value
 
     if curve:
         name = curve[-1].get("metric_name", "metric")

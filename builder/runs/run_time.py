@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from builder.data.records import number as _number
 from builder.training.run_status import RunStatus, is_live
 
 WINDOW_S = 24 * 3600.0  # the GPU-time quota counts the last day (a rolling window, no midnight rush)
@@ -73,10 +74,6 @@ def stamp(value: object) -> float | None:
     except (TypeError, ValueError):
         return None
     return (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).timestamp()
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def on_gpu(run: Mapping) -> bool:

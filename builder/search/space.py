@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from builder.data import records
 from builder.errors import GraphError, Problem
 from builder.graph.edit import chain_between, repeat_chain
 from builder.graph.project import Project, load_project
@@ -209,7 +210,7 @@ def parse_dimension(text: str) -> Dimension:
     if not r:
         raise SearchSpaceError([_syntax(text, "a range is LOW..HIGH, a choice list {A,B}")])
     lo, hi = _parse_value(r.group(1)), _parse_value(r.group(2))
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (lo, hi)):
+    if any(records.number(v) is None for v in (lo, hi)):
         raise SearchSpaceError([_syntax(text, "range bounds are numbers")])
     kind = "int" if isinstance(lo, int) and isinstance(hi, int) else "float"
     return Dimension(key, kind, low=lo, high=hi, log=r.group(3) == "log")

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from builder.data.disk import write_atomic
+from builder.data.records import text as record_text
 from builder.escape import plotly_text
 from builder.training.callbacks import Callback
-from builder.training.run_folder import read_json_file, record_text
+from builder.training.run_folder import read_json_file
 
 KEPT_WINDOWS = 6
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from builder.data import records
 from builder.data.text import RunTokenizer
 from builder.errors import TrainingError
 from builder.training.run_folder import read_text_file
@@ -149,7 +150,7 @@ def baseline_tag(run_id: str | None, test: dict | None) -> dict:
     >>> baseline_tag("r1", {"accuracy": 0.9, "per_class": {}})
     {'student_alone': {'run': 'r1', 'accuracy': 0.9}}
     """
-    nums = {k: float(v) for k, v in (test or {}).items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    nums = {k: float(n) for k, v in (test or {}).items() if (n := records.number(v, finite=False)) is not None}
     return {BASELINE_TAG: {"run": run_id, **nums}}
 
 

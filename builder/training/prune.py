@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from builder._moved import moved_name
+from builder.data import records
 from builder.data.predictions import first_output
 from builder.errors import LayerLabError
 from builder.graph.compile import module_names
@@ -414,7 +415,7 @@ def measure_model(model: torch.nn.Module, graph: Any, ds: Any, weights_path: Any
     return {"params": int(sum(p.numel() for p in params)), "nonzero": int(sum(int((p != 0).sum()) for p in params)),
             "weights_bytes": int(weights_path.stat().st_size) if weights_path.is_file() else 0,
             "latency_batch": latency_batch,
-            "test": {k: v for k, v in test.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+            "test": {k: n for k, v in test.items() if (n := records.number(v, finite=False)) is not None}}
 
 
 def eval_batches(ds: Any, n: int, size: int = 64) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -42,6 +42,8 @@ from typing import Any
 
 from builder.data.access import refusal
 from builder.data.disk import write_atomic
+from builder.data.records import number as _number
+from builder.data.records import text as record_text
 from builder.errors import RunStoreError
 
 
@@ -402,15 +404,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def record_text(v: Any, default: str = "?") -> str:
-    """A text field of a file a job wrote, as shown: a text or number clipped to 200 characters, else ``default``."""
-    return str(v)[:200] if isinstance(v, (str, int, float)) and not isinstance(v, bool) else default
-
-
-def _number(v: Any) -> float | int | None:
-    return v if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e18 else None
-
-
 def _side(d: Any) -> dict[str, Any]:
     """One side (before, after) of a pruning report: {} when the report has none yet (a fine-tune to come)."""
     if not isinstance(d, dict) or not d:
@@ -483,4 +476,4 @@ def folder_bytes(path: Path) -> int:
     return total
 
 
-__all__ = ["RunFolder", "folder_bytes", "ENTRY_BYTES", "keep_report", "keeping", "read_json_file", "record_text", "read_text_file", "read_file", "MAX_REPORT_BYTES"]
+__all__ = ["RunFolder", "folder_bytes", "ENTRY_BYTES", "keep_report", "keeping", "read_json_file", "read_text_file", "read_file", "MAX_REPORT_BYTES"]
