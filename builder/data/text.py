@@ -152,14 +152,38 @@ def train_tokenizer(texts: list[str], opts: TokenizerOptions) -> Tokenizer:
 
 
 def load_tokenizer(text: str) -> Tokenizer:
-    """The tokenizer of its JSON (``DatasetInfo.tokenizer``, a run's ``tokenizer.json``). Raises DatasetError."""
+    """The tokenizer of its JSON (``DatasetInfo.tokenizer``, a run's ``tokenizer.json``), its own padding and
+    truncation turned off: LayerLab cuts and pads (:func:`encode`), so a file's ``"padding": {"Fixed": 2e9}``
+    allocates nothing. A tokenizer is a pipeline the ``tokenizers`` library runs (normalisers, regular expressions)
+    from a file a job or a model folder wrote: the server never loads one (a sandboxed Try it or Explain session
+    tokenizes in its child). Raises DatasetError."""
     from tokenizers import Tokenizer  # lazy: heavy (tokenizers)
 
     try:
-        return Tokenizer.from_str(text)
+        tok = Tokenizer.from_str(text)
     except Exception as e:  # the library raises its own Exception subclass
         raise DatasetError(f"a tokenizer is the JSON LayerLab saved with the run; received: unreadable "
                            f"({str(e)[:80]}). Fix: train the run again") from None
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+def _encodings(tok: Tokenizer, texts: list[str], special: bool) -> list[Any]:
+    """``tok.encode_batch``, its failures one DatasetError: a rule of the file that panics in the library's Rust
+    code (a regular expression past its backtracking limit) raises ``PanicException``, which is no ``Exception``."""
+    try:
+        return tok.encode_batch(texts, add_special_tokens=special)
+    except BaseException as e:
+        if not isinstance(e, Exception) and type(e).__name__ != "PanicException":  # Ctrl-C, exit: theirs
+            raise
+        raise DatasetError(f"the tokenizer failed on this text ({str(e)[:80]}). Fix: a shorter or plainer text, or "
+                           "tokenizer 'word' or 'bpe' (learned on your texts)") from None
+
+
+def token_ids(tok: Tokenizer, text: str) -> list[int]:
+    """One text's token ids, no special tokens, neither cut nor padded."""
+    return list(_encodings(tok, [text], False)[0].ids)
 
 
 def encode(tok: Tokenizer, texts: list[str], max_length: int, *, special: bool = False) -> np.ndarray:
@@ -171,7 +195,7 @@ def encode(tok: Tokenizer, texts: list[str], max_length: int, *, special: bool =
                            f"{limits.MAX_TOKEN_CELLS:,} (limits.MAX_TOKEN_CELLS); received: {n * max_length:,}. "
                            "Fix: a smaller max_length or fewer texts")
     out = np.full((n, max_length), PAD_ID, dtype=np.int64)
-    for i, e in enumerate(tok.encode_batch(list(texts), add_special_tokens=special)):
+    for i, e in enumerate(_encodings(tok, list(texts), special)):
         ids = e.ids[:max_length]
         out[i, :len(ids)] = ids
     return out
@@ -323,7 +347,7 @@ def corpus_dataset(text: str, info: DatasetInfo, opts: TokenizerOptions, *, seed
     splits = []
     for part in parts:
         ids = np.concatenate([np.asarray(e.ids, dtype=np.int64) for e in
-                              tok.encode_batch(part.splitlines(keepends=True), add_special_tokens=False)]
+                              _encodings(tok, part.splitlines(keepends=True), False)]
                              or [np.zeros(0, np.int64)])
         k = (len(ids) - 1) // L
         if k < 1:
@@ -574,5 +598,5 @@ def _folder_texts(root: Path, label: str) -> tuple[list[str], np.ndarray, list[s
 
 
 __all__ = ["PAD", "UNK", "PAD_ID", "UNK_ID", "TOKENIZER_KINDS", "RunTokenizer", "TokenizerOptions", "TokenSplit", "train_tokenizer",
-           "load_tokenizer", "encode", "decode", "tokens_text", "vocab_of", "padding_mask", "texts_dataset", "corpus_dataset",
+           "load_tokenizer", "token_ids", "encode", "decode", "tokens_text", "vocab_of", "padding_mask", "texts_dataset", "corpus_dataset",
            "load_text", "read_new_texts", "text_preview", "shorter_max_length"]

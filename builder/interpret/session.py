@@ -506,6 +506,18 @@ class ExplainSession:
         raw = data.tobytes() if hasattr(data, "tobytes") else bytes(data)
         return encode_image(self, raw, invert=bool(invert), name=str(name)[:200])
 
+    def tokenize(self, text: str) -> tuple[Tensor, int]:
+        """A typed text as this model's ids and the tokens cut (:func:`builder.interpret.tryit.tokenize`)."""
+        from builder.interpret.tryit import tokenize  # lazy: heavy (torch, tokenizers)
+
+        return tokenize(self, str(text))
+
+    def decode_text(self, ids: list[int]) -> str:
+        """Token ids as text, with the run's tokenizer (:func:`builder.interpret.tryit.decode_text`)."""
+        from builder.interpret.tryit import decode_text  # lazy: heavy (torch, tokenizers)
+
+        return decode_text(self, [int(i) for i in ids])
+
     def continue_text(self, x: Tensor, steps: int = 40, temperature: float = 0.8, top_k: int = 20,
                       seed: int = 0) -> dict:
         """A language model's continuation of prompt ids ``x`` (:func:`builder.interpret.tryit.continue_text`)."""

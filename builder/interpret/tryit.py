@@ -36,7 +36,7 @@ from builder.runs.summary import current_run
 from builder.training.run_status import is_live
 
 __all__ = ["TryForm", "TryResult", "TryRun", "try_run", "try_form", "picture_shape", "raw_row", "shown_row", "grouped_attributions", "grouped_ranking", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
-           "encode_tokens", "encode_series", "continue_text", "token_labels", "tokens_cut", "try_input", "MAX_STROKE_POINTS"]
+           "encode_tokens", "tokenize", "decode_text", "encode_series", "continue_text", "token_labels", "tokens_cut", "try_input", "MAX_STROKE_POINTS"]
 
 MAX_TRY_IMAGE_BYTES = 16 * 2**20
 MAX_STROKE_POINTS = 5000  # points of a drawing, all strokes together (a pad sends a few hundred)
@@ -213,9 +213,7 @@ def try_form(xs: Any, sample: int = 0) -> TryForm:
         ids = xs.sample(sample).reshape(-1).tolist()
         vocab = list(info.vocab or [])
         if getattr(info, "tokenizer", ""):
-            from builder.data.text import decode, load_tokenizer  # lazy: heavy (numpy)
-
-            text = decode(load_tokenizer(info.tokenizer), ids)
+            text = decode_text(xs, ids)
             if info.task == "next_token":
                 return TryForm("prompt", shape, vocab=vocab, start_text=" ".join(text.split()[:8]))
         else:
@@ -402,6 +400,38 @@ def encode_strokes(xs: Any, strokes: Any, *, invert: bool = False) -> torch.Tens
     return _on_device(xs, x.reshape(1, *xs.info.input_shape))
 
 
+MAX_TRY_TEXT = 100_000  # characters of a typed text that are tokenized
+MAX_PROMPT_TOKENS = 4096  # a prompt's last tokens that are kept
+
+
+def tokenize(xs: Any, text: str) -> tuple[torch.Tensor, int]:
+    """``text`` tokenized as the run's training data was: the (1, T) ids the model reads (a prompt: its own
+    length, at most :data:`MAX_PROMPT_TOKENS`, the last ones) and how many tokens were cut past the model's length
+    (0 for a prompt). The tokenizer is a file the run's job wrote (its padding and normalising rules included), so
+    a sandboxed session (:class:`builder.jobs.probe.ProbeSession`) runs it in its child, never in the server."""
+    if getattr(xs, "sandboxed", False):
+        return xs.tokenize(str(text)[:MAX_TRY_TEXT])
+    from builder.data.text import encode, load_tokenizer, token_ids  # lazy: heavy (numpy)
+
+    tok = load_tokenizer(xs.info.tokenizer)
+    text = str(text)[:MAX_TRY_TEXT]
+    if xs.info.task == "next_token":  # a prompt: its own length, the model sees its last T tokens
+        ids = token_ids(tok, text)[-MAX_PROMPT_TOKENS:]
+        return _on_device(xs, torch.tensor([ids or [0]], dtype=torch.long)), 0
+    steps = int(xs.info.input_shape[0]) if xs.info.input_shape else 0
+    return (_on_device(xs, torch.from_numpy(encode(tok, [text], steps))),
+            max(0, len(token_ids(tok, text)) - steps))
+
+
+def decode_text(xs: Any, ids: list[int]) -> str:
+    """Token ids as the text they stand for, with the run's tokenizer (in a sandboxed session's child)."""
+    if getattr(xs, "sandboxed", False):
+        return xs.decode_text([int(i) for i in ids])
+    from builder.data.text import decode, load_tokenizer  # lazy: heavy (numpy)
+
+    return decode(load_tokenizer(xs.info.tokenizer), ids)
+
+
 def encode_tokens(xs: Any, text: str) -> torch.Tensor:
     """Words of the dataset's vocabulary (separated by spaces) as a (1, T) id sequence, padded with id 0
     or cut to the model's length T; with the run's tokenizer, any text, tokenized as the training data was."""
@@ -414,13 +444,7 @@ def encode_tokens(xs: Any, text: str) -> torch.Tensor:
             if tokenized else "type words of the vocabulary, separated by spaces"
         raise ExplainError(f"the sequence is empty; received: no words. Fix: {fix}")
     if tokenized:
-        from builder.data.text import encode, load_tokenizer  # lazy: heavy (numpy)
-
-        tok = load_tokenizer(xs.info.tokenizer)
-        if xs.info.task == "next_token":  # a prompt: its own length, the model sees its last T tokens
-            ids = tok.encode(str(text)[:100_000], add_special_tokens=False).ids[-4096:]
-            return _on_device(xs, torch.tensor([ids or [0]], dtype=torch.long))
-        return _on_device(xs, torch.from_numpy(encode(tok, [str(text)[:100_000]], steps)))
+        return tokenize(xs, text)[0]
     index = {w: i for i, w in enumerate(vocab)}
     unknown = sorted({w for w in words if w not in index})
     if unknown:
@@ -435,16 +459,10 @@ def tokens_cut(xs: Any, text: str) -> int:
     """How many of ``text``'s tokens :func:`encode_tokens` leaves out, being past the model's length (0 for a
     prompt, which keeps its last tokens): 'the story was brilliant but the ending was awful' at a max length of 8
     lost 'awful' without a word said."""
-    steps = int(xs.info.input_shape[0]) if xs.info.input_shape else 0
     if getattr(xs.info, "tokenizer", ""):
-        if xs.info.task == "next_token":
-            return 0
-        from builder.data.text import load_tokenizer  # lazy: heavy (numpy)
-
-        n = len(load_tokenizer(xs.info.tokenizer).encode(str(text)[:100_000], add_special_tokens=False).ids)
-    else:
-        n = len(str(text).split())
-    return max(0, n - steps)
+        return tokenize(xs, text)[1]
+    steps = int(xs.info.input_shape[0]) if xs.info.input_shape else 0
+    return max(0, len(str(text).split()) - steps)
 
 
 def token_labels(xs: Any, x: torch.Tensor) -> list[str]:
@@ -503,7 +521,6 @@ def continue_text(xs: Any, x: torch.Tensor, steps: int = 40, temperature: float 
     as text (:func:`builder.training.text_samples.generate`). Runs the model: call it in the probe's child."""
     if getattr(xs, "sandboxed", False):
         return xs.continue_text(x, steps, temperature, top_k, seed)
-    from builder.data.text import decode, load_tokenizer  # lazy: heavy (numpy)
     from builder.training.text_samples import generate  # lazy: heavy (torch, numpy)
 
     if xs.info.task != "next_token" or not getattr(xs.info, "tokenizer", ""):
@@ -515,8 +532,7 @@ def continue_text(xs: Any, x: torch.Tensor, steps: int = 40, temperature: float 
                        temperature=float(temperature), top_k=int(top_k), seed=int(seed))
     except TrainingError as e:
         raise ExplainError(str(e)) from None
-    tok = load_tokenizer(xs.info.tokenizer)
-    return {"prompt": decode(tok, prompt), "continuation": decode(tok, ids[len(prompt):])}
+    return {"prompt": decode_text(xs, prompt), "continuation": decode_text(xs, ids[len(prompt):])}
 
 
 def try_input(xs: Any, x: torch.Tensor, method: str | None = None, *, baseline: str = "zeros") -> TryResult:

@@ -527,6 +527,15 @@ class ProbeSession:
         crashes a native decoder ends the child (one error line), not the server."""
         return self._ask("encode_image", np.frombuffer(bytes(data), dtype=np.uint8), invert=invert, name=name)
 
+    def tokenize(self, text: str) -> tuple[torch.Tensor, int]:
+        """A typed text tokenized in the child (the run's tokenizer is a file its job wrote, never run here): the
+        model's ids and how many tokens were cut."""
+        return self._memo_ask("tokenize", str(text))
+
+    def decode_text(self, ids: list[int]) -> str:
+        """Token ids as text, decoded in the child."""
+        return self._memo_ask("decode_text", [int(i) for i in ids])
+
     def continue_text(self, x: torch.Tensor, steps: int = 40, temperature: float = 0.8, top_k: int = 20,
                       seed: int = 0) -> dict:
         """A language model's continuation of prompt ids ``x`` (``{"prompt", "continuation"}``)."""

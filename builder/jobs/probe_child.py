@@ -44,7 +44,7 @@ CALLS = frozenset({
     "sample", "sample_array", "tokens", "feature_names", "feature_values", "candidate_label", "summary",
     "target_label", "methods", "default_layer", "node_types", "attention_nodes", "activation_nodes",
     "weighted_nodes", "pick", "explain", "global_ranking", "attention", "activation", "weight_histograms", "sanity",
-    "completeness", "try_input", "encode_image", "continue_text", "robustness", "flip_view", "calibrate"})
+    "completeness", "try_input", "encode_image", "tokenize", "decode_text", "continue_text", "robustness", "flip_view", "calibrate"})
 """The session methods a request may call (nothing else is looked up by name)."""
 RUN_CALLS = frozenset({"drift", "reconstruction_probe", "holdout"})
 """Questions about a whole run (no split): ``drift`` (:func:`builder.data.drift.check_drift` of new data with the

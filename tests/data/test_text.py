@@ -184,6 +184,45 @@ def test_a_pretrained_tokenizer_pads_with_id_0():
         pretrained_tokenizer(bad.to_str())
 
 
+def _hostile_tokenizer(**rules) -> str:
+    """A pretrained-looking tokenizer.json (id 0 its padding) with the given top-level rules of the file set."""
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({"[PAD]": 0, "[UNK]": 1, "a": 2, "b": 3}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return json.dumps({**json.loads(tok.to_str()), **rules})
+
+
+def test_a_tokenizer_files_own_padding_and_truncation_allocate_nothing():
+    """LayerLab cuts and pads itself: a file's ``padding: Fixed 20,000,000`` made one 3-character text 20 million
+    ids (2 GiB in the process that read it, beyond MAX_TOKEN_CELLS' count of n x max_length)."""
+    from builder.data.text import pretrained_tokenizer, token_ids
+
+    text = _hostile_tokenizer(
+        padding={"strategy": {"Fixed": 20_000_000}, "direction": "Right", "pad_to_multiple_of": None, "pad_id": 0,
+                 "pad_type_id": 0, "pad_token": "[PAD]"},
+        truncation={"direction": "Left", "max_length": 1, "strategy": "LongestFirst", "stride": 0})
+    for tok in (load_tokenizer(text), pretrained_tokenizer(text)):
+        assert tok.padding is None and tok.truncation is None
+        assert encode(tok, ["a b"], 8).tolist() == [[2, 3, 0, 0, 0, 0, 0, 0]]
+        assert token_ids(tok, "a b a") == [2, 3, 2]
+
+
+def test_a_tokenizer_rule_that_panics_is_one_dataset_error():
+    """A regular expression past its backtracking limit panics in the library's Rust code: a PanicException, no
+    Exception, went past every ``except`` of a page."""
+    from builder.data.text import token_ids
+
+    split = {"type": "Split", "pattern": {"Regex": "(a+)+$"}, "behavior": "Isolated", "invert": False}
+    tok = load_tokenizer(_hostile_tokenizer(pre_tokenizer=split))
+    with pytest.raises(DatasetError, match="the tokenizer failed on this text .*Fix: a shorter or plainer text"):
+        token_ids(tok, "a" * 40 + "b")
+    with pytest.raises(DatasetError, match="the tokenizer failed"):
+        encode(tok, ["a" * 40 + "b"], 4)
+
+
 def test_the_preview_offers_a_max_length_that_fits_short_texts():
     """Five-word reviews padded to 64 tokens: a recurrent layer reading the last step stayed at 50 % (the Sentiment
     LSTM on an upload, 15 epochs); the Data page now offers a max length that fits (8: 97 % in 4 epochs)."""

@@ -63,6 +63,26 @@ def test_a_prompt_is_continued_in_the_child(runs):
         tryit.encode_tokens(xs, "  ")
 
 
+def test_the_server_never_loads_a_runs_tokenizer(runs, monkeypatch):
+    """A run's tokenizer.json is a pipeline its job wrote (padding, regular expressions the library runs): Try it
+    reads it only in the probe's child. Here (the page's process) loading one fails the test."""
+    import builder.data.text as text
+
+    def refuse(_: str):
+        raise AssertionError("the server process loaded a run's tokenizer")
+
+    monkeypatch.setattr(text, "load_tokenizer", refuse)
+    store, ids, probe = runs
+    xs = ProbeSession(probe, store, ids["sentiment"], "test")
+    assert tryit.try_form(xs).start_text
+    x = tryit.encode_tokens(xs, "the plot was wonderful")
+    assert x.shape == (1, 20) and tryit.tokens_cut(xs, " ".join(["good"] * 23)) == 3
+    assert tryit.tokenize(xs, "the plot was wonderful")[0].tolist() == x.tolist()
+    lm = ProbeSession(probe, store, ids["lm"], "test")
+    assert tryit.try_form(lm).kind == "prompt"
+    assert tryit.continue_text(lm, tryit.encode_tokens(lm, "Return a new"), steps=4, seed=1)["prompt"].strip()
+
+
 def test_a_pasted_series_is_forecast_in_its_own_units(runs):
     store, ids, probe = runs
     xs = ProbeSession(probe, store, ids["forecast"], "test")
