@@ -40,6 +40,17 @@ def say(text: object = "", *, file=None, max_len: int | None = None) -> None:
     print(terminal_line(text, max_len), file=file or sys.stdout)
 
 
+def say_progress(text: object, stream, *, tty: bool, done: bool) -> None:
+    """One progress line, escaped like :func:`say`: on a terminal it overwrites the line before (``done``: and
+    ends it); elsewhere only finished lines are written. A failed run's message names the user's nodes."""
+    line = terminal_line(text)
+    if tty:
+        stream.write("\r\x1b[K" + line + ("\n" if done else ""))
+    elif done:
+        stream.write(line + "\n")
+    stream.flush()
+
+
 def say_block(text: str, *, file=None) -> None:
     """Print output of several lines that LayerLab wrote itself (a model card, a generated table) whose user
     strings were escaped for its own format already: each line escaped for the terminal, the lines kept."""

@@ -34,6 +34,7 @@ from builder.cli.common import (
     say,
     say_block,
     say_json,
+    say_progress,
 )
 from builder.errors import AccessDenied, LayerLabError, TrainingError
 from builder.escape import safe_filename
@@ -201,11 +202,7 @@ class Progress:
             self._write(f"{ev['status']}: {ev['message']}", end="\n")
 
     def _write(self, text: str, end: str) -> None:
-        if self.tty:
-            self.stream.write("\r\x1b[K" + text + ("\n" if end == "\n" else ""))
-        elif end == "\n":
-            self.stream.write(text + "\n")
-        self.stream.flush()
+        say_progress(text, self.stream, tty=self.tty, done=end == "\n")
 
 
 def config_overrides(args: argparse.Namespace) -> dict:

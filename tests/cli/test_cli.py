@@ -296,7 +296,7 @@ def test_every_cli_line_goes_through_say():
 
     import builder.cli
 
-    homes = {"say", "say_block", "say_json", "emit_text"}  # emit_text: generated code, escaped for Python
+    homes = {"say", "say_block", "say_json", "say_progress", "emit_text"}  # emit_text: code, escaped for Python
     bad = []
     for path in sorted(Path(builder.cli.__file__).parent.glob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -304,6 +304,28 @@ def test_every_cli_line_goes_through_say():
                    for n in ast.walk(fn)}
         bad += [f"{path.name}:{n.lineno}" for n in ast.walk(tree) if isinstance(n, ast.Call)
                 and isinstance(n.func, ast.Name) and n.func.id == "print" and id(n) not in allowed]
-        bad += [f"{path.name}:{n.lineno} sys.stdout.write" for n in ast.walk(tree) if isinstance(n, ast.Call)
-                and ast.unparse(n.func) in ("sys.stdout.write", "sys.stderr.write") and id(n) not in allowed]
-    assert not bad, "print through builder.cli.common.say (or say_block, say_json, emit_text):\n" + "\n".join(bad)
+        bad += [f"{path.name}:{n.lineno} {ast.unparse(n.func)}" for n in ast.walk(tree) if isinstance(n, ast.Call)
+                and isinstance(n.func, ast.Attribute) and n.func.attr in ("write", "writelines")
+                and id(n) not in allowed]  # any stream: the training progress wrote a failed run's message raw
+    assert not bad, ("print through builder.cli.common.say (or say_block, say_json, say_progress, emit_text):\n"
+                     + "\n".join(bad))
+
+
+def test_a_failed_runs_message_in_the_progress_lines_is_escaped():
+    """The training progress wrote ``failed: <message>`` to the terminal as it was: a node id holding an OSC
+    sequence retitled the terminal window and cleared the screen (`layerlab train` of a project whose NaN node
+    was named so)."""
+    import io
+
+    from builder.cli.train import Progress
+
+    evil = "\x1b]0;PWNED\x07\x1b[2J\x1b[31mEVIL"
+    for tty in (False, True):
+        out = io.StringIO()
+        bar = Progress(epochs=2, stream=out)
+        bar.tty = tty
+        bar({"type": "status", "status": "failed", "message": f"node {evil} gives NaN/Inf"})
+        text = out.getvalue()
+        assert "\x07" not in text and "\x1b]" not in text and "\x1b[2J" not in text
+        assert "node \\x1b]0;PWNED\\x07\\x1b[2J\\x1b[31mEVIL gives NaN/Inf" in text
+        assert text.startswith("\r\x1b[K" if tty else "failed: ") and text.endswith("\n")
