@@ -21,13 +21,14 @@ goes through one of these functions at the point where it is written out, never 
 from __future__ import annotations
 
 import contextlib
+import keyword
 import os
 import re
 import tempfile
 import unicodedata
 from pathlib import Path
 
-__all__ = ["visible", "py_string", "py_comment", "docstring_text", "py_identifier", "terminal_line", "md_text",
+__all__ = ["visible", "py_string", "py_comment", "docstring_text", "py_identifier", "is_code_name", "terminal_line", "md_text",
            "md_lines", "md_code", "plotly_text", "safe_filename", "resolves_inside", "hide_paths", "add_server_folder", "shown_uri", "shown_error"]
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -101,6 +102,17 @@ def py_identifier(text: str, fallback: str = "node") -> str:
     if base[0].isdigit():
         base = "n_" + base
     return base
+
+
+def is_code_name(text: object) -> bool:
+    """Whether ``text`` stands as a name in generated Python as it is (an attribute, a keyword argument, a class):
+    an ASCII identifier and no keyword. Python reads a non-ASCII name NFKC-normalised, so ``ﬁ`` would name ``fi``
+    and the saved weights' keys would not be the code's.
+
+    >>> [is_code_name(t) for t in ("weight", "x1", "class", "ﬁ", "1x", "a-b", None)]
+    [True, True, False, False, False, False, False]
+    """
+    return isinstance(text, str) and text.isascii() and text.isidentifier() and not keyword.iskeyword(text)
 
 
 def terminal_line(text: object, max_len: int | None = None) -> str:

@@ -7,14 +7,13 @@ with their (inferred) sizes written out, ``forward`` is the compiled torch.fx co
 from __future__ import annotations
 
 import inspect
-import keyword
 import re
 
 import torch
 from torch import nn
 
 from builder.errors import GraphError, LayerLabError
-from builder.escape import docstring_text, py_comment, py_string
+from builder.escape import docstring_text, is_code_name, py_comment, py_string
 from builder.graph.compile import checked_report, compile_graph, module_names, padding_mask_inputs
 from builder.graph.project import Graph, Project, as_graph, load_project
 from builder.graph.registry import format_shape, get_spec
@@ -82,8 +81,8 @@ def export_python(graph, class_name: str = "Model", budget: Budget | None = None
     Raises:
         GraphError / BudgetError: the graph has problems or is over the budget (checked before any allocation).
     """
-    if not class_name.isidentifier() or keyword.iskeyword(class_name):
-        raise LayerLabError(f"the class name must be a Python identifier; received: {py_string(class_name)}. "
+    if not is_code_name(class_name):
+        raise LayerLabError(f"the class name must be an ASCII Python identifier; received: {py_string(class_name)}. "
                             "Fix: use e.g. 'Model'")
     project = graph if isinstance(graph, Project) else None
     graph = as_graph(graph)

@@ -705,3 +705,26 @@ def test_an_upsample_scale_that_is_not_its_output_over_its_input_is_a_located_pr
     left_out = [T0, out, *([False] if "bilinear" in op else []), *([None] * len(out))]
     for call in (fine, left_out):
         assert not [p for p in validate(_graph(_op("o", op, call), shape=shape)) if p.severity == "error"], call
+
+
+# --------------------------------------------------------- names that become Python names in the exported .py
+@pytest.mark.parametrize("name", ["class", "lambda", "ﬁ", "ｗ", "\u00b5", "_hidden"])
+def test_an_op_constant_or_keyword_name_that_is_no_plain_python_name_is_a_located_problem(name):
+    """An Op constant's name is an attribute of the generated module (``self.op.<name>``) and a keyword argument's
+    is written as ``<name>=``: ``class`` made the exported .py a SyntaxError that reached the page uncaught, and
+    ``ﬁ`` (read by Python as ``fi``) gave the exported file other state-dict keys than the trained weights."""
+    consts = _graph(_op("o", "aten.mul.Tensor", [T0, {"w": name}], weights={name: []}))
+    problems = validate(consts)
+    assert [p.node for p in problems] == ["o"], problems
+    assert "ASCII Python identifiers" in problems[0].message
+    kw = _graph(_op("o", "aten.sum.dim_IntList", [T0, [-1]], {name: True}))
+    problems = validate(kw)
+    assert [p.node for p in problems] == ["o"], problems
+
+
+def test_a_plain_op_constant_name_exports_with_the_trained_keys():
+    graph = _graph(_op("o", "aten.mul.Tensor", [T0, {"w": "scale"}], weights={"scale": []}))
+    assert validate(graph) == []
+    source = export_python(graph)
+    compile(source, "model.py", "exec")
+    assert "scale" in source and set(compile_graph(graph).state_dict()) == {"o.scale"}

@@ -7,6 +7,7 @@ import json
 import math
 from typing import Any
 
+from builder.escape import is_code_name
 from builder.graph.layers._common import _torch
 from builder.graph.op_allow import ALLOWED_OPS, PROGRAM_INPLACE_OPS
 from builder.graph.spec import ShapeError
@@ -56,10 +57,11 @@ def consts(p: dict) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
     for key in ("weights", "buffers"):
         d = _json(p, key, dict)
         for name, shape in d.items():
-            if not (isinstance(name, str) and name.isidentifier() and not name.startswith("_")) or \
+            if not (is_code_name(name) and not name.startswith("_")) or \
                     not isinstance(shape, list) or len(shape) > 8 or \
                     not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= 1 << 24 for s in shape):
-                raise ShapeError(f"`{key}` must map identifiers to shapes; received: {name!r}: {str(shape)[:40]}. "
+                raise ShapeError(f"`{key}` must map names (ASCII Python identifiers, no keyword, no leading _) to "
+                                 f"shapes; received: {name!r}: {str(shape)[:40]}. "
                                  "Fix: re-import the model")
         out.append(d)
     if sum(math.prod(s) for d in out for s in d.values()) > 1 << 28:
@@ -255,8 +257,8 @@ def resolve_call(p: dict, n_in: int) -> tuple[Any, list, dict, dict]:
     if names - used:  # the compiled model would drop it, the exported .py keep it: their state dicts would differ
         raise ShapeError(f"the Op node stores constants its call never uses; received: "
                          f"{', '.join(sorted(names - used))[:60]}. Fix: remove them from weights/buffers")
-    if not all(isinstance(k, str) and k.isidentifier() for k in kwargs):
-        raise ShapeError("Op keyword names must be identifiers; received: "
+    if not all(is_code_name(k) for k in kwargs):
+        raise ShapeError("Op keyword names must be ASCII Python identifiers, no keyword; received: "
                          f"{list(kwargs)[:4]}. Fix: re-import the model")
     best = None
     for o in _overloads(p["op"], fn):
