@@ -122,6 +122,9 @@ def terminal_line(text: object, max_len: int | None = None) -> str:
 
 _MD_ACTIVE = set("\\`*_[]<>|~&$")  # characters inline Markdown (CommonMark + GFM) can give a meaning to
 _MD_LINE_START = re.compile(r"^ *([#+=>-]|\d+[.)])")  # headings, list items, quotes, setext lines (indented too)
+_MD_AUTOLINK = re.compile(r"(?i)(?:https?|ftp|mailto|xmpp)(?=:)|www(?=\.)|\w(?=@\w)")  # GFM's literal autolinks
+# (``https://x``, ``www.x``, ``a@b.c``) start after these: a word joiner goes between them and their ``:``, ``.``, ``@``
+_WORD_JOINER = "\u2060"  # invisible, no line break either side
 _MD_DELIMITER_ROW = re.compile(r"^[ \t|:\\-]*-[ \t|:\\-]*$")  # a GFM table's delimiter row (``:-``, ``|--|``): the
 # line before it becomes a table's header
 
@@ -132,6 +135,12 @@ def md_text(text: object, max_len: int | None = 500, line_start: bool = False) -
     a quote) also headings, list markers, quotes and a table's delimiter row (``:-`` under a line).
 
     An underscore between two letters or digits stays as it is (``out_features``): it cannot start emphasis.
+    A web or mail address is no link: GFM makes ``https://x``, ``www.x`` and ``a@b.c`` links by themselves, from
+    the text after parsing (a backslash does not stop it), so an invisible word joiner (U+2060) goes before their
+    ``:``, ``.`` or ``@``.
+
+    >>> md_text('see https://evil.example, www.evil.example, a@evil.example').split(chr(0x2060))
+    ['see https', '://evil.example, www', '.evil.example, a', '@evil.example']
     """
     s = visible(text, max_len)
     out = []
@@ -140,7 +149,7 @@ def md_text(text: object, max_len: int | None = 500, line_start: bool = False) -
             out.append("\\" + c)
         else:
             out.append(c)
-    s = "".join(out)
+    s = _MD_AUTOLINK.sub(lambda m: m.group(0) + _WORD_JOINER, "".join(out))
     if line_start and _MD_DELIMITER_ROW.match(s):
         s = s.replace("-", "\\-")  # an escaped dash delimits no table (nor starts a list or a setext heading)
     m = _MD_LINE_START.match(s) if line_start else None

@@ -104,7 +104,29 @@ def test_md_lines_render_as_the_text_itself(lines):
     assert set(re.findall(r"</?(\w+)", out)) <= {"p", "br"}, (text, out)
     shown = html.unescape(re.sub(r"<[^>]+>", "", out))
     want = "".join(visible(line) for line in text.splitlines())
-    assert "".join(shown.split()) == "".join(want.split()), (text, md_lines(text), out)
+    assert "".join(shown.replace("\u2060", "").split()) == "".join(want.split()), (text, md_lines(text), out)
+    for autolink in GFM_AUTOLINKS:
+        assert not autolink.search(shown), (text, md_lines(text), out)
+
+
+# the literal autolinks of GFM as Streamlit's renderer finds them (mdast-util-gfm-autolink-literal: in the text
+# once parsed, so a backslash escape does not stop them): a run named 'https://evil.example' was a link to it
+GFM_AUTOLINKS = (re.compile(r"(https?://|www(?=\.))([-.\w]+)", re.I | re.A),
+                 re.compile(r"([-.\w+]+)@([-\w]+(?:\.[-\w]+)+)", re.A))
+
+
+@given(st.lists(st.sampled_from(["https://", "HTTP://", "www.", "WWW.", "mailto:", "a@", "b.c", "evil", "[x](",
+                                 ")", "<", ">", " ", "\n", ".example", "@"]), max_size=8).map("".join))
+@example(text="see https://evil.example/login or www.evil.example, mail a@evil.example")
+def test_md_lines_make_no_web_or_mail_address_a_link(text):
+    """Checked in Chromium too: st.markdown of md_text('https://evil.example'), 'www.evil.example',
+    'a@evil.example' and '[x](https://y.example)' drew a link for each before the word joiner, none after."""
+    from markdown_it import MarkdownIt
+
+    shown = html.unescape(re.sub(r"<[^>]+>", "", MarkdownIt("commonmark").render(md_lines(text))))
+    assert not any(a.search(shown) for a in GFM_AUTOLINKS), (text, md_lines(text))
+    want = "".join(visible(line) for line in text.splitlines())
+    assert "".join(shown.replace("\u2060", "").split()) == "".join(want.split())  # and shows every character
 
 
 @given(ANY_TEXT)
