@@ -63,6 +63,30 @@ ARCHITECTURES: dict[str, tuple[str, str, dict[str, int]]] = {
 }
 
 
+#: model_type -> (width key, heads key): the width must be a multiple of the heads
+HEADS: dict[str, tuple[str, str]] = {"bert": ("hidden_size", "num_attention_heads"), "distilbert": ("dim", "n_heads"),
+                                     "gpt2": ("n_embd", "n_head"), "vit": ("hidden_size", "num_attention_heads")}
+
+#: model_type -> {key: the one value the import supports}: switches of a config that add or change modules (a
+#: BERT decoder's cross-attention, relative positions) are refused unless off; the sizes are counted for this model
+STRUCTURE: dict[str, dict[str, Any]] = {
+    "bert": {"is_decoder": False, "add_cross_attention": False, "position_embedding_type": "absolute"},
+    "distilbert": {"sinusoidal_pos_embds": False},
+    "gpt2": {"add_cross_attention": False},
+    "vit": {},
+}
+
+
+def structure_problems(model_type: str, cfg: dict[str, Any]) -> list[str]:
+    """What of ``cfg`` builds another model than the one the import maps and counts (the value is not quoted).
+
+    >>> structure_problems("bert", {"add_cross_attention": True, "is_decoder": False})
+    ['add_cross_attention must be False (the import builds the base model only)']
+    """
+    return [f"{k} must be {v!r} (the import builds the base model only)" for k, v in STRUCTURE[model_type].items()
+            if k in cfg and cfg[k] != v]
+
+
 #: model_type -> {alias: key}: the names ``transformers`` reads as another key of the config (its config class's
 #: ``attribute_map``; an alias present wins): sizes are counted from the key it builds
 ALIASES: dict[str, dict[str, str]] = {
@@ -104,7 +128,9 @@ class HFFolder:
                 "tokenizer": self.tokenizer, "input_shape": list(self.input_shape)}
 
 
-def _value(cfg: dict, key: str, defaults: dict[str, int]) -> int:
+def config_int(cfg: dict, key: str, defaults: dict[str, int]) -> int:
+    """A size of ``config.json`` (``defaults[key]`` when absent): a positive integer, else one ValueError line that
+    quotes nothing of the file."""
     v = cfg.get(key, defaults[key])
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:  # the value itself is not quoted: file content
         raise ValueError(f"config.json: {key} must be a positive integer; received: "
@@ -125,25 +151,28 @@ def config_params(model_type: str, cfg: dict[str, Any]) -> tuple[int, int, int]:
     (324, 2048, 8)
     """
     d = ARCHITECTURES[model_type][2]
+    width, heads = HEADS[model_type]
+    if config_int(cfg, width, d) % config_int(cfg, heads, d):
+        raise ValueError(f"config.json: {width} must be a multiple of {heads}")
     if model_type == "vit":
-        h, n, i = _value(cfg, "hidden_size", d), _value(cfg, "num_hidden_layers", d), _value(cfg, "intermediate_size", d)
-        p, c, img = _value(cfg, "patch_size", d), _value(cfg, "num_channels", d), _value(cfg, "image_size", d)
+        h, n, i = config_int(cfg, "hidden_size", d), config_int(cfg, "num_hidden_layers", d), config_int(cfg, "intermediate_size", d)
+        p, c, img = config_int(cfg, "patch_size", d), config_int(cfg, "num_channels", d), config_int(cfg, "image_size", d)
         tokens = (img // p) ** 2 + 1
         params = c * p * p * h + h + h + tokens * h + n * _encoder_layer(h, i) + 2 * h
         macs = (tokens - 1) * c * p * p * h + n * tokens * (4 * h * h + 2 * h * i + 2 * tokens * h)
         return params, macs, tokens
     if model_type == "gpt2":
-        h, n, v, t = (_value(cfg, k, d) for k in ("n_embd", "n_layer", "vocab_size", "n_positions"))
-        i = _value(cfg, "n_inner", {"n_inner": 4 * h}) if cfg.get("n_inner") is not None else 4 * h
+        h, n, v, t = (config_int(cfg, k, d) for k in ("n_embd", "n_layer", "vocab_size", "n_positions"))
+        i = config_int(cfg, "n_inner", {"n_inner": 4 * h}) if cfg.get("n_inner") is not None else 4 * h
         layer = 2 * h + (h * 3 * h + 3 * h) + (h * h + h) + 2 * h + (h * i + i) + (i * h + h)
         seq = min(t, DEFAULT_SEQ_LEN)
         return (v + t) * h + n * layer + 2 * h, n * seq * (4 * h * h + 2 * h * i + 2 * seq * h), seq
     if model_type == "bert":
-        h, n, i, v, t = (_value(cfg, k, d) for k in ("hidden_size", "num_hidden_layers", "intermediate_size",
+        h, n, i, v, t = (config_int(cfg, k, d) for k in ("hidden_size", "num_hidden_layers", "intermediate_size",
                                                       "vocab_size", "max_position_embeddings"))
-        v += _value(cfg, "type_vocab_size", d)  # token-type rows (the import folds row 0 into the positions)
+        v += config_int(cfg, "type_vocab_size", d)  # token-type rows (the import folds row 0 into the positions)
     else:
-        h, n, i, v, t = (_value(cfg, k, d) for k in ("dim", "n_layers", "hidden_dim", "vocab_size",
+        h, n, i, v, t = (config_int(cfg, k, d) for k in ("dim", "n_layers", "hidden_dim", "vocab_size",
                                                       "max_position_embeddings"))
     seq = min(t, DEFAULT_SEQ_LEN)
     return (v + t) * h + 2 * h + n * _encoder_layer(h, i), n * seq * (4 * h * h + 2 * h * i + 2 * seq * h), seq
@@ -205,6 +234,7 @@ def inspect_folder(folder: str | os.PathLike, *, budget: int | None = None, seq_
             problems.append("unsupported architecture: the config asks for custom code (auto_map); remote code is "
                             "never run")
         cfg = resolved(model_type, cfg)  # sizes as transformers builds them (an alias wins)
+        problems += structure_problems(model_type, cfg)
         try:
             params, macs, seq = config_params(model_type, cfg)
         except ValueError as e:
@@ -221,8 +251,8 @@ def inspect_folder(folder: str | os.PathLike, *, budget: int | None = None, seq_
                     problems.append(f"sequence length {seq_len} outside 1..{top}")
                 seq = seq_len
             d = ARCHITECTURES[model_type][2]
-            shape = [seq] if kind == "tokens" else [_value(cfg, "num_channels", d), _value(cfg, "image_size", d),
-                                                    _value(cfg, "image_size", d)]
+            shape = [seq] if kind == "tokens" else [config_int(cfg, "num_channels", d), config_int(cfg, "image_size", d),
+                                                    config_int(cfg, "image_size", d)]
             info = HFFolder(folder, model_type, cfg, params, macs, seq, TOKENIZER in names, shape)
     if problems:
         raise ModelImportError(f"the model folder cannot be imported; received: {'; '.join(problems)}. "
@@ -424,5 +454,5 @@ def import_hf_folder(folder: str | os.PathLike, *, name: str | None = None, seq_
     return result
 
 
-__all__ = ["HFFolder", "ARCHITECTURES", "ALIASES", "resolved", "inspect_folder", "is_hf_folder", "config_params", "import_hf_folder",
+__all__ = ["HFFolder", "ARCHITECTURES", "ALIASES", "HEADS", "STRUCTURE", "structure_problems", "config_int", "resolved", "inspect_folder", "is_hf_folder", "config_params", "import_hf_folder",
            "load_reference", "canonical_module", "example_input", "max_params"]

@@ -29,7 +29,7 @@ from builder.escape import add_server_folder, resolves_inside, visible
 from builder.graph.memory import counted_memory, device_memory
 from builder.graph.report import human_bytes, human_count
 from builder.interchange.errors import ModelImportError
-from builder.interchange.hf_import import ARCHITECTURES, inspect_folder
+from builder.interchange.hf_import import ARCHITECTURES, config_int, inspect_folder
 from builder.interchange.worker import import_hf_isolated
 from builder.runs.classes import actor_for
 from builder.runs.owners import server_config, set_server_config
@@ -165,9 +165,8 @@ def activation_values(info) -> int:
             "vit": ("hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads"),
             "distilbert": ("dim", "n_layers", "hidden_dim", "n_heads"),
             "gpt2": ("n_embd", "n_layer", "n_inner", "n_head")}[info.model_type]
-    h, n = int(cfg.get(pick[0], d[pick[0]])), int(cfg.get(pick[1], d[pick[1]]))
-    i = int(cfg.get(pick[2]) or d.get(pick[2], 4 * h))
-    heads = int(cfg.get(pick[3], d[pick[3]]))
+    h, n, heads = (config_int(cfg, k, d) for k in (pick[0], pick[1], pick[3]))  # checked by inspect_folder
+    i = config_int(cfg, pick[2], {pick[2]: 4 * h, **d}) if cfg.get(pick[2]) is not None else d.get(pick[2], 4 * h)
     t = info.seq_len
     return n * t * (8 * h + 2 * i) + n * 2 * heads * t * t
 

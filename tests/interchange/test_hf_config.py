@@ -61,3 +61,64 @@ def test_a_config_nested_deeper_than_json_reads_is_one_line(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(ModelImportError, match="unreadable config.json"):
         inspect_folder(tmp_path)
+
+
+SMALL = {"bert": {"vocab_size": 50, "hidden_size": 32, "num_hidden_layers": 2, "intermediate_size": 16,
+                  "max_position_embeddings": 16, "num_attention_heads": 2},
+         "gpt2": {"vocab_size": 50, "n_embd": 32, "n_layer": 2, "n_positions": 16, "n_head": 2, "n_inner": 16},
+         "distilbert": {"vocab_size": 50, "dim": 32, "n_layers": 2, "hidden_dim": 16, "max_position_embeddings": 16,
+                        "n_heads": 2},
+         "vit": {"hidden_size": 32, "num_hidden_layers": 2, "intermediate_size": 16, "image_size": 16,
+                 "patch_size": 4, "num_channels": 3, "num_attention_heads": 2}}
+SWITCHES = [{}, {"is_decoder": True}, {"add_cross_attention": True}, {"is_decoder": True, "add_cross_attention": True},
+            {"position_embedding_type": "relative_key"}, {"sinusoidal_pos_embds": True}]
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("switch", SWITCHES, ids=lambda s: "-".join(s) or "base")
+@pytest.mark.parametrize("arch", sorted(SMALL))
+def test_a_config_is_accepted_only_with_the_parameters_transformers_builds_for_it(tmp_path, arch, switch):
+    """The budget counts the base model the import maps: a switch that adds modules (BERT's and GPT-2's
+    cross-attention: 1.33x and 1.25x the counted parameters) or changes them is refused, never counted short."""
+    import torch
+    import transformers
+
+    cfg = {**SMALL[arch], **switch}
+    try:
+        with torch.device("meta"):
+            model = getattr(transformers, ARCHITECTURES[arch][0])(transformers.AutoConfig.for_model(arch, **cfg),
+                                                                  **({"add_pooling_layer": False}
+                                                                     if arch in ("bert", "vit") else {}))
+        real = sum(p.numel() for p in model.parameters())
+    except ValueError:  # transformers builds no model of it (BERT's cross-attention outside a decoder)
+        real = None
+    try:
+        counted = inspect_folder(_folder(tmp_path, {"model_type": arch, **cfg}), budget=10**9).params
+    except ModelImportError as e:
+        assert "must be" in str(e) and "(the import builds the base model only)" in str(e)
+        assert switch, "the base config is refused"
+    else:
+        assert counted == real, (arch, switch)
+
+
+@pytest.mark.parametrize(("heads", "why"), [("two", "must be a positive integer"), (3, "must be a multiple of"),
+                                            (0, "must be a positive integer"), (True, "must be a positive integer")])
+@pytest.mark.parametrize("arch", sorted(SMALL))
+def test_a_head_count_of_the_wrong_kind_is_one_line_and_the_library_lists_the_rest(tmp_path, arch, heads, why,
+                                                                                    monkeypatch):
+    """``"num_attention_heads": "two"`` went unread until the library computed its memory, where int() raised
+    ValueError: one folder stopped the model library's listing for everyone."""
+    from builder.interchange.hf_import import HEADS
+    from builder.interchange.hf_library import LIBRARY_ENV, library_entries
+
+    cfg = {"model_type": arch, **SMALL[arch], HEADS[arch][1]: heads}
+    with pytest.raises(ModelImportError, match=why):
+        inspect_folder(_folder(tmp_path, cfg))
+    lib, ws = tmp_path / "lib", tmp_path / "ws"
+    for name, c in (("bad", cfg), ("good", {"model_type": arch, **SMALL[arch]})):
+        (lib / name).mkdir(parents=True)
+        _folder(lib / name, c)
+    ws.mkdir()
+    monkeypatch.setenv(LIBRARY_ENV, str(lib))
+    entries = {e["name"]: e for e in library_entries(ws)}
+    assert why in entries["bad"]["problem"] and entries["good"]["problem"] is None and entries["good"]["memory"]

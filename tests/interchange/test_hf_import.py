@@ -93,7 +93,8 @@ def test_incomplete_folder_names_every_problem_in_one_line(tmp_path):
 
 
 def test_too_big_is_refused_from_the_config_before_loading(tmp_path):
-    cfg = {"model_type": "gpt2", "vocab_size": 50257, "n_embd": 4096, "n_layer": 48, "n_positions": 1024}
+    cfg = {"model_type": "gpt2", "vocab_size": 50257, "n_embd": 4096, "n_layer": 48, "n_positions": 1024,
+           "n_head": 32}  # 4096 wide: 12 heads (the default) divide it not, transformers builds no such model
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     (tmp_path / "model.safetensors").write_bytes(b"not even read")
     with pytest.raises(ModelImportError, match="too big: 9,"):
