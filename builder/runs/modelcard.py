@@ -135,18 +135,18 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
     if curve:
         name = curve[-1].get("metric_name", "metric")
         metric = md_text(name)
-        best = min(curve, key=lambda e: e.get("val_loss", float("inf")))
+        best = min(curve, key=lambda e: v if (v := records.number(e.get("val_loss"))) is not None else float("inf"))
         out += [f"- epochs run: {len(curve)}",
                 f"- train loss {_fmt(curve[0].get('train_loss'))} -> {_fmt(curve[-1].get('train_loss'))}; "
                 f"validation loss {_fmt(curve[0].get('val_loss'))} -> {_fmt(curve[-1].get('val_loss'))}",
-                f"- best validation loss {_fmt(best.get('val_loss'))} at epoch {best.get('epoch')} "
+                f"- best validation loss {_fmt(best.get('val_loss'))} at epoch {_fmt(best.get('epoch'))} "
                 f"(validation {metric} {_fmt(units(name, best.get('val_metric')))})",
                 f"- final validation {metric} {_fmt(units(name, curve[-1].get('val_metric')))}, learning rate "
                 f"{_fmt(curve[-1].get('lr'))}", ""]
         out += ["| epoch | train loss | val loss | val " + metric + " |", "|---|---|---|---|"]
         step = max(1, len(curve) // 20)
         for e in curve[::step]:
-            out.append(f"| {e.get('epoch')} | {_fmt(e.get('train_loss'))} | {_fmt(e.get('val_loss'))} | "
+            out.append(f"| {_fmt(e.get('epoch'))} | {_fmt(e.get('train_loss'))} | {_fmt(e.get('val_loss'))} | "
                        f"{_fmt(units(name, e.get('val_metric')))} |")
     else:
         out.append("No epoch completed.")

@@ -66,6 +66,7 @@ from builder.runs import run_time as _run_time
 from builder.runs.owners import check_sees
 from builder.runs.record import STOPPED_BY, Run
 from builder.training.config import TrainConfig
+from builder.training.events import typed_event
 from builder.training.run_folder import RunFolder
 from builder.training.run_status import (
     LIVE,
@@ -533,7 +534,7 @@ class RunStore:
     def log_metrics(self, run_id: str, events: dict | list[dict]) -> None:
         """Append step/epoch events (dicts with ``type``) to the metrics table."""
         self._controls(run_id)
-        events = [events] if isinstance(events, dict) else list(events)
+        events = [typed_event(ev) for ev in ([events] if isinstance(events, Mapping) else list(events))]
         # epoch extras (e.g. the decision-boundary grid, builder.interpret.boundary) are stored with the epoch
         # (one transaction: a short epoch's steps, its epoch row and the run's progress cost one commit)
         rows = [(run_id, ev.get("type", "epoch"), ev.get("step"), ev.get("epoch"),
@@ -542,7 +543,7 @@ class RunStore:
         if rows:
             statements.append(("INSERT INTO metrics (run_id, kind, step, epoch, data) VALUES (?, ?, ?, ?, ?)",
                                rows, True))
-        epochs = [ev["epoch"] for ev in events if ev.get("type") == "epoch"]
+        epochs = [ev["epoch"] for ev in events if ev.get("type") == "epoch" and ev.get("epoch") is not None]
         if epochs:
             statements.append(("UPDATE runs SET epochs_done = ?, updated_at = ? WHERE id = ?",
                                (max(epochs), _now(), run_id), False))
@@ -636,7 +637,7 @@ class RunStore:
         """A run's curve: the logged events of one kind (``epoch`` or ``step``) in order. Raises AccessDenied."""
         self._check_read(run_id, actor)
         rows = self._read("SELECT data FROM metrics WHERE run_id = ? AND kind = ? ORDER BY id", (run_id, kind))
-        return [json.loads(r["data"]) for r in rows]
+        return [typed_event(json.loads(r["data"])) for r in rows]
 
     def metrics_after(self, run_id: str, kind: str = "epoch", after: int = 0, *,
                       actor: Actor | None = None) -> tuple[list[dict], int]:
@@ -645,7 +646,7 @@ class RunStore:
         self._check_read(run_id, actor)
         rows = self._read("SELECT id AS rowid, data FROM metrics WHERE run_id = ? AND kind = ? AND id > ? ORDER BY id",
                           (run_id, kind, int(after)))
-        return [json.loads(r["data"]) for r in rows], (rows[-1]["rowid"] if rows else int(after))
+        return [typed_event(json.loads(r["data"])) for r in rows], (rows[-1]["rowid"] if rows else int(after))
 
     def record_bytes(self, owner: str, *, actor: Actor | None = None) -> int:
         """About the bytes ``owner``'s runs take in the run database (their rows' texts and their curves, in

@@ -14,6 +14,30 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from builder.data import records
+
+#: the numbers of a step or an epoch event: read back from the run store (a job's word), each is a number or None
+EVENT_NUMBERS = ("epoch", "step", "loss", "train_loss", "val_loss", "train_metric", "val_metric", "lr", "grad_norm",
+                 "samples_per_s", "eta_s", "peak_memory")
+
+
+def typed_event(ev: object) -> dict[str, Any]:
+    """An event as a trainer writes it: each of :data:`EVENT_NUMBERS` a number (NaN and infinities kept: a
+    diverged loss is one) or None, ``metric_name`` a short text; other keys as they are ({} for no mapping).
+
+    >>> typed_event({"epoch": "1`# x", "val_loss": float("nan"), "metric_name": ["x"], "extras": {}})
+    {'epoch': None, 'val_loss': nan, 'metric_name': 'metric', 'extras': {}}
+    """
+    out = dict(ev) if isinstance(ev, Mapping) else {}
+    for k in EVENT_NUMBERS:
+        if k in out:
+            out[k] = records.number(out[k], finite=False)
+    if "metric_name" in out:
+        out["metric_name"] = records.text(out["metric_name"], "metric")
+    return out
 
 
 class History:
@@ -96,4 +120,4 @@ class Channel:
             return self._history.snapshot()
 
 
-__all__ = ["History", "Channel"]
+__all__ = ["History", "Channel", "EVENT_NUMBERS", "typed_event"]

@@ -48,7 +48,9 @@ def test_card_escapes_every_run_string():
            "test_metrics": {"accuracy": 0.5, "per_class": {evil: {"precision": "x", "recall": 1, "f1": None,
                                                                   "support": 3}},
                             "confusion_matrix": [[1, "```"], [2, 3]]}}
-    text = model_card(run, [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0, "val_metric": 0.5, "metric_name": evil}])
+    curve = [{"epoch": evil, "train_loss": 1.0, "val_loss": 1.0, "val_metric": 0.5, "metric_name": evil},
+             {"epoch": 2, "train_loss": 1.0, "val_loss": "low", "val_metric": 0.5, "metric_name": evil}]
+    text = model_card(run, curve)  # a job's metrics rows: an epoch that is text, a loss that is text (min() raised)
     lines = text.splitlines()
     assert not any(line.startswith(("# Owned", "# not", "# n", "- nor")) for line in lines)
     outside_code = re.sub(r"(?<![`\\])(`+)(?!`).*?(?<!`)\1(?!`)", "", text)  # code spans show text literally

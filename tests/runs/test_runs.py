@@ -412,3 +412,25 @@ def test_a_damaged_run_database_is_one_line_with_a_fix(tmp_path):
     with pytest.raises(RunStoreError, match=r"is damaged or is not a database; received: file is not a database\. "
                                             r"Fix: restore it from a backup"):
         RunStore(tmp_path, actor=SYSTEM).list_runs()
+
+
+def test_a_jobs_metric_rows_read_back_as_the_trainer_writes_them(tmp_path):
+    """A job logs its curve through the broker: its word. Text where a loss or an epoch goes stopped the Runs
+    page's charts, the model card (min() of text and numbers) and the run's progress (max() of the epochs)."""
+    from builder import load_template
+    from builder.data.access import SYSTEM
+
+    store = RunStore(tmp_path, actor=SYSTEM)
+    rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 3})
+    store.log_metrics(rid, [{"type": "epoch", "epoch": "2` # x", "train_loss": "low", "val_loss": float("nan"),
+                             "metric_name": {"a": 1}, "extras": {"kept": [1]}},
+                            {"type": "epoch", "epoch": 1, "train_loss": 0.5, "val_loss": 0.4, "metric_name": "acc"},
+                            {"type": "step", "step": [3], "epoch": 0, "loss": True}])
+    first, second = store.metrics(rid)
+    assert first["epoch"] is None and first["train_loss"] is None and first["metric_name"] == "metric"
+    assert first["val_loss"] != first["val_loss"] and first["extras"] == {"kept": [1]}  # NaN kept: a diverged loss
+    assert second == {"epoch": 1, "train_loss": 0.5, "val_loss": 0.4, "metric_name": "acc"}
+    assert store.metrics(rid, "step") == [{"step": None, "epoch": 0, "loss": None}]
+    after = store.metrics_after(rid, "epoch")[0]
+    assert [r["epoch"] for r in after] == [None, 1] and after[0]["train_loss"] is None
+    assert store.get(rid)["epochs_done"] == 1
