@@ -11,7 +11,7 @@ from app_pages import nav, ui
 from builder.data import list_datasets, source_kinds
 from builder.data.builtin import option_range
 from builder.data.compat import adapt_graph, fitting_template, template_title
-from builder.data.series import series_windows
+from builder.data.series import numeric_columns, series_windows
 from builder.data.tabular import preview_csv
 from builder.data.text import TOKENIZER_KINDS, text_preview
 from builder.errors import LayerLabError, Problem
@@ -201,7 +201,7 @@ def series_picker(current: dict) -> dict | None:
     if head is None:
         return None
     cols = [str(c) for c in head.columns]
-    numeric = [c for c in cols if np.issubdtype(head[c].dtype, np.number)]
+    numeric = numeric_columns(head)
     c1, c2, c3 = st.columns(3)
     time_col = c1.selectbox("Time column", ["(row order)", *cols], key="ll_ser_time")
     time_col = None if time_col == "(row order)" else time_col

@@ -132,6 +132,19 @@ def series_dataset(values: np.ndarray, info: DatasetInfo, w: WindowOptions, *, l
     return Dataset(info, *(part(s) for s in starts))
 
 
+def numeric_columns(df: Any) -> list[str]:
+    """The columns of a table a series may be made of: numbers (a date or a word column is not one, whatever
+    pandas' version calls its text: pandas 3 reads text as its own ``str`` dtype, which numpy cannot interpret).
+
+    >>> import pandas as pd
+    >>> numeric_columns(pd.DataFrame({"month": ["2000-01-01"], "sales": [3.5], "n": [2], "holiday": [True]}))
+    ['sales', 'n', 'holiday']
+    """
+    import pandas as pd  # lazy: heavy (pandas)
+
+    return [str(c) for c in df.columns if pd.api.types.is_numeric_dtype(df[c])]
+
+
 def load_series(path: str | Path | bytes, columns: list[str] | None = None, *, time_column: str | None = None,
                 target: str | None = None, task: str | None = None, lookback: int = 24, horizon: int = 1,
                 stride: int = 1, seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15,
@@ -162,9 +175,9 @@ def load_series(path: str | Path | bytes, columns: list[str] | None = None, *, t
         t = pd.to_datetime(df[time_column], errors="coerce") if not pd.api.types.is_numeric_dtype(df[time_column]) \
             else df[time_column]
         df = df.assign(_t=t).sort_values("_t", kind="stable").drop(columns="_t")
-    cols = columns or [c for c in df.columns if c not in (time_column, target)
-                       and pd.api.types.is_numeric_dtype(df[c])]
-    bad = [c for c in cols if not pd.api.types.is_numeric_dtype(df[c])]
+    numeric = numeric_columns(df)
+    cols = columns or [c for c in numeric if c not in (time_column, target)]
+    bad = [c for c in cols if c not in numeric]
     if not cols or bad:
         raise DatasetError(f"{label}: a series needs numeric columns; received: "
                            f"{'none' if not cols else ', '.join(map(repr, bad[:5])) + ' not numeric'}. Fix: "
@@ -216,4 +229,4 @@ def unscale(info: DatasetInfo, y: Any) -> np.ndarray:
     return np.asarray(y, dtype=np.float64) * np.asarray(info.target_std) + np.asarray(info.target_mean)
 
 
-__all__ = ["WindowOptions", "boundaries", "window_starts", "series_dataset", "load_series", "unscale", "series_windows"]
+__all__ = ["numeric_columns", "WindowOptions", "boundaries", "window_starts", "series_dataset", "load_series", "unscale", "series_windows"]

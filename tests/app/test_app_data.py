@@ -315,3 +315,17 @@ def test_a_builtin_datasets_number_boxes_allow_only_what_it_loads(at, dataset, r
             with pytest.raises(LayerLabError, match=f"option {key} of {dataset} is from {lo:g} to {hi:g}"):
                 load_dataset({"kind": "builtin", "name": dataset, "options": {key: bad}})
 
+
+
+def test_a_series_csv_with_a_date_column_offers_the_date_as_time_and_the_numbers_as_series(at):
+    """A usability review: a CSV of months and sales stopped the Data page with numpy's "Cannot interpret
+    '<StringDtype(na_value=nan)>' as a data type" (pandas 3 reads text as its own dtype). The page reads numeric
+    columns by the loader's rule (builder.data.series.numeric_columns)."""
+    rows = "".join(f"2000-{m:02d}-01,{100 + 3 * m},{m % 2 == 0}\n" for m in range(1, 13)) * 4
+    at.segmented_control(key="ll_ds_kind").set_value("series").run()
+    at.number_input(key="ll_ser_lb").set_value(4).run()
+    at.file_uploader(key="ll_ser_up").upload("sales.csv", ("month,sales,promo\n" + rows).encode()).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "month" in at.selectbox(key="ll_ser_time").options
+    series = at.multiselect(key="ll_ser_cols")
+    assert "month" not in series.options and series.value == ["sales", "promo"]
