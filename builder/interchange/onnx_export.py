@@ -372,7 +372,9 @@ def _verified(model: nn.Module, example: tuple, names: list[str], outs: list[str
     and within ``atol``; ExportError otherwise."""
     import onnx  # lazy: heavy (onnx)
 
-    proto = to_onnx_proto(model, example, names, outs, opset=opset)
+    proto = to_onnx_proto(model, example, names, None, opset=opset)
+    if outs:
+        name_outputs(proto.graph, outs)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as e:
@@ -387,6 +389,52 @@ def _verified(model: nn.Module, example: tuple, names: list[str], outs: list[str
         raise ExportError(f"{why}. Fix: report this graph (an exporter or runtime bug); the file was not written",
                           why)
     return proto, data, diff
+
+
+def name_outputs(graph: Any, outs: list[str]) -> None:
+    """Name ``graph``'s outputs ``outs`` (the output layers' names). torch's exporter names intermediate values
+    after their operators (``linear``, ``linear_1``...), so an output layer called ``linear_1`` got a name already
+    used, and onnx.checker refused the file: such an intermediate value is renamed first. An output that is a graph
+    input, or a second output of one value, gets an Identity node of its own."""
+    from onnx import helper  # lazy: heavy (onnx)
+
+    used = {v for n in graph.node for v in (*n.input, *n.output)} | {v.name for v in graph.input} | \
+        {v.name for v in graph.initializer} | {v.name for v in graph.value_info} | {v.name for v in graph.output}
+    fixed = {v.name for v in graph.input} | {v.name for v in graph.initializer}
+
+    def fresh(base: str) -> str:
+        k = 1
+        while f"{base}_{k}" in used:
+            k += 1
+        used.add(f"{base}_{k}")
+        return f"{base}_{k}"
+
+    def rename(old: str, new: str) -> None:
+        for n in graph.node:
+            n.input[:] = [new if v == old else v for v in n.input]
+            n.output[:] = [new if v == old else v for v in n.output]
+        for v in (*graph.value_info, *graph.output):
+            if v.name == old:
+                v.name = new
+        used.add(new)
+
+    named: set[str] = set()
+    for out, want in zip(graph.output, outs):
+        cur = out.name
+        if cur == want:
+            named.add(want)
+            continue
+        if want in fixed or want in named:  # a weight's or an input's name (kept), or another output's
+            want = fresh(want)
+        elif want in used:
+            rename(want, fresh(want))  # an intermediate value of that name moves aside
+        if cur in fixed or cur in named:
+            graph.node.append(helper.make_node("Identity", [cur], [want], name=f"{want}_identity"))
+            out.name = want
+            used.add(want)
+        else:
+            rename(cur, want)
+        named.add(want)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

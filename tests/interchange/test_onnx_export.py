@@ -170,3 +170,35 @@ def test_cli_export_run_quantize_records_metric_in_model_card(tmp_path, capsys):
     lat = rec["latency"]  # fp32 and int8 sessions timed interleaved, with spreads and the verdict
     assert lat["conditions"]["threads"] == 1 and lat["before"]["p10_s"] <= lat["before"]["median_s"] <= lat["before"]["p90_s"]
     assert lat["verdict"] and "latency (onnxruntime, one thread)" in card
+
+
+def _linear_chain(ids: list[str], heads: list[str]) -> dict:
+    nodes = [{"id": "x", "type": "Input", "params": {"shape": [4]}}]
+    nodes += [{"id": i, "type": "Linear", "params": {"out_features": 3}} for i in [*ids, *heads]]
+    edges = [{"source": a, "target": b} for a, b in zip(["x", *ids], ids)]
+    edges += [{"source": ids[-1], "target": h} for h in heads]
+    return {"nodes": nodes, "edges": edges}
+
+
+@pytest.mark.parametrize(("ids", "heads"), [
+    (["a", "b"], ["linear_1"]),  # the palette's second Linear is linear_1, and so is torch's second linear value
+    (["a", "b", "c"], ["linear"]),
+    (["linear", "linear_1"], ["linear_2"]),
+    (["a"], ["linear", "linear_1"]),
+    (["a", "relu"], ["addmm"]),
+])
+def test_an_output_layer_named_like_a_value_torch_names_exports_under_its_own_name(ids, heads, tmp_path):
+    """A usability review: a head added to an imported model (ids linear_1...) failed Runs › Export ONNX with
+    "onnx.checker rejected... 'linear_1' has been used as output names multiple times"."""
+    graph = _linear_chain(ids, heads)
+    model = compile_graph(graph).eval()
+    report = export_onnx(graph, tmp_path / "m.onnx", model.state_dict())
+    assert report.outputs == heads and report.inputs == ["x"]
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    produced = [v for n in proto.graph.node for v in n.output]
+    assert len(produced) == len(set(produced))
+    x = torch.randn(5, 4)
+    got = ort_session((tmp_path / "m.onnx").read_bytes()).run(None, {"x": x.numpy()})
+    want = model(x)
+    want = want if isinstance(want, (tuple, list)) else (want,)
+    assert all(np.allclose(g, w.detach().numpy(), atol=1e-5) for g, w in zip(got, want))
