@@ -97,19 +97,24 @@ def transfer_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], s
         nodes: node ids to initialise (default: every node present in both).
 
     Returns:
-        ``{"loaded": [node ids], "skipped": ["node: reason"]}``.
+        ``{"loaded": [node ids], "skipped": ["node: reason"], "not_loaded": [the skipped node ids]}``.
     """
     dst_names = dict(getattr(model, "layerlab_names", {}) or {})
     sd = model.state_dict()
     wanted = list(nodes) if nodes is not None else [n for n in dst_names if n in source_names]
-    loaded, skipped = [], []
+    loaded, skipped, not_loaded = [], [], []
+
+    def skip(nid: str, why: str) -> None:
+        skipped.append(f"{nid}: {why}")
+        not_loaded.append(nid)
+
     new = {}
     for nid in wanted:
         if nid not in dst_names:
-            skipped.append(f"{nid}: not a node with weights in this graph")
+            skip(nid, "not a node with weights in this graph")
             continue
         if nid not in source_names:
-            skipped.append(f"{nid}: not in the source run")
+            skip(nid, "not in the source run")
             continue
         src, dst = source_names[nid] + ".", dst_names[nid] + "."
         pairs = [(k, _into(sd, dst, k[len(src):])) for k in weights if k.startswith(src)]
@@ -117,13 +122,13 @@ def transfer_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], s
             continue
         bad = [d for s, d in pairs if d not in sd or sd[d].shape != weights[s].shape]
         if bad:
-            skipped.append(f"{nid}: shapes differ ({', '.join(b.rsplit('.', 1)[-1] for b in bad)})")
+            skip(nid, f"shapes differ ({', '.join(b.rsplit('.', 1)[-1] for b in bad)})")
             continue
         new.update({d: weights[s] for s, d in pairs})
         loaded.append(nid)
     if new:
         model.load_state_dict({**sd, **new})
-    return {"loaded": loaded, "skipped": skipped}
+    return {"loaded": loaded, "skipped": skipped, "not_loaded": not_loaded}
 
 
 def _into(sd: dict, dst: str, rest: str) -> str:
@@ -266,6 +271,13 @@ def _load_init(store: RunStore | None, model: torch.nn.Module, cfg: TrainConfig)
         report = transfer_weights(model, weights, names, cfg.init_nodes)
         if not report["loaded"]:
             raise TrainingError(f"no weights of run {src.id} fit this graph: {'; '.join(report['skipped'][:5])}")
+        frozen = set(cfg.freeze)
+        random = [why for nid, why in zip(report["not_loaded"], report["skipped"]) if nid in frozen]
+        if random:  # a layer kept fixed at its random start: a pretrained embedding replaced, then frozen
+            raise TrainingError(
+                f"{len(random)} frozen layer(s) would keep random weights, not loaded from run {src.id}: "
+                f"{'; '.join(random[:3])}. Fix: give them the sizes they have in that run (a text model: the "
+                "model's own tokenizer, or its Input's vocab_size), or fine-tune them too (finetune 'full')")
     return report  # cfg.freeze is applied by the trainer (builder.training.callbacks.Freeze)
 
 

@@ -190,3 +190,29 @@ def test_a_model_folder_tokenizer_tokenizes_the_csv_and_is_saved_with_the_run(tm
     first = ds.train.X[0].tolist()
     assert max(first) < tok.get_vocab_size() and tok.token_to_id("[UNK]") in ds.train.X  # "zebra": not learned
     assert ds.info.vocab[:2] == ["[PAD]", "[UNK]"]
+
+
+@pytest.mark.parametrize("mode", ["linear_probe", "lora"])
+def test_a_frozen_layer_the_source_run_cannot_fill_is_refused_not_kept_random(setup, mode):
+    """A usability review: the Data page's fix set the Input's vocab_size to the learned tokenizer's 63 (the
+    model's is 100), init_from skipped the word embedding without a word, and LoRA froze that random table
+    (test accuracy 0.53). A frozen layer that is not loaded is refused, naming it and why; full fine-tuning of
+    the same graph trains it."""
+    store, res, rid, _ = setup
+    g = res.project.graph
+    last = g.nodes[-1].id
+    nodes = [n.model_copy(update={"params": {**n.params, "vocab_size": 63}}) if n.type == "Input" else n
+             for n in g.nodes]
+    graph = g.model_copy(update={
+        "nodes": [*nodes, Node(id="first", type="Select", params={"dim": 1, "index": 0}),
+                  Node(id="head", type="Linear", params={"out_features": 2})],
+        "edges": [*g.edges, Edge(source=last, target="first"), Edge(source="first", target="head")]})
+    cfg = {"epochs": 1, "batch_size": 32, "init_from": rid, "early_stopping": None}
+    opts = {"n_samples": 64, "length": SEQ}
+    with pytest.raises(TrainingError, match=r"frozen layer\(s\) would keep random weights, not loaded from run .*"
+                                            r"shapes differ \(weight\).*Fix: give them the sizes"):
+        run_training(Project(name="p", graph=graph), "sequence", {**cfg, "finetune": mode}, store,
+                     dataset_options=opts)
+    out = run_training(Project(name="p", graph=graph), "sequence", {**cfg, "finetune": "full"}, store,
+                       dataset_options=opts)
+    assert out.status == "finished", out.message
