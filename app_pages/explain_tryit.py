@@ -93,9 +93,19 @@ def try_it_panel(xs: ExplainSession, i: int, key: Callable[[str], str], *, compa
             text = st.text_input("Your sentence", value=form.start_text, key=key(f"ll_try_text_{i}"))
             x = tryit.encode_tokens(xs, text)
             cut = tryit.tokens_cut(xs, text)
-            st.caption("Tokens: " + ui.md(" · ".join(t for t in tryit.token_labels(xs, x) if t != "<pad>"))
+            labels = tryit.token_labels(xs, x)
+            st.caption("Tokens: " + ui.md(" · ".join(t for t in labels if t != "<pad>"))
                        + (f" — cut to the model's {x.shape[-1]} tokens: the last {cut} "
                           f"{'are' if cut > 1 else 'is'} not read" if cut else ""))
+            unknown, shown = tryit.unknown_tokens(labels)
+            if unknown:  # 8 of 11 words unknown answered "positive · 100.0% confident" without a word
+                said = (f"{unknown:d} of {shown:d} tokens are words the model never saw in training: it reads each "
+                        "as the same placeholder, so this answer says nothing about them. Try words of the "
+                        "training texts.")
+                if unknown * 4 >= shown:
+                    st.warning(said, icon=":material/help:")
+                else:
+                    st.caption(said)
         else:
             text = st.text_input("Your sequence (words of the vocabulary, separated by spaces)",
                                  value=form.start_text, key=key(f"ll_try_text_{i}"))

@@ -66,6 +66,8 @@ TOKENIZER_KINDS = ("word", "bpe")
 PRETRAINED = "pretrained"
 #: the padding tokens a pretrained tokenizer's id 0 may be (LayerLab pads with id 0: PAD_ID)
 PAD_TOKENS = (PAD, "[PAD]", "<|pad|>")
+#: the unknown-word tokens: LayerLab's own and a pretrained tokenizer's
+UNK_TOKENS = (UNK, "[UNK]", "<|unk|>")
 TEXT_SUFFIXES = (".csv", ".zip", ".txt")
 
 

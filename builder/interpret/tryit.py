@@ -36,7 +36,7 @@ from builder.runs.summary import current_run
 from builder.training.run_status import is_live
 
 __all__ = ["TryForm", "TryResult", "TryRun", "try_run", "try_form", "picture_shape", "raw_row", "shown_row", "grouped_attributions", "grouped_ranking", "encode_row", "encode_image", "encode_strokes", "rasterise_strokes",
-           "encode_tokens", "tokenize", "decode_text", "encode_series", "continue_text", "token_labels", "tokens_cut", "try_input", "MAX_STROKE_POINTS"]
+           "encode_tokens", "tokenize", "decode_text", "encode_series", "continue_text", "token_labels", "unknown_tokens", "tokens_cut", "try_input", "MAX_STROKE_POINTS"]
 
 MAX_TRY_IMAGE_BYTES = 16 * 2**20
 MAX_STROKE_POINTS = 5000  # points of a drawing, all strokes together (a pad sends a few hundred)
@@ -463,6 +463,19 @@ def tokens_cut(xs: Any, text: str) -> int:
         return tokenize(xs, text)[1]
     steps = int(xs.info.input_shape[0]) if xs.info.input_shape else 0
     return max(0, len(str(text).split()) - steps)
+
+
+def unknown_tokens(labels: list[str]) -> tuple[int, int]:
+    """(unknown, all) tokens of a typed text's labels (:func:`token_labels`), padding left out: a model reads every
+    word its vocabulary lacks as one placeholder, so an answer about a text of ``<unk>`` says little about it.
+
+    >>> unknown_tokens(["not", "<unk>", "good", "<pad>"])
+    (1, 3)
+    """
+    from builder.data.text import PAD_TOKENS, UNK_TOKENS  # lazy: heavy (tokenizers)
+
+    shown = [t for t in labels if t not in PAD_TOKENS]
+    return sum(t in UNK_TOKENS for t in shown), len(shown)
 
 
 def token_labels(xs: Any, x: torch.Tensor) -> list[str]:

@@ -438,6 +438,15 @@ def test_a_padded_sentence_is_shown_with_its_padding_counted(workspace, probe):
     shown = [c.value for c in at.code]
     assert shown and all("<pad> <pad>" not in v for v in shown), shown
     assert any("<pad>)" in v for v in shown), shown  # "… (+k <pad>)"
+    # a usability review: 8 of 11 words unknown answered "positive · 100.0% confident" without a word said
+    at = _tab(at, "Try it")
+    box = _widget(at.text_input, "Your sentence")
+    box.set_value("zxq qwv vbn great").run()
+    _no_bug(at)
+    said = [w.value for w in at.warning]
+    assert any("3 of 4 tokens are words the model never saw in training" in w for w in said), said
+    box.set_value("the film was great").run()
+    assert not any("never saw in training" in t for t in [w.value for w in at.warning] + [c.value for c in at.caption])
 
 
 def test_a_stopped_run_is_offered_from_its_newest_weights(workspace, probe):
