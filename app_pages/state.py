@@ -469,10 +469,22 @@ def flash(msg: str) -> None:
     st.session_state.ll_flash.append(msg)
 
 
+def toast_duration(msg: str) -> str:
+    """How long a message's toast stays: 4 s for a line, 10 s for a few; a longer one (an import's notes: which
+    BatchNorms were folded, which outputs were kept) until the person closes it. A 600-character import note was
+    gone after 4 s, behind 'view more'.
+
+    >>> toast_duration("Deleted the run a"), toast_duration("x" * 120), toast_duration("x" * 600)
+    ('short', 'long', 'infinite')
+    """
+    return "short" if len(msg) <= 80 else "long" if len(msg) <= 200 else "infinite"
+
+
 def show_flash() -> None:
-    """Show queued messages as toasts."""
+    """Show queued messages as toasts, each for as long as it takes to read (:func:`toast_duration`)."""
     for msg in st.session_state.get("ll_flash", []):
-        st.toast(md(hide_paths(msg)))  # an error's text in a toast names no server folder either
+        # an error's text in a toast names no server folder either
+        st.toast(md(hide_paths(msg)), duration=toast_duration(msg))
     st.session_state.ll_flash = []
 
 

@@ -385,3 +385,14 @@ def test_the_inspector_follows_a_rename_and_a_parameter_typed_on_the_canvas(at):
     _widget(at.text_input, f"ll_label_fc_{rev}_").set_value("head").run()
     g = graph(at)
     assert g.node("fc").label == "head" and g.node("fc").params["out_features"] == 32
+
+
+def test_a_long_message_stays_until_it_is_closed():
+    """A usability review: an ONNX import's ~600-character note (the BatchNorms folded) was a toast gone after 4 s,
+    behind 'view more'. The pages' docstring examples are not collected as doctests: this runs them."""
+    import doctest
+
+    from app_pages import state
+
+    assert doctest.testmod(state, verbose=False).failed == 0
+    assert [state.toast_duration("x" * n) for n in (40, 150, 600)] == ["short", "long", "infinite"]
