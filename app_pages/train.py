@@ -675,14 +675,26 @@ def results(run: dict, rs) -> None:
                  help=f"Run id {run['id']}")  # the run is named above, not by a hash
 
 
+def _imported_note(imported: dict | None) -> str:
+    """What the Train page says of an imported model on the canvas (its weights are a run of status imported)."""
+    if imported is None:
+        return ""
+    starts = (ui.project().training or {}).get("init_from") == imported["id"]
+    return (f" This network was imported ({ui.md(run_label(imported, short_id=False))}, run {md_code(imported['id'])})"
+            + (": training starts from its weights." if starts else "."))
+
+
 # --------------------------------------------------------------------------------------------- page
 spec = ui.dataset_spec()
 g = ui.graph()
+imported = None
 try:
     current = current_run(ui.store(), g, None)
 except LayerLabError as e:
     current = None
     ui.show_error(e)
+if current is not None and current["status"] == RunStatus.IMPORTED:  # an import's weights: no training to show
+    imported, current = current, None  # it showed as a stalled run: "Imported", Epoch 0/20 and three empty charts
 st.session_state.ll_train_run = current["id"] if current else None
 st.session_state.ll_page_status = current["status"] if current else None  # what the sidebar's job count says
 active = current is not None and is_live(current["status"])
@@ -758,4 +770,4 @@ if current is not None:
 elif ds is not None:
     settings_section(ds, spec, problems, False)
     st.info("No training yet for the network on the canvas — set the hyper-parameters above and press "
-            "**Start training**.", icon=":material/model_training:")
+            "**Start training**." + _imported_note(imported), icon=":material/model_training:")

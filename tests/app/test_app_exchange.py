@@ -56,6 +56,13 @@ def test_import_onnx_puts_graph_and_weights_on_the_canvas(ws, tmp_path):
     assert not at.exception, [e.value for e in at.exception]
     got = at.session_state["ll_onnx"]
     assert got["data"][:2] and got["report"]["max_abs_diff"] < 1e-5
+    # Train shows no stalled run for the import ("Imported", Epoch 0/20, three empty charts): it says where the
+    # weights come from and that training starts from them (a usability review)
+    at.switch_page("app_pages/train.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    said = " ".join(i.value for i in at.info)
+    assert "No training yet" in said and "training starts from its weights" in said and rid in said, said
+    assert not any(s.value == "Progress" for s in at.subheader)
 
 
 def test_import_refuses_a_broken_file_with_a_message(ws):
