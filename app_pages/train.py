@@ -675,6 +675,21 @@ def results(run: dict, rs) -> None:
                  help=f"Run id {run['id']}")  # the run is named above, not by a hash
 
 
+def _started_here(current: dict | None) -> dict | None:
+    """The run this session started from the canvas as it is now, when the store matches none newer to the canvas:
+    a LoRA run trains the network with adapters added, so its graph is another, and the page said "No training yet"
+    while it trained and after it finished (a usability review)."""
+    rid = st.session_state.get("ll_run")
+    if not rid or st.session_state.get("ll_run_graph") != ui.graph_key(g) or (current and current["id"] == rid):
+        return current
+    try:
+        run = ui.store().get(rid)
+    except LayerLabError:  # deleted since
+        return current
+    newer = current is None or str(run.get("created_at") or "") > str(current.get("created_at") or "")
+    return run if newer else current
+
+
 def _imported_note(imported: dict | None) -> str:
     """What the Train page says of an imported model on the canvas (its weights are a run of status imported)."""
     if imported is None:
@@ -693,6 +708,7 @@ try:
 except LayerLabError as e:
     current = None
     ui.show_error(e)
+current = _started_here(current)
 if current is not None and current["status"] == RunStatus.IMPORTED:  # an import's weights: no training to show
     imported, current = current, None  # it showed as a stalled run: "Imported", Epoch 0/20 and three empty charts
 st.session_state.ll_train_run = current["id"] if current else None

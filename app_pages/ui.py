@@ -322,6 +322,8 @@ def start_job(proj, ds, config: dict, live: bool = False, resume_run: str | None
                        name=proj.name, callbacks=callbacks, tags=dict(tags or {}))
     run_id = submit(rs, spec)
     st.session_state.ll_run = run_id
+    if not resume_run:  # the canvas it was started from (its graph may differ: LoRA adds adapters, see the Train page)
+        st.session_state.ll_run_graph = graph_key(graph())
     return run_id
 
 

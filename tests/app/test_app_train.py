@@ -238,6 +238,24 @@ def test_train_shows_only_the_run_of_the_canvas(at, ws):
     assert any("No training yet for the network on the canvas" in i.value for i in at.info)
 
 
+def test_a_run_whose_graph_training_changed_is_still_the_canvass_run(at, ws):
+    """A LoRA run trains the canvas's network with adapters added: its graph is another, so the Train page matched
+    it to no canvas and said "No training yet" while it trained and after it finished (a usability review). The run
+    this session started from the canvas as it is now is shown."""
+    rid = _start(at, 2)
+    store = RunStore(ws, actor=SYSTEM)
+    assert wait(store, [rid], TIMEOUT) == {rid: "finished"}
+    run = store.get(rid)
+    graph = run["project"]["graph"]
+    adapted = {**graph, "nodes": [*graph["nodes"], {"id": "adapter", "type": "ReLU", "params": {}}]}
+    store.update_run(rid, project={**run["project"], "graph": adapted})  # what fine-tuning records
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["ll_train_run"] == rid
+    assert not any("No training yet" in i.value for i in at.info)
+    assert any(rid in c.value for c in at.caption)
+
+
 def test_the_runs_link_beside_a_live_runs_stop_opens_that_run(at, ws):
     """The live run's header links to Runs; the Runs page opened on the run whose results the Train page had shown
     before (a finished one: its results set the Runs page's focus), and the live run's Pause and Stop were not on
