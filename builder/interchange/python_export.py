@@ -143,9 +143,9 @@ Inputs:  {inputs}
 Outputs: {outputs}
 Parameters: {report.total_params:,}
 
-Load trained weights with:
+Load trained weights (a run's Weights download on the Runs page, or builder.save_weights) with:
     from safetensors.torch import load_file
-    model.load_state_dict(load_file("weights.safetensors"))
+    model.load_state_dict(load_file("path/to/the-run.safetensors"))
 """
 {"import math" + chr(10) if uses_math else ""}{"from math import " + ", ".join(non_finite) + chr(10) if non_finite else ""}
 import torch
