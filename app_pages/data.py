@@ -15,7 +15,7 @@ from builder.data.series import numeric_columns, series_windows
 from builder.data.tabular import preview_csv
 from builder.data.text import TOKENIZER_KINDS, text_preview
 from builder.errors import LayerLabError, Problem
-from builder.escape import plotly_text
+from builder.escape import md_code, plotly_text
 from builder.training.objectives import dataset_problems, network_mismatch
 
 ui.page_header("Data", "Choose what the network learns from. The preview shows samples, shapes and class "
@@ -382,6 +382,26 @@ def _load_fitting(name: str, ds) -> None:
     ui.replace_project(proj, f"Loaded template “{proj.name}” for this dataset{note}", relayout=True, data=spec)
 
 
+def _offer_model_length(g, ds) -> bool:
+    """For texts read at another length than the canvas's Input takes (a pretrained model's 32 tokens, texts at
+    20), offer to read the texts at the model's length; True when offered. A usability review was told to load the
+    LSTM template instead, which would have thrown the pretrained model away."""
+    spec = st.session_state.get("ll_data") or {}
+    inputs = [n for n in g.nodes if n.type == "Input" and n.params.get("modality") == "tokens"]
+    shape = list(inputs[0].params.get("shape") or []) if len(inputs) == 1 else []
+    if not (ds.info.tokenizer and spec.get("kind") == "text" and "ll_txt_len" in st.session_state
+            and len(shape) == 1 and isinstance(shape[0], int) and shape[0] != int(ds.train.X.shape[1])):
+        return False
+    n, start = shape[0], (ui.project().training or {}).get("init_from")
+    st.info(f"This network reads {n:d} tokens per sample (its Input), and your texts are read at "
+            f"{int(ds.train.X.shape[1]):d}. Read them at {n:d}: the data is made to fit the network"
+            + (", which keeps the weights it starts from (run " + md_code(start) + ")." if start else "."),
+            icon=":material/lightbulb:")
+    st.button(f"Use max length {n:d}", type="primary", key="ll_txt_len_model", icon=":material/straighten:",
+              on_click=_set_max_length, args=(n,))
+    return True
+
+
 def compat(ds) -> None:
     """Does the canvas train on this dataset? Train's own check (:func:`builder.training.objectives.dataset_problems`); the
     fix when adapting makes it train, else the template whose kind of network fits."""
@@ -402,6 +422,8 @@ def compat(ds) -> None:
             st.warning(ui.md(line), icon=":material/warning:")
         st.button("Fix the graph for this dataset", type="primary", icon=":material/build:", on_click=_adapt,
                   args=(ds,), help="Sets the Input shape/modality and the last Linear layer's width so that it trains")
+        return
+    if _offer_model_length(g, ds):  # the data is made to fit a network that reads a fixed number of tokens
         return
     # another kind of network: its per-layer fixes would not make it train, so they are not offered as advice
     # (the page said "set shape to [4]" and "set out_features to 3", then that this was not enough)

@@ -329,3 +329,33 @@ def test_a_series_csv_with_a_date_column_offers_the_date_as_time_and_the_numbers
     assert "month" in at.selectbox(key="ll_ser_time").options
     series = at.multiselect(key="ll_ser_cols")
     assert "month" not in series.options and series.value == ["sales", "promo"]
+
+
+def test_texts_read_at_another_length_than_a_fixed_length_network_are_offered_its_length(at):
+    """A usability review: a pretrained BERT (32 positions) with texts read at 20 tokens was told to load the LSTM
+    template, which would have thrown the pretrained model away. A network whose length is fixed (a learned
+    position table) is offered its own length for the texts, and then trains on them."""
+    from builder.graph.project import Project
+
+    graph = {"nodes": [{"id": "ids", "type": "Input", "params": {"shape": [12], "modality": "tokens", "vocab_size": 40}},
+                       {"id": "emb", "type": "Embedding", "params": {"embedding_dim": 4}},
+                       {"id": "pos", "type": "Parameter", "params": {"shape": [1, 12, 4]}},
+                       {"id": "add", "type": "Add", "params": {}},
+                       {"id": "flat", "type": "Flatten", "params": {}},
+                       {"id": "head", "type": "Linear", "params": {"out_features": 2}}],
+             "edges": [{"source": "ids", "target": "emb"}, {"source": "emb", "target": "add"},
+                       {"source": "pos", "target": "add"}, {"source": "add", "target": "flat"},
+                       {"source": "flat", "target": "head"}]}
+    at.session_state["ll_project"] = Project.model_validate({"name": "fixed length", "graph": graph})
+    rows = "".join(f"the film was {'great' if i % 2 else 'awful'} really,{'pos' if i % 2 else 'neg'}\n"
+                   for i in range(80))
+    at.session_state["ll_data"] = {"kind": "text", "name": "r.csv", "file": _upload("r.csv", b"text,label\n" + rows.encode()),
+                                   "task": None, "options": {"target": "label", "text_column": "text",
+                                                             "vocab_size": 40}}
+    at.segmented_control(key="ll_ds_kind").set_value("text").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "ll_fit_template" not in [b.key for b in at.button]  # no template offered over this network
+    assert any("This network reads 12 tokens per sample" in i.value for i in at.info), [i.value for i in at.info]
+    at.button(key="ll_txt_len_model").click().run()
+    assert {m.label: m.value for m in at.metric}["Input shape"] == "12"
+    assert not at.exception and "ll_txt_len_model" not in [b.key for b in at.button]
