@@ -534,7 +534,8 @@ class RunStore:
     def log_metrics(self, run_id: str, events: dict | list[dict]) -> None:
         """Append step/epoch events (dicts with ``type``) to the metrics table."""
         self._controls(run_id)
-        events = [typed_event(ev) for ev in ([events] if isinstance(events, Mapping) else list(events))]
+        events = [typed_event(ev) for ev in ([events] if isinstance(events, Mapping) else list(events))
+                  if isinstance(ev, Mapping)]  # a job's word: an event is a mapping of typed numbers
         # epoch extras (e.g. the decision-boundary grid, builder.interpret.boundary) are stored with the epoch
         # (one transaction: a short epoch's steps, its epoch row and the run's progress cost one commit)
         rows = [(run_id, ev.get("type", "epoch"), ev.get("step"), ev.get("epoch"),

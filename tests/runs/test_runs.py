@@ -425,7 +425,7 @@ def test_a_jobs_metric_rows_read_back_as_the_trainer_writes_them(tmp_path):
     store.log_metrics(rid, [{"type": "epoch", "epoch": "2` # x", "train_loss": "low", "val_loss": float("nan"),
                              "metric_name": {"a": 1}, "extras": {"kept": [1]}},
                             {"type": "epoch", "epoch": 1, "train_loss": 0.5, "val_loss": 0.4, "metric_name": "acc"},
-                            {"type": "step", "step": [3], "epoch": 0, "loss": True}])
+                            {"type": "step", "step": [3], "epoch": 0, "loss": True}, 7, ["epoch", 9]])
     first, second = store.metrics(rid)
     assert first["epoch"] is None and first["train_loss"] is None and first["metric_name"] == "metric"
     assert first["val_loss"] != first["val_loss"] and first["extras"] == {"kept": [1]}  # NaN kept: a diverged loss
