@@ -219,12 +219,25 @@ def collapse_sidebar(page) -> None:
         page.locator("[data-testid=stSidebar][data-collapsed=true]").wait_for(state="attached", timeout=10_000)
 
 
+PROJECT_NAME_JS = """() => (document.querySelector('[data-testid=stSidebar] input[aria-label="Project name"]')
+    || {}).value || ''"""
+
+
 def pick_template(page, title: str, *, confirm: bool | None = None) -> None:
     """Choose a template in the Build page's template picker (:func:`choose_template`), and press Replace where
-    the app asks (:func:`answer_replace`: ``confirm`` True, it must ask; False, it must not)."""
-    before = page.evaluate(CANVAS_REVISION_JS)
-    choose_template(page, title)
-    answer_replace(page, confirm, revision=before)
+    the app asks (:func:`answer_replace`: ``confirm`` True, it must ask; False, it must not). Done when the project
+    is the template (its name is the template's title): under load a choice made while the first canvas was still
+    settling was lost, and the GPT test trained the starting CNN for 240 s waiting for a text sample."""
+    for attempt in range(2):
+        before = page.evaluate(CANVAS_REVISION_JS)
+        choose_template(page, title)
+        answer_replace(page, confirm if attempt == 0 else None, revision=before)
+        try:
+            page.wait_for_function(f"(t) => ({PROJECT_NAME_JS})().includes(t)", arg=title, timeout=30_000)
+            return
+        except Exception:
+            if attempt:
+                raise
 
 
 def choose_template(page, title: str) -> None:
