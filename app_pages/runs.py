@@ -291,6 +291,12 @@ def details(rec: dict) -> None:
         st.button("Delete permanently", type="primary", on_click=_delete, args=(rid,), key=f"ll_delc_{rid}")
     if got_w and "error" in got_w:
         st.error(ui.error_md(got_w["error"]))
+    if folder.tokenizer.is_file():  # a text model reads token ids: its .py or ONNX is of no use without these
+        st.download_button("Tokenizer (tokenizer.json)", data=lambda: folder.read_tokenizer() or b"",
+                           file_name=f"{stem}.tokenizer.json", mime="application/json", icon=":material/abc:",
+                           key=f"ll_tok_{rid}", on_click="ignore",
+                           help="The tokenizer this run's token ids come from: tokenizers.Tokenizer.from_file(…) "
+                                "turns a sentence into the ids the exported .py or ONNX model reads")
     exchange(rid, has_weights, network, mine=mine)
     run_checks.prune_section(run, _open_project)
     run_checks.drift_section(run)

@@ -288,6 +288,10 @@ class RunFolder:
         """The final weights file's bytes (what a Weights download delivers), or None before the run finished."""
         return read_file(self.weights)  # its size: its owner's storage quota bounds it
 
+    def read_tokenizer(self) -> bytes | None:
+        """A text run's ``tokenizer.json`` bytes (what its exported model's token ids come from), or None."""
+        return read_file(self.tokenizer)
+
     def read_onnx_int8(self) -> bytes | None:
         """The int8 ONNX file's bytes (written by ``quantize_run``), or None when the run was not quantized."""
         return read_file(self.onnx_int8)

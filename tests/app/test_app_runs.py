@@ -250,3 +250,21 @@ def test_a_gan_run_shows_no_metric_that_repeats_its_loss(ws):
     row = settings.loc["params"].tolist()
     assert all(str(v)[-1] in "kMB" or str(v).isdigit() and int(v) < 1000 for v in row), row
     assert all(str(v).endswith("s") for v in settings.loc["duration"].tolist()), settings.loc["duration"]
+
+
+def test_a_text_runs_tokenizer_is_offered_beside_its_exports(ws):
+    """A text model reads token ids: Runs offers the run's own tokenizer.json beside the .py and ONNX downloads
+    (it offered the model alone, which no one could feed a sentence), and a run without text offers none."""
+    from builder.data.text import encode, load_tokenizer
+
+    store = RunStore(ws, actor=SYSTEM)
+    text = run_training(builder.load_template("sentiment_lstm"), "text_sentiment", {"epochs": 1}, store=store,
+                        owner=ME, dataset_options={"n_samples": 100}).run_id
+    plain = _train(store)
+    at = open_runs(query={"run": text})
+    buttons = {b.proto.label: b for b in at.get("download_button")}
+    assert "Tokenizer (tokenizer.json)" in buttons, sorted(buttons)
+    got = store.folder(text).read_tokenizer()
+    assert encode(load_tokenizer(got.decode()), ["the film was good"], 20).shape == (1, 20)
+    at = open_runs(query={"run": plain})
+    assert not any("Tokenizer" in b.proto.label for b in at.get("download_button"))
