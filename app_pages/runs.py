@@ -28,7 +28,7 @@ from builder.runs.summary import (
     legend_labels,
     run_label,
 )
-from builder.training.lineage import baseline_line
+from builder.training.lineage import baseline_line, init_line
 from builder.training.metrics_units import metric_in_units
 from builder.training.run_status import RESUMABLE, RunStatus, can_resume, is_live
 
@@ -223,6 +223,8 @@ def details(rec: dict) -> None:
         st.caption(ui.md(run.info.message))
     if line := baseline_line(baseline_tags(ui.store(), run), run.test_metrics):  # beside its student alone
         st.info(ui.md(line), icon=":material/compare_arrows:")
+    if line := init_line(run.environment):  # fine-tuned: which layers came from the source and which started random
+        st.caption(ui.md(line))
     _sequence_views(rs, run)
     mine = ui.can_control(run)
     if not mine:

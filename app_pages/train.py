@@ -17,7 +17,7 @@ from builder.runs.record import shown_time
 from builder.runs.run_time import stamp
 from builder.runs.summary import current_run, run_label
 from builder.training.config import TrainConfig
-from builder.training.lineage import baseline_line, baseline_tag
+from builder.training.lineage import baseline_line, baseline_tag, init_line
 from builder.training.metrics_units import metric_in_units
 from builder.training.objectives import has_objective, train_verdict, with_teacher
 from builder.training.run_status import (
@@ -639,6 +639,8 @@ def results(run: dict, rs) -> None:
 
     if line := baseline_line(baseline_tags(ui.store(), run), test):  # a distilled run beside its student alone
         st.info(ui.md(line), icon=":material/compare_arrows:")
+    if line := init_line(run.environment):  # fine-tuned: which layers came from the source and which started random
+        st.caption(ui.md(line))
     keys = [("accuracy", "Accuracy", True), ("macro_f1", "Macro F1", False), ("r2", "R²", False),
             ("mse", "MSE", False), ("mae", "MAE", False), ("loss", "Loss", False)]
     shown = [(k, lab, pct) for k, lab, pct in keys if test.get(k) is not None]

@@ -41,7 +41,7 @@ from builder.escape import safe_filename
 from builder.escape import terminal_line as tl
 from builder.runs.record import Run, shown_time
 from builder.runs.summary import dataset_label, shown_dataset_options
-from builder.training.lineage import baseline_line, baseline_tag
+from builder.training.lineage import baseline_line, baseline_tag, init_line
 from builder.training.objectives import DISTILL_ALPHA, DISTILL_TEMPERATURE, with_teacher
 from builder.training.run_status import ENDED_CLEANLY, HALTED, RunStatus
 from builder.training.threads import ENV_TORCH_THREADS
@@ -253,6 +253,10 @@ def _print_result(result, args: argparse.Namespace, out=None) -> None:
         for k in ("accuracy", "macro_f1", "r2", "mse", "mae", "loss"):
             if k in result.test:
                 say(f"test {k} {result.test[k]:.3f}", file=out)
+    if result.run_id and hasattr(args, "workspace"):  # started from a run's weights: what came
+        run = cli_store(args.workspace).get(result.run_id)  # from it and what started random
+        if line := init_line(run.environment):
+            say(line, max_len=2000, file=out)
     if result.run_id:
         say(f"run id {result.run_id}", file=out)
 

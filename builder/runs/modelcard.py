@@ -23,7 +23,7 @@ from builder.errors import LayerLabError
 from builder.escape import md_code, md_text
 from builder.graph.latency import comparison_text
 from builder.runs.record import Run, shown_time
-from builder.training.lineage import baseline_line
+from builder.training.lineage import baseline_line, init_line
 from builder.training.metrics import loss_kind
 from builder.training.metrics_units import metric_in_units
 from builder.training.objectives import has_objective, resolve_objective
@@ -108,6 +108,8 @@ def model_card(run: dict, curve: list[dict] | None = None, run_dir: Path | None 
     out += _objective(Run.of(run), cfg, info)
     if line := baseline_line(run.get("tags"), run.get("test_metrics")):  # a distilled run beside its student alone
         out += ["## Distillation baseline", "", f"- {md_text(line)}", ""]
+    if line := init_line(env):  # fine-tuned or transferred: what came from the source run, what started random
+        out += ["## Starting weights", "", f"- {md_text(line, 4000)}", ""]
     sizes = info.get("sizes") or {}
     classes = info.get("class_names") if isinstance(info.get("class_names"), list) else None
     out += ["## Dataset", "",

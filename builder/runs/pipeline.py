@@ -48,7 +48,14 @@ from builder.training.checkpoint import previous_path, read_checkpoint, read_res
 from builder.training.config import TrainConfig
 from builder.training.finetune import apply_finetune
 from builder.training.forecasts import KeepForecasts
-from builder.training.lineage import inherit_split, inherit_tokenizer, parents, pretrained_of
+from builder.training.lineage import (
+    INIT_KEY,
+    inherit_split,
+    inherit_tokenizer,
+    init_record,
+    parents,
+    pretrained_of,
+)
 from builder.training.multi import ObjectiveTrainer
 from builder.training.networks import NetworkError, explain_view, network_state
 from builder.training.objectives import has_objective, objective_compat
@@ -97,7 +104,8 @@ def transfer_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], s
         nodes: node ids to initialise (default: every node present in both).
 
     Returns:
-        ``{"loaded": [node ids], "skipped": ["node: reason"], "not_loaded": [the skipped node ids]}``.
+        ``{"loaded": [node ids], "skipped": ["node: reason"], "not_loaded": [the skipped node ids], "fresh": [node
+        ids with weights that were not asked for: not in the source run, or not among ``nodes``]}``.
     """
     dst_names = dict(getattr(model, "layerlab_names", {}) or {})
     sd = model.state_dict()
@@ -128,7 +136,8 @@ def transfer_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], s
         loaded.append(nid)
     if new:
         model.load_state_dict({**sd, **new})
-    return {"loaded": loaded, "skipped": skipped, "not_loaded": not_loaded}
+    fresh = [n for n, m in dst_names.items() if n not in wanted and any(k.startswith(m + ".") for k in sd)]
+    return {"loaded": loaded, "skipped": skipped, "not_loaded": not_loaded, "fresh": fresh}
 
 
 def _into(sd: dict, dst: str, rest: str) -> str:
@@ -345,12 +354,15 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
                                      seed=cfg.seed))
     with _fails_run(store, run_id):
         model = build_model(project.graph, cfg.seed, report)
-        _load_init(store, model, cfg)
+        init = _load_init(store, model, cfg)
         trainer = Trainer(model, ds, cfg, callbacks, run_dir, on_event=listeners, dist=dist)
     trainer.run_id = run_id
     if run_id is not None:
         record_environment(store, run_id, trainer, report,
                            world_size=getattr(dist, "world_size", 1) if dist is not None else 1, graph=project.graph)
+        if init is not None:  # which layers came from the source run and which started random (shown, carded)
+            store.set_environment(run_id, **{INIT_KEY: init_record(str(cfg.init_from), init,
+                                                                  asked=cfg.init_nodes is not None)})
     return _launch(trainer, background, run_id)
 
 

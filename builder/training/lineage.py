@@ -21,10 +21,14 @@ from builder.data.text import RunTokenizer
 from builder.errors import TrainingError
 from builder.training.run_folder import read_text_file
 
-__all__ = ["SPLIT_KEYS", "VIEW_KEYS", "parents", "inherit_split", "inherit_tokenizer", "pretrained_of", "TEXT_SOURCE", "child_options", "BASELINE_TAG", "baseline_tag", "baseline_line"]
+__all__ = ["SPLIT_KEYS", "VIEW_KEYS", "parents", "inherit_split", "inherit_tokenizer", "pretrained_of", "TEXT_SOURCE", "child_options", "BASELINE_TAG", "baseline_tag", "baseline_line", "INIT_KEY", "init_record", "init_line"]
 
 #: the run tag a distilled run keeps its student-alone baseline under: ``{"run": id, "accuracy": ..., ...}``
 BASELINE_TAG = "student_alone"
+
+#: the environment key a run that starts from another run's weights records what it took under
+INIT_KEY = "init"
+INIT_SHOWN = 20  # layers left at their random start that a run records by name (a count says how many in all)
 
 #: the dataset options that decide which rows are test rows (with the options that generate the rows)
 SPLIT_KEYS = ("seed", "val_fraction", "test_fraction", "fold", "folds")
@@ -171,3 +175,47 @@ def baseline_line(tags: dict | None, test: dict | None = None) -> str | None:
     head = f"distilled test {key} {mine:.3f}; " if isinstance(mine, int | float) else f"test {key}: "
     return (f"{head}student alone (same graph, settings, seed and split, no teacher) {base[key]:.3f} "
             f"(run {base.get('run')})")
+
+
+def init_record(source: str, report: dict, *, asked: bool) -> dict:
+    """What a run that starts from run ``source``'s weights records (:data:`INIT_KEY` in its environment): how many
+    layers it loaded, and which started random and why (:func:`builder.runs.pipeline.transfer_weights`'s report;
+    ``asked``: the run named the layers to load, so the others were left out on purpose).
+
+    >>> init_record("r1", {"loaded": ["a", "b"], "skipped": ["head: shapes differ (weight)"], "fresh": ["extra"]},
+    ...             asked=False)
+    {'from': 'r1', 'loaded': 2, 'random': ['head: shapes differ (weight)', 'extra: not in the source run'], \
+'random_count': 2}
+    """
+    why = "not among the layers to load (init_nodes)" if asked else "not in the source run"
+    skipped = [str(s) for s in report.get("skipped") or []] + [f"{n}: {why}" for n in report.get("fresh") or []]
+    return {"from": source, "loaded": len(report.get("loaded") or []), "random": skipped[:INIT_SHOWN],
+            "random_count": len(skipped)}
+
+
+def init_line(environment: dict | None) -> str | None:
+    """One line saying what a run took from the run its weights start from (its environment's :data:`INIT_KEY`,
+    a job's record: each field read as its type); None for a run that started from none.
+
+    >>> init_line({"init": {"from": "r1", "loaded": 4, "random": ["head: shape (3, 8) vs (10, 8)"],
+    ...                     "random_count": 1}})
+    'Started from run r1: 4 layers loaded; 1 started random: head: shape (3, 8) vs (10, 8)'
+    >>> init_line({"init": {"from": "r1", "loaded": 4, "random": [], "random_count": 0}})
+    'Started from run r1: all 4 layers with weights loaded'
+    >>> init_line({"init": {"from": ["x"], "loaded": "4"}}), init_line({})
+    ('Started from run ?: all ? layers with weights loaded', None)
+    """
+    rec = (environment or {}).get(INIT_KEY)
+    if not isinstance(rec, dict):
+        return None
+    source = records.text(rec.get("from"))
+    loaded = records.number(rec.get("loaded"))
+    shown = [records.text(r) for r in rec.get("random")][:INIT_SHOWN] if isinstance(rec.get("random"), list) else []
+    count = records.number(rec.get("random_count"))
+    count = int(count) if isinstance(count, int) and count >= len(shown) else len(shown)
+    n = "?" if not isinstance(loaded, int) else f"{loaded:,}"
+    layers = "layer" if loaded == 1 else "layers"
+    if not count:
+        return f"Started from run {source}: all {n} {layers} with weights loaded"
+    more = f" (and {count - len(shown):,} more)" if count > len(shown) else ""
+    return f"Started from run {source}: {n} {layers} loaded; {count:,} started random: {'; '.join(shown)}{more}"

@@ -152,6 +152,7 @@ def test_transfer_learning_flags(tmp_path, capsys):
                           "--freeze", "fc1")
     assert rc == 0, err
     dst = re.search(r"^run id (\S+)$", out, re.M).group(1)
+    assert f"Started from run {src}: 2 layers loaded; 1 started random: head: not among the layers to load" in out
     a = load_file(str(tmp_path / "runs" / src / "model.safetensors"))
     b = load_file(str(tmp_path / "runs" / dst / "model.safetensors"))
     assert torch.equal(a["fc1.weight"], b["fc1.weight"]) and not torch.equal(a["head.weight"], b["head.weight"])

@@ -241,6 +241,30 @@ def test_transfer_learning_by_node_id_and_freeze(store):
     assert "fc2" in rep["loaded"] and any(s.startswith("fc1: shapes differ") for s in rep["skipped"])
 
 
+def test_a_run_started_from_another_says_which_layers_loaded_and_which_started_random(store):
+    """Fine-tuning onto other data keeps what fits and starts the rest at random: the run records which (its
+    environment), and its Runs view, its model card and the CLI say so (the report was thrown away, so a head
+    replaced for a new class count trained from random without a word)."""
+    from builder.runs.modelcard import read_model_card
+    from builder.training.lineage import init_line
+
+    src = run_training(load_template("mlp"), "moons", {"epochs": 1}, store)
+    dst = run_training(load_template("mlp"), "iris", {"epochs": 1, "init_from": src.run_id}, store, adapt=True)
+    rec = store.get(dst.run_id).environment["init"]
+    assert rec["from"] == src.run_id and rec["loaded"] == 1 and rec["random_count"] == 2, rec
+    assert {r.split(":")[0] for r in rec["random"]} == {"fc1", "head"}  # iris: 4 features in, 3 classes out
+    line = init_line(store.get(dst.run_id).environment)
+    assert line.startswith(f"Started from run {src.run_id}: 1 layer loaded; 2 started random: fc1: shapes differ")
+    card = read_model_card(store, dst.run_id)
+    assert "## Starting weights" in card and "head: shapes differ" in card
+    picked = run_training(load_template("mlp"), "moons", {"epochs": 1, "init_from": src.run_id,
+                                                          "init_nodes": ["fc1"]}, store)
+    assert init_line(store.get(picked.run_id).environment) == (
+        f"Started from run {src.run_id}: 1 layer loaded; 2 started random: fc2: not among the layers to load "
+        "(init_nodes); head: not among the layers to load (init_nodes)")
+    assert "init" not in store.get(src.run_id).environment
+
+
 def test_freeze_unknown_node(store):
     from builder.errors import TrainingError
     with pytest.raises(TrainingError, match="cannot freeze 'nope'"):
