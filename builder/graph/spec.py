@@ -392,6 +392,7 @@ class LayerSpec:
     inputs: tuple[str, ...] = ("in",)
     optional_inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ("out",)
+    output_count: str | None = None  # an int parameter saying how many of ``outputs`` the node has (Op: outputs)
     variadic: bool = False
     min_inputs: int = 1
     input_kind: str = TENSOR
@@ -470,7 +471,7 @@ class LayerSpec:
                 "optional": n in self.optional_inputs} for n in self.inputs]
         outs = [{"name": n, "kind": MASK if n == PADDING_MASK else TENSOR} for n in self.outputs]
         return {"type": self.type, "category": self.category, "description": self.description,
-                "inputs": ins, "outputs": outs, "variadic": self.variadic,
+                "inputs": ins, "outputs": outs, "output_count": self.output_count, "variadic": self.variadic,
                 "params": [p.to_dict() for p in self.params], "inferred": list(self.inferred),
                 "doc_url": self.doc_url}
 

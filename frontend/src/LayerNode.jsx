@@ -1,5 +1,5 @@
 import { memo, useContext, useEffect, useRef, useState } from 'react';
-import { Handle, Position } from '@xyflow/react';
+import { Handle, Position, useNodeConnections } from '@xyflow/react';
 import { CanvasContext } from './context.js';
 import { useAnnotation } from './annotations.js';
 import { colorFor, formatCount, portsOf, nodeOutputs, outKind, inKind } from './graph.js';
@@ -48,7 +48,9 @@ function LayerNode({ id, data, selected }) {
   const cost = costOf(ann, ctx.costMode);
   const train = trainOf(ann);
   const { inputs } = portsOf(entry);
-  const outputs = nodeOutputs({ data }, entry, ann); // an image Input has no padding mask
+  const leaving = useNodeConnections({ id, handleType: 'source' });
+  // an image Input has no padding mask; an Op shows as many outputs as it returns
+  const outputs = nodeOutputs({ data }, entry, ann, leaving.map((c) => c.sourceHandle));
   const category = entry?.category || (data.ltype === 'Input' ? 'Inputs' : null);
   const color = colorFor(category);
   const title = data.label || id;

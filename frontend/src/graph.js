@@ -56,9 +56,16 @@ export function offersPaddingMask(node, ann) {
   return modality === 'tokens' || modality === 'sequence';
 }
 
-// The output ports `node` shows: its palette entry's, less a padding mask it does not offer.
-export function nodeOutputs(node, entry, ann) {
-  const { outputs } = portsOf(entry);
+// The output ports `node` shows: its palette entry's, less a padding mask it does not offer, and for an entry
+// whose count of outputs is a parameter (an Op's `outputs`: Python's LayerSpec.output_count) that many, plus any
+// further port an edge still leaves from (`used`), so no drawn edge loses its end while Python says why.
+export function nodeOutputs(node, entry, ann, used = []) {
+  let { outputs } = portsOf(entry);
+  const key = entry?.output_count;
+  const given = node?.data?.params?.[key];
+  const fallback = Array.isArray(entry?.params) ? entry.params.find((p) => p?.name === key)?.default : undefined;
+  const n = key ? Number(given ?? fallback) : NaN; // a parameter left at its default is not in the node's params
+  if (Number.isInteger(n) && n >= 1) outputs = outputs.filter((p, i) => i < n || used.includes(p.name));
   return offersPaddingMask(node, ann) ? outputs : outputs.filter((p) => p.name !== PADDING_MASK);
 }
 

@@ -25,3 +25,23 @@ describe('padding mask port', () => {
     expect(names(nodeOutputs({ data: { ltype: 'MultiheadAttention' } }, mha, {}))).toEqual(['out', 'padding_mask']);
   });
 });
+
+describe('a counted number of outputs', () => {
+  // The Op's palette entry as Python sends it (builder/graph/layers/op.py: six ports, output_count "outputs").
+  const OP = { type: 'Op', output_count: 'outputs',
+    outputs: ['out', 'out1', 'out2', 'out3', 'out4', 'out5'].map((name) => ({ name, kind: 'tensor' })) };
+  const op = (params) => ({ data: { ltype: 'Op', params } });
+
+  it('shows as many output ports as the operator returns', () => {
+    expect(names(nodeOutputs(op({ op: 'aten.relu', outputs: 1 }), OP, {}))).toEqual(['out']);
+    expect(names(nodeOutputs(op({ op: 'aten.split', outputs: 3 }), OP, {}))).toEqual(['out', 'out1', 'out2']);
+  });
+
+  it('keeps a port an edge still leaves from, and all ports for a count it cannot read', () => {
+    expect(names(nodeOutputs(op({ outputs: 1 }), OP, {}, ['out', 'out3']))).toEqual(['out', 'out3']);
+    expect(names(nodeOutputs(op({ outputs: 'two' }), OP, {}))).toHaveLength(6);
+    expect(names(nodeOutputs(op({}), OP, {}))).toHaveLength(6);
+    const withDefault = { ...OP, params: [{ name: 'outputs', type: 'int', default: 1 }] };
+    expect(names(nodeOutputs(op({ op: 'aten.relu' }), withDefault, {}))).toEqual(['out']); // left at its default
+  });
+});

@@ -302,3 +302,30 @@ def test_a_model_or_data_file_dropped_on_open_project_says_where_it_opens(page, 
         err.wait_for(timeout=15_000)
         assert "is not a project file" in err.inner_text() and where in err.inner_text(), err.inner_text()
         assert page.locator("[data-testid=node-conv1]").count() == 1  # the canvas is as it was
+
+
+def test_an_operator_node_shows_as_many_outputs_as_it_returns(page):
+    """An Op node (an imported model's operator without a layer of its own) draws one output port per tensor its
+    operator returns (its ``outputs``), not all six it may have: an erf had six, five of them leading nowhere."""
+    from builder.graph.project import Project
+    from builder.graph.share import encode_project
+
+    graph = {"nodes": [
+        {"id": "x", "type": "Input", "params": {"shape": [8]}},
+        {"id": "act", "type": "Op", "params": {"op": "aten.erf"}},
+        {"id": "halves", "type": "Op", "params": {"op": "aten.chunk", "args": '[{"t": 0}, 2, 1]', "outputs": 2}},
+        {"id": "a", "type": "Linear", "params": {"out_features": 2}},
+        {"id": "b", "type": "Linear", "params": {"out_features": 2}},
+        {"id": "sum", "type": "Add", "params": {}}],
+        "edges": [{"source": "x", "target": "act"}, {"source": "act", "target": "halves"},
+                  {"source": "halves", "source_port": "out", "target": "a"},
+                  {"source": "halves", "source_port": "out1", "target": "b"},
+                  {"source": "a", "target": "sum"}, {"source": "b", "target": "sum"}]}
+    open_app(page, "build?p=" + encode_project(Project.model_validate({"name": "two halves", "graph": graph})))
+    node = page.locator(".react-flow__node", has_text="halves")
+    node.wait_for(timeout=60_000)
+    outs = {n: page.locator(".react-flow__node", has=page.locator(f"text='{n}'")).first.locator(
+        ".react-flow__handle.source") for n in ("act", "halves")}
+    expect(outs["act"]).to_have_count(1)
+    expect(outs["halves"]).to_have_count(2)
+    expect(page.get_by_text("No problems")).to_be_visible()

@@ -761,7 +761,8 @@ OP = register(LayerSpec(
             Param("outputs", "int", 1, "Number of tensors the operator returns (ports out, out1, ...).", min=1,
                   max=MAX_OUTPUTS)],
     shape=_op_shape, emit=_op_emit, export_init=_export_init, variadic=True, min_inputs=1, input_kind=ANY,
-    outputs=OUTPUT_PORTS, strides="any", make_module=make_module, counts=counts, grad=_op_grad, lint=onnx_lint,
+    outputs=OUTPUT_PORTS, output_count="outputs", strides="any", make_module=make_module, counts=counts, grad=_op_grad,
+    lint=onnx_lint,
     # its shape rule ran the call on fresh (canonical) meta inputs: a transpose before aten.view failed in the
     # forward only ("view size is not compatible with input tensor's size and stride"), and an allow-listed norm
     # kernel (aten.group_norm ...) has the stride bugs of the norm layers
