@@ -146,6 +146,9 @@ def _now(precise: bool = False) -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds" if precise else "seconds")
 
 
+ID_TRIES = 8  # new ids drawn for a run whose first id's folder exists (24 random bits per second)
+
+
 def _new_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
@@ -326,27 +329,31 @@ class RunStore:
 
         project = load_project(project)
         cfg = TrainConfig.from_dict(config)
-        run_id = _new_id()
         env = {"torch": torch.__version__, "python": ".".join(map(str, __import__("sys").version_info[:3])),
                "platform": __import__("platform").platform(), "host": host_name()}
-        folder = RunFolder(self._run_dir(run_id), writable=True)  # a new run: the creator's
-        try:  # a full disk: one line, and no run folder left without its row
-            with on_full_disk(folder.path, "a new run's folder", needed=len(project.to_json()) * 2):
-                folder.create()
-                write_atomic(folder.project, project.to_json(), "the run's project")
-                if job_spec is not None:
-                    write_atomic(folder.job_spec, json.dumps(job_spec, default=str), "the run's job spec")
-            self._write("INSERT INTO runs (id, name, status, created_at, updated_at, pid, host, project, dataset_name,"
-                        " dataset_options, dataset_info, config, parent_id, environment, owner, tags, queued_at,"
-                        " graph_hash, class_id) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (run_id, name or project.name, _now(precise=True), _now(), self.for_pid or os.getpid(), host_name(),
-                         project.to_json(indent=None), dataset_name, _dumps(dataset_options or {}),
-                         _dumps(dataset_info or {}), _dumps(cfg.model_dump()), parent_id, _dumps(env),
-                         str(owner), _dumps(dict(tags or {})), time.time(), graph_hash(project.graph), class_id))
-        except BaseException:
-            shutil.rmtree(folder.path, ignore_errors=True)
-            raise
-        return run_id
+        for _ in range(ID_TRIES):  # an id whose folder exists is another run's: never written into nor removed
+            run_id = _new_id()
+            folder = RunFolder(self._run_dir(run_id), writable=True)  # a new run: the creator's
+            try:  # a full disk: one line, and no run folder left without its row (only one made here is removed)
+                with on_full_disk(folder.path, "a new run's folder", needed=len(project.to_json()) * 2):
+                    if not folder.claim():
+                        continue
+                    write_atomic(folder.project, project.to_json(), "the run's project")
+                    if job_spec is not None:
+                        write_atomic(folder.job_spec, json.dumps(job_spec, default=str), "the run's job spec")
+                self._write("INSERT INTO runs (id, name, status, created_at, updated_at, pid, host, project, "
+                            "dataset_name, dataset_options, dataset_info, config, parent_id, environment, owner, tags, "
+                            "queued_at, graph_hash, class_id) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                            "?, ?, ?, ?, ?)",
+                            (run_id, name or project.name, _now(precise=True), _now(), self.for_pid or os.getpid(),
+                             host_name(), project.to_json(indent=None), dataset_name, _dumps(dataset_options or {}),
+                             _dumps(dataset_info or {}), _dumps(cfg.model_dump()), parent_id, _dumps(env),
+                             str(owner), _dumps(dict(tags or {})), time.time(), graph_hash(project.graph), class_id))
+            except BaseException:
+                shutil.rmtree(folder.path, ignore_errors=True)
+                raise
+            return run_id
+        raise RunStoreError(f"no free run id in {ID_TRIES} tries. Fix: try again in a second")
 
     def _controls(self, run_ids: str | Iterable[str], *, stop: bool = False) -> None:
         """Refuse a write to a run's row that the store's actor may not make: its owner writes it (``control``);

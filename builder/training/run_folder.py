@@ -268,6 +268,17 @@ class RunFolder:
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         return self
 
+    def claim(self) -> bool:
+        """Create the folder of a new run, only where none of its name exists (with its checkpoints folder); False
+        where one does: the id is another run's, whose files a new run must neither write nor remove."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir()
+        except FileExistsError:
+            return False
+        self.create()
+        return True
+
     def read_job_spec(self) -> dict[str, Any] | None:
         """The job spec as a dict, or None when the run has none (a CLI run) or it cannot be read."""
         return _read_json(self.job_spec)

@@ -378,3 +378,29 @@ def test_the_cli_refuses_to_save_into_a_run_it_reads_before_any_work(store, ann_
         code = main([a.format(rid=ann_run) for a in argv] + ["--workspace", str(store.workspace)])
     assert code != 0 and f"no run '{ann_run}' of yours" in err.getvalue(), err.getvalue()[-400:]
     assert _files(store, ann_run) == before
+
+
+def test_a_new_run_whose_id_is_taken_leaves_the_other_runs_files_alone(tmp_path, monkeypatch):
+    """Ids carry 24 random bits per second: a new run that draws an id whose folder exists takes another id. It
+    wrote its project into that folder, and when its row then failed on the duplicate id, removed the folder, with
+    the other person's weights in it."""
+    from builder import load_template
+    from builder.data.access import SYSTEM
+    from builder.runs import store as store_mod
+    from builder.runs.store import RunStore
+
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
+    ids = iter(["20261128-120000-aaaaaa", "20261128-120000-aaaaaa", "20261128-120000-bbbbbb"])
+    monkeypatch.setattr(store_mod, "_new_id", lambda: next(ids))
+    project = load_template("mlp")
+    alice = store.create_run(project, "moons", {}, {}, owner="anon:alice")
+    (store.folder(alice).path / "model.safetensors").write_bytes(b"alice's weights")
+    bob = store.create_run(load_template("cnn"), "digits", {}, {}, owner="anon:bob")
+    assert bob == "20261128-120000-bbbbbb" and store.get(bob)["owner"] == "anon:bob"
+    assert (store.folder(alice).path / "model.safetensors").read_bytes() == b"alice's weights"
+    assert store.get(alice).project.name == project.name  # its project file was not overwritten
+    assert store.folder(alice).project.read_text() == project.to_json()
+    monkeypatch.setattr(store_mod, "_new_id", lambda: alice)
+    with pytest.raises(RunStoreError, match="no free run id"):
+        store.create_run(project, "moons", {}, {}, owner="anon:bob")
+    assert store.folder(alice).path.is_dir() and store.get(alice)["owner"] == "anon:alice"
