@@ -177,6 +177,30 @@ def tcp_ports(uri: str | None) -> list[int]:
         return []
 
 
+RAY_ENV = "LAYERLAB_RAY_ADDRESS"  # (builder.jobs.executors.ENV_RAY_ADDRESS: the jobs layer sits above this one)
+RAY_PORTS = (6379, 8265, 10001)  # a Ray cluster's GCS, dashboard and client server, by default
+
+
+def reserved_ports(workspace: str | Path) -> set[int]:
+    """TCP ports no tracker may use: a job's sandbox opens its tracker's port to every host (Landlock's network
+    rules name ports, not hosts), so a tracker on the run database's port would let a job reach the run database
+    (and a job's process held its address before it confined itself), one on a Ray cluster's port the cluster,
+    which runs what it is sent outside any sandbox.
+
+    >>> sorted(reserved_ports("/nonexistent-ws"))  # SQLite and no cluster: none
+    []
+    """
+    from builder.runs.db import database_url  # lazy: heavy (sqlalchemy)
+
+    out = set(tcp_ports(database_url(workspace)))
+    ray = os.environ.get(RAY_ENV, "").strip().rstrip("/")
+    if ray and ray != "local":
+        out.update(RAY_PORTS)
+        if (m := re.search(r":(\d{1,5})$", ray)) is not None:
+            out.add(int(m.group(1)))
+    return out
+
+
 def names_a_host(uri: str | None) -> bool:
     """Whether a job that logs to the tracker ``uri`` looks up a host name (over UDP, the one network use of a
     job besides its tracker's TCP port): an ``http(s)`` tracker or a database store named by a name; not one named
@@ -306,6 +330,10 @@ def check_destination(uri: str, workspace: str | Path, owner: str, *, also: Iter
                             f"and study databases){where}; received: {shown_uri(uri)[:120]!r}. Fix: give a database "
                             "or folder outside the workspace and apart from LayerLab's run database, e.g. "
                             "sqlite:///$HOME/mlflow/mlflow.db, or a server")
+    if taken := sorted(set(tcp_ports(uri)) & reserved_ports(workspace)):
+        raise LayerLabError(f"an MLflow tracker may not use port {taken[0]}: it is this server's run database's or its "
+                            f"Ray cluster's, and a job's sandbox opens its tracker's port to every host; received: "
+                            f"{shown_uri(uri)[:120]!r}. Fix: serve the tracker on another port")
     return uri
 
 
@@ -391,7 +419,7 @@ def server_tracking_shown(workspace: str | Path) -> tuple[str | None, list[str]]
     return (shown_uri(default) if default else None), [shown_uri(a) for a in allow]
 
 
-__all__ = ["ENV_URI", "local_paths", "tcp_ports", "names_a_host", "SETTING_FILE", "CONFIG_KEY", "CREDENTIAL_ENV", "tracking_uri", "absolute_uri", "internal_place",
+__all__ = ["ENV_URI", "local_paths", "tcp_ports", "reserved_ports", "RAY_PORTS", "names_a_host", "SETTING_FILE", "CONFIG_KEY", "CREDENTIAL_ENV", "tracking_uri", "absolute_uri", "internal_place",
            "allowed_by", "server_tracking", "server_tracking_shown", "is_server_default", "SERVER_DEFAULT", "recorded_destination",
            "job_destination", "scrub_credentials", "check_destination",
            "owner_setting", "save_owner_setting", "resolve_tracking"]

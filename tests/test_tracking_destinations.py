@@ -132,7 +132,10 @@ def test_the_run_database_on_a_server_is_never_a_tracking_store_however_it_is_wr
                 check_destination(uri, workspace, owner)
             assert "s3cret" not in str(e.value)
     (workspace / "server.json").unlink()
-    assert check_destination("postgresql://ann@db.school.org/mlflow", workspace, "local")
+    # another database on the same server: a job's sandbox would open the server's port (to every host, as
+    # Landlock opens ports), so a tracker there is refused; another server is a destination like any other
+    with pytest.raises(LayerLabError, match="may not use port 5432"):
+        check_destination("postgresql://ann@db.school.org/mlflow", workspace, "local")
     assert check_destination("postgresql://ann@db.school.org:5433/layerlab", workspace, "local")  # another server
     study = "postgresql+psycopg://opt:pw@127.0.0.1:5432/studies"  # a study storage given elsewhere, on a server
     with pytest.raises(LayerLabError, match="LayerLab's own files"):

@@ -59,7 +59,14 @@ from builder.interchange.hf_library import library_folder
 from builder.process import landlock, sandbox
 from builder.process.landlock import Confinement
 from builder.process.sandbox import TEST_CRASH_ENV, WorkerLimits, crash_hook_for_tests
-from builder.tracking_destinations import CREDENTIAL_ENV, SERVER_DEFAULT, local_paths, names_a_host, tcp_ports
+from builder.tracking_destinations import (
+    CREDENTIAL_ENV,
+    SERVER_DEFAULT,
+    local_paths,
+    names_a_host,
+    reserved_ports,
+    tcp_ports,
+)
 from builder.training.run_status import RunStatus, is_live
 
 PREFIX = "LAYERLAB_JOB"
@@ -87,6 +94,11 @@ reads, each by its name (``sandbox.passes``: an entry ending in ``_`` is a prefi
 server's roles (``LAYERLAB_ADMINS``, ``LAYERLAB_TEACHERS``), its other secrets, its ``MLFLOW_TRACKING_URI`` (a job's
 tracker is in its spec), nor MLflow's credentials (:data:`~builder.tracking_destinations.CREDENTIAL_ENV`: only to a
 job whose tracker is the admin's, :func:`job_env`'s ``credentials``)."""
+BROKERED_ENV = ("LAYERLAB_DB_URL", "LAYERLAB_RAY_ADDRESS")
+"""What a job needs only before :func:`enter` (its run store before :func:`brokered` forks the broker that holds
+the database from then on): taken out of its environment, and out of the block it started with, as it confines
+itself, so a model that took its process over reads neither the run database's address and password nor the
+cluster's."""
 WHAT = "the training job"
 OUTCOME = "The run failed; resume it to continue from its last checkpoint"
 FIX = "use a smaller batch size or model, or fewer epochs"
@@ -170,8 +182,8 @@ def confinement(store, run_id: str, owner: str, tracking: str | None = None) -> 
     with contextlib.suppress(Exception):  # a network tracker: nothing on this host
         write += [p if p.is_dir() else p.parent for p in local_paths(tracking or "")]
     rules = landlock.confinement(store, run_id, owner, read=read, write=write, database=False, tracker=tracking)
-    return (replace(rules, ports=tcp_ports(tracking), udp=names_a_host(tracking)) if isinstance(rules, Confinement)
-            else rules)
+    ports = [p for p in tcp_ports(tracking) if p not in reserved_ports(store.workspace)]  # never the database's
+    return (replace(rules, ports=ports, udp=names_a_host(tracking)) if isinstance(rules, Confinement) else rules)
 
 
 def brokered(store, run_id: str | None = None):
@@ -250,7 +262,10 @@ def enter(private: str | os.PathLike, lim: WorkerLimits | None = None, *, proces
     if isinstance(rules, landlock.Confinement):  # the shared dataset cache is read-only to it: it builds its own
         keep_own(Path(private) / "cache")
     env = job_env(private, credentials=True)  # the credentials its starter passed (only for the admin's tracker)
+    for name in BROKERED_ENV:  # its store is its broker now (brokered): no database address, no cluster's
+        env.pop(name, None)
     os.environ.clear()
+    sandbox.scrub_initial_environment()  # what the process started with, /proc/self/environ's copy too
     os.environ.update(env)
     tempfile.tempdir = str(private)
     # a confined job without a tracker needs no network: no socket at all (UDP too, which Landlock leaves open);

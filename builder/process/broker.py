@@ -5,8 +5,9 @@ session's actor).
 
 Why: the database holds every person's runs, and their owner ids (an anonymous owner id is the browser's cookie).
 A job whose files allowed the SQLite database could read anyone's owner id and rewrite any row with plain SQL,
-whatever the store's policy said, since the policy ran inside the job. (On PostgreSQL a job still starts with the
-database's address and credentials in its environment: not closed yet.) Now the
+whatever the store's policy said, since the policy ran inside the job. (On PostgreSQL a job starts with the
+database's address and credentials in its environment: :func:`builder.jobs.job_sandbox.enter` takes them out, and
+out of the block the process started with, as it confines itself; no tracker may open the database's port.) Now the
 policy runs in the broker (:class:`~builder.runs.store.RunStore` as the job's actor: it reads and writes only what
 that owner may), and the job's Landlock rules name no database file (:func:`builder.process.landlock.confinement`
 with ``database=False``); Landlock also keeps a confined process from tracing the broker, which is not in its

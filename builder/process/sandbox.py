@@ -158,6 +158,25 @@ def death_message(code: int | None, lim: WorkerLimits, *, what: str = "the worke
     return f"{what} ended without an answer (exit code {code}). {outcome}. Fix: {fix}"
 
 
+def scrub_initial_environment() -> bool:
+    """Zero the environment block this process started with: ``os.environ.clear()`` leaves it in memory, where
+    ``/proc/self/environ`` (and any code reading the process's memory) still finds each variable. libc lets go of
+    it first (``clearenv``), so call this with ``os.environ`` empty, before setting what stays. Returns whether
+    it was scrubbed (False without ``/proc``)."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            tail = fh.read().rsplit(")", 1)[1].split()
+        start, end = int(tail[47]), int(tail[48])  # the fields env_start and env_end (50 and 51 of proc(5))
+        libc = ctypes.CDLL(None, use_errno=True)
+    except (OSError, IndexError, ValueError):
+        return False
+    if not 0 < start < end:
+        return False
+    libc.clearenv()
+    ctypes.memset(start, 0, end - start)
+    return True
+
+
 def lock_down(lim: WorkerLimits, preload: tuple[str, ...] = (), *, who: str = "the import worker",
               processes: bool = False, network: bool = True, udp: bool = True) -> None:
     """Inside a sandboxed process: import ``preload`` (measured into the start-up footprint), set the limits of
@@ -393,5 +412,5 @@ def crash_hook_for_tests(name: str | None) -> None:
         os.kill(os.getpid(), signal.SIGSEGV)
 
 
-__all__ = ["WorkerLimits", "env_positive", "sandbox_env", "passes", "lock_down", "cpu_budget", "death_message", "limit_why",
+__all__ = ["scrub_initial_environment", "WorkerLimits", "env_positive", "sandbox_env", "passes", "lock_down", "cpu_budget", "death_message", "limit_why",
            "limit_message", "TEST_CRASH_ENV", "crash_hook_for_tests"]

@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -731,6 +732,45 @@ print(json.dumps(out))
         assert seen["sql"] == 1, seen  # no network rules on this kernel: the other walls stand
         return
     assert "TCP: connects to port(s)" in seen["line"] and seen["sql"] == "refused", seen
+
+
+def test_a_confined_job_holds_no_database_address_and_no_tracker_opens_the_databases_port(tmp_path, pg_url,
+                                                                                           monkeypatch):
+    """A job needs the run database's address only until its broker holds the database: as it confines itself,
+    the address (with its password) leaves its environment and the block it started with (``/proc/self/environ``
+    kept it), and the cluster's address too. A tracker on the database's port is refused where it is chosen, and
+    a job's rules never open that port: Landlock opens a port to every host, the database's included."""
+    from builder.errors import LayerLabError
+    from builder.tracking_destinations import check_destination
+
+    db_port = urlsplit(pg_url).port or 5432
+    seen = _run_python(f"""
+import json, os
+from pathlib import Path
+from builder.data.access import SYSTEM, Actor
+from builder.graph.templates import load_template
+from builder.jobs import job_sandbox
+from builder.runs.store import RunStore
+store = RunStore(Path({str(tmp_path / 'ws')!r}), actor=SYSTEM)
+a = "anon:" + "a" * 32
+mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
+rules = job_sandbox.confinement(store, mine, a, "postgresql://mlflow@tracker.example:{db_port}/mlflow")
+store = job_sandbox.brokered(store.as_actor(Actor.of_job(a)))
+job_sandbox.enter({str(tmp_path / 'private')!r}, rules=rules)
+store.update_run(mine, message="still writes its run")
+print(json.dumps({{"ports": rules.ports, "env": dict(os.environ), "db": store.get(mine)["message"],
+                  "proc": open("/proc/self/environ", "rb").read().decode("latin-1")}}))
+""", env={**child_env(), "LAYERLAB_DB_URL": pg_url, "LAYERLAB_RAY_ADDRESS": "10.0.0.9:6379"})
+    assert seen["db"] == "still writes its run" and seen["ports"] == [], seen["ports"]
+    assert not any(k in seen["env"] for k in ("LAYERLAB_DB_URL", "LAYERLAB_RAY_ADDRESS")), sorted(seen["env"])
+    assert pg_url not in seen["proc"] and "10.0.0.9" not in seen["proc"] and "LAYERLAB_DB_URL" not in seen["proc"]
+    monkeypatch.setenv("LAYERLAB_DB_URL", pg_url)
+    with pytest.raises(LayerLabError, match=f"may not use port {db_port}"):
+        check_destination(f"postgresql://mlflow@tracker.example:{db_port}/mlflow", tmp_path / "ws", "local")
+    monkeypatch.setenv("LAYERLAB_RAY_ADDRESS", "10.0.0.9:6379")
+    with pytest.raises(LayerLabError, match="may not use port 6379"):
+        check_destination("http://tracker.example:6379", tmp_path / "ws", "local")
+    assert check_destination("http://tracker.example:5000", tmp_path / "ws", "local")
 
 
 def test_a_confined_job_makes_no_link_for_the_server_to_follow(tmp_path):
