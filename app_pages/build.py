@@ -309,11 +309,12 @@ def toolbar(report) -> None:
                          "Fix the problems listed below the canvas to export code", on_click="ignore")
     run = _weights_run(g)
     folder = ui.store().folder(run["id"]) if run else None
+    too_big = folder.download_refusal(folder.weights) if folder else None
     c_w.download_button("Weights", data=lambda: (folder.read_weights() if folder else None) or b"",
                         file_name=f"{safe_filename(run['id'], 'run')}.safetensors" if run else "model.safetensors",
                         mime="application/octet-stream", key="ll_build_weights",
-                        icon=":material/deployed_code:", width="stretch", disabled=run is None,
-                        help=f"Trained weights (safetensors) of run {run['id']} ({run.get('name')}), the newest "
+                        icon=":material/deployed_code:", width="stretch", disabled=run is None or bool(too_big),
+                        help=too_big or f"Trained weights (safetensors) of run {run['id']} ({run.get('name')}), the newest "
                              "finished run of this graph" if run else
                         "No finished run of this exact graph yet: train it on the Train page", on_click="ignore")
     c_json.download_button("Project", data=ui.project_json(), file_name=ui.project_filename(),

@@ -275,11 +275,12 @@ def details(rec: dict) -> None:
                     help="This network's weights alone, taken from the run's in a worker process"
                     if has_weights else "Weights are saved when a run finishes")
     else:
+        too_big = folder.download_refusal(folder.weights)
         b[3].download_button("Weights", data=lambda: folder.read_weights() or b"",
                              file_name=f"{stem}.safetensors", mime="application/octet-stream",
-                             icon=":material/deployed_code:", width="stretch", disabled=not has_weights,
+                             icon=":material/deployed_code:", width="stretch", disabled=not has_weights or bool(too_big),
                              key=f"ll_w_{rid}", on_click="ignore",
-                             help=None if has_weights else "Weights are saved when a run finishes")
+                             help=too_big or (None if has_weights else "Weights are saved when a run finishes"))
 
     def _py() -> str:  # the exporter `layerlab export --run` uses; errors become an escaped comment file
         from builder.interchange import python_source  # lazy: heavy (torch, on first use)

@@ -473,7 +473,8 @@ def live_view() -> None:
     with c3:
         tips.tip("learning_rate")
     boundary_view(sess, cfg)
-    texts = [e["extras"]["text_sample"] for e in sess.epochs if (e.get("extras") or {}).get("text_sample")]
+    texts = [t[:2000] for e in sess.epochs  # a job's word: a text, else nothing shown
+             if isinstance(t := (e.get("extras") or {}).get("text_sample"), str) and t]
     if texts:  # a language model: what it writes after each epoch (temperature 0.8, top-k 20)
         st.markdown("**What the model writes after each epoch** (the same prompt, temperature 0.8, top-k 20)")
         for k, text in list(enumerate(texts, start=1))[-5:]:

@@ -54,6 +54,7 @@ from builder.tracking_destinations import (  # where runs may be logged
     resolve_tracking,
 )
 from builder.training.callbacks import Callback
+from builder.training.run_folder import read_json_file
 from builder.training.run_status import RunStatus, is_live
 
 ENV_EXPERIMENT = "LAYERLAB_MLFLOW_EXPERIMENT"
@@ -278,6 +279,9 @@ def _artefacts(store, run_id: str, tmp: Path) -> list[Path]:
 
 
 # ------------------------------------------------------------------------------ what reached a tracker
+MLFLOW_RUN_ID = re.compile(r"[0-9a-f]{32}")  # an MLflow run id (a uuid4's hex)
+
+
 @dataclass
 class TrackingState:
     """What of one run reached one tracker, kept in the run folder (``RunFolder.tracking``, one entry per
@@ -296,11 +300,18 @@ class TrackingState:
     @classmethod
     def load(cls, folder, uri: str) -> TrackingState:
         """The state of ``folder``'s run at tracker ``uri`` (empty when none is recorded)."""
-        try:
-            entry = json.loads(Path(folder.tracking).read_text(encoding="utf-8")).get(shown_uri(uri)) or {}
-            return cls(**{k: v for k, v in entry.items() if k in cls.__dataclass_fields__})
-        except (OSError, ValueError, TypeError, AttributeError):
+        data = read_json_file(folder.tracking)  # bounded: the run's job wrote its folder
+        entry = data.get(shown_uri(uri)) if isinstance(data, dict) else None
+        if not isinstance(entry, dict):
             return cls()
+        mid, steps = entry.get("mlflow_run_id"), entry.get("steps")
+        return cls(mlflow_run_id=mid if isinstance(mid, str) and MLFLOW_RUN_ID.fullmatch(mid) else None,
+                   params=entry.get("params") is True, test=entry.get("test") is True,
+                   artifacts=entry.get("artifacts") is True,
+                   steps=[n for n in steps if isinstance(n, int) and not isinstance(n, bool)][:100_000]
+                   if isinstance(steps, list) else [],
+                   status=records.text(entry["status"]) if isinstance(entry.get("status"), str) else None,
+                   error=records.text(entry["error"]) if isinstance(entry.get("error"), str) else None)
 
     def save(self, folder, uri: str) -> None:
         """Record this state for tracker ``uri`` (atomic; other trackers' entries kept) in ``folder``, one the store

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from builder.data import records
 from builder.data.predictions import predict
 from builder.errors import TrainingError
 
@@ -34,7 +35,7 @@ try:
 except ImportError:  # pragma: no cover - builder.training.trainer always exists in this package
     Callback = object  # type: ignore[assignment,misc]
 
-__all__ = ["TOY_DATASETS", "DecisionBoundary", "boundary_grid", "predict_grid", "latest_boundary",
+__all__ = ["TOY_DATASETS", "DecisionBoundary", "boundary_grid", "predict_grid", "latest_boundary", "typed_grid",
            "sample_points", "supports"]
 
 TOY_DATASETS = ("moons", "circles", "spirals", "xor", "blobs")
@@ -237,9 +238,60 @@ def latest_boundary(epochs: list[dict]) -> tuple[dict | None, dict | None]:
     kept by a page), each ``None`` when absent."""
     grid = points = None
     for ev in epochs:
-        b = (ev.get("extras") or {}).get("boundary") if isinstance(ev, dict) else None
-        if isinstance(b, dict):
+        extras = ev.get("extras") if isinstance(ev, dict) else None
+        b = typed_grid(extras.get("boundary")) if isinstance(extras, dict) else None
+        if b is not None:
             grid = b
-            if isinstance(b.get("points"), dict):
-                points = b["points"]
+            points = b.get("points") or points
     return grid, points
+
+
+MAX_CLASSES = 1_000  # classes a grid's colours are drawn for at most
+MAX_POINTS = 10_000  # training points drawn on a grid at most
+
+
+def typed_grid(b: Any) -> dict | None:
+    """A stored grid (a job wrote it) as :class:`DecisionBoundary` writes it, or None: axes of 2 to
+    :data:`MAX_RESOLUTION` finite numbers, ``z`` (and ``conf``) one row of numbers per ``ys`` value, a kind, a
+    class count within :data:`MAX_CLASSES`, points as three lists of one length within :data:`MAX_POINTS`.
+
+    >>> g = typed_grid({"epoch": 2, "xs": [0, 1], "ys": [0, 1], "kind": "prob", "z": [[0.1, 0.2], [0.3, 0.4]]})
+    >>> g["z"], g["epoch"], typed_grid({**g, "z": [[0.1], [0.3]]}), typed_grid({**g, "kind": "class", "classes": 10**9})
+    ([[0.1, 0.2], [0.3, 0.4]], 2, None, None)
+    """
+    if not isinstance(b, dict):
+        return None
+    xs, ys = _numbers(b.get("xs"), MAX_RESOLUTION), _numbers(b.get("ys"), MAX_RESOLUTION)
+    kind, classes, epoch = b.get("kind"), records.number(b.get("classes")), records.number(b.get("epoch"))
+    if xs is None or ys is None or len(xs) < 2 or len(ys) < 2 or kind not in ("prob", "class"):
+        return None
+    if kind == "class" and not (isinstance(classes, int) and 2 < classes <= MAX_CLASSES):
+        return None
+    z = _grid_rows(b.get("z"), len(ys), len(xs))
+    if z is None:
+        return None
+    out = {"epoch": epoch if isinstance(epoch, int) else None, "xs": xs, "ys": ys, "kind": kind, "z": z}
+    if kind == "class":
+        out |= {"classes": classes, "conf": _grid_rows(b.get("conf"), len(ys), len(xs))}
+    p = b.get("points")
+    if isinstance(p, dict):
+        cols = [_numbers(p.get(k), MAX_POINTS) for k in ("x", "y", "label")]
+        if all(c is not None for c in cols) and len({len(c) for c in cols}) == 1:
+            out["points"] = {"x": cols[0], "y": cols[1], "label": [int(v) for v in cols[2]]}
+    return out
+
+
+def _numbers(v: Any, most: int) -> list | None:
+    """``v`` as a list of at most ``most`` finite numbers, or None."""
+    if not isinstance(v, list) or len(v) > most:
+        return None
+    out = [records.number(x) for x in v]
+    return None if any(x is None for x in out) else out
+
+
+def _grid_rows(v: Any, n: int, m: int) -> list | None:
+    """``v`` as ``n`` rows of ``m`` finite numbers, or None."""
+    if not isinstance(v, list) or len(v) != n:
+        return None
+    rows = [_numbers(r, m) for r in v]
+    return rows if all(r is not None and len(r) == m for r in rows) else None

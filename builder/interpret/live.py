@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover - depends on what has landed
 
 MAX_FRAME_BYTES = 64 * 2**20  # the recorded frames kept at most: past it every other frame goes (see record)
 MAX_FILE_BYTES = 256 * 2**20  # a frames file the server reads at most (load_frames): checked before reading
+MAX_PLAYED = 1_000  # frames a playback holds at most: more (a long run's small frames) are thinned evenly
 
 
 def _pick_fixed(y: Tensor | None, n: int, total: int) -> list[int]:
@@ -234,10 +235,47 @@ def load_frames(path: str | Path) -> dict[str, Any] | None:
         raise
     except Exception as e:  # a foreign or truncated file
         raise ExplainError(f"cannot read live attributions {path.name}: {e}") from None
-    out["epochs"] = [int(e) for e in out["epochs"]]
     out.setdefault("labels", None)
     out.setdefault("targets", None)
+    _check_frames(out, path.name)
+    if len(out["epochs"]) > MAX_PLAYED:  # a long run's many small frames: evenly thinned, first and newest kept
+        keep = np.unique(np.linspace(0, len(out["epochs"]) - 1, MAX_PLAYED).round().astype(np.int64))
+        for k in ("epochs", "attributions", "targets"):
+            if out[k] is not None:
+                out[k] = out[k][keep]
+    out["epochs"] = [int(e) for e in out["epochs"]]
     return out
+
+
+def _check_frames(out: dict[str, Any], name: str) -> None:
+    """Refuse frames that are not as :meth:`LiveAttributions.save` writes them (a job wrote the file): every part
+    there, one epoch (an integer) per frame, one index per sample, labels and targets that fit. ExplainError.
+
+    >>> ok = {"epochs": np.arange(3), "attributions": np.zeros((3, 2, 4)), "inputs": np.zeros((2, 4)),
+    ...       "indices": np.arange(2), "labels": None, "targets": None}
+    >>> _check_frames(ok, "f")
+    >>> _check_frames({**ok, "epochs": np.arange(9)}, "f")
+    Traceback (most recent call last):
+    builder.errors.ExplainError: live attributions f are not as LayerLab writes them: 9 epochs for 3 frames. Fix: record them again (train the run with live attributions)
+    """
+    def bad(what: str) -> ExplainError:
+        return ExplainError(f"live attributions {name} are not as LayerLab writes them: {what}. Fix: record them "
+                            "again (train the run with live attributions)")
+
+    if missing := [k for k in ("epochs", "attributions", "inputs", "indices") if k not in out]:
+        raise bad(f"no {', '.join(missing)}")
+    epochs, att, inputs, idx = out["epochs"], out["attributions"], out["inputs"], out["indices"]
+    if epochs.ndim != 1 or epochs.dtype.kind not in "iu" or idx.ndim != 1 or idx.dtype.kind not in "iu":
+        raise bad("epochs and indices must be lists of integers")
+    if att.ndim < 2 or inputs.ndim < 1:
+        raise bad(f"attributions of shape {tuple(att.shape)}, inputs of shape {tuple(inputs.shape)}")
+    if len(epochs) != att.shape[0]:
+        raise bad(f"{len(epochs)} epochs for {att.shape[0]} frames")
+    if not len(idx) == att.shape[1] == inputs.shape[0]:
+        raise bad(f"{len(idx)} sample indices, {att.shape[1]} attributed samples, {inputs.shape[0]} inputs")
+    for k, n in (("labels", inputs.shape[0]), ("targets", att.shape[0])):
+        if out[k] is not None and (out[k].ndim < 1 or out[k].shape[0] != n):
+            raise bad(f"{k} of shape {tuple(out[k].shape)} for {n}")
 
 
 def records_live(store: Any, run_id: str) -> bool:

@@ -37,6 +37,8 @@ def typed_event(ev: object) -> dict[str, Any]:
             out[k] = records.number(out[k], finite=False)
     if "metric_name" in out:
         out["metric_name"] = records.text(out["metric_name"], "metric")
+    if "extras" in out and not isinstance(out["extras"], Mapping):  # (each extra's reader types its own)
+        out["extras"] = {}
     return out
 
 

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from builder.data import records
 from builder.data.disk import write_atomic
 from builder.training.callbacks import Callback
 from builder.training.config import HEALTH_EVERY as DEFAULT_EVERY
@@ -95,10 +96,10 @@ class HealthLog:
         if not isinstance(data, dict) or not isinstance(data.get("nodes"), list) \
                 or not isinstance(data.get("samples"), list):
             raise ValueError("not a health log: expected a dict with 'nodes' and 'samples' lists")
-        nodes = [n for n in data["nodes"] if isinstance(n, dict) and isinstance(n.get("id"), str)]
-        samples = [s for s in data["samples"] if isinstance(s, dict) and isinstance(s.get("nodes"), dict)]
-        every = data.get("every", DEFAULT_EVERY)
-        return cls(every if isinstance(every, int) else DEFAULT_EVERY, nodes, samples)
+        nodes = [_node(n) for n in data["nodes"] if isinstance(n, dict) and isinstance(n.get("id"), str)]
+        samples = [_sample(s) for s in data["samples"] if isinstance(s, dict) and isinstance(s.get("nodes"), dict)]
+        every = records.number(data.get("every"))
+        return cls(every if isinstance(every, int) and every > 0 else DEFAULT_EVERY, nodes, samples)
 
     def node_types(self) -> dict[str, str]:
         """Node id -> layer type."""
@@ -121,6 +122,33 @@ def _json_value(v: float) -> float | str:
 def write_health(log: HealthLog, path: str | os.PathLike) -> None:
     """Write ``log`` as JSON atomically (a reader never sees half a file)."""
     write_atomic(path, json.dumps(log.to_dict(), separators=(",", ":")), "the training health log")
+
+
+def _node(n: dict) -> dict[str, Any]:
+    """A recorded node as :class:`HealthCheck` writes it, each field its type (a job wrote the file)."""
+    ndim = records.number(n.get("ndim"))
+    return {"id": n["id"], "type": records.text(n.get("type"), ""), "kind": records.text(n.get("kind"), ""),
+            "params": n.get("params") is True, "output": n.get("output") is True,
+            **({"ndim": ndim} if isinstance(ndim, int) else {})}
+
+
+def _sample(s: dict) -> dict[str, Any]:
+    """A recorded sample as :class:`HealthCheck` writes it: whole step and epoch, ``{node: {statistic: value}}``
+    with each value a number or a non-finite one's name (anything else left out).
+
+    >>> _sample({"step": "3", "epoch": 1, "nodes": {"a": {"mean": 0.5, "std": "inf", "x": [1], "y": True}, "b": 7}})
+    {'step': 0, 'epoch': 1, 'nodes': {'a': {'mean': 0.5, 'std': 'inf'}}}
+    """
+    def value(v: Any) -> float | str | None:
+        if isinstance(v, str):
+            return v if v in ("nan", "inf", "-inf") else None
+        return records.number(v, finite=False)
+
+    nodes = {str(k): {str(st): x for st, v in stats.items() if (x := value(v)) is not None}
+             for k, stats in s["nodes"].items() if isinstance(stats, dict)}
+    step, epoch = records.number(s.get("step")), records.number(s.get("epoch"))
+    return {"step": step if isinstance(step, int) else 0, "epoch": epoch if isinstance(epoch, int) else 0,
+            "nodes": nodes}
 
 
 def read_health(run_folder: str | os.PathLike | RunFolder) -> HealthLog | None:

@@ -296,16 +296,29 @@ class RunFolder:
         return data
 
     def read_weights(self) -> bytes | None:
-        """The final weights file's bytes (what a Weights download delivers), or None before the run finished."""
-        return read_file(self.weights)  # its size: its owner's storage quota bounds it
+        """The final weights file's bytes (what a Weights download delivers), or None before the run finished or
+        past :data:`MAX_DOWNLOAD_BYTES` (:meth:`download_refusal` says so)."""
+        return read_file(self.weights, MAX_DOWNLOAD_BYTES)
 
     def read_tokenizer(self) -> bytes | None:
         """A text run's ``tokenizer.json`` bytes (what its exported model's token ids come from), or None."""
-        return read_file(self.tokenizer)
+        return read_file(self.tokenizer, MAX_TOKENIZER_BYTES)
 
     def read_onnx_int8(self) -> bytes | None:
         """The int8 ONNX file's bytes (written by ``quantize_run``), or None when the run was not quantized."""
-        return read_file(self.onnx_int8)
+        return read_file(self.onnx_int8, MAX_DOWNLOAD_BYTES)
+
+    def download_refusal(self, path: Path) -> str | None:
+        """Why the browser cannot download ``path`` (one of this folder's files), or None: the server reads a
+        download whole first, so one past :data:`MAX_DOWNLOAD_BYTES` is refused with the command that writes it."""
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return None
+        if size <= MAX_DOWNLOAD_BYTES:
+            return None
+        return (f"{size / 2**30:.1f} GiB, over the {MAX_DOWNLOAD_BYTES // 2**30} GiB a browser download holds. Fix: "
+                f"`layerlab export --run {self.run_id} -o model.safetensors` on the server writes it")
 
     def read_calibration(self) -> dict[str, Any] | None:
         """The calibration report as a dict (``temperature``, ``ece_before``, ``ece_after``, ...), or None when
@@ -315,12 +328,7 @@ class RunFolder:
     def read_latency(self) -> dict[str, Any] | None:
         """The measured latency record (:class:`builder.graph.latency.Latency` as a dict: ``per_node`` medians in
         seconds, their ``spread`` p10-p90, threads, warm-up, load), or None when none was measured."""
-        data = _read_json(self.latency)
-        per = data.get("per_node") if data else None
-        if not isinstance(per, dict):
-            return None
-        return {**data, "per_node": {str(k): float(v) for k, v in per.items()
-                                     if isinstance(v, int | float) and abs(v) < 1e300}}  # a float holds it
+        return latency_record(_read_json(self.latency))
 
     def read_prune(self) -> dict[str, Any] | None:
         """The pruning report as a dict (:func:`prune_record`: every field of the type it has when LayerLab writes
@@ -372,6 +380,8 @@ def keeping(store: Any, run_id: str | None, what: str = "report") -> RunFolder:
 
 
 MAX_REPORT_BYTES = 16 * 2**20  # a report, latency record or job spec read back (each is a few KiB)
+MAX_DOWNLOAD_BYTES = 2 * 2**30  # a weights or ONNX file a page offers for download (read whole into the server)
+MAX_TOKENIZER_BYTES = 64 * 2**20  # a run's tokenizer.json read back (a 50,000-token BPE one: ~2 MB)
 
 
 def read_file(path: str | os.PathLike, limit: int | None = None) -> bytes | None:
@@ -427,6 +437,37 @@ def _side(d: Any) -> dict[str, Any]:
                                           "latency_p10_ms", "latency_p90_ms") if (v := _number(d.get(k))) is not None}
     test = d.get("test") if isinstance(d.get("test"), dict) else {}
     out["test"] = {record_text(k): _number(v) for k, v in test.items() if _number(v) is not None}
+    return out
+
+
+def latency_record(data: Any) -> dict[str, Any] | None:
+    """A ``latency.json`` (a job wrote it) as :class:`builder.graph.latency.Latency` writes it: each field its type,
+    a spread only as two finite numbers, nothing else; None without a ``per_node`` mapping.
+
+    >>> latency_record({"per_node": {"a": 0.5, "b": "x"}, "spread": {"a": [1, 2], "b": [1]}, "threads": "2",
+    ...                 "load": [0.1, 0.2], "device": ["cpu"], "evil": 1})["spread"]
+    {'a': [1.0, 2.0]}
+    >>> r = latency_record({"per_node": {}, "threads": True, "load": "x"}); r["threads"], r["load"], r["device"]
+    (None, None, '?')
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("per_node"), dict):
+        return None
+
+    def pair(v: Any) -> list[float] | None:
+        nums = [_number(x) for x in v] if isinstance(v, list) and len(v) == 2 else [None]
+        return [float(x) for x in nums] if all(x is not None for x in nums) else None
+
+    def whole(v: Any) -> int | None:
+        n = _number(v)
+        return n if isinstance(n, int) else None
+
+    per = {str(k): float(x) for k, v in data["per_node"].items() if (x := _number(v)) is not None and x >= 0}
+    spread = data.get("spread") if isinstance(data.get("spread"), dict) else {}
+    out = {"per_node": per, "spread": {str(k): p for k, v in spread.items() if (p := pair(v)) is not None},
+           "device": record_text(data.get("device")), "load": pair(data.get("load"))}
+    out |= {k: whole(data.get(k)) for k in ("batch_size", "repeats", "threads", "warmup")}
+    out |= {k: float(x) if (x := _number(data.get(k))) is not None else 0.0
+            for k in ("total_s", "total_p10_s", "total_p90_s")}
     return out
 
 

@@ -112,7 +112,7 @@ def test_callback_emits_a_grid_per_epoch_in_the_event_extras():
     assert "points" in grids[0] and "points" not in grids[1]  # points travel once
     grid, points = latest_boundary(epochs)
     assert grid["epoch"] == 3 and len(points["x"]) == len(ds.train) < 400  # all training points (n < 400)
-    assert cb.seconds > 0 and cb.last is grid
+    assert cb.seconds > 0 and cb.last == grid  # (read back typed: a copy)
 
 
 def test_budget_skips_epochs_once_grids_cost_too_much():

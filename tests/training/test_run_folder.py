@@ -279,3 +279,72 @@ def test_a_named_pipe_as_weights_keeps_no_download_waiting(tmp_path):
     folder = rf.RunFolder(tmp_path)
     os.mkfifo(folder.weights)
     assert folder.read_weights() is None
+
+
+def test_more_files_a_hostile_job_wrote_are_read_as_the_types_layerlab_writes(tmp_path, monkeypatch):
+    """A job's health log, latency record, live attributions, decision-boundary grid, epoch extras and tracking
+    state, of the right format and the wrong shape: each stopped the page of whoever read the run (a list where a
+    statistic goes, a spread of three numbers, more epochs than frames, a grid of 10^9 classes whose colours were
+    listed), or held the server's memory (2,000,000 empty frames: 718 MiB as Python objects). Read back, each
+    has LayerLab's types and bounds, or is one clear error."""
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    from builder.errors import ExplainError
+    from builder.graph.cost import NodeCost, cost_overlay, latency_note
+    from builder.interpret import live
+    from builder.interpret.boundary import latest_boundary
+    from builder.interpret.doctor import diagnose
+    from builder.interpret.figures import boundary_figure
+    from builder.tracking import TrackingState
+    from builder.training.events import typed_event
+    from builder.training.health import read_health
+
+    folder = RunFolder(tmp_path)
+    folder.health.write_text(json.dumps({"every": "x", "nodes": [{"id": "fc", "type": ["Linear"], "params": "yes"},
+                                                                 {"id": "b", "type": "ReLU", "kind": "relu"}],
+                                         "samples": [{"step": [1], "epoch": 1, "nodes": {"fc": {"grad_norm": [1, 2],
+                                                      "act_std": "inf", "dead": {"x": 1}}, "b": [3]}}]}))
+    log = read_health(tmp_path)
+    assert log.nodes[0] == {"id": "fc", "type": "", "kind": "", "params": False, "output": False}
+    assert log.samples == [{"step": 0, "epoch": 1, "nodes": {"fc": {"act_std": "inf"}}}]
+    diagnose(log, {"lr": 0.1})  # (it raised AttributeError on the list)
+    folder.latency.write_text(json.dumps({"per_node": {"fc": 0.001}, "spread": {"fc": [1, 2, 3]}, "threads": [1],
+                                          "load": "high"}))
+    rec = folder.read_latency()
+    assert rec["spread"] == {} and rec["threads"] is None and latency_note(rec) is None
+    overlay, modes = cost_overlay([NodeCost("fc", "Linear", 30, 30, 40)], rec)  # (it raised AttributeError)
+    assert "latency" in modes and "no spread recorded" in overlay["fc"]["latency"][0], overlay
+
+    def frames(path, **t):
+        save_file({k: torch.as_tensor(v) for k, v in t.items()}, str(path), metadata={"method": "saliency"})
+        return path
+
+    many = frames(tmp_path / "many.safetensors", epochs=np.arange(200_000), attributions=np.zeros((200_000, 0)),
+                  inputs=np.zeros((0, 2)), indices=np.zeros(0, dtype=np.int64))
+    assert len(live.load_frames(many)["epochs"]) == live.MAX_PLAYED  # thinned evenly, first and newest kept
+    assert live.load_frames(many)["epochs"][-1] == 199_999
+    for bad in ({"epochs": np.arange(5), "attributions": np.zeros((3, 2, 4)), "inputs": np.zeros((2, 4)),
+                 "indices": np.arange(2)},
+                {"attributions": np.zeros((3, 2, 4)), "inputs": np.zeros((2, 4)), "indices": np.arange(2)},
+                {"epochs": np.zeros(3), "attributions": np.zeros((3, 2, 4)), "inputs": np.zeros((2, 4)),
+                 "indices": np.arange(2)}):
+        with pytest.raises(ExplainError, match="not as LayerLab writes them"):
+            live.load_frames(frames(tmp_path / "bad.safetensors", **bad))
+    grid = {"epoch": 1, "xs": [0, 1], "ys": [0, 1], "kind": "class", "classes": 10**9, "z": [[0, 1], [1, 0]]}
+    events = [typed_event({"epoch": 1, "extras": ["boundary"]}), typed_event({"epoch": 2, "extras": {"boundary": grid}})]
+    assert latest_boundary(events) == (None, None)
+    fine = {**grid, "classes": 3, "points": {"x": [0.5], "y": [0.5], "label": [2]}}
+    got, points = latest_boundary([{"extras": {"boundary": fine}}, {"extras": {"boundary": {**fine, "z": "x"}}}])
+    assert got["classes"] == 3 and points == {"x": [0.5], "y": [0.5], "label": [2]}
+    boundary_figure(got, points)
+    folder.tracking.write_text(json.dumps({"https://ml.example.org": {"mlflow_run_id": "../../other", "params": "yes",
+                                                                       "steps": [1, "2", True], "status": 3}}))
+    state = TrackingState.load(folder, "https://ml.example.org")
+    assert (state.mlflow_run_id, state.params, state.steps, state.status) == (None, False, [1], None)
+    import builder.training.run_folder as rf
+
+    folder.weights.write_bytes(b"x" * 100)
+    monkeypatch.setattr(rf, "MAX_DOWNLOAD_BYTES", 10)
+    assert folder.read_weights() is None and "layerlab export --run" in folder.download_refusal(folder.weights)
