@@ -53,6 +53,7 @@ from builder.runs.classes import class_for
 from builder.runs.db import process_env
 from builder.runs.owners import owner_of
 from builder.runs.record import stopped_tags
+from builder.runs.run_time import SPEC_DIGEST
 from builder.runs.store import CONTROL_ACTIONS, RunStore
 from builder.runs.summary import run_source
 from builder.tracking import tracker  # mlflow itself stays unimported here
@@ -66,7 +67,7 @@ from builder.tracking_destinations import (
 from builder.training import gpus as _gpus
 from builder.training.callbacks import Callback
 from builder.training.config import TrainConfig
-from builder.training.run_folder import read_json_file
+from builder.training.run_folder import RunFolder, read_json_file
 from builder.training.run_status import (
     RunStatus,
     beat_s,
@@ -248,7 +249,8 @@ def _record(store: RunStore, spec: JobSpec, share: int = 1) -> str:
                                   parent_id=spec.prune.get("parent") if spec.kind == "prune" else None)
         store.requeue(run_id)  # queued at the back, pid = this process until the job process takes over
         store.as_actor(SYSTEM).set_environment(run_id, storage_room=_room(room, share),  # its broker holds it to
-                                               gpu_quota=gpu_limit(store, spec.owner))  # them while it runs
+                                               gpu_quota=gpu_limit(store, spec.owner),  # them while it runs
+                                               **{SPEC_DIGEST: spec_digest(data)})  # what a resume may trust
         return run_id
     store.mark_interrupted()
     run = store.get(spec.resume_run, actor=Actor.of_job(spec.owner))
@@ -260,6 +262,10 @@ def _record(store: RunStore, spec: JobSpec, share: int = 1) -> str:
     folder.path.mkdir(parents=True, exist_ok=True)
     # keep what the run was first started with (read bounded: its job wrote this folder and may have left a file
     # of any size there)
+    if (recorded := run.environment.get(SPEC_DIGEST)) is not None and folder.job_spec_digest() != recorded:
+        raise RunStoreError(f"run {run.id}'s job spec (job.json) was changed after LayerLab wrote it, which only its "
+                            "job could do: what it was started with is unknown, so it is not resumed. Fix: start a "
+                            "new run from its project (Runs › Open on canvas, then Train)")
     if (old := folder.read_job_spec()) is not None:
         # its tracker is this job's (above): an older spec's resolved one is not kept
         data["origin"] = {k: v for k, v in (old.get("origin") or old).items() if k not in ("owner", "tracking")}
@@ -273,7 +279,7 @@ def _record(store: RunStore, spec: JobSpec, share: int = 1) -> str:
     _write_json(folder.job_spec, data)
     store.requeue(run.id)  # queued at the back, pid = this process until the job process takes over
     store.as_actor(SYSTEM).set_environment(run.id, storage_room=_room(room, share),  # what its owner has left now
-                                           gpu_quota=gpu_limit(store, spec.owner))
+                                           gpu_quota=gpu_limit(store, spec.owner), **{SPEC_DIGEST: spec_digest(data)})
     return run.id
 
 
@@ -296,6 +302,17 @@ def _tracking(store: RunStore, spec: JobSpec) -> str | None:
 
 def _write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, default=str), f"the job's {path.name}")
+
+
+def spec_digest(data: dict) -> str:
+    """The SHA-256 of a job spec as written (:func:`_write_json`, ``RunStore.create_run``): recorded with its run
+    (:data:`SPEC_DIGEST`, a key only the system writes), so a resume trusts a ``job.json`` only as written, not as
+    the run's job (whose process may write its folder) left it.
+
+    >>> spec_digest({"a": 1}) == RunFolder.digest(json.dumps({"a": 1}).encode())
+    True
+    """
+    return RunFolder.digest(json.dumps(data, default=str).encode("utf-8"))
 
 
 def _credentials(job_spec: Path) -> bool:

@@ -34,6 +34,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -282,6 +283,16 @@ class RunFolder:
     def read_job_spec(self) -> dict[str, Any] | None:
         """The job spec as a dict, or None when the run has none (a CLI run) or it cannot be read."""
         return _read_json(self.job_spec)
+
+    def job_spec_digest(self) -> str | None:
+        """The SHA-256 of ``job.json`` as it is now (:meth:`digest`), or None when it cannot be read."""
+        data = read_file(self.job_spec, MAX_REPORT_BYTES)
+        return None if data is None else self.digest(data)
+
+    @staticmethod
+    def digest(data: bytes) -> str:
+        """The hex SHA-256 of ``data``."""
+        return hashlib.sha256(data).hexdigest()
 
     def job_spec_to_run(self) -> dict[str, Any]:
         """The job spec a job is about to run with (:meth:`read_job_spec`, bounded: its job wrote this folder).

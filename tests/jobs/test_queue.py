@@ -119,6 +119,40 @@ def test_stop_then_resume_reaches_the_uninterrupted_loss(store, reference):
 
 
 @pytest.mark.usefixtures("shared_launcher")
+def test_a_job_spec_its_job_rewrote_is_not_what_a_resume_sizes_or_starts(store):
+    """A job may write its run folder, job.json too: a resume copied what the first start was from that file, so
+    a job that swapped in a small model and ``device: cpu`` was sized for 664 MiB where it trained at 2.7 GiB,
+    and waited for no GPU slot. The spec's digest is the server's record (a key no job writes): a resume trusts
+    the file only as written."""
+    import json
+
+    from builder.data.access import Actor
+    from builder.runs.run_time import SPEC_DIGEST
+
+    rid = submit(store, _spec(config={**LONG, "epochs": UNENDING}))
+    until(_epochs_done(store, rid, 1), "an epoch", TIMEOUT)
+    request(store, rid, "stop")
+    assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
+    recorded = store.get(rid).environment[SPEC_DIGEST]
+    assert recorded == store.folder(rid).job_spec_digest()
+    owner = store.get(rid)["owner"]
+    store.as_actor(Actor.of_job(owner)).set_environment(rid, **{SPEC_DIGEST: "0" * 64})  # as its job would
+    assert store.get(rid).environment[SPEC_DIGEST] == recorded
+    path = store.folder(rid).job_spec
+    spec = json.loads(path.read_text())
+    path.write_text(json.dumps({**spec, "config": {**spec["config"], "device": "cpu", "batch_size": 1}}))
+    with pytest.raises(RunStoreError, match="was changed after LayerLab wrote it"):
+        submit(store, _resume(rid))
+    assert store.get(rid)["status"] == "stopped"
+    path.write_text(json.dumps(spec))  # as LayerLab wrote it: resumed, and the new spec recorded
+    assert submit(store, _resume(rid)) == rid
+    assert store.get(rid).environment[SPEC_DIGEST] == store.folder(rid).job_spec_digest() != recorded
+    until(_epochs_done(store, rid, 2), "an epoch after the resume", TIMEOUT)
+    request(store, rid, "stop")
+    assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
+
+
+@pytest.mark.usefixtures("shared_launcher")
 def test_pause_and_resume_through_the_store(store):
     rid = submit(store, _spec(config=LONG))
     until(_epochs_done(store, rid, 1), "an epoch", TIMEOUT)
