@@ -5,10 +5,10 @@ within the storage limit (:func:`check_storage`).
 
 Limits come from, lowest precedence first: the defaults (:data:`DEFAULTS`: no limit), the server config's
 ``"quotas"`` (:func:`builder.runs.owners.server_config`), the environment (``LAYERLAB_QUOTA_RUNNING``,
-``LAYERLAB_QUOTA_QUEUED``, ``LAYERLAB_QUOTA_STORAGE_MB``, ``LAYERLAB_QUOTA_GPU_SECONDS``) and the class the owner
-belongs to (:func:`builder.runs.classes.class_quotas`). A limit of 0 or less (or none) means no limit. A class's
-quotas only tighten the server's (a teacher is not an admin): each is the lower of the two, and a class's 0 leaves
-the server's limit. Teachers, and the CLI's ``local`` owner, are never limited.
+``LAYERLAB_QUOTA_QUEUED``, ``LAYERLAB_QUOTA_STORAGE_MB``, ``LAYERLAB_QUOTA_GPU_SECONDS``) and every class the owner
+belongs to (a class's ``"quotas"``). A limit of 0 or less (or none) means no limit. A class's quotas only tighten:
+each limit is the lowest of the server's and every class's, so joining another class never lifts one (a teacher
+is not an admin), and a class's 0 leaves the limit as it was. Teachers, and the CLI's ``local`` owner, are never limited.
 
 The check and the recording of the new run happen under one lock file in the workspace (:func:`admit`), so two
 submits at once cannot both pass a limit of one. Example::
@@ -38,7 +38,7 @@ from builder.data import records
 from builder.data.access import SYSTEM
 from builder.errors import RunStoreError
 from builder.runs import db as _db
-from builder.runs.classes import class_quotas, list_classes
+from builder.runs.classes import list_classes
 from builder.runs.owners import LOCAL_OWNER, check_sees, is_teacher, owner_folders, server_config
 from builder.runs.run_time import WINDOW_S, gpu_seconds, on_gpu, stamp
 from builder.runs.store import RunStore
@@ -85,10 +85,10 @@ def limit_sources(workspace: str | Path, owner: str) -> tuple[dict[str, float | 
     out, where_of = dict(DEFAULTS), {}
     if owner == LOCAL_OWNER or is_teacher(workspace, owner):
         return out, where_of
-    cls = next(iter(c for c in list_classes(workspace, member=owner) if c.get("quotas")), None)
+    classes = [c for c in list_classes(workspace, member=owner) if c.get("quotas")]  # each lowers; none lifts
     layers: list[tuple[Mapping, str]] = [(server_config(workspace).get("quotas") or {}, "the server config"),
                                          ({k: os.environ.get(v) for k, v in ENV.items()}, "the environment"),
-                                         (class_quotas(workspace, owner), "the class")]
+                                         *[(c["quotas"], f"the class {c['name']}") for c in classes]]
     for values, where in layers:
         if not isinstance(values, Mapping):
             raise QuotaError(f"quotas are an object of {', '.join(KEYS)}; received: {type(values).__name__} in "
@@ -97,11 +97,10 @@ def limit_sources(workspace: str | Path, owner: str) -> tuple[dict[str, float | 
         for key in KEYS:
             if values.get(key) not in (None, ""):
                 value = _number(values[key], where)
-                if where == "the class" and (value is None or (out[key] is not None and value >= out[key])):
-                    continue  # a teacher's class lowers the admin's limits, never lifts them
+                if where.startswith("the class ") and (value is None or (out[key] is not None and value >= out[key])):
+                    continue  # a teacher's class lowers the admin's limits (and another class's), never lifts them
                 out[key] = value
-                where_of[key] = (ENV[key] if where == "the environment" else
-                                 f"the class {cls['name']}" if where == "the class" and cls else where)
+                where_of[key] = ENV[key] if where == "the environment" else where
     return out, where_of
 
 

@@ -323,14 +323,6 @@ def students_of(workspace: str | Path, teacher: str) -> frozenset[str]:
     return frozenset(m for c in list_classes(workspace, teacher=teacher) for m in c.get("members", []))
 
 
-def class_quotas(workspace: str | Path, owner: str) -> dict:
-    """Quota overrides for ``owner`` from the newest class it belongs to ({} when none)."""
-    for cls in list_classes(workspace, member=owner):
-        if cls.get("quotas"):
-            return dict(cls["quotas"])
-    return {}
-
-
 def _metric(run: dict, name: str, value: object = None) -> float | None:
     """The run's own test ``name`` (or ``value``, a held-out score of it) in the target's units (a scaled
     target's errors multiplied back, :func:`builder.training.metrics_units.metric_in_units`), or None."""
@@ -474,7 +466,7 @@ def member_label(cls: dict, owner: str, workspace: str | Path | None = None) -> 
 
 
 __all__ = ["ClassError", "list_classes", "get_class", "create_class", "normal_code", "join_class", "post_starter",
-           "update_class", "delete_class", "holdout_score", "holdout_result", "HoldoutScorer", "starter_project", "students_of", "class_quotas", "class_runs",
+           "update_class", "delete_class", "holdout_score", "holdout_result", "HoldoutScorer", "starter_project", "students_of", "class_runs",
            "actor_for", "class_for", "CLASS_KEY",
            "leaderboard", "member_label"]
 

@@ -53,6 +53,13 @@ def test_limits_layer_config_env_class(ws, monkeypatch):
     assert quotas.limits(ws, ME) == {"running": 2, "queued": 1, "storage_mb": 100, "gpu_seconds": 60}
     classes.update_class(ws, c["id"], TEACHER, quotas={"running": 1, "storage_mb": 0})
     assert quotas.limits(ws, OTHER)["running"] == 2
+    # joining a second class never lifts the first's limits (only the newest class counted: running 1 -> 2,
+    # gpu_seconds 60 -> none); each limit is the lowest over every class
+    classes.update_class(ws, c["id"], TEACHER, quotas={"running": 1, "gpu_seconds": 60})
+    d = classes.create_class(ws, TEACHER, "Stats", load_template("mlp"), quotas={"queued": 50, "running": 3})
+    classes.join_class(ws, d["code"], ME)
+    assert quotas.limits(ws, ME) == {"running": 1, "queued": 1, "storage_mb": 100, "gpu_seconds": 60}
+    assert quotas.limit_sources(ws, ME)[1]["gpu_seconds"] == "the class ML"
     assert quotas.limits(ws, TEACHER) == {"running": None, "queued": None, "storage_mb": None, "gpu_seconds": None}
     monkeypatch.setenv("LAYERLAB_QUOTA_RUNNING", "many")
     with pytest.raises(QuotaError, match="received: 'many' in the environment. Fix"):
