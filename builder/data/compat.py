@@ -196,7 +196,7 @@ _FITTING = {"next_token": "gpt", "tokens": "lstm", "series": "rnn_forecaster", "
 
 
 _KINDS = {"image": "images", "tabular": "table rows", "vector": "vectors", "points2d": "2-D points", "tokens": "texts (token ids)",
-          "series": "time-series windows"}
+          "series": "time-series windows", "sequence": "sequences"}
 
 
 def _shape_text(shape, modality: str) -> str:
@@ -214,12 +214,17 @@ def network_kind(graph) -> str:
     >>> from builder.graph.templates import load_template
     >>> network_kind(load_template("cnn").graph), network_kind(load_template("gan").graph)
     ('images of 1×8×8', 'vectors of 64 values')
+    >>> from builder.graph.project import Graph
+    >>> network_kind(Graph.model_validate({"nodes": [{"id": "x", "type": "Input", "params": {"modality": "auto"}}]}))
+    'vectors of 4 values'
     """
     inp = next((n for n in as_graph(graph).nodes if n.type == "Input"), None)
     if inp is None:
         return "no Input"
-    shape = inp.params.get("shape") or []
-    modality = inp.params.get("modality") or ("image" if len(shape) == 3 else "vector")
+    shape = inp.params.get("shape") or [4]  # (the Input's default)
+    modality = inp.params.get("modality")
+    if modality in (None, "auto"):  # read from the shape, as the Input does
+        modality = {3: "image", 2: "sequence"}.get(len(shape), "vector")
     return f"{_KINDS.get(modality, modality)} of {_shape_text(shape, modality)}"
 
 
