@@ -394,8 +394,26 @@ def split_indices(y: np.ndarray | None, n: int, *, seed: int, val_fraction: floa
     # tiny classes can leave a split empty; move one sample so every split has something
     for part in (va, te):
         if len(part) == 0:
-            raise DatasetError(f"the dataset ({n} rows) is too small for the requested split fractions")
+            raise DatasetError(_too_few(n, y if stratify else None))
     return rng.permutation(tr), va, te
+
+
+def _too_few(n: int, y: np.ndarray | None) -> str:
+    """Why a split came out empty: too few rows, or (stratified) classes too small to give each split a row.
+
+    >>> msg = _too_few(120, np.arange(120))
+    >>> "a target of 120 classes in 120 rows, 120 of them with fewer than 3 rows" in msg, "not a name or an id" in msg
+    (True, True)
+    """
+    if y is not None:
+        classes, counts = np.unique(y, return_counts=True)
+        few = int((counts < 3).sum())
+        if few:
+            return (f"each class needs a row for training, validation and test; received: a target of "
+                    f"{len(classes):,} classes in {n:,} rows, {few:,} of them with fewer than 3 rows. Fix: choose a "
+                    "target column whose values repeat (a category such as a grade, not a name or an id)")
+    return (f"the dataset ({n} rows) is too small for the requested split fractions. Fix: use more rows, or larger "
+            "val_fraction and test_fraction")
 
 
 def apply_task(y: np.ndarray, info: DatasetInfo, task: str | None) -> np.ndarray:

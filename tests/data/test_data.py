@@ -77,6 +77,17 @@ def test_split_indices_errors():
         split_indices(None, 100, seed=0, val_fraction=1.5, test_fraction=0.1, stratify=False)
 
 
+def test_a_target_of_one_row_per_class_says_so_not_that_the_data_is_too_small():
+    """A CSV whose target is a name (120 rows, 120 classes) was told it had too few rows for the split fractions:
+    the fix names the target (a usability review)."""
+    from builder.data.tabular import load_csv
+
+    rows = "".join(f"student{i},{i % 7},{i % 3}\n" for i in range(90))
+    with pytest.raises(DatasetError, match="a target of 90 classes in 90 rows.*not a name or an id"):
+        load_csv(("student_name,hours,grade\n" + rows).encode(), "student_name")
+    assert load_csv(("student_name,hours,grade\n" + rows).encode(), "grade").info.num_classes == 3
+
+
 def test_toy_options_and_errors():
     ds = load_dataset("moons", n_samples=200, noise=0.3)
     assert len(ds.train) + len(ds.val) + len(ds.test) == 200
