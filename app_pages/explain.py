@@ -75,6 +75,7 @@ def _probe() -> Any:
 def _model_options() -> dict[str, str]:
     """Models to explain: the finished (or stopped) runs this session may see, each labelled so runs are told
     apart (name, dataset, lr, epochs, batch, best metric)."""
+    from builder.interpret.doctor import broken_line, chance_loss  # lazy: heavy (torch)
     from builder.runs.summary import best_epoch, run_label  # lazy: heavy (sqlalchemy)
 
     try:  # finished runs, and stopped ones with an epoch behind them (read from their newest weights)
@@ -86,7 +87,11 @@ def _model_options() -> dict[str, str]:
     options: dict[str, str] = {}
     for r in finished:
         stopped = "" if r["status"] == RunStatus.FINISHED else f" · stopped after {r.get('epochs_done')} ep"
-        options[f"run:{r['id']}"] = run_label(r, best_epoch(ui.run_summary(rs, r).get("epochs") or [])) + stopped
+        summary = ui.run_summary(rs, r)
+        epochs = summary.get("epochs") or []
+        chance = chance_loss({"dataset_info": summary.get("dataset_info")})
+        broken = " · did not learn" if broken_line(epochs, chance) else ""  # before its 100 % answers mislead
+        options[f"run:{r['id']}"] = run_label(r, best_epoch(epochs)) + stopped + broken
     return options
 
 
@@ -108,6 +113,17 @@ def _empty_state() -> None:
         st.page_link(nav.TRAIN, label="Open the Train page", icon=":material/model_training:")
 
 
+def _say_if_broken(rs, run: dict) -> None:
+    """A warning above a diverged run's explanations (:func:`builder.interpret.doctor.broken_line`): they describe
+    a broken model (every answer 100 % confident, attributions in the thousands)."""
+    from builder.interpret.doctor import broken_line, chance_loss  # lazy: heavy (torch)
+
+    if why := broken_line(ui.run_summary(rs, run).get("epochs") or [], chance_loss(run)):
+        st.warning(f"This run did not learn: {ui.md(why)}. What it predicts and attributes describes a broken "
+                   "model; explain a run that learned, or apply the training doctor's fix on the Train page.",
+                   icon=":material/warning:")
+
+
 def _choose_model(options: dict[str, str], c: list) -> ExplainSession | None:
     """Model and split pickers (in the columns ``c``); returns the session or None (error shown). The chosen
     run's model runs in the session's sandboxed probe, never in this process."""
@@ -126,7 +142,8 @@ def _choose_model(options: dict[str, str], c: list) -> ExplainSession | None:
         run_id = choice.split(":", 1)[1]
         _reset_cache(choice)
         rs = ui.store()
-        ui.get_run(run_id, rs)  # this owner may see it
+        run = ui.get_run(run_id, rs)  # this owner may see it
+        _say_if_broken(rs, run)
         return _cached(("session", split), lambda: ProbeSession(_probe(), rs, run_id, split))
     except LayerLabError as e:
         ui.show_error(e)

@@ -268,6 +268,12 @@ def _build_view(graph: Any) -> None:
     st.caption(ui.md(tr.describe()))
     if not tr.ready:
         return
+    if not tr.live:  # a diverged run answers "100 % confident" to anything: said before it answers
+        from builder.interpret.doctor import broken_line, chance_loss  # lazy: heavy (torch)
+
+        rs = ui.store()
+        if why := broken_line(rs.metrics(tr.run_id, "epoch"), chance_loss(rs.get(tr.run_id))):
+            st.warning(f"This run did not learn: {ui.md(why)}.", icon=":material/warning:")
     try:
         xs = _session_for(tr)
         try_it_panel(xs, 0, _build_key, compact=True)

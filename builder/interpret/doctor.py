@@ -395,6 +395,46 @@ def merge_repeats(findings: Iterable[Finding]) -> list[dict[str, Any]]:
     return rows
 
 
+def chance_loss(run: dict) -> float | None:
+    """A uniform guess's cross-entropy for a classification run (ln of its class count), else None.
+
+    >>> round(chance_loss({"dataset_info": {"task": "multiclass", "num_classes": 10}}), 3)
+    2.303
+    """
+    info = run.get("dataset_info") or {}
+    n = _num(info.get("num_classes"))
+    if info.get("task") not in ("binary", "multiclass"):
+        return None
+    return math.log(max(2, int(n))) if n is not None and n < 1e6 else math.log(2)
+
+
+def broken_line(epoch_metrics: list[dict], chance: float | None = None) -> str | None:
+    """Why a run's model is not worth explaining or trying, or None: its training loss diverged (a
+    :func:`curve_anomalies` divergence), its validation loss ended far above where it started (over 10 times, and
+    by more than 1), or (``chance``: :func:`chance_loss`) over 3 times a uniform guess's: confidently wrong.
+    Explain and Try it say so beside a broken model's "100% confident" answers.
+
+    >>> broken_line([{"train_loss": 0.7, "val_loss": 0.69}, {"train_loss": 90.0, "val_loss": 556.0}])
+    'divergence: the training loss rose to 90 (best 0.7); lower the learning rate or clip gradients'
+    >>> broken_line([{"train_loss": 0.7, "val_loss": 0.69}, {"train_loss": 0.6, "val_loss": 556.0}])
+    'its validation loss ended at 556, 806 times where it started (0.69); lower the learning rate and train it again'
+    >>> broken_line([{"train_loss": 0.7, "val_loss": 0.69}, {"train_loss": 0.3, "val_loss": 0.35}]) is None
+    True
+    """
+    epochs = [e for e in epoch_metrics if isinstance(e, dict)]
+    div = next((a for a in curve_anomalies(epochs) if a.kind == "divergence"), None)
+    if div is not None:
+        return div.message
+    val = [v for e in epochs if (v := _num(e.get("val_loss"))) is not None and math.isfinite(v)]
+    if len(val) >= 2 and val[0] > 0 and val[-1] > 10 * val[0] and val[-1] - val[0] > 1:
+        return (f"its validation loss ended at {val[-1]:.3g}, {val[-1] / val[0]:.0f} times where it started "
+                f"({val[0]:.3g}); lower the learning rate and train it again")
+    if val and chance and val[-1] > 3 * chance:
+        return (f"its validation loss ended at {val[-1]:.3g}, over 3 times a uniform guess's ({chance:.3g}): it is "
+                "confidently wrong; lower the learning rate and train it again")
+    return None
+
+
 def run_findings(store: RunStore, run_id: str) -> dict[str, Any]:
     """What the doctor says about one run (live or finished): ``findings`` (:func:`merge_repeats`) and
     ``anomalies`` (dicts),
@@ -500,6 +540,6 @@ def apply_fix(project: Any, action: dict[str, Any]) -> Project:
     return project
 
 
-__all__ = ["Finding", "Anomaly", "RULES", "diagnose", "curve_anomalies", "is_adversarial", "health_annotations", "run_findings",
+__all__ = ["Finding", "Anomaly", "RULES", "diagnose", "curve_anomalies", "is_adversarial", "health_annotations", "run_findings", "broken_line", "chance_loss",
            "graph_health", "merge_repeats", "fix_label", "fix_change", "apply_fix", "RECENT", "VANISHING_RATIO", "EXPLODING_NORM", "GRAD_GROWTH",
            "DEAD_FRACTION", "SATURATED_FRACTION", "STD_DRIFT", "UPDATE_HIGH", "UPDATE_LOW"]

@@ -673,3 +673,22 @@ def test_no_tab_runs_a_model_in_the_server_process(runs, monkeypatch):
                 clicked.append(b.label)
         assert called == [], f"{name}: the model ran in the server process ({sorted(set(called))})"
     assert {"Run sanity check", "Check completeness", "Run attack"} <= set(clicked)  # the checks were walked
+
+
+def test_a_run_that_did_not_learn_is_marked_in_the_picker_and_warned_about(workspace, probe):
+    """A run trained at learning rate 5 ends confidently wrong (validation loss ~50 where a guess is 1.1): its
+    explanations and Try it answered "100 % confident" without a word (a usability review). The picker marks it
+    and the page says why, above what it shows; a run that learned gets neither."""
+    store = RunStore(workspace, actor=SYSTEM)
+    bad = run_training(builder.load_template("mlp"), "iris", {"epochs": 4, "lr": 5, "early_stopping": None, "seed": 0},
+                       store=store, adapt=True).run_id
+    good = _train(store, "mlp", "iris", 5, adapt=True)
+    at = _page({"ll_xp_probe": probe, "ll_xp_model": f"run:{bad}"})
+    picker = at.selectbox(key="ll_xp_model")
+    assert "did not learn" in picker.format_func(f"run:{bad}") and "did not learn" not in picker.format_func(
+        f"run:{good}")
+    warned = [w.value for w in at.warning if "This run did not learn" in w.value]
+    assert warned and "confidently wrong" in warned[0], [w.value for w in at.warning]
+    picker.set_value(f"run:{good}").run()
+    _no_bug(at)
+    assert not [w.value for w in at.warning if "did not learn" in w.value]

@@ -62,6 +62,11 @@ def test_build_page_try_it_uses_the_newest_run_of_the_canvas_graph(job_workspace
     assert pred and pred[0].value in [str(c) for c in range(10)], _text(at)
     assert "Answered in" in _text(at)
     assert at.get("image"), "the attribution is drawn (a picture beside the canvas)"
+    assert "did not learn" not in _text(at)
     at.session_state["ll_side_view"] = "Layer"
     at.run()
     assert not [m for m in at.metric if m.label == "Your input's prediction"]
+    # a newer run of this graph at learning rate 5: confidently wrong, and said so before it answers
+    bad = run_training(builder.load_template("cnn"), "digits", {"epochs": 1, "seed": 0, "lr": 5}, store=store)
+    at = _build("Try it")
+    assert f"run {bad.run_id} (finished)" in _text(at) and "This run did not learn" in _text(at), _text(at)
