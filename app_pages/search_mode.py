@@ -7,6 +7,7 @@ it back (trial table, best trial, Optuna's plotly views).
 
 from __future__ import annotations
 
+import re
 import time
 
 import pandas as pd
@@ -43,8 +44,9 @@ def _objectives(task: str) -> list[str]:
 
 
 def _default_name() -> str:
-    base = "".join(c if c.isalnum() or c in "-_." else "-" for c in (ui.project().name or "study").lower())[:30]
-    return f"{base.strip('-') or 'study'}-{time.strftime('%m%d-%H%M%S')}"
+    base = "".join(c if c.isalnum() or c in "-_." else "-" for c in (ui.project().name or "study").lower())
+    base = re.sub(r"-{2,}", "-", base)[:30].strip("-")  # "Digits CNN — teacher": digits-cnn-teacher, one dash each
+    return f"{base or 'study'}-{time.strftime('%m%d-%H%M%S')}"
 
 
 def node_params_expander() -> list[str]:

@@ -344,7 +344,7 @@ class StudyRunner:
             return None
         spec = {"project": project.model_dump(mode="json"), "dataset": self.dataset,
                 "dataset_options": dict(self.dataset_options), "config": cfg,
-                "tags": {"study": self.settings.name, "trial": n}, "name": f"{self.settings.name} #{n}",
+                "tags": {"study": self.settings.name, "trial": n}, "name": f"{project.name} · trial {n} of {self.settings.name}",
                 "owner": self.settings.owner, **({"tracking": self.tracking} if self.tracking else {})}
         try:
             run_id = self.launcher.submit(self.store, spec)

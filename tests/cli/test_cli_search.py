@@ -55,7 +55,7 @@ def test_tune_json_holds_best_value_params_and_run_id(tmp_path, capsys):
     assert res["study"] == "j" and res["n_trials"] == 2 and res["direction"] == "maximize"
     assert set(res["best_params"]) == {"lr", "fc1.out_features"}
     run = RunStore(tmp_path, actor=SYSTEM).get(res["best_run_id"])
-    assert run["status"] == "finished" and run["name"] == f"j #{res['best_trial']}"
+    assert run["status"] == "finished" and run["name"] == f"MLP for tabular data · trial {res['best_trial']} of j"
     assert run["final_metrics"]["val_metric"] == pytest.approx(res["best_value"])
 
 

@@ -450,7 +450,7 @@ def test_seeded_study_beats_the_defaults_and_prunes(tmp_path, mlp):
     ran = [r for r in rows if r["run_id"]]
     assert len({r["run_id"] for r in ran}) == len(ran) == 6
     for r in ran:  # every trial is a normal run in the store
-        assert store.get(r["run_id"])["name"] == f"moons #{r['trial']}"
+        assert store.get(r["run_id"])["name"] == f"MLP for tabular data · trial {r['trial']} of moons"
     assert store.get(res.best_run_id)["status"] == "finished"
 
 
