@@ -32,10 +32,12 @@ def prune_section(rec: dict, open_project: Callable[[str], None]) -> None:
         st.caption(f"Pruned from run {md_code(str(rec['tags']['pruned_from']))} by a job: its report appears here "
                    "when the job has pruned and fine-tuned it.")
     mine, ok = ui.can_control(rec), rec.get("status") == RunStatus.FINISHED and rs.folder(rid).has_weights
+    if not ok:  # a stopped or failed run has no final weights: no Prune beside a greyed-out Weights
+        return
     with st.expander("Prune this run", icon=":material/content_cut:", expanded=st.session_state.get(
             "ll_prune_open") == rid):
-        if not (mine and ok):
-            st.caption("Only your finished runs with saved weights can be pruned.")
+        if not mine:
+            st.caption("Only your own runs can be pruned (pruning starts a run of yours from this one).")
             return
         st.caption("Structured pruning removes the least important output channels/units of every Conv/Linear "
                    "whose channels can go and draws the smaller network; unstructured zeroes the smallest weights "

@@ -457,7 +457,10 @@ if focus in by_id and st.session_state.get("ll_runs_focus_seen") != focus:
 elif "ll_runs_pick" in st.session_state:
     st.session_state.ll_runs_pick = [r for r in st.session_state.ll_runs_pick if r in by_id]
 else:  # the widget's value lives in the session's state alone (a default beside it: Streamlit's warning)
-    st.session_state.ll_runs_pick = [focus] if focus in by_id else [runs[0]["id"]]
+    # the newest run with something to see: a live one or one with an epoch behind it (a run stopped before its
+    # first epoch opened the page on empty charts)
+    shown = next((r for r in runs if is_live(r.get("status")) or (r.get("epochs_done") or 0) > 0), runs[0])
+    st.session_state.ll_runs_pick = [focus] if focus in by_id else [shown["id"]]
 chosen = st.multiselect("Runs to inspect", list(by_id), key="ll_runs_pick",
                         format_func=lambda rid: f"{run_label(by_id[rid])} · {by_id[rid].get('status')}",
                         help="Pick one run to open, resume, download or delete it; several to compare them",

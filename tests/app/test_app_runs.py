@@ -268,3 +268,21 @@ def test_a_text_runs_tokenizer_is_offered_beside_its_exports(ws):
     assert encode(load_tokenizer(got.decode()), ["the film was good"], 20).shape == (1, 20)
     at = open_runs(query={"run": plain})
     assert not any("Tokenizer" in b.proto.label for b in at.get("download_button"))
+
+
+def test_the_page_opens_on_the_newest_run_with_something_to_show(ws):
+    """A run stopped before its first epoch (no curves, no weights) opened the page on empty charts, a greyed-out
+    Weights and a Prune form: the page opens on the newest run with an epoch behind it (or a live one), and offers
+    Prune only to a finished run with weights."""
+    import time
+
+    store = RunStore(ws, actor=SYSTEM)
+    done = _train(store)
+    time.sleep(1.1)  # a later second: ids and creation times order the newer run first
+    empty = store.create_run(builder.load_template("cnn"), "digits", {}, {"epochs": 300}, owner=ME)
+    store.update_status(empty, "stopped", "stopped by request")
+    at = open_runs()
+    assert at.multiselect(key="ll_runs_pick").value == [done]
+    assert any("Prune this run" in e.label for e in at.expander)
+    at.multiselect(key="ll_runs_pick").set_value([empty]).run()
+    assert not at.exception and not any("Prune this run" in e.label for e in at.expander)
