@@ -19,7 +19,7 @@ from builder.runs.summary import current_run, run_label
 from builder.training.config import TrainConfig
 from builder.training.lineage import baseline_line, baseline_tag, init_line
 from builder.training.metrics_units import metric_in_units
-from builder.training.objectives import has_objective, train_verdict, with_teacher
+from builder.training.objectives import has_objective, objective_kind, train_verdict, with_teacher
 from builder.training.run_status import (
     CUT_SHORT,
     ENDED_BY_ERROR,
@@ -645,7 +645,7 @@ def results(run: dict, rs) -> None:
     keys = [("accuracy", "Accuracy", True), ("macro_f1", "Macro F1", False), ("r2", "R²", False),
             ("mse", "MSE", False), ("mae", "MAE", False), ("loss", "Loss", False)]
     shown = [(k, lab, pct) for k, lab, pct in keys if test.get(k) is not None]
-    if test.get("n") is not None:  # a drawn objective's run counts none: no "Test samples —"
+    if test.get("n") is not None:  # (a drawn objective's run older than its count: no "Test samples —")
         shown.append(("n", "Test samples", False))
     if not shown:
         return
@@ -734,8 +734,9 @@ report, _ = ui.analyse(g)
 top[0].metric("Project", ui.md(ui.project().name or "untitled"))
 top[1].metric("Dataset", ui.md(ui.spec_public(spec)))
 top[2].metric("Parameters", ui.human_count(report.total_params))
-top[3].metric("Task", "drawn objective" if has_objective(g) else ds.info.task if ds else "—",
-              help="The losses drawn on the canvas say what is learned" if has_objective(g) else None)
+top[3].metric("Task", f"{objective_kind(g)}: its drawn losses" if has_objective(g) else ds.info.task if ds else "—",
+              help="The loss nodes drawn on the canvas say what is learned (a GAN: images like the data's; a "
+                   "VAE: the data back through a small code)" if has_objective(g) else None)
 
 problems = []
 data_fix = False  # the Data page's one click fixes mismatches between a sound graph and the data, nothing else

@@ -541,7 +541,7 @@ class ObjectiveTrainer(RunControl):
     def _finish(self, status: str, message: str, t0: float) -> TrainResult:
         test = None
         if status == "finished" and len(self.dataset.test):
-            test = self.evaluate(self.dataset.test, tag=-3)
+            test = {**self.evaluate(self.dataset.test, tag=-3), "n": len(self.dataset.test)}  # as a prediction's
         return end_run(self, status, message, t0, test)
 
 

@@ -175,12 +175,14 @@ def test_a_gan_run_view_puts_its_samples_first_and_says_no_classifier_things(gen
     charts (the loss is their metric) and put the sample grid two screens below the fold."""
     at = _open("gan")
     task = next(m for m in at.metric if m.label == "Task")
-    assert task.value == "drawn objective"
+    assert task.value == "GAN: its drawn losses"  # (it said "drawn objective": jargon, a usability review)
     order = _chart_order(at)
     assert not _has_chart(at, "ll_fig_metric")  # no second Loss chart
     first = next(i for i, c in enumerate(order) if "ll_fig_samples" in c)
     assert all(first < i for i, c in enumerate(order) if "ll_fig_loss" in c or "ll_fig_terms" in c), order
     assert not any(m.label == "Test samples" and m.value in ("—", None) for m in at.metric)
+    counted = [m.value for m in at.metric if m.label == "Test samples"]  # how many the test loss is over
+    assert counted and int(str(counted[0]).replace(",", "")) > 0, [(m.label, m.value) for m in at.metric]
     # the replay's slider sits right under the grid it moves, above the loss terms (it was under the terms chart:
     # at 900 px the grid scrolled out of view while scrubbing)
     seen = [_kind_key(n) for n in _walk(at.main)]
