@@ -123,7 +123,7 @@ def test_vae_through_the_pipeline_with_a_store_and_resume(digits, tmp_path):
     p = load_template("vae")
     ds = _small(fit_dataset(p.graph, digits), 96)
     r = run_training(p, ds, {**CFG, "epochs": 1}, store)
-    assert r.status == "finished" and set(r.test) == {"loss", "loss/recon_loss", "loss/kl_loss"}
+    assert r.status == "finished" and set(r.test) == {"loss", "loss/recon_loss", "loss/kl_loss", "n"} and r.test["n"] == len(ds.test)
     run = store.get(r.run_id)
     assert run["status"] == "finished" and store.weights_path(r.run_id).is_file()
     assert any("terms" in m for m in store.metrics(r.run_id))
