@@ -224,9 +224,25 @@ def _gradients(log: HealthLog, lr: float | None, cfg: dict, skip: set[str]) -> l
             out.append(_finding(
                 first, "vanishing", "bad", gf / gl,
                 f"gradient norm {gf:.2g} at {first!r} vs {gl:.2g} at {last!r} (ratio {gf / gl:.1e})",
-                "use ReLU-like activations instead of Sigmoid/Tanh in deep stacks, add normalisation "
-                "(BatchNorm/LayerNorm) between layers, or add residual connections"))
+                _vanishing_fix(set(log.node_types().values()))))
     return out
+
+
+def _vanishing_fix(types: set[str]) -> str:
+    """What to change against vanishing gradients, as the network is: only the advice it has not taken already
+    (a ReLU network was told to use ReLU instead of Sigmoid/Tanh).
+
+    >>> _vanishing_fix({"Linear", "ReLU"})
+    'add normalisation (BatchNorm/LayerNorm) between layers, or add residual connections'
+    >>> _vanishing_fix({"Linear", "Sigmoid", "BatchNorm1d"})
+    'use ReLU-like activations instead of Sigmoid in deep stacks, or add residual connections'
+    """
+    squashing = sorted(types & {"Sigmoid", "Tanh"})
+    steps = [f"use ReLU-like activations instead of {'/'.join(squashing)} in deep stacks"] if squashing else []
+    if not any(t.startswith(("BatchNorm", "LayerNorm", "GroupNorm", "RMSNorm")) for t in types):
+        steps.append("add normalisation (BatchNorm/LayerNorm) between layers")
+    steps.append("add residual connections")
+    return ", ".join(steps[:-1]) + (", or " if len(steps) > 1 else "") + steps[-1]
 
 
 def _activations(log: HealthLog, n: dict[str, Any], lr: float | None) -> list[Finding]:

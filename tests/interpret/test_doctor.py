@@ -50,6 +50,8 @@ def test_each_rule_on_its_node():
     assert rules(log_of(healthy(), healthy(fc1__grad_norm="nan"))) == {("fc1", "nonfinite")}
     assert ("head", "exploding") in rules(log_of(healthy(), healthy(head__grad_norm=5e3)))
     assert ("fc1", "vanishing") in rules(log_of(healthy(), healthy(fc1__grad_norm=1e-6)))
+    fix = next(f.message for f in diagnose(log_of(healthy(), healthy(fc1__grad_norm=1e-6))) if f.rule == "vanishing")
+    assert "Sigmoid" not in fix and "normalisation" in fix  # a ReLU network: not told to use ReLU (a review)
     assert rules(log_of(healthy(), healthy(fc1__update_ratio=0.5))) == {("fc1", "update_high")}
     assert rules(log_of(healthy(), healthy(fc1__update_ratio=1e-8))) == {("fc1", "update_low")}
     assert rules(log_of(healthy(), healthy(fc1__act_std=100.0))) == {("fc1", "std_drift")}
