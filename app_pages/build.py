@@ -416,7 +416,7 @@ def _train_this() -> str | None:
     except LayerLabError as e:
         return str(e)
     st.session_state.ll_polling = True
-    ui.flash("Training started: the curves update live. Stop it on this page if you change your mind.")
+    ui.flash("Training started: its curves grow live on the Train page.")  # short: a toast outlives its page
     return None
 
 
