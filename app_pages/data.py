@@ -305,11 +305,14 @@ def preview(ds) -> None:
                               yaxis_title="samples", xaxis_type="category")
             st.plotly_chart(fig, width="stretch", config={"displayModeBar": False})
         elif info.modality == "points2d" or (info.modality == "tabular" and len(info.input_shape) == 1):
-            st.markdown("**Target distribution**")
-            y = ds.train.y.detach().cpu().float().reshape(len(ds.train), -1)[:, 0].numpy()
+            st.markdown("**Target distribution** (train split, in the data's own units)")
+            y = ds.train.y.detach().cpu().double().reshape(len(ds.train), -1)[:, 0].numpy()
+            if info.target_mean and info.target_std:  # the model sees it standardised; a person reads its units
+                y = y * float(info.target_std[0]) + float(info.target_mean[0])
             import plotly.graph_objects as go  # lazy: heavy (plotly)
             fig = go.Figure(go.Histogram(x=y, marker_color="#6366f1", nbinsx=30))
-            fig.update_layout(height=300, margin=dict(l=10, r=10, t=10, b=10))
+            fig.update_layout(height=300, margin=dict(l=10, r=10, t=10, b=10), yaxis_title="samples",
+                              xaxis_title=plotly_text(str(info.options.get("target") or "target")))
             st.plotly_chart(fig, width="stretch", config={"displayModeBar": False})
 
 
