@@ -494,6 +494,7 @@ def _doors() -> list[Door]:
             prune={"parent": w.ann}))),  # refused before anything is recorded (the job would refuse it too)
         Door("builder.jobs.queue.request", (RUN,), lambda w, s: jobs.request(s, w.ann, "stop")),
         Door("builder.jobs.queue.queue_position", (RUN,), lambda w, s: jobs.queue_position(s, w.ann)),
+        Door("builder.runs.store.RunStore.queue_position", (RUN,), lambda w, s: s.queue_position(w.ann)),
         Door("builder.jobs.queue.wait", (RUN,), lambda w, s: jobs.wait(s, [w.ann], timeout=0)),
         Door("job: train", (RUN, PROJECT), lambda w, s: _job(w, s, jobs.JobSpec(
             project=_with_training(w.project, init_from=w.ann).model_dump(mode="json"), dataset="moons",
@@ -672,7 +673,7 @@ ROW_WRITERS = frozenset({"update_run", "update_status", "set_environment", "trun
 the pipeline call them, never a page or a CLI verb (tests/test_access.py)."""
 
 INTERNAL = {
-    "builder.runs.store.RunStore.create_run", "builder.runs.store.RunStore.queue_position",
+    "builder.runs.store.RunStore.create_run",
     "builder.runs.run_logger.RunLogger.__init__", "builder.jobs.control.StoreControl.__init__",
     "builder.jobs.queue.claim_gpu", "builder.jobs.queue.run_job", "builder.jobs.job_sandbox.record_death",
     "builder.tracking.MlflowCallback.__init__", "builder.search.study.JobLauncher.stop",

@@ -367,7 +367,7 @@ def request(store: RunStore, run_id: str, action: Literal["pause", "resume", "st
 def queue_position(store: RunStore, run_id: str) -> int | None:
     """1-based place of a queued job (one the store's actor may read) among this host's waiting jobs; None when it
     is not queued. Raises AccessDenied."""
-    return store.queue_position(store.get(run_id)["id"])
+    return store.queue_position(run_id)
 
 
 def wait(store: RunStore, run_ids: list[str], timeout: float | None = None) -> dict[str, str]:

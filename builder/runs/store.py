@@ -81,6 +81,7 @@ from builder.training.run_status import (
 
 DB_NAME = "layerlab.db"
 DB_WHAT = "the run database"  # in a full disk's message (builder.data.disk)
+ID_TRIES = 8  # new ids drawn for a run whose first id's folder exists (24 random bits per second)
 _LIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(LIVE))  # for "status IN (...)" in SQL
 
 RUN_ID_RE = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # what _new_id makes, e.g. 20261121-104000-ab12cd
@@ -144,9 +145,6 @@ def _now(precise: bool = False) -> str:
     """Now in UTC as ISO text, to the second; ``precise``: to the microsecond (a run's ``created_at``, which lists
     runs newest first, so that two runs made in one second keep their order)."""
     return datetime.now(timezone.utc).isoformat(timespec="microseconds" if precise else "seconds")
-
-
-ID_TRIES = 8  # new ids drawn for a run whose first id's folder exists (24 random bits per second)
 
 
 def _new_id() -> str:
@@ -331,7 +329,7 @@ class RunStore:
         cfg = TrainConfig.from_dict(config)
         env = {"torch": torch.__version__, "python": ".".join(map(str, __import__("sys").version_info[:3])),
                "platform": __import__("platform").platform(), "host": host_name()}
-        for _ in range(ID_TRIES):  # an id whose folder exists is another run's: never written into nor removed
+        for _ in range(ID_TRIES):  # an id whose folder is there is another run's: never written into nor removed
             run_id = _new_id()
             folder = RunFolder(self._run_dir(run_id), writable=True)  # a new run: the creator's
             try:  # a full disk: one line, and no run folder left without its row (only one made here is removed)
@@ -488,7 +486,8 @@ class RunStore:
         return False
 
     def queue_position(self, run_id: str) -> int | None:
-        """1-based place of a queued run among this host's queued jobs (None when it is not queued)."""
+        """1-based place of a queued run the actor may read among this host's queued jobs (None: not queued)."""
+        run_id = self.get(run_id)["id"]  # AccessDenied for another's run, as for an unknown one
         with self._errors(), self._conn() as c:
             try:
                 _, queue = self._live_rows(c)
