@@ -101,10 +101,14 @@ def overlay(runs: list[dict]) -> None:
         if r in metric:  # a scaled target's errors in its own units, as the table's best metric
             y = [None if e.get("val_metric") is None else
                  metric_in_units(str(e.get("metric_name")), e["val_metric"], r.get("dataset_info"))[0] for e in eps]
-            figs["metric"].add_trace(go.Scatter(x=x, y=y, name=f"{rid} val", line=dict(color=color, width=2)))
+            shown = next((str(e["metric_name"]) for e in eps if e.get("metric_name")), "metric")
+            figs["metric"].add_trace(go.Scatter(x=x, y=y, name=f"{rid} val {plotly_text(shown)}",
+                                                line=dict(color=color, width=2)))
+    named = {str(e.get("metric_name")) for r in metric for e in r.get("epochs") or [] if e.get("metric_name")}
+    metric_title = f"Validation {plotly_text(named.pop())}" if len(named) == 1 else "Validation metric (see legend)"
     for (name, fig), col in zip(figs.items(), st.columns(2)):
         fig.update_layout(title=dict(text="Loss (solid: validation, dotted: train)" if name == "loss" else
-                                     "Validation metric", font=dict(size=14)),
+                                     metric_title, font=dict(size=14)),
                           height=320, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="epoch")
         whole_epoch_ticks(fig)  # a 3-epoch run's axis read 1, 1.5, 2, 2.5, 3 here (Train ticks whole epochs)
         col.plotly_chart(fig, width="stretch", config={"displayModeBar": False}, key=f"ll_cmp_{name}")
