@@ -241,9 +241,9 @@ def _text_view(ds) -> None:
         st.button(f"Use max length {n:d}", key="ll_txt_len_fit", icon=":material/compress:", on_click=_set_max_length,
                   args=(n,))
     import plotly.graph_objects as go  # lazy: heavy (plotly)
-    fig = go.Figure(go.Histogram(x=view["lengths"], marker_color="#6366f1"))
+    fig = go.Figure(go.Histogram(x=view["lengths"], marker_color="#6366f1", xbins=dict(size=1)))  # whole tokens
     fig.update_layout(height=220, margin=dict(l=10, r=10, t=30, b=10), title="Tokens per sample (train)",
-                      xaxis_title="tokens", yaxis_title="samples")
+                      xaxis_title="tokens", yaxis_title="samples", xaxis_tickformat="d", yaxis_tickformat="d")
     st.plotly_chart(fig, width="stretch", config={"displayModeBar": False})
 
 
