@@ -28,7 +28,9 @@ import { activeMode, costModes } from './cost.js';
 import { layeredLayout } from './layout.js';
 import { colorFor, connectionProblem, defaultParams, freshEdgeId, freshId, indexPalette, makeEdge, makeNode } from './graph.js';
 import { sameGeometry, snapshotOf, restoredNodes } from './history.js';
-import { withMarker } from './clipboard.js';
+import { extentOf, withMarker } from './clipboard.js';
+import { NODE_SIZE } from './placement.js';
+import { usePlacement } from './usePlacement.js';
 import { initialState, undoKind } from './sync.js';
 import { revealDx } from './viewport.js';
 import { VISIBLE_ONLY_ABOVE, useViewportFit } from './useViewportFit.js';
@@ -46,8 +48,7 @@ import { useFillHeight, useWidth } from './useSize.js';
 const nodeTypes = { layer: LayerNode, block: BlockNode, frame: FrameNode };
 const edgeTypes = { shape: ShapeEdge, agg: AggEdge };
 const isViewId = (id) => id.startsWith(BLOCK_PREFIX) || id.startsWith(FRAME_PREFIX);
-const NODE_W = 200;
-const NODE_H = 110;
+const { width: NODE_W, height: NODE_H } = NODE_SIZE;
 const PALETTE_OVERLAY_W = 232;
 
 const localStore = () => {
@@ -438,18 +439,21 @@ function Canvas({ data, api, store }) {
     [selectedIds, showToast, sendEvent],
   );
 
-  // ---- palette ----
+  // ---- palette: a drop lands where it is dropped, a click in free space beside the anchor (usePlacement.js) ----
+  const placer = usePlacement({ rf, flowRef, renderRef, primaryRef, leftInsetRef, coveredNow, glide, userMoved });
   const addFromPalette = useCallback(
-    (entry, flowPos) => {
-      const origin = { x: flowPos.x - NODE_W / 2, y: flowPos.y - NODE_H / 2 };
+    (entry, flowPos, dragged) => {
+      const items = entry.block && Array.isArray(entry.block.nodes) ? { nodes: entry.block.nodes, edges: entry.block.edges || [] } : null;
+      const size = items ? extentOf(items, NODE_SIZE) : NODE_SIZE;
+      const origin = dragged ? { x: flowPos.x - NODE_W / 2, y: flowPos.y - NODE_H / 2 } : placer.place(size);
       const lib = libraryEvent(entry, Date.now());
+      let createdId = null;
       if (lib) {
         sendEvent(lib);
         showToast(`Importing ${lib.name}…`);
-      } else if (entry.block && Array.isArray(entry.block.nodes)) {
-        insertItems({ nodes: entry.block.nodes, edges: entry.block.edges || [] }, origin);
+      } else if (items) {
+        createdId = insertItems(items, origin)[0];
       } else {
-        let createdId = null;
         mutate((nds, eds) => {
           createdId = freshId(entry.type, new Set(nds.map((n) => n.id)));
           const node = { ...makeNode(createdId, entry.type, null, defaultParams(entry), origin), selected: true };
@@ -460,12 +464,13 @@ function Canvas({ data, api, store }) {
         });
         if (createdId) primaryRef.current = createdId;
       }
+      placer.added(createdId);
+      if (createdId && !dragged) placer.reveal({ ...origin, ...size });
     },
-    [insertItems, mutate, showToast, sendEvent],
+    [insertItems, mutate, showToast, sendEvent, placer],
   );
   const toFlow = useCallback((p) => rf.screenToFlowPosition(p), [rf]);
-  const countNodes = useCallback(() => nodesRef.current.length, []);
-  const { ghost, onPointerDown: onPaletteDown } = usePaletteDrag({ flowRef, rootRef, onDrop: addFromPalette, onStart: closeMenu, countNodes, toFlow });
+  const { ghost, onPointerDown: onPaletteDown } = usePaletteDrag({ flowRef, rootRef, onDrop: addFromPalette, onStart: closeMenu, toFlow });
 
   // ---- keyboard: active as soon as the canvas is visible ----
   useKeyboard(rootRef, {

@@ -45,6 +45,16 @@ function positionsOf(items) {
   return tmp.map((n) => lay.get(n.id) || { x: 0, y: 0 });
 }
 
+// The size ({width, height}, flow px) `items` take when inserted: their laid-out positions plus one `node`
+// size ({width, height}) for the last row and column.
+export function extentOf(items, node) {
+  if (!items.nodes.length) return { ...node };
+  const ps = positionsOf(items);
+  const xs = ps.map((p) => p.x);
+  const ys = ps.map((p) => p.y);
+  return { width: Math.max(...xs) - Math.min(...xs) + node.width, height: Math.max(...ys) - Math.min(...ys) + node.height };
+}
+
 // Insert copies of `items` with fresh ids, their top-left corner at `origin`.
 // With `select`, the copies become the selection. Returns {nodes, edges, created}.
 export function insertItems(nodes, edges, items, origin, paletteMap, select = true) {

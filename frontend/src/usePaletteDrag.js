@@ -1,5 +1,6 @@
 // Palette drag: pointer events (HTML5 drag-and-drop is unreliable inside the
-// shadow root). A short press without movement adds the layer near the centre.
+// shadow root). A short press without movement is a click: `onDrop(entry, null, false)`, and the canvas picks
+// a free place for the layer (placement.js).
 import { useCallback, useState } from 'react';
 
 export const DRAG_THRESHOLD = 4;
@@ -8,14 +9,7 @@ export function inside(rect, x, y) {
   return !!rect && x >= rect.left && x <= rect.right && y >= rect.top && y <= rect.bottom;
 }
 
-// Screen point where a clicked (not dragged) palette item lands: the canvas
-// centre, stepped so consecutive clicks do not stack exactly.
-export function clickDropPoint(rect, count) {
-  const jitter = (count % 5) * 24;
-  return { x: rect.left + rect.width / 2 + jitter, y: rect.top + rect.height / 2 + jitter };
-}
-
-export function usePaletteDrag({ flowRef, rootRef, onDrop, onStart, countNodes, toFlow }) {
+export function usePaletteDrag({ flowRef, rootRef, onDrop, onStart, toFlow }) {
   const [ghost, setGhost] = useState(null);
   const onPointerDown = useCallback(
     (entry, e) => {
@@ -43,14 +37,14 @@ export function usePaletteDrag({ flowRef, rootRef, onDrop, onStart, countNodes, 
         if (moved) {
           if (inside(r, ev.clientX, ev.clientY)) onDrop(entry, toFlow({ x: ev.clientX, y: ev.clientY }), true);
         } else if (r) {
-          onDrop(entry, toFlow(clickDropPoint(r, countNodes())), false);
+          onDrop(entry, null, false);
         }
       };
       window.addEventListener('pointermove', move, true);
       window.addEventListener('pointerup', end, true);
       window.addEventListener('pointercancel', stop, true);
     },
-    [flowRef, rootRef, onDrop, onStart, countNodes, toFlow],
+    [flowRef, rootRef, onDrop, onStart, toFlow],
   );
   return { ghost, onPointerDown };
 }

@@ -108,3 +108,30 @@ export function revealDx(node, flow, left, covered, pad = 24) {
   const dx = freeRight - node.right; // negative: move the graph left
   return node.left + dx < freeLeft ? freeLeft - node.left : dx;
 }
+
+// The viewport that shows `box` (flow coordinates) inside `free` (the canvas's uncovered part, in px from the
+// canvas's top-left: {left, top, right, bottom}) at the same zoom, moved as little as possible, `pad` px inside
+// its edges; null when the box is already shown there. A box larger than the free part is aligned top-left.
+export function panToShow(box, v, free, pad = 24) {
+  const shift = (lo, hi, a, b) => {
+    if (a >= lo + pad && b <= hi - pad) return 0;
+    if (b - a > hi - lo - 2 * pad || a < lo + pad) return lo + pad - a;
+    return hi - pad - b;
+  };
+  const x0 = box.x * v.zoom + v.x;
+  const y0 = box.y * v.zoom + v.y;
+  const dx = shift(free.left, free.right, x0, x0 + box.width * v.zoom);
+  const dy = shift(free.top, free.bottom, y0, y0 + box.height * v.zoom);
+  return dx || dy ? { x: v.x + dx, y: v.y + dy, zoom: v.zoom } : null;
+}
+
+// The flow-coordinate rectangle ({x, y, width, height}) seen through the screen rectangle `free` (px from the
+// canvas's top-left) with viewport `v`.
+export function flowRect(free, v) {
+  return {
+    x: (free.left - v.x) / v.zoom,
+    y: (free.top - v.y) / v.zoom,
+    width: Math.max(0, free.right - free.left) / v.zoom,
+    height: Math.max(0, free.bottom - free.top) / v.zoom,
+  };
+}
