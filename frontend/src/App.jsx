@@ -191,7 +191,7 @@ function Canvas({ data, api, store }) {
   // after Python replaced the graph; a replacement re-renders, so the attribute follows revRef).
   // ---- viewport: fit, but never below a readable zoom (useViewportFit.js) ----
   const { fitted, fitState, setFitTick, initialView, userMoved, fit, coveredNow } = useViewportFit({
-    rf, store, refs: { flowRef, renderRef, blocksRef, mapOpenRef, coversRef, leftInsetRef }, glide, closeMenu,
+    rf, store, refs: { flowRef, renderRef, blocksRef, mapOpenRef, coversRef, leftInsetRef }, glide, closeMenu, mapOpen,
   });
 
   const showToast = useCallback((text, kind = 'info', action = null) => {

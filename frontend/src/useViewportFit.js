@@ -4,15 +4,16 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { useNodesInitialized } from '@xyflow/react';
 import { STYLE_WAIT_MS, hostStyled } from './styleGate.js';
-import { CORNERS, FIT_ALL_ZOOM, FIT_PADDING, clearViewport, coveredRight, fitDue } from './viewport.js';
+import { CORNERS, FIT_ALL_ZOOM, FIT_PADDING, clearViewport, coveredRight, fitDue, refitForMap } from './viewport.js';
 import { useElementSize } from './useSize.js';
 
 export const VISIBLE_ONLY_ABOVE = 300; // render only the elements in the viewport above this many nodes
 export const MINIMAP_FROM = 560; // the minimap is hidden in a canvas narrower than this (styles.css)
 
 // `refs`: the flow element (flowRef), the nodes drawn (renderRef), the collapsed view (blocksRef), the minimap's
-// state (mapOpenRef), the page's panels (coversRef) and the overlay palette's width (leftInsetRef).
-export function useViewportFit({ rf, store, refs, glide, closeMenu }) {
+// state (mapOpenRef), the page's panels (coversRef) and the overlay palette's width (leftInsetRef). `mapOpen`: the
+// minimap is shown (opening it over an automatic fit that put nodes under it fits again: viewport.js refitForMap).
+export function useViewportFit({ rf, store, refs, glide, closeMenu, mapOpen }) {
   const { flowRef, renderRef, blocksRef, mapOpenRef, coversRef, leftInsetRef } = refs;
   // data-fitted on the flow element counts finished fits (tests wait for it instead of a margin or a sleep).
   // The count lives in the page-level store so it keeps rising across remounts of the host element, but a new
@@ -106,6 +107,13 @@ export function useViewportFit({ rf, store, refs, glide, closeMenu }) {
     initialView(0, !!fitState.current.all); // the same kind of fit again: readable, or the whole graph after Fit
     return undefined;
   }, [nodesInitialized, initialView, flowSize, fitTick, styleTick, rf, styledOrLate]);
+  useEffect(() => {
+    const el = flowRef.current;
+    if (!mapOpen || !el || el.clientWidth < MINIMAP_FROM) return;
+    const boxes = renderRef.current.filter((n) => n.type !== 'frame').map((n) => rf.getNodesBounds([n]));
+    // as Fit does (a readable first view of the VAE at 1440x900 could not clear the corner at its zoom)
+    if (refitForMap(fitState.current, boxes, rf.getViewport(), el.clientWidth, el.clientHeight)) initialView(250, renderRef.current.length <= VISIBLE_ONLY_ABOVE);
+  }, [mapOpen]); // eslint-disable-line react-hooks/exhaustive-deps
   const userMoved = useCallback(() => {
     fitState.current.auto = false; // the user's own view is kept when the canvas is resized
   }, []);

@@ -65,6 +65,16 @@ export function onCorners(bounds, v, width, height, corners = CORNERS) {
   );
 }
 
+// Opening the minimap over a view: is a fit due again to keep it off the nodes? `state`: the fit state
+// (useViewportFit: `auto`, the view is still the last automatic fit); `boxes`: the nodes' boxes (flow coordinates);
+// `v`, `width`, `height`: the view and the canvas's size. True when the view is an automatic fit (the first view,
+// or Fit, made while the minimap was closed) and a node lands under the minimap: Fit, then the minimap, covered the
+// VAE template's last node at 1440x900 and 900x900. A view the user moved is left alone.
+export function refitForMap(state, boxes, v, width, height, corners = CORNERS) {
+  if (!state.auto || !corners) return false;
+  return boxes.some((b) => onCorners(b, v, width, height, { ...corners, top: 0 }));
+}
+
 // readableViewport with the nodes clear of the minimap and zoom buttons (`corners`: false when they are hidden):
 // of a strip on the right and a band between the buttons and the minimap, the one that keeps the nodes off both
 // (a graph wider than the canvas at the readable zoom overflows to the right: in the strip its right end would sit

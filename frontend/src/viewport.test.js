@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CORNERS, FIT_ALL_ZOOM, MAX_FIT_ZOOM, READABLE_ZOOM, clearViewport, fitDue, onCorners, readableViewport, coveredRight, revealDx } from './viewport.js';
+import { CORNERS, FIT_ALL_ZOOM, MAX_FIT_ZOOM, READABLE_ZOOM, clearViewport, fitDue, onCorners, readableViewport, coveredRight, refitForMap, revealDx } from './viewport.js';
 
 describe('readable viewport', () => {
   it('a small graph is centred, never zoomed above the max', () => {
@@ -124,5 +124,25 @@ describe('a selected node is revealed from under a floating panel', () => {
   });
   it('a node wider than the free part is aligned with its left edge', () => {
     expect(revealDx({ left: 500, right: 900 }, flow, 272, 340)).toBe(296 - 500);
+  });
+});
+
+describe('opening the minimap over a fit', () => {
+  // the VAE template after Fit at 1440x900 with the minimap closed: its last node (recon_loss) ends ~30 px from the
+  // canvas's bottom-right corner, where the minimap opens
+  const boxes = [{ x: 0, y: 0, width: 200, height: 110 }, { x: 560, y: 420, width: 200, height: 110 }];
+  const v = { x: 60, y: 20, zoom: 1 };
+  it('fits again when a node would sit under the minimap', () => {
+    expect(refitForMap({ auto: true }, boxes, v, 850, 570)).toBe(true);
+  });
+  it('and the fit made with the minimap open keeps every node off it', () => {
+    const b = { x: 0, y: 0, width: 760, height: 530 };
+    const fitV = clearViewport(b, 850, 570, { minZoom: FIT_ALL_ZOOM });
+    expect(refitForMap({ auto: true }, boxes, fitV, 850, 570)).toBe(false);
+  });
+  it('leaves a view the user moved, or nodes clear of the corner, alone', () => {
+    expect(refitForMap({ auto: false }, boxes, v, 850, 570)).toBe(false);
+    expect(refitForMap({ auto: true }, boxes.slice(0, 1), v, 850, 570)).toBe(false);
+    expect(refitForMap({ auto: true }, boxes, v, 850, 570, false)).toBe(false);
   });
 });
