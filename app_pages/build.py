@@ -58,9 +58,12 @@ def _sync_from_browser() -> None:
                     ui.set_graph(graph, bump=False)
                 else:  # drawn before Python changed the graph (an inspector edit meanwhile): applied on top of it
                     ui.rebase_stale(graph, rev)
-        if rev >= st.session_state.ll_revision:
-            sel = value.get("selected")
-            st.session_state.ll_selected = sel if isinstance(sel, str) else None
+        sel = value.get("selected")
+        sel = sel if isinstance(sel, str) else None
+        # the browser's selection when it is news: the component keeps its last value, and taken on every rerun it
+        # undid the inspector's Close (the canvas then showed the layer still selected and the inspector open)
+        if rev >= st.session_state.ll_revision and sel != st.session_state.get("ll_canvas_sel", ""):
+            st.session_state.ll_canvas_sel = st.session_state.ll_selected = sel
     for event in take_events(CANVAS_KEY):  # each one-shot action once, even when the browser sent it again
         if event.get("type") == "group":
             ids = [str(i) for i in event.get("nodes") or []]
@@ -127,6 +130,10 @@ def _rename(node_id: str, widget_key: str, shown: str = "") -> None:
 def _delete_node(node_id: str) -> None:
     ui.set_graph(remove_nodes(ui.graph(), [node_id]), bump=True)
     st.session_state.ll_selected = None
+
+
+def _close_inspector() -> None:
+    st.session_state.ll_selected = None  # the canvas deselects the layer; a narrow window's inspector goes
 
 
 def _fmt_list(v) -> str:
@@ -679,6 +686,9 @@ def _canvas_with_inspector(canvas, g: Graph, report) -> None:
     with left:
         canvas()
     key = "ll_inspector" if st.session_state.get("ll_selected") else "ll_inspector_idle"
+    if key == "ll_inspector":  # floating, it hid the canvas's right third with no way to close it but Esc
+        right.button("Close", icon=":material/close:", key="ll_inspector_close", on_click=_close_inspector,
+                     help="Close the inspector: the layer is deselected (click a layer to open it again)")
     with right, st.container(height=INSPECTOR_HEIGHT, border=False, key=key):
         side = st.segmented_control("Side panel", ["Layer", "Try it"], default="Layer", key="ll_side_view",
                                     label_visibility="collapsed")

@@ -55,6 +55,8 @@ div[data-testid="stExpander"] details summary p {font-weight: 600;}
 /* Build page: the inspector's layer table, compact and one line per layer */
 .st-key-ll_layer_table table {font-size: 0.82rem; width: 100%;}
 .st-key-ll_layer_table th, .st-key-ll_layer_table td {padding: 0.2rem 0.45rem; white-space: nowrap;}
+/* Build page: the inspector's Close shows only where the inspector floats over the canvas (below) */
+.st-key-ll_inspector_close {display: none !important;}
 /* Build page: the inspector floats over the canvas (instead of squeezing it) on narrow windows while a layer
    is selected, and is hidden otherwise (app_pages/build.py picks the container key) */
 @media (max-width: 1100px) {
@@ -77,6 +79,9 @@ div[data-testid="stExpander"] details summary p {font-weight: 600;}
     position: fixed !important; right: 10px; bottom: 56px; width: min(340px, 86vw) !important; flex: none !important;
     z-index: 999; background: #fff; border: 1px solid #e2e8f0; border-radius: 10px; padding: 8px 12px;
     box-shadow: 0 12px 36px rgba(15, 23, 42, 0.22);}
+  /* its Close (app_pages/build.py), top-right over the panel's first row (the Layer / Try it switch) */
+  [data-testid="stColumn"]:has(.st-key-ll_inspector) .st-key-ll_inspector_close {
+    display: block !important; position: absolute !important; top: 8px; right: 12px; width: auto !important; z-index: 2;}
   [data-testid="stLayoutWrapper"]:has(> .st-key-ll_inspector) {flex: 0 0 min(556px, calc(100vh - 424px)) !important;
     height: min(556px, calc(100vh - 424px)) !important;}
 }

@@ -396,3 +396,16 @@ def test_a_long_message_stays_until_it_is_closed():
 
     assert doctest.testmod(state, verbose=False).failed == 0
     assert [state.toast_duration("x" * n) for n in (40, 150, 600)] == ["short", "long", "infinite"]
+
+
+def test_the_inspector_has_a_close_that_deselects_the_layer(at):
+    """At 900 px the inspector floats over the canvas's right third once a layer is selected, and had no close
+    control (only Esc on the canvas). Its Close deselects the layer: the canvas follows (``selected`` None) and a
+    narrow window's inspector goes (its container key turns idle)."""
+    at.session_state["ll_selected"] = "conv1"
+    at.run()
+    assert at.button(key="ll_inspector_close")
+    at.button(key="ll_inspector_close").click().run()
+    assert at.session_state["ll_selected"] is None
+    assert not [b for b in at.button if b.key == "ll_inspector_close"]
+    assert not at.exception
