@@ -820,7 +820,7 @@ function Canvas({ data, api, store }) {
               </div>
             )}
           </div>
-          <ProblemsBar annotations={annotations} problems={problems} open={problemsOpen} setOpen={setProblemsOpen} onFocus={focusProblem} />
+          <ProblemsBar annotations={annotations} problems={problems} nodeCount={nodes.length} open={problemsOpen} setOpen={setProblemsOpen} onFocus={focusProblem} />
         </div>
         {ghost && (
           <div className={`ll-ghost${ghost.over ? ' over' : ''}`} style={{ left: ghost.x, top: ghost.y, '--cat': colorFor(ghost.entry.category) }}>

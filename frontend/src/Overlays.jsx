@@ -4,6 +4,7 @@ import { formatCount } from './graph.js';
 import { menuItems } from './contextMenu.js';
 import { GESTURES, SHORTCUTS } from './keyboard.js';
 import { trainableText } from './training.js';
+import { problemStatus } from './summary.js';
 
 // Renders the entries of contextMenu.js's menuItems; `actions` maps each entry's
 // action name to the function it runs.
@@ -50,7 +51,8 @@ export function HelpPanel({ onClose }) {
   );
 }
 
-export function ProblemsBar({ annotations, problems, open, setOpen, onFocus }) {
+export function ProblemsBar({ annotations, problems, nodeCount, open, setOpen, onFocus }) {
+  const status = problemStatus(problems, nodeCount);
   const totalParams = formatCount(annotations.summary?.total_params);
   const memory = annotations.summary?.memory;
   const trainable = trainableText(annotations.summary);
@@ -63,15 +65,17 @@ export function ProblemsBar({ annotations, problems, open, setOpen, onFocus }) {
       )}
       <span className="ll-stat"><span className="ll-stat-k">Memory</span><span className="ll-stat-v">{memory ? String(memory) : '—'}</span></span>
       <span className="ll-spacer" />
-      {problems.length ? (
+      {status.kind === 'problems' ? (
         <button type="button" className={`ll-problems-btn${open ? ' open' : ''}`} onClick={() => setOpen((o) => !o)} aria-expanded={open}>
-          <WarnIcon /> {problems.length} problem{problems.length === 1 ? '' : 's'}
+          <WarnIcon /> {status.text}
           <span className={`ll-chevron up${open ? ' open' : ''}`} aria-hidden="true">›</span>
         </button>
+      ) : status.kind === 'empty' ? (
+        <span className="ll-hint" data-testid="ll-empty-hint">{status.text}</span>
       ) : (
-        <span className="ll-ok"><CheckIcon /> No problems</span>
+        <span className="ll-ok"><CheckIcon /> {status.text}</span>
       )}
-      {open && problems.length > 0 && (
+      {open && status.kind === 'problems' && (
         <div className="ll-problems" role="list">
           {problems.map((p, i) => (
             <button
