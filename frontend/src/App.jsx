@@ -34,7 +34,7 @@ import { usePlacement } from './usePlacement.js';
 import { initialState, undoKind } from './sync.js';
 import { revealDx } from './viewport.js';
 import { VISIBLE_ONLY_ABOVE, useViewportFit } from './useViewportFit.js';
-import { loadPanels, paletteMode, savePanels } from './panels.js';
+import { loadPanels, localStore, paletteMode, savePanels } from './panels.js';
 import { useHistory } from './useHistory.js';
 import { usePythonSync } from './usePythonSync.js';
 import { useKeyboard } from './useKeyboard.js';
@@ -50,14 +50,6 @@ const edgeTypes = { shape: ShapeEdge, agg: AggEdge };
 const isViewId = (id) => id.startsWith(BLOCK_PREFIX) || id.startsWith(FRAME_PREFIX);
 const { width: NODE_W, height: NODE_H } = NODE_SIZE;
 const PALETTE_OVERLAY_W = 232;
-
-const localStore = () => {
-  try {
-    return window.localStorage;
-  } catch {
-    return null;
-  }
-};
 
 export default function App(props) {
   return (

@@ -4,6 +4,15 @@ export const PANEL_KEY = 'layerlab.canvas.panels';
 // Below this canvas width the palette overlays the canvas instead of squeezing it.
 export const NARROW = 980;
 
+// The browser's localStorage, or null where it is blocked (reading it throws).
+export function localStore() {
+  try {
+    return window.localStorage;
+  } catch {
+    return null;
+  }
+}
+
 export function loadPanels(storage) {
   try {
     const v = JSON.parse(storage?.getItem(PANEL_KEY) || '{}');
