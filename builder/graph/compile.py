@@ -161,6 +161,7 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
         ph = g.placeholder(names[nid])
         values[nid] = {"out": ph}
         types[nid] = "Input"
+        strided.add(nid)  # a caller hands any layout (a grayscale image permuted from NHWC keeps strides (HW,1,W,1))
     masked = padding_mask_inputs(report)
     for nid in masked:  # derived from the Input's own values: a forward takes the data alone
         emit.prefix = names[nid]

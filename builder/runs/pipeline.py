@@ -432,7 +432,8 @@ def resume_run(run_id: str, store: RunStore, callbacks: Iterable[Callback] = (),
         raise RunStoreError(why)
     ckpt = folder.checkpoint
     if not ckpt.is_file() and not previous_path(ckpt).is_file():
-        raise RunStoreError(f"run {run_id} has no checkpoint to resume from ({ckpt})")
+        raise RunStoreError(f"run {run_id} has no checkpoint to resume from (it stopped before its first one was "
+                            "written). Fix: start a new run from its project")
     cfg = TrainConfig.from_dict(run.config, **overrides) if overrides else run.config
     project = run.project
     ds = fit_dataset(project.graph, load_run_dataset(store, run))

@@ -153,6 +153,22 @@ def test_a_size_one_dimension_moved_by_a_permute_gets_canonical_strides(layer):
     _check_canonical(_permuted_into(layer, shape, perm))
 
 
+@pytest.mark.parametrize("layer", ["GroupNorm", "BatchNorm2d", "InstanceNorm2d", "LayerNorm"])
+def test_a_norm_right_after_the_input_gets_canonical_strides_whatever_the_caller_hands(layer):
+    """A grayscale image batch permuted from NHWC (a data split's pixels) is contiguous to torch with strides
+    (HW, 1, W, 1), not (HW, HW, W, 1): a norm fed straight from the Input received it as it came (an outside
+    review). The Input's value counts as strided: such a norm gets a canonical copy, in the .py export too."""
+    graph = {"nodes": [{"id": "x", "type": "Input", "params": {"shape": [1, 5, 5]}},
+                       {"id": "n", "type": layer, "params": _NORM_PARAMS.get(layer, {})}],
+             "edges": [{"source": "x", "target": "n"}]}
+    model = compile_graph(graph)
+    x = torch.randn(2, 5, 5, 1).permute(0, 3, 1, 2).contiguous().requires_grad_()
+    assert x.is_contiguous() and x.stride() != canonical_strides(x.shape)  # what the caller hands
+    seen = _strides_seen(model, model.layerlab_names["n"], [x])
+    assert seen and all(st == canonical_strides(sh) for sh, st in seen), seen
+    assert "clone(memory_format = torch.contiguous_format)" in export_python(graph)
+
+
 # the Op node calls no module to hook: tests/graph/test_op_checks.py checks the strides its call receives
 @pytest.mark.parametrize("layer", [t for t in STRIDE_BUGGY if t != "Op"])
 @settings(max_examples=budget(6), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
