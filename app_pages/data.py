@@ -48,22 +48,27 @@ def builtin_picker(current: dict) -> dict | None:
             v = cur_opts.get(k, default)
             helptext = d["help"].get(k)
             if isinstance(default, bool):
-                opts[k] = col.toggle(k.replace("_", " "), value=bool(v), help=helptext, key=f"ll_dso_{name}_{k}")
+                opts[k] = col.toggle(_label(k), value=bool(v), help=helptext, key=f"ll_dso_{name}_{k}")
             elif k == "tokenizer":
-                opts[k] = col.selectbox(k, TOKENIZER_KINDS, index=TOKENIZER_KINDS.index(v) if v in TOKENIZER_KINDS
+                opts[k] = col.selectbox(_label(k), TOKENIZER_KINDS, index=TOKENIZER_KINDS.index(v) if v in TOKENIZER_KINDS
                                         else 0, help=helptext, key=f"ll_dso_{name}_{k}")
             elif isinstance(default, str):
-                opts[k] = col.text_input(k.replace("_", " "), value=str(v), help=helptext, key=f"ll_dso_{name}_{k}")
+                opts[k] = col.text_input(_label(k), value=str(v), help=helptext, key=f"ll_dso_{name}_{k}")
             elif isinstance(default, int):
                 lo, hi = option_range(k, {**d["options"], **cur_opts, **opts}) or (None, None)
-                opts[k] = int(col.number_input(k.replace("_", " "), lo, hi, _within(int(v), lo, hi), step=1,
+                opts[k] = int(col.number_input(_label(k), lo, hi, _within(int(v), lo, hi), step=1,
                                                help=helptext, key=f"ll_dso_{name}_{k}"))
             else:
                 span = option_range(k)
                 lo, hi = (float(span[0]), float(span[1])) if span else (None, None)
-                opts[k] = float(col.number_input(k.replace("_", " "), lo, hi, _within(float(v), lo, hi),
+                opts[k] = float(col.number_input(_label(k), lo, hi, _within(float(v), lo, hi),
                                                  help=helptext, key=f"ll_dso_{name}_{k}", format="%g"))
     return {"kind": "builtin", "name": name, "options": {k: v for k, v in opts.items() if v != d["options"].get(k)}}
+
+
+def _label(option: str) -> str:
+    """A dataset option's name as a form label, as the page's other boxes are written ("n_samples": "N samples")."""
+    return option.replace("_", " ").capitalize()
 
 
 def _within(v, lo, hi):
