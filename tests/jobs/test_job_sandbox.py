@@ -81,6 +81,24 @@ def tried(name, call):
         out[name] = e.errno"""
 
 
+def _brokered_job(ws: Path, tracker: str) -> str:
+    """Code for a child process: an anonymous owner's new run in ``ws``, its confinement with ``tracker``
+    (``rules``) and its store through a broker (``store``, ``mine`` the run id), as a job has them."""
+    return f"""
+import json
+from pathlib import Path
+from builder.data.access import SYSTEM, Actor
+from builder.graph.templates import load_template
+from builder.jobs import job_sandbox
+from builder.runs.store import RunStore
+store = RunStore(Path({str(ws)!r}), actor=SYSTEM)
+a = "anon:" + "a" * 32
+mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
+rules = job_sandbox.confinement(store, mine, a, {tracker!r})
+store = job_sandbox.brokered(store.as_actor(Actor.of_job(a)))
+"""
+
+
 def _run_python(code: str, env: dict | None = None) -> dict:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env=env or child_env())
@@ -697,20 +715,9 @@ def test_a_confined_job_reaches_no_database_server_with_the_address_it_started_w
         tracker.bind(("127.0.0.1", 0))
         tracker.listen(1)
         port = tracker.getsockname()[1]
-        seen = _run_python(f"""
-import json, socket
-import psycopg
-from pathlib import Path
-from builder.data.access import SYSTEM, Actor
-from builder.graph.templates import load_template
-from builder.jobs import job_sandbox
+        seen = _run_python(_brokered_job(tmp_path / "ws", f"http://127.0.0.1:{port}") + f"""
+import psycopg, socket
 from builder.process import landlock
-from builder.runs.store import RunStore
-store = RunStore(Path({str(tmp_path / 'ws')!r}), actor=SYSTEM)
-a = "anon:" + "a" * 32
-mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
-rules = job_sandbox.confinement(store, mine, a, "http://127.0.0.1:{port}")
-store = job_sandbox.brokered(store.as_actor(Actor.of_job(a)))
 out = {{"line": landlock.confine(rules), "ports": rules.ports}}
 try:
     with psycopg.connect({pg_url.replace("+psycopg", "")!r}, connect_timeout=10) as c:
@@ -744,18 +751,8 @@ def test_a_confined_job_holds_no_database_address_and_no_tracker_opens_the_datab
     from builder.tracking_destinations import check_destination
 
     db_port = urlsplit(pg_url).port or 5432
-    seen = _run_python(f"""
-import json, os
-from pathlib import Path
-from builder.data.access import SYSTEM, Actor
-from builder.graph.templates import load_template
-from builder.jobs import job_sandbox
-from builder.runs.store import RunStore
-store = RunStore(Path({str(tmp_path / 'ws')!r}), actor=SYSTEM)
-a = "anon:" + "a" * 32
-mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
-rules = job_sandbox.confinement(store, mine, a, "postgresql://mlflow@tracker.example:{db_port}/mlflow")
-store = job_sandbox.brokered(store.as_actor(Actor.of_job(a)))
+    seen = _run_python(_brokered_job(tmp_path / "ws", f"postgresql://mlflow@tracker.example:{db_port}/mlflow") + f"""
+import os
 job_sandbox.enter({str(tmp_path / 'private')!r}, rules=rules)
 store.update_run(mine, message="still writes its run")
 print(json.dumps({{"ports": rules.ports, "env": dict(os.environ), "db": store.get(mine)["message"],
