@@ -75,7 +75,6 @@ def _probe() -> Any:
 def _model_options() -> dict[str, str]:
     """Models to explain: the finished (or stopped) runs this session may see, each labelled so runs are told
     apart (name, dataset, lr, epochs, batch, best metric)."""
-    from builder.interpret.doctor import broken_line, chance_loss  # lazy: heavy (torch)
     from builder.runs.summary import best_epoch, run_label  # lazy: heavy (sqlalchemy)
 
     try:  # finished runs, and stopped ones with an epoch behind them (read from their newest weights)
@@ -89,8 +88,7 @@ def _model_options() -> dict[str, str]:
         stopped = "" if r["status"] == RunStatus.FINISHED else f" · stopped after {r.get('epochs_done')} ep"
         summary = ui.run_summary(rs, r)
         epochs = summary.get("epochs") or []
-        chance = chance_loss({"dataset_info": summary.get("dataset_info")})
-        broken = " · did not learn" if broken_line(epochs, chance) else ""  # before its 100 % answers mislead
+        broken = " · did not learn" if _broken(summary.get("record") or r, epochs) else ""  # before its 100 %
         options[f"run:{r['id']}"] = run_label(r, best_epoch(epochs)) + stopped + broken
     return options
 
@@ -113,12 +111,18 @@ def _empty_state() -> None:
         st.page_link(nav.TRAIN, label="Open the Train page", icon=":material/model_training:")
 
 
-def _say_if_broken(rs, run: dict) -> None:
-    """A warning above a diverged run's explanations (:func:`builder.interpret.doctor.broken_line`): they describe
-    a broken model (every answer 100 % confident, attributions in the thousands)."""
+def _broken(run: dict, epochs: list[dict]) -> str | None:
+    """Why ``run`` (a full record) did not learn, from its epochs (:func:`builder.interpret.doctor.broken_line`)."""
     from builder.interpret.doctor import broken_line, chance_loss  # lazy: heavy (torch)
+    from builder.training.objectives import is_adversarial  # lazy: heavy (torch)
 
-    if why := broken_line(ui.run_summary(rs, run).get("epochs") or [], chance_loss(run)):
+    return broken_line(epochs, chance_loss(run), adversarial=is_adversarial(run.get("project") or {}))
+
+
+def _say_if_broken(rs, run: dict) -> None:
+    """A warning above a diverged run's explanations (:func:`_broken`): they describe a broken model (every answer
+    100 % confident, attributions in the thousands)."""
+    if why := _broken(run, ui.run_summary(rs, run).get("epochs") or []):
         st.warning(f"This run did not learn: {ui.md(why)}. What it predicts and attributes describes a broken "
                    "model; explain a run that learned, or apply the training doctor's fix on the Train page.",
                    icon=":material/warning:")

@@ -270,9 +270,12 @@ def _build_view(graph: Any) -> None:
         return
     if not tr.live:  # a diverged run answers "100 % confident" to anything: said before it answers
         from builder.interpret.doctor import broken_line, chance_loss  # lazy: heavy (torch)
+        from builder.training.objectives import is_adversarial  # lazy: heavy (torch)
 
         rs = ui.store()
-        if why := broken_line(rs.metrics(tr.run_id, "epoch"), chance_loss(rs.get(tr.run_id))):
+        run = rs.get(tr.run_id)
+        if why := broken_line(rs.metrics(tr.run_id, "epoch"), chance_loss(run),
+                              adversarial=is_adversarial(run.get("project") or {})):
             st.warning(f"This run did not learn: {ui.md(why)}.", icon=":material/warning:")
     try:
         xs = _session_for(tr)

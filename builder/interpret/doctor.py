@@ -416,19 +416,22 @@ def chance_loss(run: dict) -> float | None:
 
     >>> round(chance_loss({"dataset_info": {"task": "multiclass", "num_classes": 10}}), 3)
     2.303
+    >>> chance_loss({"dataset_info": {"task": "multiclass"}}), chance_loss({"dataset_info": {"task": "regression"}})
+    (None, None)
     """
     info = run.get("dataset_info") or {}
-    n = _num(info.get("num_classes"))
-    if info.get("task") not in ("binary", "multiclass"):
+    n = 2 if info.get("task") == "binary" else _num(info.get("num_classes"))
+    if info.get("task") not in ("binary", "multiclass") or n is None or not 2 <= n < 1e6:
         return None
-    return math.log(max(2, int(n))) if n is not None and n < 1e6 else math.log(2)
+    return math.log(int(n))
 
 
-def broken_line(epoch_metrics: list[dict], chance: float | None = None) -> str | None:
+def broken_line(epoch_metrics: list[dict], chance: float | None = None, *, adversarial: bool = False) -> str | None:
     """Why a run's model is not worth explaining or trying, or None: its training loss diverged (a
     :func:`curve_anomalies` divergence), its validation loss ended far above where it started (over 10 times, and
     by more than 1), or (``chance``: :func:`chance_loss`) over 3 times a uniform guess's: confidently wrong.
-    Explain and Try it say so beside a broken model's "100% confident" answers.
+    Explain and Try it say so beside a broken model's "100% confident" answers. ``adversarial``: a GAN's
+    (:func:`is_adversarial`), whose summed loss need not fall: only a non-finite loss counts.
 
     >>> broken_line([{"train_loss": 0.7, "val_loss": 0.69}, {"train_loss": 90.0, "val_loss": 556.0}])
     'divergence: the training loss rose to 90 (best 0.7); lower the learning rate or clip gradients'
@@ -436,11 +439,14 @@ def broken_line(epoch_metrics: list[dict], chance: float | None = None) -> str |
     'its validation loss ended at 556, 806 times where it started (0.69); lower the learning rate and train it again'
     >>> broken_line([{"train_loss": 0.7, "val_loss": 0.69}, {"train_loss": 0.3, "val_loss": 0.35}]) is None
     True
+    >>> broken_line([{"train_loss": 0.7, "val_loss": 0.69}, {"train_loss": 90.0, "val_loss": 556.0}],
+    ...             adversarial=True) is None  # a GAN's networks play against each other
+    True
     """
     epochs = [e for e in epoch_metrics if isinstance(e, dict)]
-    div = next((a for a in curve_anomalies(epochs) if a.kind == "divergence"), None)
-    if div is not None:
-        return div.message
+    div = next((a for a in curve_anomalies(epochs, adversarial=adversarial) if a.kind == "divergence"), None)
+    if div is not None or adversarial:
+        return div.message if div is not None else None
     val = [v for e in epochs if (v := _num(e.get("val_loss"))) is not None and math.isfinite(v)]
     if len(val) >= 2 and val[0] > 0 and val[-1] > 10 * val[0] and val[-1] - val[0] > 1:
         return (f"its validation loss ended at {val[-1]:.3g}, {val[-1] / val[0]:.0f} times where it started "
