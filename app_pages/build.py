@@ -260,8 +260,10 @@ def _graph_table(report) -> None:
     st.markdown("**Layers** (shapes without the batch dimension)")
     c = ui.analyse()[1]["summary"].get("trainable")  # the canvas's split: the freeze list and fine-tuning mode
     if c:
-        st.caption(f"Trains {ui.human_count(c['trainable'])} parameters, {ui.human_count(c['frozen'])} frozen"
-                   + (f" (LoRA adapters: {ui.human_count(c['adapter'])})" if c["adapter"] else ""))
+        added = c.get("added") or 0  # fine-tuning mode LoRA on a canvas without LoRA nodes: added when it trains
+        st.caption(f"Trains {ui.human_count(c['trainable'] + added)} parameters, {ui.human_count(c['frozen'])} frozen"
+                   + (f" (LoRA adapters: {ui.human_count(c['adapter'])})" if c["adapter"] else "")
+                   + (f" (LoRA adapters the run adds: {ui.human_count(added)})" if added else ""))
     box = st.container(height=min(460, 44 + 35 * min(len(rows), TABLE_ROWS)), border=False, key="ll_layer_table")
     box.markdown("\n".join(lines))
     if len(rows) > TABLE_ROWS:

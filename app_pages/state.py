@@ -41,7 +41,7 @@ from builder.graph.project import Graph, Project
 from builder.graph.templates import TEMPLATE_NAMES, load_template
 from builder.runs import owners
 from builder.runs.store import graph_hash
-from builder.training.finetune import finetune_freeze
+from builder.training.finetune import finetune_freeze, lora_added
 
 ENV_SHARED = owners.ENV_SHARED
 
@@ -528,6 +528,8 @@ def analyse(g: Graph | None = None) -> tuple[Any, dict]:
     report = builder.infer_shapes(g)
     ann = canvas_annotations(g, report, health=health or None, latency=latency or None,
                              freeze=_frozen(g, report, str(mode), freeze))
+    if mode == "lora" and ann["summary"].get("trainable"):  # adapters a run adds where the canvas has none
+        ann["summary"]["trainable"]["added"] = lora_added(g) if report.ok else 0
     st.session_state.ll_ann = (key, report, ann)
     return report, ann
 

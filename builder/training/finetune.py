@@ -25,8 +25,8 @@ from typing import Any
 
 import networkx as nx
 
-from builder.errors import TrainingError
-from builder.graph.lora import LORA_DEFAULTS, add_lora
+from builder.errors import LayerLabError, TrainingError
+from builder.graph.lora import LORA_DEFAULTS, add_lora, trainable_params
 from builder.graph.project import Graph, as_graph
 from builder.graph.shapes import infer_shapes
 
@@ -69,6 +69,27 @@ def finetune_freeze(graph, mode: str, *, report: Any = None) -> list[str]:
     return sorted(n for n in _weighted(graph, report) if n not in head and not (mode == "lora" and types[n] == "LoRA"))
 
 
+def lora_added(graph) -> int:
+    """The adapter parameters a ``lora`` run adds to ``graph`` (:func:`apply_finetune`): none where the canvas has
+    LoRA nodes already, or no attention projection to adapt. The Build page counts them before it trains.
+
+    >>> from builder.graph.templates import load_template
+    >>> g = as_graph({"nodes": [{"id": "x", "type": "Input", "params": {"shape": [16]}},
+    ...                         {"id": "att.query", "type": "Linear", "params": {"out_features": 16}},
+    ...                         {"id": "head", "type": "Linear", "params": {"out_features": 2}}],
+    ...               "edges": [{"source": "x", "target": "att.query"}, {"source": "att.query", "target": "head"}]})
+    >>> lora_added(g), lora_added(load_template("cnn").graph)  # rank 8: 8 x 16 + 16 x 8; a CNN has no projection
+    (256, 0)
+    """
+    graph = as_graph(graph)
+    if any(n.type == "LoRA" for n in graph.nodes):
+        return 0
+    try:
+        return trainable_params(add_lora(graph, "attention", **LORA_DEFAULTS))["adapter"]
+    except LayerLabError:  # nothing to adapt: the Train page says so when it starts
+        return 0
+
+
 def apply_finetune(graph, cfg: Any) -> tuple[Graph, Any]:
     """The graph and config a run trains with under ``cfg.finetune``: LoRA added where the mode needs it, the
     mode's frozen nodes added to ``cfg.freeze``."""
@@ -83,4 +104,4 @@ def apply_finetune(graph, cfg: Any) -> tuple[Graph, Any]:
     return graph, cfg
 
 
-__all__ = ["MODES", "head_nodes", "finetune_freeze", "apply_finetune"]
+__all__ = ["MODES", "head_nodes", "finetune_freeze", "apply_finetune", "lora_added"]

@@ -41,6 +41,12 @@ def test_library_model_goes_on_the_canvas_with_its_weights(workspace, library):
     assert "m_transformer_layer_0_attention_q_lin" in ids
     run = RunStore(workspace, actor=SYSTEM).get(proj.training["init_from"])
     assert run["status"] == "imported" and run["owner"] == "local"
+    # fine-tuning mode LoRA set on the Train page, no LoRA node drawn: the count includes the adapters the run
+    # adds (it counted the head alone, as if only the head trained)
+    at.session_state["ll_project"] = proj.model_copy(update={"training": {**proj.training, "finetune": "lora"}})
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("(LoRA adapters the run adds: " in c.value for c in at.caption), [c.value for c in at.caption]
     # LoRA on its attention projections: the layer table says what trains and what stays frozen
     from builder.graph.lora import add_lora
 
@@ -48,3 +54,4 @@ def test_library_model_goes_on_the_canvas_with_its_weights(workspace, library):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("frozen (LoRA adapters: " in c.value for c in at.caption), [c.value for c in at.caption]
+    assert not any("the run adds" in c.value for c in at.caption)  # drawn: none added
