@@ -235,7 +235,8 @@ def test_a_model_that_crashes_torch_through_every_door_leaves_the_server_serving
     fill_field(page, "Epochs per trial", "1")
     fill_field(page, "Study name", f"{CRASH}-study")
     start.click()
-    (trial,) = until(lambda: [r for r in store.list_runs(limit=30) if r.get("name") == f"{CRASH}-study #0"],
+    (trial,) = until(lambda: [r for r in store.list_runs(limit=30)
+                              if str(r.get("name")).endswith(f" · trial 0 of {CRASH}-study")],
                      "the search's trial", timeout=180, page=page)
     until(lambda: store.get(trial["id"])["status"] == "failed", "the trial failed", timeout=180, page=page)
     assert "SIGSEGV" in store.get(trial["id"])["message"]

@@ -154,6 +154,9 @@ def test_a_job_that_rewrote_its_job_file_for_a_gpu_is_held_to_the_gpu_quota_on_r
     the resumed job will take; a job file grown past any report's size is not read into the server either."""
     import json
 
+    from builder.errors import RunStoreError
+    from builder.runs.run_time import SPEC_DIGEST
+
     _no_launch(monkeypatch)
     store = RunStore(ws, actor=SYSTEM)
     used = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME)
@@ -170,6 +173,9 @@ def test_a_job_that_rewrote_its_job_file_for_a_gpu_is_held_to_the_gpu_quota_on_r
     jobs.submit(store, JobSpec(project={}, dataset="", owner=ME, resume_run=rid))  # untouched: admitted again
     store.finish(rid, "stopped")
     job.write_text(json.dumps({**first, "config": {**first["config"], "device": "cuda"}}))  # what the job wrote
+    with pytest.raises(RunStoreError, match="was changed after LayerLab wrote it"):  # its digest: not resumed
+        jobs.submit(store, JobSpec(project={}, dataset="", owner=ME, resume_run=rid))
+    store.set_environment(rid, **{SPEC_DIGEST: None})  # a run recorded before the digest: the quota still holds
     with pytest.raises(QuotaError, match="GPU-seconds"):
         jobs.submit(store, JobSpec(project={}, dataset="", owner=ME, resume_run=rid))
     job.write_text(json.dumps(first) + " " * (2**20 * 17))  # past any report's size: not read, nothing carried
