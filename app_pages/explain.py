@@ -112,11 +112,10 @@ def _empty_state() -> None:
 
 
 def _broken(run: dict, epochs: list[dict]) -> str | None:
-    """Why ``run`` (a full record) did not learn, from its epochs (:func:`builder.interpret.doctor.broken_line`)."""
-    from builder.interpret.doctor import broken_line, chance_loss  # lazy: heavy (torch)
-    from builder.training.objectives import is_adversarial  # lazy: heavy (torch)
+    """Why ``run`` (a full record) did not learn (:func:`builder.interpret.doctor.run_broken_line`)."""
+    from builder.interpret.doctor import run_broken_line  # lazy: heavy (torch)
 
-    return broken_line(epochs, chance_loss(run), adversarial=is_adversarial(run.get("project") or {}))
+    return run_broken_line(run, epochs)
 
 
 def _say_if_broken(rs, run: dict) -> None:

@@ -269,13 +269,10 @@ def _build_view(graph: Any) -> None:
     if not tr.ready:
         return
     if not tr.live:  # a diverged run answers "100 % confident" to anything: said before it answers
-        from builder.interpret.doctor import broken_line, chance_loss  # lazy: heavy (torch)
-        from builder.training.objectives import is_adversarial  # lazy: heavy (torch)
+        from builder.interpret.doctor import run_broken_line  # lazy: heavy (torch)
 
         rs = ui.store()
-        run = rs.get(tr.run_id)
-        if why := broken_line(rs.metrics(tr.run_id, "epoch"), chance_loss(run),
-                              adversarial=is_adversarial(run.get("project") or {})):
+        if why := run_broken_line(rs.get(tr.run_id), rs.metrics(tr.run_id, "epoch")):
             st.warning(f"This run did not learn: {ui.md(why)}.", icon=":material/warning:")
     try:
         xs = _session_for(tr)

@@ -457,6 +457,11 @@ def broken_line(epoch_metrics: list[dict], chance: float | None = None, *, adver
     return None
 
 
+def run_broken_line(run: dict, epoch_metrics: list[dict]) -> str | None:
+    """:func:`broken_line` for a run (its full record: its class count and whether it is a GAN) and its epochs."""
+    return broken_line(epoch_metrics, chance_loss(run), adversarial=is_adversarial(run.get("project") or {}))
+
+
 def run_findings(store: RunStore, run_id: str) -> dict[str, Any]:
     """What the doctor says about one run (live or finished): ``findings`` (:func:`merge_repeats`) and
     ``anomalies`` (dicts),
@@ -562,6 +567,6 @@ def apply_fix(project: Any, action: dict[str, Any]) -> Project:
     return project
 
 
-__all__ = ["Finding", "Anomaly", "RULES", "diagnose", "curve_anomalies", "is_adversarial", "health_annotations", "run_findings", "broken_line", "chance_loss",
+__all__ = ["Finding", "Anomaly", "RULES", "diagnose", "curve_anomalies", "is_adversarial", "health_annotations", "run_findings", "broken_line", "chance_loss", "run_broken_line",
            "graph_health", "merge_repeats", "fix_label", "fix_change", "apply_fix", "RECENT", "VANISHING_RATIO", "EXPLODING_NORM", "GRAD_GROWTH",
            "DEAD_FRACTION", "SATURATED_FRACTION", "STD_DRIFT", "UPDATE_HIGH", "UPDATE_LOW"]
