@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["number", "text", "TEXT_LIMIT"]
+__all__ = ["number", "number_list", "text", "TEXT_LIMIT"]
 
 TEXT_LIMIT = 200  # characters of a record's text field that are shown
 
@@ -43,6 +43,18 @@ def number(value: object, *, finite: bool = True, parse: bool = False) -> int | 
     if finite and not math.isfinite(as_float):
         return None
     return int(value) if isinstance(value, numbers.Integral) else as_float
+
+
+def number_list(value: object, most: int) -> list[int | float] | None:
+    """``value`` as a list of at most ``most`` finite numbers (each read by :func:`number`), else None.
+
+    >>> number_list([1, 2.5], 2), number_list([1, 2, 3], 2), number_list([1, True], 2), number_list("12", 2)
+    ([1, 2.5], None, None, None)
+    """
+    if not isinstance(value, list) or len(value) > most:
+        return None
+    out = [number(x) for x in value]
+    return None if any(x is None for x in out) else out
 
 
 def text(value: object, default: str = "?") -> str:

@@ -261,7 +261,7 @@ def typed_grid(b: Any) -> dict | None:
     """
     if not isinstance(b, dict):
         return None
-    xs, ys = _numbers(b.get("xs"), MAX_RESOLUTION), _numbers(b.get("ys"), MAX_RESOLUTION)
+    xs, ys = records.number_list(b.get("xs"), MAX_RESOLUTION), records.number_list(b.get("ys"), MAX_RESOLUTION)
     kind, classes, epoch = b.get("kind"), records.number(b.get("classes")), records.number(b.get("epoch"))
     if xs is None or ys is None or len(xs) < 2 or len(ys) < 2 or kind not in ("prob", "class"):
         return None
@@ -275,23 +275,15 @@ def typed_grid(b: Any) -> dict | None:
         out |= {"classes": classes, "conf": _grid_rows(b.get("conf"), len(ys), len(xs))}
     p = b.get("points")
     if isinstance(p, dict):
-        cols = [_numbers(p.get(k), MAX_POINTS) for k in ("x", "y", "label")]
+        cols = [records.number_list(p.get(k), MAX_POINTS) for k in ("x", "y", "label")]
         if all(c is not None for c in cols) and len({len(c) for c in cols}) == 1:
             out["points"] = {"x": cols[0], "y": cols[1], "label": [int(v) for v in cols[2]]}
     return out
-
-
-def _numbers(v: Any, most: int) -> list | None:
-    """``v`` as a list of at most ``most`` finite numbers, or None."""
-    if not isinstance(v, list) or len(v) > most:
-        return None
-    out = [records.number(x) for x in v]
-    return None if any(x is None for x in out) else out
 
 
 def _grid_rows(v: Any, n: int, m: int) -> list | None:
     """``v`` as ``n`` rows of ``m`` finite numbers, or None."""
     if not isinstance(v, list) or len(v) != n:
         return None
-    rows = [_numbers(r, m) for r in v]
+    rows = [records.number_list(r, m) for r in v]
     return rows if all(r is not None and len(r) == m for r in rows) else None

@@ -44,6 +44,7 @@ from typing import Any
 from builder.data.access import refusal
 from builder.data.disk import write_atomic
 from builder.data.records import number as _number
+from builder.data.records import number_list as _numbers
 from builder.data.records import text as record_text
 from builder.errors import RunStoreError
 
@@ -465,8 +466,8 @@ def latency_record(data: Any) -> dict[str, Any] | None:
         return None
 
     def pair(v: Any) -> list[float] | None:
-        nums = [_number(x) for x in v] if isinstance(v, list) and len(v) == 2 else [None]
-        return [float(x) for x in nums] if all(x is not None for x in nums) else None
+        nums = _numbers(v, 2)
+        return [float(x) for x in nums] if nums is not None and len(nums) == 2 else None
 
     def whole(v: Any) -> int | None:
         n = _number(v)
