@@ -5,8 +5,11 @@ waits are for states (spinners, results, Streamlit idle), never sleeps."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from e2e_helpers import ARTIFACTS, goto_page, open_app, person, wait_idle
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 from test_explain_browser import _train_cnn
 
@@ -47,7 +50,9 @@ def explain_page(browser, app_server):
 
 def test_calibration_says_it_is_working_until_its_result_shows(explain_page):
     page = explain_page
-    page.evaluate(WATCH_JS, [["spinner", "Fitting a temperature", "spinner"], ["result", "ECE before", "main"]])
+    page.evaluate(
+        WATCH_JS, [["spinner", "Fitting a temperature", "spinner"], ["result", "ECE before", "main"]]
+    )
     page.get_by_role("tab", name="Calibration").click()
     page.get_by_text("ECE after scaling").wait_for(timeout=60_000)
     wait_idle(page)
@@ -124,6 +129,10 @@ def test_no_control_is_cut_at_900_px(explain_page):
         for tab in ("Attributions", "Activations & weights", "Robustness"):
             page.get_by_role("tab", name=tab).click()
             wait_idle(page, timeout=60)
+            # the state to reach: nothing cut once the 900 px layout has settled (columns reflow after the resize
+            # and a tab switch; a box measured mid-reflow read 32 px of 38 once). A cut that stays fails here.
+            with contextlib.suppress(PlaywrightTimeout):
+                page.wait_for_function(f"() => ({CLIPPED_JS})().length === 0", timeout=10_000)
             assert page.evaluate(CLIPPED_JS) == [], (tab, page.evaluate(CLIPPED_JS))
     finally:
         page.set_viewport_size({"width": 1440, "height": 900})
