@@ -67,10 +67,11 @@ def new_project(name: str = "untitled") -> Project:
 
 # -------------------------------------------------------------------------------------------- owner
 def _signed_in_user() -> str | None:
-    """The signed-in user's email (or subject) when Streamlit authentication is configured and used."""
+    """The signed-in user's verified e-mail or issuer-qualified subject (:func:`builder.runs.owners.signed_in_name`)
+    when Streamlit authentication is configured and used."""
     try:
         if st.user.is_logged_in:
-            return str(st.user.get("email") or st.user.get("sub") or "") or None
+            return owners.signed_in_name(st.user.to_dict())
     except Exception:  # authentication not configured
         return None
     return None

@@ -177,6 +177,31 @@ def anonymous_owner(anon_id: str) -> str:
     return ANON_PREFIX + anon_id
 
 
+def signed_in_name(claims: Mapping[str, Any]) -> str | None:
+    """The name a signed-in user owns work under, from the identity provider's claims: the e-mail when the provider
+    says it verified it (``email_verified``), else the subject qualified by its issuer's host (``host:sub``: a subject
+    is unique only within its provider, and an e-mail nobody verified may name someone else, an admin included);
+    ``None`` without an issuer and subject (no stable identity: the browser's cookie decides).
+
+    >>> signed_in_name({"email": "ann@school.org", "email_verified": True, "sub": "1", "iss": "https://id.x"})
+    'ann@school.org'
+    >>> signed_in_name({"email": "admin@school.org", "sub": "7", "iss": "https://id.example.com/tenant"})
+    'id.example.com:7'
+    >>> signed_in_name({"email": "ann@school.org", "email_verified": "true", "sub": "1", "iss": "https://id.x"})
+    'ann@school.org'
+    >>> signed_in_name({"email": "ann@school.org", "email_verified": False}) is None
+    True
+    """
+    email, verified = str(claims.get("email") or "").strip(), claims.get("email_verified")
+    if email and (verified is True or (isinstance(verified, str) and verified.strip().lower() == "true")):
+        return email
+    sub, iss = str(claims.get("sub") or "").strip(), str(claims.get("iss") or "").strip()
+    if not sub or not iss:
+        return None
+    host = iss.split("://", 1)[-1].split("/", 1)[0].lower()
+    return f"{host}:{sub}" if host else None
+
+
 def user_owner(name: str) -> str:
     """The owner string of a signed-in user (email or subject), bounded to 200 characters."""
     name = str(name).strip()
@@ -673,7 +698,7 @@ def check_sees(store: Any, owner: str, actor: Actor | None = None) -> None:
         raise refusal(pseudonym(store.workspace, owner), "owner")
 
 
-__all__ = ["pin", "confined_config", "DATABASE_KEY", "TRACKING_KEY", "LOCAL_OWNER", "ENV_SHARED", "owner_of", "shared_runs", "check_sees", "ENV_ADMINS", "admins", "is_admin", "ENV_TEACHERS", "ENV_SERVER_CONFIG", "server_config", "server_config_path", "set_server_config", "teachers",
+__all__ = ["pin", "confined_config", "DATABASE_KEY", "TRACKING_KEY", "LOCAL_OWNER", "ENV_SHARED", "owner_of", "signed_in_name", "shared_runs", "check_sees", "ENV_ADMINS", "admins", "is_admin", "ENV_TEACHERS", "ENV_SERVER_CONFIG", "server_config", "server_config_path", "set_server_config", "teachers",
            "is_teacher",
            "new_anonymous_id", "valid_anonymous_id", "anonymous_owner", "user_owner", "SECRET_FILE", "OWNERS_DIR",
            "PSEUDONYM_RE", "workspace_secret", "safe_id", "owned_name", "pseudonym", "owner_path", "owner_dir", "owner_folders", "STUDIES_DIR",

@@ -276,3 +276,27 @@ def test_a_confined_process_keeps_no_secret_of_the_server_config(tmp_path, monke
     assert pinned["tracking"]["uri"] == default and "S3CRET-DB" not in json.dumps(pinned)
     assert "S3CRET-TOKEN" not in json.dumps(pinned)
     assert td.is_server_default(default, ws) and td.check_destination(default, ws, me) == default
+
+
+_CLAIM = st.text(min_size=0, max_size=40)
+
+
+@settings(max_examples=budget(200))
+@given(email=_CLAIM, verified=st.one_of(st.none(), st.just(False), st.sampled_from(["false", "0", "yes", ""])),
+       sub=_CLAIM, iss=st.sampled_from(["", "https://accounts.example.com", "https://id.example.org/tenant/v2"]))
+def test_an_unverified_email_never_names_a_signed_in_user(email, verified, sub, iss):
+    """A provider that lets a person write any e-mail (or does not say it checked it) cannot make them
+    ``user:admin@school.org``: their name is their issuer-qualified subject, or none (the cookie decides)."""
+    name = owners.signed_in_name({"email": email, "email_verified": verified, "sub": sub, "iss": iss})
+    if name is not None:
+        assert ":" in name and name.split(":", 1)[1] == sub.strip() and name.split(":", 1)[0] in iss
+        assert sub.strip() and iss
+
+
+def test_a_verified_email_names_the_user_and_subjects_of_two_providers_differ():
+    assert owners.signed_in_name({"email": "ann@school.org", "email_verified": True, "sub": "1", "iss": "https://a"}) \
+        == "ann@school.org"
+    one = owners.signed_in_name({"sub": "1", "iss": "https://accounts.one.example"})
+    other = owners.signed_in_name({"sub": "1", "iss": "https://login.other.example/common"})
+    assert one == "accounts.one.example:1" and other == "login.other.example:1"
+    assert owners.signed_in_name({"sub": "1"}) is None and owners.signed_in_name({}) is None
