@@ -27,7 +27,7 @@ from typing import Any
 import streamlit as st
 
 import builder
-from app_pages.identity import OWNER_COOKIE
+from app_pages.identity import chosen_id
 from app_pages.style import md
 from builder.data.access import CONTROL, READ, may
 from builder.data.sources import own_spec
@@ -79,10 +79,10 @@ def _signed_in_user() -> str | None:
 
 def _cookie_id() -> str | None:
     try:
-        value = (st.context.cookies or {}).get(OWNER_COOKIE)
+        cookies = st.context.cookies or {}
     except Exception:  # no browser context (AppTest, bare mode)
         return None
-    return value if owners.valid_anonymous_id(value) else None
+    return chosen_id(cookies)  # the id the server's middleware chose and set (its __Host- cookie over HTTPS)
 
 
 def owner() -> str:

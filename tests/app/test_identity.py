@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app_pages.identity import OWNER_COOKIE, IdentityCookie, cookie_id
+from app_pages.identity import HOST_OWNER_COOKIE, OWNER_COOKIE, IdentityCookie, cookie_id
 from builder.runs.owners import new_anonymous_id, valid_anonymous_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +60,22 @@ def test_a_known_id_is_kept_and_set_again_httponly_and_anything_else_is_replaced
     for forged in (b"layerlab_owner=../../etc", b"layerlab_owner=" + b"A" * 32, b'layerlab_owner="x;y'):
         (header,) = _set_cookies(_answer(b"text/html", forged))
         assert valid_anonymous_id(header.split(";")[0].split("=")[1]) and forged.decode() not in header
+
+
+def test_over_https_a_sibling_hosts_cookie_cannot_put_a_person_in_someone_elses_workspace():
+    """A page on ``evil.school.org`` may set ``layerlab_owner`` for ``.school.org``; over HTTPS the id lives in the
+    ``__Host-`` cookie, which no other host can set, and it wins. A browser that had the plain cookie keeps its id
+    on its first HTTPS visit."""
+    mine, attackers = new_anonymous_id(), new_anonymous_id()
+    (header,) = _set_cookies(_answer(b"text/html", f"{OWNER_COOKIE}={mine}".encode(), scheme="https"))
+    assert header.startswith(f"{HOST_OWNER_COOKIE}={mine};") and "Path=/" in header and "Domain" not in header
+    assert header.endswith("; Secure")
+    both = f"{OWNER_COOKIE}={attackers}; {HOST_OWNER_COOKIE}={mine}".encode()
+    (header,) = _set_cookies(_answer(b"text/html", both, scheme="https"))
+    assert header.startswith(f"{HOST_OWNER_COOKIE}={mine};")
+    assert cookie_id(both) == mine  # and the pages read the same one (app_pages.state uses chosen_id)
+    (header,) = _set_cookies(_answer(b"text/html", f"{OWNER_COOKIE}={mine}".encode()))
+    assert header.startswith(f"{OWNER_COOKIE}={mine};") and "Secure" not in header  # plain HTTP: the plain cookie
 
 
 def test_only_pages_set_it_and_other_answers_and_the_websocket_pass_through():
