@@ -6,7 +6,9 @@ held-out scores (:meth:`ModelProbe.holdout`) ask the probe for their model outpu
 :class:`~builder.interpret.session.ExplainSession`) which forwards each question that reads the model to a
 :class:`ModelProbe`: one child process per page session, started on the first question, restarted on the next
 question after it died, ended by :meth:`ModelProbe.close`, when the probe is garbage-collected (the session
-ended) or by itself after ``LAYERLAB_PROBE_IDLE_S`` seconds without a question (default 600).
+ended) or by itself after ``LAYERLAB_PROBE_IDLE_S`` seconds without a question (default 600). A child runs one
+person's models: a question about another owner's run (a teacher scoring each student's) ends it and starts one
+whose rules open that owner's runs alone, so a model that took its child over answers for no one else.
 
 The child (:mod:`builder.jobs.probe_child`) is the import worker's sandbox
 (:mod:`builder.interchange.worker`): a fresh interpreter with a clean environment and a private temporary folder,
@@ -47,6 +49,7 @@ import torch
 
 from builder import errors
 from builder.data import records
+from builder.data.access import owner_of
 from builder.errors import ExplainError
 from builder.interchange.worker import (
     MEMORY_ENV,
@@ -75,6 +78,16 @@ _ERRORS = {name: getattr(errors, name) for name in ("DatasetError", "ExplainErro
                                                     "TrainingError", "LayerLabError")}
 
 
+def model_owner(store: RunStore, run_id: str) -> str:
+    """Whose model run ``run_id`` holds, for a store whose actor may read it (a child runs one person's models).
+
+    Raises:
+        AccessDenied: not a run of the store's actor (:func:`~builder.runs.store.workspace_of`).
+    """
+    workspace_of(store, run_id)
+    return owner_of(store.get(run_id))
+
+
 def _threads() -> int:
     try:
         return max(1, int(os.environ.get(ENV_TORCH_THREADS, "")))
@@ -85,14 +98,15 @@ def _threads() -> int:
 class _Child:
     """One running child: its process, private folder and the pipe ends."""
 
-    def __init__(self, hook: str | None, timeout: float, owner: str | None, store: RunStore):
+    def __init__(self, hook: str | None, timeout: float, owner: str | None, store: RunStore, model_owner: str):
         self.limits = worker_limits(timeout)
         self.private = tempfile.mkdtemp(prefix="layerlab-probe-")
         self.workspace, self.actor = str(store.workspace), store.actor  # whose runs it opens: bound for its life
+        self.model_owner = model_owner  # whose models it runs: one person's (a teacher scores each student apart)
         self.files = ""  # its log's line about its files (confined, or why not)
         try:
             # what it may read, listed as its actor now: Landlock cannot widen the rules once applied
-            self.grant = landlock.reader_confinement(store, self.private)
+            self.grant = landlock.reader_confinement(store, self.private, model_owner=model_owner)
             with open(Path(self.private) / "probe.log", "wb") as log:
                 self.proc = spawn_sandboxed("builder.jobs.probe_child:probe_main", self.private,
                                             stdout=subprocess.PIPE, stderr=log, owner=owner)
@@ -123,10 +137,11 @@ class _Child:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def opens(self, store: RunStore, run_id: str) -> bool:
-        """Whether this child may open ``run_id`` for ``store``'s actor: the same workspace and actor, and the run
-        among those its rules opened (a run made after it started is not: a fresh child gets fresh rules)."""
-        if self.workspace != str(store.workspace) or self.actor != store.actor:
+    def opens(self, store: RunStore, run_id: str, model_owner: str) -> bool:
+        """Whether this child may open ``run_id`` (a model of ``model_owner``'s) for ``store``'s actor: the same
+        workspace, actor and model owner, and the run among those its rules opened (a run made after it started is
+        not: a fresh child gets fresh rules)."""
+        if self.workspace != str(store.workspace) or self.actor != store.actor or self.model_owner != model_owner:
             return False
         if self.grant.opens(run_id):
             return True
@@ -194,18 +209,19 @@ class ModelProbe:
             LayerLabError: the session's own error (its class kept for the common ones), or one line
                 (ExplainError) naming a crash, a timeout, running out of memory or CPU time.
         """
-        workspace_of(store, run_id)  # AccessDenied: not a run of the store's actor
-        return self._request(store, run_id, split, call, *args, version=version, **kwargs)
+        return self._request(store, run_id, split, call, *args, version=version, model_owner=model_owner(store, run_id),
+                             **kwargs)
 
     def _request(self, store: RunStore, run_id: str, split: str, call: str, *args: Any,
-                 version: str | None = None, **kwargs: Any) -> Any:
-        """Ask the child about a run ``store``'s actor may read (checked by the caller: :func:`workspace_of`)."""
+                 version: str | None = None, model_owner: str, **kwargs: Any) -> Any:
+        """Ask the child about a run ``store``'s actor may read (checked by the caller: :func:`model_owner`), in a
+        child that runs ``model_owner``'s models alone."""
         self.owner = self.owner or counted_owner(store.actor)
         msg = {"workspace": str(store.workspace), "run": run_id, "split": split, "call": call,
                "args": (args, kwargs), "version": version}
         with self._lock:
             for attempt in (1, 2):
-                child = self._ensure(store, run_id)
+                child = self._ensure(store, run_id, model_owner)
                 answer = self._exchange(child, msg)
                 if answer is not None:
                     break
@@ -263,16 +279,17 @@ class ModelProbe:
             self._stop()
             raise
 
-    def _ensure(self, store: RunStore, run_id: str) -> _Child:
+    def _ensure(self, store: RunStore, run_id: str, model_owner: str) -> _Child:
         if self._child is not None and not self._child.alive():
             self._stop()  # it ended (idle, or a crash already reported): start another
-        if self._child is not None and not self._child.opens(store, run_id):
-            self._stop()  # a run its files' rules do not open (made since it started), or another actor's store:
-            # Landlock cannot widen a process's rules, so a fresh child gets rules listed now
+        if self._child is not None and not self._child.opens(store, run_id, model_owner):
+            self._stop()  # a run its files' rules do not open (made since it started), another actor's store or
+            # another person's model (a model that took its child over must not answer for anyone else's): Landlock
+            # cannot widen a process's rules, so a fresh child gets rules listed now
         if self._child is None:
             self.starts += 1
             try:
-                self._child = _Child(self.TEST_HOOK, self.timeout, self.owner, store)
+                self._child = _Child(self.TEST_HOOK, self.timeout, self.owner, store, model_owner)
             except ExplainError:
                 raise
             except errors.LayerLabError as e:  # one person's cap of live model processes (builder.process.launcher)
@@ -400,6 +417,7 @@ class ProbeSession:
                  version: str | None = None):
         """A session of a run the store's actor may read. Raises AccessDenied for another person's run."""
         self.probe, self.workspace, self.run_id, self.split = probe, workspace_of(store, run_id), run_id, split
+        self.model_owner = model_owner(store, run_id)
         self.store = store  # its actor: the child's rules are the runs this actor may read
         probe.owner = probe.owner or counted_owner(store.actor)
         self.version = version
@@ -417,7 +435,7 @@ class ProbeSession:
 
     def _ask(self, call: str, *args: Any, **kwargs: Any) -> Any:
         return self.probe._request(self.store, self.run_id, self.split, call, *args, version=self.version,
-                                   **kwargs)
+                                   model_owner=self.model_owner, **kwargs)
 
     def _memo_ask(self, call: str, *args: Any, **kwargs: Any) -> Any:
         """A question whose answer depends on its arguments only: asked once (errors are not kept)."""

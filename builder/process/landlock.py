@@ -339,7 +339,7 @@ class ReaderRules:
 
 
 def reader_confinement(store, private: str | os.PathLike, *, read: Iterable = (),
-                       write: Iterable = ()) -> ReaderRules:
+                       write: Iterable = (), model_owner: str | None = None) -> ReaderRules:
     """What a long-lived process that runs the models of the runs ``store``'s actor may read (a page session's
     model probe: Explain, Try it, drift, the VAE view, held-out scores) may touch once confined: read the
     interpreter and system (:func:`system_read_paths`), this package, the actor's own owner folder (its uploads:
@@ -347,7 +347,9 @@ def reader_confinement(store, private: str | os.PathLike, *, read: Iterable = ()
     and the upload folders of their owners (the data those runs trained on), the dataset cache's entries by name
     and ``read``; read and write ``private`` (its home and temporary folder, where it builds the cache entries it
     lacks), ``/dev`` and ``write``; not the run database (the process reads runs through its broker as the
-    actor: :mod:`builder.process.broker`). ``identity.key``, ``server.json`` and other owners' folders stay shut. Unconfined (a string) for trusted code and the CLI's local user
+    actor: :mod:`builder.process.broker`). ``identity.key``, ``server.json`` and other owners' folders stay shut.
+    ``model_owner``: only that owner's runs (and upload folder) are opened, for a process that runs their models
+    alone (a teacher's held-out scores of each student). Unconfined (a string) for trusted code and the CLI's local user
     (:func:`builder.process.launcher.counted_owner` is None: their paths are their own) and for an SQLite database
     without its WAL file."""
     owner = counted_owner(store.actor)
@@ -361,6 +363,8 @@ def reader_confinement(store, private: str | os.PathLike, *, read: Iterable = ()
     runs: dict[str, Path] = {}
     owners = {owner: None}
     for r in store.list_runs(limit=100_000):  # as the store's actor: the runs it may read, nothing else
+        if model_owner is not None and str(r.get("owner") or LOCAL_OWNER) != model_owner:
+            continue
         path = store.folder(r["id"], actor=SYSTEM).path
         if path.is_dir():  # a folder made later is not in the rules: that run starts a fresh process
             runs[str(r["id"])] = path

@@ -411,7 +411,8 @@ def class_runs(store: RunStore, cls: dict, limit: int = 200, *, scorer: HoldoutS
     graph."""
     members = {m: i + 1 for i, m in enumerate(cls.get("members", []))}
     rows = []
-    for run in store.list_runs(class_id=cls["id"], limit=limit * max(1, len(members))):
+    # by member: a scorer runs one person's models per child process (builder.jobs.probe), so each starts once
+    for run in sorted(store.list_runs(class_id=cls["id"], limit=limit * max(1, len(members))), key=owner_of):
         owner = owner_of(run)
         if owner not in members:
             continue

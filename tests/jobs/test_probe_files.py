@@ -200,3 +200,43 @@ def test_an_unconfined_probe_for_a_person_reads_runs_as_that_person(tmp_path, mo
     with pytest.raises(AccessDenied, match="of yours"):
         probe_child._store(str(ws)).get(ann)
     assert probe_child._store(str(ws)).who() == bob
+
+
+def test_a_teachers_probe_runs_each_students_models_in_a_child_of_their_own(tmp_path, monkeypatch):
+    """The class leaderboard scores every member's model in the teacher's probe: one child for all let a model
+    that took its child over answer (or read) for every student scored after it. A child runs one person's models
+    and opens only their runs; the scoring goes member by member, one child each."""
+    from builder.runs import classes
+
+    ws, teacher = tmp_path / "ws", "user:t@school.org"
+    monkeypatch.setenv("LAYERLAB_TEACHERS", teacher)
+    store = RunStore(ws, actor=SYSTEM)
+    cls = classes.create_class(ws, teacher, "ML", builder.load_template("mlp"),
+                               holdout={"dataset": "moons", "options": {"seed": 5, "n_samples": 200}})
+    for who in (A, B):
+        classes.join_class(ws, cls["code"], who)
+    project = classes.starter_project(cls)
+    ids = {who: [run_training(project, "moons", {"epochs": 1, "seed": s}, store=store, owner=who).run_id
+                 for s in (0, 1)] for who in (A, B)}
+    teachers = store.as_actor(classes.actor_for(ws, teacher))
+    monkeypatch.setattr(ModelProbe, "TEST_HOOK", f"{__name__}:_reader")
+    probe = ModelProbe()
+    try:
+        pids = {}
+
+        def scorer(run_id, holdout, metric):
+            value = probe.holdout(teachers, run_id, holdout, metric)
+            who = A if run_id in ids[A] else B
+            pids.setdefault(who, set()).add(probe.pid())
+            return value
+
+        rows = classes.class_runs(teachers, classes.get_class(ws, cls["id"]), scorer=scorer)
+        assert len(rows) == 4 and all(isinstance(r["test"], float) for r in rows), rows
+        assert len(pids[A]) == len(pids[B]) == 1 and pids[A] != pids[B], pids  # one child per member
+        assert probe.starts == 2
+        xs = ProbeSession(probe, teachers, ids[A][0], "test")  # a child of A's models: B's run is not opened
+        if landlock.abi():
+            assert xs.explain(0, "x-read", path=str(store.folder(ids[B][0]).project)) == "denied"
+        assert isinstance(xs.explain(0, "x-read", path=str(store.folder(ids[A][1]).project)), int)
+    finally:
+        probe.close()
