@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import signal
 import subprocess
@@ -37,7 +36,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from builder.data.access import CONTROL, LOCAL_OWNER, STOP, SYSTEM, Actor, check, refusal
-from builder.data.disk import write_atomic
 from builder.errors import DiskFullError, RunStoreError, TrainingError
 from builder.graph.memory import training_memory
 from builder.graph.project import load_project
@@ -276,10 +274,10 @@ def _record(store: RunStore, spec: JobSpec, share: int = 1) -> str:
     origin = data.get("origin") if isinstance(data.get("origin"), dict) else None
     devices = [str(cfg.device), _device_setting(spec, origin, run.get("config"))]
     room = check_quota(store, spec.owner, device=next((d for d in devices if wants_gpu(d)), devices[0]))
-    _write_json(folder.job_spec, data)
+    digest = folder.write_job_spec(data)
     store.requeue(run.id)  # queued at the back, pid = this process until the job process takes over
     store.as_actor(SYSTEM).set_environment(run.id, storage_room=_room(room, share),  # what its owner has left now
-                                           gpu_quota=gpu_limit(store, spec.owner), **{SPEC_DIGEST: spec_digest(data)})
+                                           gpu_quota=gpu_limit(store, spec.owner), **{SPEC_DIGEST: digest})
     return run.id
 
 
@@ -300,19 +298,15 @@ def _tracking(store: RunStore, spec: JobSpec) -> str | None:
     return resolve_tracking(store.workspace, spec.owner)
 
 
-def _write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, default=str), f"the job's {path.name}")
-
-
 def spec_digest(data: dict) -> str:
-    """The SHA-256 of a job spec as written (:func:`_write_json`, ``RunStore.create_run``): recorded with its run
-    (:data:`SPEC_DIGEST`, a key only the system writes), so a resume trusts a ``job.json`` only as written, not as
-    the run's job (whose process may write its folder) left it.
+    """The SHA-256 of a job spec as written (:meth:`RunFolder.write_job_spec`, ``RunStore.create_run``): recorded
+    with its run (:data:`SPEC_DIGEST`, a key only the system writes), so a resume trusts a ``job.json`` only as
+    written, not as the run's job (whose process may write its folder) left it.
 
-    >>> spec_digest({"a": 1}) == RunFolder.digest(json.dumps({"a": 1}).encode())
+    >>> spec_digest({"a": 1}) == RunFolder.digest(RunFolder.job_spec_bytes({"a": 1}))
     True
     """
-    return RunFolder.digest(json.dumps(data, default=str).encode("utf-8"))
+    return RunFolder.digest(RunFolder.job_spec_bytes(data))
 
 
 def _credentials(job_spec: Path) -> bool:

@@ -338,7 +338,7 @@ class RunStore:
                         continue
                     write_atomic(folder.project, project.to_json(), "the run's project")
                     if job_spec is not None:
-                        write_atomic(folder.job_spec, json.dumps(job_spec, default=str), "the run's job spec")
+                        folder.write_job_spec(job_spec)
                 self._write("INSERT INTO runs (id, name, status, created_at, updated_at, pid, host, project, "
                             "dataset_name, dataset_options, dataset_info, config, parent_id, environment, owner, tags, "
                             "queued_at, graph_hash, class_id) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "

@@ -285,6 +285,22 @@ class RunFolder:
         """The job spec as a dict, or None when the run has none (a CLI run) or it cannot be read."""
         return _read_json(self.job_spec)
 
+    @staticmethod
+    def job_spec_bytes(data: dict[str, Any]) -> bytes:
+        """A job spec as ``job.json`` holds it: what :meth:`write_job_spec` writes and the run's recorded digest
+        (``builder.runs.run_time.SPEC_DIGEST``) hashes.
+
+        >>> RunFolder.job_spec_bytes({"a": Path("x")})
+        b'{"a": "x"}'
+        """
+        return json.dumps(data, default=str).encode("utf-8")
+
+    def write_job_spec(self, data: dict[str, Any]) -> str:
+        """Write ``job.json`` whole or not at all; the SHA-256 of what was written (:meth:`digest`)."""
+        body = self.job_spec_bytes(data)
+        write_atomic(self.job_spec, body, "the run's job spec")
+        return self.digest(body)
+
     def job_spec_digest(self) -> str | None:
         """The SHA-256 of ``job.json`` as it is now (:meth:`digest`), or None when it cannot be read."""
         data = read_file(self.job_spec, MAX_REPORT_BYTES)
