@@ -14,6 +14,7 @@ boundary, the Explain page) reads predictions through :func:`predict`. Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -157,6 +158,52 @@ def forward_all(model: torch.nn.Module, X: Tensor, batch_size: int | None = 1024
     return torch.cat(outs) if outs else torch.empty(0)
 
 
+MAX_BATCH_OUTPUT_CELLS = 1 << 24  # outputs of one reduced batch (64 MiB of float32): a language model's logits
+
+
+def forward_reduced(model: torch.nn.Module, X: Tensor, reduce: Callable[[Tensor, slice], Tensor], *,
+                    batch_size: int = 1024, max_cells: int = MAX_BATCH_OUTPUT_CELLS) -> Tensor:
+    """:func:`forward_all` where each batch's outputs are reduced at once by ``reduce(outputs, rows)`` (``rows``:
+    the batch's slice of ``X``) and only the reductions are kept, concatenated: outputs far larger than their
+    inputs (a language model's T × vocabulary logits per sample) never sit whole in memory. After the first
+    sample shows an output's size, a batch holds at most ``max_cells`` output values (and one sample).
+
+    >>> m = torch.nn.Linear(3, 4)
+    >>> forward_reduced(m, torch.ones(5, 3), lambda out, rows: out.sum(1), max_cells=8).shape
+    torch.Size([5])
+    """
+    was = model.training
+    dev = model_device(model)
+    kept, i, step = [], 0, 1  # one sample first: its outputs' size sets the batch
+    model.eval()
+    try:
+        with torch.no_grad():
+            while i < len(X):
+                rows = slice(i, min(len(X), i + step))
+                out = first_output(model(X[rows].to(dev)))
+                kept.append(reduce(out, rows).to(X.device))
+                if i == 0:
+                    per = max(1, out[:1].numel())
+                    step = max(1, min(max(1, batch_size), max_cells // per))
+                i = rows.stop
+                del out
+    finally:
+        model.train(was)
+    return torch.cat(kept) if kept else torch.empty(0)
+
+
+def token_losses(model: torch.nn.Module, X: Tensor, y: Tensor, **kw: Any) -> Tensor:
+    """A language model's summed next-token cross-entropy per sample (N,) on ``X`` (N, T) with targets ``y``
+    (N, T), batch by batch (:func:`forward_reduced`): the mean loss is ``token_losses(...).sum() / y.numel()``."""
+    def reduce(out: Tensor, rows: slice) -> Tensor:
+        t = y[rows].to(out.device)
+        ce = torch.nn.functional.cross_entropy(out.float().reshape(-1, out.shape[-1]), t.reshape(-1),
+                                               reduction="none")
+        return ce.reshape(len(t), -1).double().sum(1)
+
+    return forward_reduced(model, X, reduce, **kw)
+
+
 def predict(model: torch.nn.Module, X: Tensor, task: str = "multiclass", *,
             batch_size: int | None = 256) -> Prediction:
     """Run ``model`` on ``X`` (:func:`forward_all`) and read its outputs for ``task``.
@@ -176,4 +223,4 @@ def predict(model: torch.nn.Module, X: Tensor, task: str = "multiclass", *,
     return Prediction(task, out.float().reshape(len(out), -1))
 
 
-__all__ = ["Prediction", "predict", "forward_all", "model_device", "first_output", "CLASSIFICATION"]
+__all__ = ["Prediction", "predict", "forward_all", "forward_reduced", "token_losses", "MAX_BATCH_OUTPUT_CELLS", "model_device", "first_output", "CLASSIFICATION"]

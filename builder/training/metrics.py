@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from builder.data.predictions import first_output, forward_all, model_device  # noqa: F401  (their home; kept here for library users)
+from builder.data.predictions import first_output, forward_all, model_device, token_losses  # noqa: F401  (their home; kept here for library users)
 from builder.errors import TrainingError
 
 TRAIN_METRIC_SAMPLES = 512  # the train metric is measured at epoch end on this many training samples
@@ -121,6 +121,12 @@ def evaluate(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, task: str
         Classification: ``loss, accuracy, macro_f1, confusion_matrix, per_class, class_names``.
         Regression: ``loss, mse, mae, r2``. Reconstruction: ``loss, mse, mae, r2`` against the input.
     """
+    if task == "next_token":  # logits of T × vocabulary per sample: reduced batch by batch, never kept whole
+        if len(X) == 0:
+            raise TrainingError("cannot evaluate on an empty split")
+        mean = float(token_losses(model, X, y, batch_size=batch_size).sum() / max(1, y.numel()))
+        return {"loss": mean, "n": int(len(X)), "perplexity": float(torch.exp(torch.tensor(mean))),
+                "tokens": int(y.numel())}
     out = forward_all(model, X, batch_size).float()
     if len(out) == 0:
         raise TrainingError("cannot evaluate on an empty split")
@@ -131,8 +137,6 @@ def evaluate(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, task: str
         res.update(classification_metrics(_predict(out, task), y, nc, class_names))
     elif task == "reconstruction":
         res.update(regression_metrics(out.reshape(len(X), -1), X.reshape(len(X), -1).float()))
-    elif task == "next_token":
-        res.update(perplexity=float(torch.exp(torch.tensor(res["loss"]))), tokens=int(y.numel()))
     else:
         res.update(regression_metrics(out, y))
     return res
