@@ -190,7 +190,7 @@ def inspector(report) -> None:
     k = _following(f"ll_label_{node.id}_{rev}", node.label or "")
     st.text_input("Name", value=node.label or "", key=k, max_chars=200, placeholder=node.id,
                   on_change=_rename, args=(node.id, k, node.label or ""), help="A display name for this layer (its id stays "
-                  f"`{node.id}`)")
+                  f"{md_code(node.id)})")
     if info is not None:
         c1, c2 = st.columns(2)
         c1.metric("Output", info.shape_str if info.shape is not None else "—")

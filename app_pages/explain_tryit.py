@@ -90,7 +90,8 @@ def try_it_panel(xs: ExplainSession, i: int, key: Callable[[str], str], *, compa
             if x is None:
                 return
         elif getattr(xs.info, "tokenizer", ""):  # free text, tokenized as the training data was
-            text = st.text_input("Your sentence", value=form.start_text, key=key(f"ll_try_text_{i}"))
+            text = st.text_input("Your sentence", value=form.start_text, key=key(f"ll_try_text_{i}"),
+                                 max_chars=tryit.MAX_TRY_TEXT)
             x = tryit.encode_tokens(xs, text)
             cut = tryit.tokens_cut(xs, text)
             labels = tryit.token_labels(xs, x)
@@ -108,7 +109,7 @@ def try_it_panel(xs: ExplainSession, i: int, key: Callable[[str], str], *, compa
                     st.caption(said)
         else:
             text = st.text_input("Your sequence (words of the vocabulary, separated by spaces)",
-                                 value=form.start_text, key=key(f"ll_try_text_{i}"))
+                                 value=form.start_text, key=key(f"ll_try_text_{i}"), max_chars=tryit.MAX_TRY_TEXT)
             st.caption("Vocabulary: " + ui.md(" ".join(form.vocab[:60])))
             x = tryit.encode_tokens(xs, text)
         started = time.perf_counter()
@@ -129,7 +130,7 @@ def _row_input(xs: ExplainSession, form, i: int, key: Callable[[str], str], comp
     picks: dict[str, str] | None = None
     if form.choices:
         cols = st.columns(1 if compact else min(3, len(form.choices)))
-        picks = {c: cols[k % len(cols)].selectbox(c, levels, index=levels.index(form.picked.get(c, levels[0])),
+        picks = {c: cols[k % len(cols)].selectbox(ui.md(c), levels, index=levels.index(form.picked.get(c, levels[0])),
                                                   key=key(f"ll_try_pick_{i}_{c}"))
                  for k, (c, levels) in enumerate(form.choices.items())}
     values: list[float] = []
@@ -144,7 +145,8 @@ def _prompt_panel(xs: ExplainSession, form, i: int, key: Callable[[str], str]) -
     """A language model: a prompt, sampling settings, the continuation (written in the probe's child)."""
     from builder.interpret import tryit  # lazy: heavy (torch)
 
-    text = st.text_input("Your prompt", value=form.start_text, key=key(f"ll_try_prompt_{i}"))
+    text = st.text_input("Your prompt", value=form.start_text, key=key(f"ll_try_prompt_{i}"),
+                         max_chars=tryit.MAX_TRY_TEXT)
     c = st.columns(3)
     temperature = c[0].slider("Temperature", 0.0, 2.0, 0.8, 0.1, key=key("ll_try_temp"),
                               help="0: always the most likely token; higher: more surprising choices")

@@ -89,8 +89,9 @@ def render(run: dict) -> None:
                                   vertical_alignment="center")
                 cols[0].caption("Nodes involved:")
                 for c, node in zip(cols[1:], a["nodes"][:6]):
-                    c.button(node, key=f"ll_doc_node_{j}_{node}", icon=":material/my_location:", on_click=_show_node,
-                             args=(node,), help=f"Show {node} on the Build page's canvas", width="stretch")
+                    c.button(ui.md(node), key=f"ll_doc_node_{j}_{node}", icon=":material/my_location:",
+                             on_click=_show_node, args=(node,), help=f"Show {ui.md(node)} on the Build page's canvas",
+                             width="stretch")
         for j, f in enumerate(findings):
             c = st.columns([6, 1], vertical_alignment="center")
             nodes = f.get("nodes") or [f["node"]]  # a training-setting fix found at several layers: one row

@@ -264,26 +264,53 @@ _NOT_TEXT = {  # numbers, run ids (RUN_ID_RE), statuses, split names, registry n
     "'' if r['runs'] == 1 else 's'", "r['live']", "ICONS.get(status, ICONS[RunStatus.QUEUED])", "shown.capitalize()",
     "k", "ICON.get(f['level'], ICON['warn'])", "xs.n_samples", "n - 1",
     "dict(with_flips)[e]['count']", "lookback", "cols", "stem", "ep", "explained", "explained_unit",
+    "p['type']", "p['help']", "LIBRARY_ENV", "ENV_DB_URL",  # a layer type and its help (registry), variable names
 }
 
 
+_WIDGETS = _MD_ELEMENTS - {"markdown", "caption", "info", "warning", "error", "success", "write", "subheader", "header",
+                           "title", "toast"}
+_BARE_LABELS = {  # labels passed as a bare value that hold no person's text (constants and fixed words of a page)
+    *(f"{page}: nav.{to}" for page in ("build.py", "data.py", "explain.py", "runs.py", "train.py", "ui.py")
+      for to in ("BUILD", "DATA", "TRAIN", "RUNS", "EXPLAIN")),  # st.page_link's pages
+    # a layer's or dataset option's name and help from the registries (builder/graph/layers, builder/data)
+    *(f"{page}: {v}" for page in ("build.py", "data.py") for v in ("label", "helptext")),
+    "explain.py: label", "explain.py: help_", "search_mode.py: label", "search_mode.py: hint", "train.py: label",
+}
+
+
+def _shown_texts(node: ast.Call) -> list[ast.AST]:
+    """The texts a call renders as Markdown: its first argument (or ``label=``/``body=``) and its ``help=``
+    tooltip, which Streamlit renders as Markdown too (links, images)."""
+    texts = [node.args[0]] if node.args else [k.value for k in node.keywords if k.arg in ("label", "body")]
+    return texts + [k.value for k in node.keywords if k.arg == "help"]
+
+
+def _escaped(value: ast.AST) -> bool:
+    call = value.func if isinstance(value, ast.Call) else None
+    name = call.attr if isinstance(call, ast.Attribute) else call.id if isinstance(call, ast.Name) else None
+    return name in _ESCAPED_BY or ast.unparse(value) in _NOT_TEXT
+
+
 def _unescaped_page_values() -> list[str]:
+    """Values formatted into a Markdown text of a page (an f-string's parts), and widget labels or tooltips given
+    as a bare value (a node id as a button's label), that no escaping function wraps."""
     from pathlib import Path
 
     found = []
     for path in sorted((Path(__file__).parent.parent / "app_pages").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in _MD_ELEMENTS and node.args and isinstance(node.args[0], ast.JoinedStr)):
+                    and node.func.attr in _MD_ELEMENTS):
                 continue
-            for part in node.args[0].values:
-                if not isinstance(part, ast.FormattedValue) or part.format_spec is not None:
-                    continue
-                call = part.value.func if isinstance(part.value, ast.Call) else None
-                name = call.attr if isinstance(call, ast.Attribute) else call.id if isinstance(call, ast.Name) else None
-                if name in _ESCAPED_BY or ast.unparse(part.value) in _NOT_TEXT:
-                    continue
-                found.append(f"{path.name}:{node.lineno}: {ast.unparse(part.value)}")
+            for text in _shown_texts(node):
+                if isinstance(text, ast.JoinedStr):
+                    found += [f"{path.name}:{node.lineno}: {ast.unparse(part.value)}" for part in text.values
+                              if isinstance(part, ast.FormattedValue) and part.format_spec is None
+                              and not _escaped(part.value)]
+                elif isinstance(text, (ast.Name, ast.Attribute, ast.Subscript)) and not _escaped(text) \
+                        and node.func.attr in _WIDGETS and f"{path.name}: {ast.unparse(text)}" not in _BARE_LABELS:
+                    found.append(f"{path.name}:{node.lineno}: {ast.unparse(text)} (a bare label or tooltip)")
     return found
 
 

@@ -435,9 +435,10 @@ def decode_text(xs: Any, ids: list[int]) -> str:
 def encode_tokens(xs: Any, text: str) -> torch.Tensor:
     """Words of the dataset's vocabulary (separated by spaces) as a (1, T) id sequence, padded with id 0
     or cut to the model's length T; with the run's tokenizer, any text, tokenized as the training data was."""
+    text = str(text)[:MAX_TRY_TEXT]  # bounded before it is split or tokenized
     vocab = list(xs.info.vocab or [])
     steps = int(xs.info.input_shape[0]) if xs.info.input_shape else 0
-    words = str(text).split()
+    words = text.split()
     tokenized = bool(getattr(xs.info, "tokenizer", ""))
     if not words:
         fix = ("type the start of a text to continue" if xs.info.task == "next_token" else "type a text")\
@@ -459,10 +460,11 @@ def tokens_cut(xs: Any, text: str) -> int:
     """How many of ``text``'s tokens :func:`encode_tokens` leaves out, being past the model's length (0 for a
     prompt, which keeps its last tokens): 'the story was brilliant but the ending was awful' at a max length of 8
     lost 'awful' without a word said."""
+    text = str(text)[:MAX_TRY_TEXT]  # bounded before it is split or tokenized
     if getattr(xs.info, "tokenizer", ""):
         return tokenize(xs, text)[1]
     steps = int(xs.info.input_shape[0]) if xs.info.input_shape else 0
-    return max(0, len(str(text).split()) - steps)
+    return max(0, len(text.split()) - steps)
 
 
 def unknown_tokens(labels: list[str]) -> tuple[int, int]:
