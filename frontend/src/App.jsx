@@ -182,7 +182,7 @@ function Canvas({ data, api, store }) {
   // data-revision on the flow element: the revision of Python's graph the canvas shows (tests wait for it
   // after Python replaced the graph; a replacement re-renders, so the attribute follows revRef).
   // ---- viewport: fit, but never below a readable zoom (useViewportFit.js) ----
-  const { fitted, fitState, setFitTick, initialView, userMoved, fit, coveredNow } = useViewportFit({
+  const { fitted, fitState, setFitTick, initialView, userMoved, fit, coveredNow, viewHint } = useViewportFit({
     rf, store, refs: { flowRef, renderRef, blocksRef, mapOpenRef, coversRef, leftInsetRef }, glide, closeMenu, mapOpen,
   });
 
@@ -812,7 +812,7 @@ function Canvas({ data, api, store }) {
               </div>
             )}
           </div>
-          <ProblemsBar annotations={annotations} problems={problems} nodeCount={nodes.length} open={problemsOpen} setOpen={setProblemsOpen} onFocus={focusProblem} />
+          <ProblemsBar annotations={annotations} problems={problems} nodeCount={nodes.length} open={problemsOpen} setOpen={setProblemsOpen} onFocus={focusProblem} viewHint={viewHint} onFit={fit} />
         </div>
         {ghost && (
           <div className={`ll-ghost${ghost.over ? ' over' : ''}`} style={{ left: ghost.x, top: ghost.y, '--cat': colorFor(ghost.entry.category) }}>

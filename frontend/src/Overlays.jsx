@@ -1,10 +1,12 @@
-// Context menu, keyboard-help popover and the problems bar under the canvas.
-import { CheckIcon, CloseIcon, WarnIcon } from './icons.jsx';
+// Context menu, keyboard-help popover and the problems bar under the canvas (with the hint that part of the graph
+// lies outside the view).
+import { CheckIcon, CloseIcon, FitIcon, WarnIcon } from './icons.jsx';
 import { formatCount } from './graph.js';
 import { menuItems } from './contextMenu.js';
 import { GESTURES, SHORTCUTS } from './keyboard.js';
 import { trainableText } from './training.js';
 import { problemStatus } from './summary.js';
+import { useViewHint } from './useViewHint.js';
 
 // Renders the entries of contextMenu.js's menuItems; `actions` maps each entry's
 // action name to the function it runs.
@@ -51,7 +53,27 @@ export function HelpPanel({ onClose }) {
   );
 }
 
-export function ProblemsBar({ annotations, problems, nodeCount, open, setOpen, onFocus }) {
+// "9 of 24 layers in view · Fit to see all" (useViewHint.js), in the status bar: there it covers no node and no
+// tool, and the bar keeps its height. Its own component: it re-renders as the view pans, the canvas does not.
+function ViewHint({ source, onFit }) {
+  const hint = useViewHint(source);
+  if (!hint) return null;
+  return (
+    <span className="ll-view-hint" data-testid="ll-view-hint">
+      <span className="ll-view-hint-text">{hint.text}</span>
+      <span aria-hidden="true">·</span>
+      {hint.action ? (
+        <button type="button" className="ll-view-hint-btn" title="Show the whole graph (F)" onClick={onFit}>
+          <FitIcon /> {hint.action}
+        </button>
+      ) : (
+        <span className="ll-view-hint-text">{hint.rest}</span>
+      )}
+    </span>
+  );
+}
+
+export function ProblemsBar({ annotations, problems, nodeCount, open, setOpen, onFocus, viewHint, onFit }) {
   const status = problemStatus(problems, nodeCount);
   const totalParams = formatCount(annotations.summary?.total_params);
   const memory = annotations.summary?.memory;
@@ -65,6 +87,7 @@ export function ProblemsBar({ annotations, problems, nodeCount, open, setOpen, o
       )}
       <span className="ll-stat"><span className="ll-stat-k">Memory</span><span className="ll-stat-v">{memory ? String(memory) : '—'}</span></span>
       <span className="ll-spacer" />
+      {viewHint && <ViewHint source={viewHint} onFit={onFit} />}
       {status.kind === 'problems' ? (
         <button type="button" className={`ll-problems-btn${open ? ' open' : ''}`} onClick={() => setOpen((o) => !o)} aria-expanded={open}>
           <WarnIcon /> {status.text}

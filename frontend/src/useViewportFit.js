@@ -122,5 +122,7 @@ export function useViewportFit({ rf, store, refs, glide, closeMenu, mapOpen }) {
     initialView(250, renderRef.current.length <= VISIBLE_ONLY_ABOVE);
     closeMenu();
   }, [initialView, closeMenu]);
-  return { fitted, fitState, setFitTick, initialView, userMoved, fit, coveredNow };
+  // what the hint under the canvas needs (useViewHint.js: some of the graph lies outside the first view)
+  const viewHint = { fitted, fitState, refs, coveredNow };
+  return { fitted, fitState, setFitTick, initialView, userMoved, fit, coveredNow, viewHint };
 }
