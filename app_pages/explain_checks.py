@@ -16,6 +16,7 @@ import streamlit as st
 from app_pages import ui
 from builder.errors import LayerLabError
 from builder.interpret import figures as figs
+from builder.interpret.calibration import MAX_BINS
 from builder.training.run_folder import keep_report
 
 if TYPE_CHECKING:
@@ -223,7 +224,7 @@ def calibration_tab(xs: ExplainSession, cached: Cached) -> None:
     c[1].metric("ECE after scaling", f"{rep.ece_after:.3f}", f"{rep.ece_after - rep.ece_before:+.3f}",
                 delta_color="inverse", delta_arrow="off")
     c[1].metric("Temperature", f"{rep.temperature:.3f}")
-    c[1].number_input("Bins", 2, 50, 15, key="ll_cal_bins", help="Equal-width confidence bins of the diagram")
+    c[1].number_input("Bins", 2, MAX_BINS, 15, key="ll_cal_bins", help="Equal-width confidence bins of the diagram")
     worse = rep.ece_after >= rep.ece_before  # the temperature was fitted on the validation split: it may not help
     if worse:
         c[1].caption(f"Scaling did not lower the test split's ECE here ({rep.ece_before:.3f} → {rep.ece_after:.3f}): "

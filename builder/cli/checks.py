@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run_id", metavar="RUN")
     p.add_argument("--target-accuracy", type=float, default=0.95, dest="target_accuracy",
                    help="accuracy the kept (confident) decisions must reach (default 0.95)")
-    p.add_argument("--bins", type=int, default=15, help="reliability diagram bins (default 15)")
+    p.add_argument("--bins", type=int, default=15, help="reliability diagram bins, 1 to 50 (default 15)")
     _report_options(p, cmd_calibrate)
 
     p = subparsers.add_parser("drift", help="compare new data with a run's training data (tables): which "

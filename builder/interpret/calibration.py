@@ -78,16 +78,20 @@ def _np(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float64).reshape(-1)
 
 
+MAX_BINS = 50  # a reliability diagram's bins (the Explain page's bound too): each bin is a bar and a list entry
+
+
 def reliability(confidence: Any, correct: Any, bins: int = 15) -> Reliability:
     """Reliability bins and ECE of predictions with ``confidence`` in [0, 1] and whether each was ``correct``.
 
     Raises:
-        ExplainError: no samples, lengths that differ, or fewer than one bin.
+        ExplainError: no samples, lengths that differ, or bins outside 1..:data:`MAX_BINS`.
     """
     conf, ok = _np(confidence), _np(correct)
-    if len(conf) == 0 or len(conf) != len(ok) or int(bins) < 1:
-        raise ExplainError(f"reliability needs as many confidences as outcomes (and at least one) and bins >= 1; "
-                           f"received: {len(conf)} confidences, {len(ok)} outcomes, bins={bins}")
+    if len(conf) == 0 or len(conf) != len(ok) or not 1 <= int(bins) <= MAX_BINS:
+        raise ExplainError(f"reliability needs as many confidences as outcomes (and at least one) and 1 to "
+                           f"{MAX_BINS} bins; received: {len(conf)} confidences, {len(ok)} outcomes, bins={bins}. "
+                           "Fix: use 15 bins (the default)")
     bins = int(bins)
     which = np.clip(np.ceil(conf * bins).astype(np.int64) - 1, 0, bins - 1)  # (lo, hi]; 0 in the first bin
     counts = np.bincount(which, minlength=bins)
@@ -299,6 +303,6 @@ def coverage_figure(curve: CoverageCurve | dict, target: float | None = None, *,
     return fig
 
 
-__all__ = ["Reliability", "CoverageCurve", "CalibrationReport", "reliability", "fit_temperature", "coverage_curve",
+__all__ = ["Reliability", "CoverageCurve", "CalibrationReport", "reliability", "MAX_BINS", "fit_temperature", "coverage_curve",
            "coverage_at", "calibration_report", "calibrate_model", "calibrate_run",
            "stored_temperature", "coverage_figure"]

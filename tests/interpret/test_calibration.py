@@ -103,3 +103,14 @@ def test_reliability_figure_draws_non_empty_bins():
     rel = reliability([0.95, 0.85, 0.62], [1, 0, 1], bins=4).to_dict()
     fig = reliability_figure(rel, rel)
     assert len(fig.data) == 3 and list(fig.data[1].x) == pytest.approx([0.62, 0.9]) and "ECE" in fig.data[1].name
+
+
+def test_a_reliability_diagrams_bins_are_bounded_before_they_are_allocated():
+    """``layerlab calibrate --bins 3000000`` held 275 MiB for two samples (``--bins 1e9``: ~90 GB); the page
+    stopped at 50, the library and the CLI at nothing."""
+    from builder.interpret.calibration import MAX_BINS
+
+    assert len(reliability([0.9, 0.3], [1, 0], bins=MAX_BINS).counts) == MAX_BINS
+    for bins in (0, MAX_BINS + 1, 3_000_000):
+        with pytest.raises(ExplainError, match="1 to 50 bins"):
+            reliability([0.9, 0.3], [1, 0], bins=bins)
