@@ -39,6 +39,7 @@ MAX_SAMPLES = 200_000
 MAX_TEXT_BYTES = 64 * 2**20  # one text upload: a CSV of sentences, a zip of .txt files, a plain-text corpus
 MAX_TEXT_FILES = 100_000  # .txt files of one zip or folder (one sample each)
 MAX_VOCAB_SIZE = 50_000  # a tokenizer's vocabulary (the Embedding's rows)
+MAX_PRETRAINED_VOCAB = 262_144  # a model folder's own tokenizer (the largest common ones: 250k, 256k tokens)
 MAX_SEQ_LENGTH = 1_024  # tokens per sample (max_length)
 MAX_TOKEN_CELLS = 20_000_000  # samples x max_length token ids (int64: 160 MB)
 MAX_SERIES_ROWS = 1_000_000  # time steps of one series

@@ -274,9 +274,13 @@ def pretrained_tokenizer(text: str) -> Tokenizer:
     whose id 0 is its padding token, as LayerLab pads with :data:`PAD_ID`.
 
     Raises:
-        DatasetError: unreadable, or id 0 is not a padding token.
+        DatasetError: unreadable, a vocabulary over :data:`~builder.data.limits.MAX_PRETRAINED_VOCAB`, or id 0 is
+            not a padding token.
     """
     tok = load_tokenizer(text)
+    if (size := tok.get_vocab_size()) > limits.MAX_PRETRAINED_VOCAB:  # each token is listed with the dataset
+        raise DatasetError(f"a pretrained tokenizer has at most {limits.MAX_PRETRAINED_VOCAB:,} tokens; received: "
+                           f"{size:,}. Fix: use tokenizer 'word' or 'bpe' (learned on your texts) with this model")
     first = tok.id_to_token(PAD_ID)
     if first not in PAD_TOKENS:
         raise DatasetError(f"a pretrained tokenizer pads with id {PAD_ID} here, so its id {PAD_ID} is its padding "

@@ -184,6 +184,21 @@ def test_a_pretrained_tokenizer_pads_with_id_0():
         pretrained_tokenizer(bad.to_str())
 
 
+def test_a_pretrained_tokenizers_vocabulary_is_bounded(monkeypatch):
+    """Each of a pretrained tokenizer's tokens is listed with its dataset: a 64 MiB tokenizer.json holds millions."""
+    from tokenizers import Tokenizer, models
+
+    from builder.data import limits
+    from builder.data.text import pretrained_tokenizer
+
+    monkeypatch.setattr(limits, "MAX_PRETRAINED_VOCAB", 100)
+    words = {"[PAD]": 0, "[UNK]": 1, **{f"w{i}": i + 2 for i in range(99)}}
+    with pytest.raises(DatasetError, match="at most 100 tokens; received: 101"):
+        pretrained_tokenizer(Tokenizer(models.WordLevel(words, unk_token="[UNK]")).to_str())
+    del words["w98"]
+    assert pretrained_tokenizer(Tokenizer(models.WordLevel(words, unk_token="[UNK]")).to_str()).get_vocab_size() == 100
+
+
 def _hostile_tokenizer(**rules) -> str:
     """A pretrained-looking tokenizer.json (id 0 its padding) with the given top-level rules of the file set."""
     import json
