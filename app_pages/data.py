@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 import streamlit as st
 from PIL import Image, ImageOps
@@ -460,18 +462,27 @@ with st.container(border=True):
     spec = PICKERS[kind](current)
 
 if spec is not None:
+    # what follows the pickers lives in one block. A dataset still to load first turns its place into an empty
+    # placeholder (st.empty), so the preview of the choice before is gone at once: it stayed on screen, looking
+    # current, while the new one loaded (Streamlit keeps a block's old children until the run replaces them, and
+    # the spinner took the place of the heading alone)
+    placeholder = None if ui.spec_loaded(spec) else st.empty()
+    error = None
     try:
-        with st.spinner("Loading data…"):
+        with st.spinner(f"Loading {ui.spec_public(spec)}…") if placeholder is not None else nullcontext():
             ds = ui.load_spec(spec)
     except LayerLabError as e:
-        ui.show_error(e)
-        # a file that cannot be read is not put in use: an empty .zip replaced the digits, and Train then showed
-        # only this error, with no dataset to train on
-        if ui.spec_key(spec) != ui.spec_key(current):
-            st.caption(f"Training still uses {ui.md(ui.spec_public(current))}.")
-    else:
-        if ui.spec_key(spec) != ui.spec_key(current) or st.session_state.get("ll_data") is None:
-            _use(spec)
-        st.subheader("Preview")
-        preview(ds)
-        compat(ds)
+        error = e
+    with placeholder.container() if placeholder is not None else st.container():
+        if error is not None:
+            ui.show_error(error)
+            # a file that cannot be read is not put in use: an empty .zip replaced the digits, and Train then
+            # showed only this error, with no dataset to train on
+            if ui.spec_key(spec) != ui.spec_key(current):
+                st.caption(f"Training still uses {ui.md(ui.spec_public(current))}.")
+        else:
+            if ui.spec_key(spec) != ui.spec_key(current) or st.session_state.get("ll_data") is None:
+                _use(spec)
+            st.subheader("Preview")
+            preview(ds)
+            compat(ds)

@@ -171,14 +171,27 @@ def spec_key(spec: dict) -> str:
     return json.dumps(spec, sort_keys=True, default=str)
 
 
+def _for_project(spec: dict) -> dict:
+    """``spec`` with the task the project's training settings ask for (a built-in's), as the job trains it."""
+    task = project_task(project().training)
+    if task and spec.get("kind", "builtin") == "builtin" and "task" not in (spec.get("options") or {}):
+        spec = {**spec, "options": {**(spec.get("options") or {}), **task}}
+    return spec
+
+
+def spec_loaded(spec: dict) -> bool:
+    """Whether :func:`load_spec` has this spec's Dataset at hand (False: it reads and prepares it, which may take
+    seconds)."""
+    cached = st.session_state.get("ll_dataset")
+    return cached is not None and cached[0] == spec_key(_for_project(spec))
+
+
 def load_spec(spec: dict):
     """Load (or reuse) the Dataset for a spec, for the project on the canvas: a built-in with the task its training
     settings ask for (:func:`builder.data.sources.project_task`: the Autoencoder's reconstruction), as the job
     trains it. Raises DatasetError."""
 
-    task = project_task(project().training)
-    if task and spec.get("kind", "builtin") == "builtin" and "task" not in (spec.get("options") or {}):
-        spec = {**spec, "options": {**(spec.get("options") or {}), **task}}
+    spec = _for_project(spec)
     key = spec_key(spec)
     cached = st.session_state.get("ll_dataset")
     if cached is not None and cached[0] == key:
@@ -408,6 +421,7 @@ def device_options() -> list[tuple[str, str]]:
 
 __all__ = ["init_state", "sidebar", "style", "analyse", "annotations", "set_project", "set_graph", "project",
            "graph", "show_error", "store", "run_summary", "start_job", "control_job", "dataset_spec", "load_spec",
+           "spec_loaded",
            "open_spec", "uploads", "save_upload", "visible_runs", "get_run", "live_runs", "owner", "owner_label",
            "replace_project", "autosave", "autosave_after_page", "md", "error_md",
            "page_header", "fmt_duration", "fmt_metric", "fmt_setting", "human_count", "human_bytes", "zip_dir_bytes",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -379,3 +380,59 @@ def test_a_regression_targets_distribution_is_drawn_in_its_own_units(at):
         values = np.frombuffer(base64.b64decode(xs["bdata"]), dtype=xs["dtype"]).tolist()
     assert min(values) >= 20 and max(values) > 300, (min(values), max(values))
     assert spec["layout"]["yaxis"]["title"]["text"] == "samples"
+
+
+def _sent_so_far() -> list:
+    """The messages the running script has sent so far (called from inside the script, in an AppTest)."""
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    return list(get_script_run_ctx()._enqueue.__self__.forward_msgs())  # the AppTest runner's queue
+
+
+def _spinners(sent: list) -> list[str]:
+    """The texts of the spinners among ``sent``."""
+    return [e.spinner.text for m in sent if m.HasField("delta") and m.delta.WhichOneof("type") == "new_transient"
+            for e in m.delta.new_transient.elements]
+
+
+def _metrics_still_shown(before, sent: list) -> list[str]:
+    """The metrics of the last run's page that a browser still shows while this run has sent only ``sent``.
+    A top-level element of the last run is gone once this run sent a new element at its place; a block sent there
+    keeps the old block's children on screen until the run replaces them one by one (Streamlit's frontend)."""
+    replaced = {m.metadata.delta_path[1] for m in sent if m.HasField("delta") and len(m.metadata.delta_path) == 2
+                and m.metadata.delta_path[0] == 0 and m.delta.WhichOneof("type") == "new_element"}
+
+    def metrics(node) -> list[str]:
+        if getattr(node, "type", None) == "metric":
+            return [f"{node.label}: {node.value}"]
+        return [m for child in getattr(node, "children", {}).values() for m in metrics(child)]
+
+    return [m for i, node in before.main.children.items() if i not in replaced for m in metrics(node)]
+
+
+def test_a_dataset_loading_hides_the_preview_of_the_one_before(at, monkeypatch):
+    """Issue 29: while another dataset loaded, the preview of the one before stayed on the page as if it were the new
+    one's (a spinner took the place of its heading alone). Now its place is emptied before the load, and a spinner
+    names what loads."""
+    from app_pages import ui
+
+    assert any(m.label == "Input shape" and m.value == "1×8×8" for m in at.metric)  # digits, shown
+    during, real = {}, ui.open_spec
+
+    def watched(spec):
+        during["shown"] = _metrics_still_shown(at, _sent_so_far())
+        deadline = time.monotonic() + 10  # the spinner shows after half a second (st.spinner's delay)
+        while not any("Loading iris" in t for t in _spinners(_sent_so_far())) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        during["spinner"] = time.monotonic() < deadline
+        return real(spec)
+
+    monkeypatch.setattr(ui, "open_spec", watched)
+    at.selectbox(key="ll_ds_name").set_value("iris").run()
+    assert not at.exception
+    assert during["shown"] == [], f"the digits' preview stayed on screen while iris loaded: {during['shown']}"
+    assert during["spinner"], "no spinner named the dataset loading"
+    assert any(m.label == "Input shape" and m.value == "4" for m in at.metric)  # then iris's own preview
+    during.clear()
+    at.selectbox(key="ll_ds_name").set_value("iris").run()  # loaded already: nothing loads, nothing is emptied
+    assert during == {} and any(m.label == "Input shape" and m.value == "4" for m in at.metric)
