@@ -3,7 +3,6 @@ check new data."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -312,8 +311,10 @@ def details(rec: dict) -> None:
         with st.expander("Per-class test metrics"):
             st.dataframe(pd.DataFrame([{"class": k, **v} for k, v in test["per_class"].items()]),
                          hide_index=True, width="stretch")
+    # a JSON tree, whose viewer the page's tables load anyway: st.code's highlighter was 1.5 MB more JavaScript
+    # for the browser to evaluate on each first load of the page, for a block shown folded
     with st.expander("Settings (JSON)"):
-        st.code(json.dumps(run.get("config") or {}, indent=2), language="json")
+        st.json(run.get("config") or {})
 
 
 def _network_choice(run: Run) -> str | None:

@@ -286,3 +286,19 @@ def test_the_page_opens_on_the_newest_run_with_something_to_show(ws):
     assert any("Prune this run" in e.label for e in at.expander)
     at.multiselect(key="ll_runs_pick").set_value([empty]).run()
     assert not at.exception and not any("Prune this run" in e.label for e in at.expander)
+
+
+def test_a_runs_settings_are_a_json_tree_not_highlighted_code(ws):
+    """Issue 29: the Runs page showed in the browser seconds after the server had drawn it. Part of it: the folded
+    Settings (JSON) block was st.code, whose syntax highlighter is 1.5 MB of JavaScript the browser fetched and
+    evaluated on every first load of the page. The settings are a JSON tree now (its viewer is loaded for tables
+    anyway), and no element of a run's page asks for the highlighter."""
+    import json
+
+    store = RunStore(ws, actor=SYSTEM)
+    rid = _train(store, lr=0.003)
+    at = open_runs()
+    assert at.multiselect(key="ll_runs_pick").value == [rid]
+    assert not at.code, [c.value for c in at.code]
+    shown = [json.loads(j.value) for j in at.json]
+    assert shown == [store.get(rid)["config"]] and shown[0]["lr"] == 0.003
