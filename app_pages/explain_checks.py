@@ -16,7 +16,6 @@ import streamlit as st
 from app_pages import ui
 from builder.errors import LayerLabError
 from builder.interpret import figures as figs
-from builder.interpret.calibration import MAX_BINS
 from builder.training.run_folder import keep_report
 
 if TYPE_CHECKING:
@@ -224,6 +223,8 @@ def calibration_tab(xs: ExplainSession, cached: Cached) -> None:
     c[1].metric("ECE after scaling", f"{rep.ece_after:.3f}", f"{rep.ece_after - rep.ece_before:+.3f}",
                 delta_color="inverse", delta_arrow="off")
     c[1].metric("Temperature", f"{rep.temperature:.3f}")
+    from builder.interpret.calibration import MAX_BINS  # lazy: heavy (torch); the page has the report already
+
     c[1].number_input("Bins", 2, MAX_BINS, 15, key="ll_cal_bins", help="Equal-width confidence bins of the diagram")
     worse = rep.ece_after >= rep.ece_before  # the temperature was fitted on the validation split: it may not help
     if worse:
