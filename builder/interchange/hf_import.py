@@ -5,7 +5,8 @@ Two stages, the cheap one first:
 * :func:`inspect_folder` reads ``config.json`` only (a bounded JSON read, nothing executed) and returns every
   problem at once as one line: an incomplete folder (no ``config.json``, no ``model.safetensors``, a pickled
   ``pytorch_model.bin`` instead), an architecture without a mapping, or a model over the size budget, whose
-  parameters are counted from the config (:func:`config_params`) before anything heavy is loaded.
+  parameters and fixed tables are counted from the config at the chosen sequence length (:func:`config_params`,
+  :func:`config_buffers`) before anything heavy is loaded.
 * :func:`import_hf_folder` builds the model with ``transformers`` from the folder, offline
   (``HF_HUB_OFFLINE=1``, ``local_files_only=True``), safetensors only, never ``trust_remote_code``; exports it
   with ``torch.export`` and maps it like any other module (:func:`builder.interchange.importer.build_from_onnx`),
@@ -121,11 +122,12 @@ class HFFolder:
     seq_len: int
     tokenizer: bool
     input_shape: list[int] = field(default_factory=list)
+    buffers: int = 0  # fixed values the import adds at seq_len (GPT-2's causal tables): :func:`config_buffers`
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for pages and reports (no path)."""
-        return {"architecture": self.model_type, "params": self.params, "macs": self.macs, "seq_len": self.seq_len,
-                "tokenizer": self.tokenizer, "input_shape": list(self.input_shape)}
+        return {"architecture": self.model_type, "params": self.params, "buffers": self.buffers, "macs": self.macs,
+                "seq_len": self.seq_len, "tokenizer": self.tokenizer, "input_shape": list(self.input_shape)}
 
 
 def config_int(cfg: dict, key: str, defaults: dict[str, int]) -> int:
@@ -143,12 +145,24 @@ def _encoder_layer(h: int, i: int) -> int:
     return 4 * (h * h + h) + 2 * 2 * h + (h * i + i) + (i * h + h)
 
 
-def config_params(model_type: str, cfg: dict[str, Any]) -> tuple[int, int, int]:
+def _seq(seq_len: int | None, top: int) -> int:
+    """The sequence length counted: ``seq_len`` as given (the caller checks it against ``top``), else the default."""
+    if seq_len is None:
+        return min(top, DEFAULT_SEQ_LEN)
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise ValueError(f"sequence length must be a positive integer; received: {seq_len!r}")
+    return seq_len
+
+
+def config_params(model_type: str, cfg: dict[str, Any], seq_len: int | None = None) -> tuple[int, int, int]:
     """(parameters, multiply-adds per sample, sequence length) of the base model a config describes, from the
-    config alone (the imported model has no pooler; BERT's token types fold into the position table).
+    config alone (the imported model has no pooler; BERT's token types fold into the position table). Text models
+    count their multiply-adds at ``seq_len`` tokens (default: the position table's size, at most 64).
 
     >>> config_params("gpt2", {"vocab_size": 10, "n_embd": 4, "n_layer": 1, "n_positions": 8, "n_head": 2})
     (324, 2048, 8)
+    >>> config_params("gpt2", {"vocab_size": 10, "n_embd": 4, "n_layer": 1, "n_positions": 8, "n_head": 2}, 4)
+    (324, 896, 4)
     """
     d = ARCHITECTURES[model_type][2]
     width, heads = HEADS[model_type]
@@ -165,7 +179,7 @@ def config_params(model_type: str, cfg: dict[str, Any]) -> tuple[int, int, int]:
         h, n, v, t = (config_int(cfg, k, d) for k in ("n_embd", "n_layer", "vocab_size", "n_positions"))
         i = config_int(cfg, "n_inner", {"n_inner": 4 * h}) if cfg.get("n_inner") is not None else 4 * h
         layer = 2 * h + (h * 3 * h + 3 * h) + (h * h + h) + 2 * h + (h * i + i) + (i * h + h)
-        seq = min(t, DEFAULT_SEQ_LEN)
+        seq = _seq(seq_len, t)
         return (v + t) * h + n * layer + 2 * h, n * seq * (4 * h * h + 2 * h * i + 2 * seq * h), seq
     if model_type == "bert":
         h, n, i, v, t = (config_int(cfg, k, d) for k in ("hidden_size", "num_hidden_layers", "intermediate_size",
@@ -174,8 +188,24 @@ def config_params(model_type: str, cfg: dict[str, Any]) -> tuple[int, int, int]:
     else:
         h, n, i, v, t = (config_int(cfg, k, d) for k in ("dim", "n_layers", "hidden_dim", "vocab_size",
                                                       "max_position_embeddings"))
-    seq = min(t, DEFAULT_SEQ_LEN)
+    seq = _seq(seq_len, t)
     return (v + t) * h + 2 * h + n * _encoder_layer(h, i), n * seq * (4 * h * h + 2 * h * i + 2 * seq * h), seq
+
+
+def config_buffers(model_type: str, cfg: dict[str, Any], seq_len: int) -> int:
+    """Fixed values the imported model holds beside its parameters at ``seq_len`` tokens, and the temporary of
+    building them: GPT-2's causal mask is one (seq_len, seq_len) table per block (``_Gpt2``), the last one built
+    from a full table (two at once). BERT's and DistilBERT's position tables shrink to ``seq_len`` rows (counted
+    in full as parameters); ViT adds none.
+
+    >>> config_buffers("gpt2", {"n_layer": 2}, 2048)  # 2 tables + the one being built: 3 x 2048²
+    12582912
+    >>> config_buffers("bert", {}, 512)
+    0
+    """
+    if model_type != "gpt2":
+        return 0
+    return (config_int(cfg, "n_layer", ARCHITECTURES["gpt2"][2]) + 1) * seq_len * seq_len
 
 
 def max_params() -> int:
@@ -235,25 +265,28 @@ def inspect_folder(folder: str | os.PathLike, *, budget: int | None = None, seq_
                             "never run")
         cfg = resolved(model_type, cfg)  # sizes as transformers builds them (an alias wins)
         problems += structure_problems(model_type, cfg)
+        kind = ARCHITECTURES[model_type][1]
         try:
-            params, macs, seq = config_params(model_type, cfg)
+            asked = seq_len if kind == "tokens" else None
+            params, macs, seq = config_params(model_type, cfg, asked)  # counted at the length asked for
+            buffers = config_buffers(model_type, cfg, seq)
         except ValueError as e:
             problems.append(str(e))
         else:
-            limit = max_params() if budget is None else budget
-            if params > limit:
-                problems.append(f"too big: {params:,} parameters, above the size budget of {limit:,}")
-            kind = ARCHITECTURES[model_type][1]
-            if kind == "tokens" and seq_len is not None:  # the key was checked by config_params
+            if asked is not None:  # the key was checked by config_params
                 key = "n_positions" if model_type == "gpt2" else "max_position_embeddings"
                 top = cfg.get(key, ARCHITECTURES[model_type][2][key])
                 if not 1 <= seq_len <= top:
                     problems.append(f"sequence length {seq_len} outside 1..{top}")
-                seq = seq_len
+            limit = max_params() if budget is None else budget
+            if params + buffers > limit:
+                problems.append(f"too big: {params + buffers:,} values" + (
+                    f" ({params:,} parameters and {buffers:,} of causal mask tables at {seq:,} tokens)" if buffers
+                    else f" ({params:,} parameters)") + f", above the size budget of {limit:,}")
             d = ARCHITECTURES[model_type][2]
             shape = [seq] if kind == "tokens" else [config_int(cfg, "num_channels", d), config_int(cfg, "image_size", d),
                                                     config_int(cfg, "image_size", d)]
-            info = HFFolder(folder, model_type, cfg, params, macs, seq, TOKENIZER in names, shape)
+            info = HFFolder(folder, model_type, cfg, params, macs, seq, TOKENIZER in names, shape, buffers)
     if problems:
         raise ModelImportError(f"the model folder cannot be imported; received: {'; '.join(problems)}. "
                                + (fix_files if any(p.startswith("incomplete") for p in problems) else
@@ -454,5 +487,5 @@ def import_hf_folder(folder: str | os.PathLike, *, name: str | None = None, seq_
     return result
 
 
-__all__ = ["HFFolder", "ARCHITECTURES", "ALIASES", "HEADS", "STRUCTURE", "structure_problems", "config_int", "resolved", "inspect_folder", "is_hf_folder", "config_params", "import_hf_folder",
+__all__ = ["HFFolder", "ARCHITECTURES", "ALIASES", "HEADS", "STRUCTURE", "structure_problems", "config_int", "resolved", "inspect_folder", "is_hf_folder", "config_params", "config_buffers", "import_hf_folder",
            "load_reference", "canonical_module", "example_input", "max_params"]

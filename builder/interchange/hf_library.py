@@ -117,7 +117,7 @@ def library_entries(workspace: str | os.PathLike, *, device: str = "cpu", batch_
             entry["problem"] = str(e)
             out.append(entry)
             continue
-        est = counted_memory(info.params, activation_values(info), batch_size, optimizer, device)
+        est = counted_memory(info.params, activation_values(info), batch_size, optimizer, device, buffers=info.buffers)
         entry.update(architecture=info.model_type, params=info.params, macs=info.macs, memory=est.peak,
                      memory_text=human_bytes(est.peak), input_shape=list(info.input_shape),
                      tokenizer=info.tokenizer, fits=est.peak <= limit)

@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from builder.interchange.errors import ModelImportError
-from builder.interchange.hf_import import ALIASES, ARCHITECTURES, inspect_folder
+from builder.interchange.hf_import import ALIASES, ARCHITECTURES, config_params, inspect_folder
+from tests.fuzz_budget import budget
 
 SECRET = "the-secret-of-the-file"
 TINY = {"gpt2": {"vocab_size": 10, "n_embd": 4, "n_layer": 1, "n_positions": 8, "n_head": 2},
@@ -122,3 +125,35 @@ def test_a_head_count_of_the_wrong_kind_is_one_line_and_the_library_lists_the_re
     monkeypatch.setenv(LIBRARY_ENV, str(lib))
     entries = {e["name"]: e for e in library_entries(ws)}
     assert why in entries["bad"]["problem"] and entries["good"]["problem"] is None and entries["good"]["memory"]
+
+
+def test_a_long_sequence_is_refused_before_the_causal_tables_are_built(tmp_path):
+    """GPT-2 imports with one (seq_len, seq_len) causal table per block: 12 blocks at 65,536 tokens hold 51.5e9
+    values (~200 GB; 13 tables while the last is built) beside 535,568 parameters. The config check counted 64
+    tokens and let it through."""
+    cfg = {"model_type": "gpt2", "vocab_size": 100, "n_embd": 8, "n_layer": 12, "n_positions": 65536, "n_head": 2}
+    folder = _folder(tmp_path, cfg)
+    assert inspect_folder(folder, seq_len=64).seq_len == 64
+    with pytest.raises(ModelImportError, match=r"too big: 55,835,110,416 values \(535,568 parameters and .* causal mask tables at 65,536 tokens\)"):
+        inspect_folder(folder, seq_len=65536)
+
+
+@settings(max_examples=budget(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(layers=st.integers(1, 3), positions=st.integers(1, 300), data=st.data())
+def test_gpt2_counts_what_its_import_holds_at_the_chosen_length(tmp_path, layers, positions, data):
+    """The values of the module the import exports (built on the meta device: nothing allocated), at any sequence
+    length the folder allows, are the counted parameters and fixed tables (less the one table's build temporary)."""
+    import torch
+    import transformers
+
+    from builder.interchange.hf_import import canonical_module
+
+    seq = data.draw(st.integers(1, positions), label="seq_len")
+    cfg = {"vocab_size": 50, "n_embd": 8, "n_layer": layers, "n_positions": positions, "n_head": 2}
+    info = inspect_folder(_folder(tmp_path, {"model_type": "gpt2", **cfg}), budget=10**9, seq_len=seq)
+    with torch.device("meta"):
+        module = canonical_module(transformers.GPT2Model(transformers.GPT2Config(**cfg)), info)
+    held = sum(t.numel() for t in (*module.parameters(), *module.buffers()))
+    assert info.params + info.buffers - seq * seq == held
+    macs = config_params("gpt2", cfg, seq)[1]
+    assert macs == layers * seq * (12 * 64 + 2 * seq * 8) == info.macs  # 4h²+2h·4h per token, QKᵀ and AV

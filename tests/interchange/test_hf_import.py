@@ -51,6 +51,17 @@ def test_config_counts_the_parameters_transformers_builds(arch, folders):
     assert info.params == sum(p.numel() for p in load_reference(info).parameters())
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_size_check_counts_every_value_the_import_holds(arch, folders, imported):
+    """The values of the imported project at its sequence length are within the counted parameters and fixed tables
+    (GPT-2's: one causal table per block; the count adds the one being built). At 2,048 tokens and 2 blocks the check
+    counted 18,224 values of a project holding 8,406,832."""
+    info = inspect_folder(folders[arch], seq_len=None if arch == "vit" else SEQ)
+    held = sum(w.numel() for w in imported[arch].weights.values())
+    build = SEQ * SEQ if arch == "gpt2" else 0
+    assert held <= info.params + info.buffers - build and (arch != "gpt2" or held == info.params + 2 * SEQ * SEQ)
+
+
 def test_nodes_keep_the_module_path_so_the_canvas_groups_them(imported):
     ids = {n.id for n in imported["bert"].project.graph.nodes}
     assert {"encoder_layer_0_attention_self_query", "encoder_layer_0_attention_self_key",
