@@ -23,6 +23,7 @@ from torch import nn
 from builder.errors import BudgetError, GraphError
 from builder.escape import py_identifier
 from builder.graph.layers import sinusoid_table
+from builder.graph.memory import training_memory
 from builder.graph.project import as_graph
 from builder.graph.registry import PAD_ID, PADDING_MASK, TOKENS, get_spec
 from builder.graph.report import Budget, ShapeReport
@@ -141,7 +142,9 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
         (:func:`padding_mask_of`), so every caller (trainer, explainers, Try it, exports) feeds the data alone.
         Attributes: ``layerlab_names`` (node id
         → submodule name; a node that shares another's weights maps to that node's submodule), ``layerlab_types`` (node id → layer type), ``layerlab_inputs`` / ``layerlab_outputs``
-        (node ids), ``layerlab_input_shapes`` (node id → shape without batch), ``layerlab_input_dtypes``.
+        (node ids), ``layerlab_input_shapes`` (node id → shape without batch), ``layerlab_input_dtypes``,
+        ``layerlab_sample_bytes`` (``cpu``/``cuda`` → activation bytes of one sample's forward and backward:
+        :attr:`builder.graph.memory.MemoryEstimate.per_sample`).
 
     Raises:
         GraphError: the graph has problems (``.problems`` lists them all); BudgetError when it is too large.
@@ -231,6 +234,7 @@ def compile_graph(graph, budget: Budget | None = None, report: ShapeReport | Non
                                   for nid in report.input_nodes},
         "layerlab_vocab": {nid: report.nodes[nid].type_out.vocab for nid in report.input_nodes},
         "layerlab_output_shapes": {nid: report.nodes[nid].shape for nid in report.output_nodes},
+        "layerlab_sample_bytes": {d: training_memory(report, 1, device=d).per_sample for d in ("cpu", "cuda")},
     }
     for k, v in attrs.items():
         setattr(gm, k, v)

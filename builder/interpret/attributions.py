@@ -29,7 +29,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from builder.data.predictions import model_device
 from builder.errors import ExplainError
+from builder.graph.report import DEFAULT_BUDGET
 from builder.interpret.baselines import BASELINES, make_baseline
 from builder.interpret.methods import (
     MethodInput,
@@ -59,6 +61,8 @@ from builder.interpret.model import (
 from builder.interpret.samples import PICKS, pick_samples
 
 METHODS: tuple[str, ...]  # every registered method name, read from the table on each access (see _CallableModule)
+#: Bytes of activations one internal batch of a path method (samples × steps, forward and backward) may hold
+PATH_BATCH_BYTES = 256 * 2**20
 
 @dataclass(frozen=True)
 class MethodInfo:
@@ -141,6 +145,29 @@ def available_methods(model: nn.Module, modality: str) -> list[MethodInfo]:
 # --------------------------------------------------------------------------------------------- explain
 
 
+def path_rows(model: nn.Module, samples: int, steps: int) -> int | None:
+    """Captum's ``internal_batch_size`` for ``samples`` inputs integrated over ``steps``: the rows whose activations
+    fit :data:`PATH_BATCH_BYTES` by the model's per-sample estimate (``layerlab_sample_bytes`` of a compiled
+    graph; else the graph budget's batch), at least two steps' worth; None when every row fits at once.
+
+    >>> path_rows(nn.Linear(2, 2), 8, 50), path_rows(nn.Linear(2, 2), 8, 4)  # no estimate: the budget's batch
+    (64, None)
+    """
+    per = (getattr(model, "layerlab_sample_bytes", None) or {}).get(model_device(model).type)
+    rows = max(PATH_BATCH_BYTES // per if per else DEFAULT_BUDGET.batch_size, 2 * samples)
+    return None if rows >= samples * steps else rows
+
+
+def _path_options(spec: MethodSpec, model: nn.Module, samples: int, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with Captum's ``internal_batch_size`` set by :func:`path_rows` for a path method (exact: the
+    steps are split, their sums added) unless given."""
+    sig = inspect.signature(spec.options_signature()).parameters
+    if not spec.uses_steps or "internal_batch_size" not in sig or options.get("internal_batch_size") is not None:
+        return options
+    rows = path_rows(model, samples, int(options.get("n_steps", sig["n_steps"].default)))
+    return options if rows is None else {**options, "internal_batch_size": rows}
+
+
 def explain(model: nn.Module, inputs: Tensor, method: str, target: Any = None, *,
             baselines: str | float | Tensor | None = None, layer: str | nn.Module | None = None,
             modality: str | None = None, baseline_data: Tensor | None = None, pad_token: int = 0,
@@ -157,7 +184,8 @@ def explain(model: nn.Module, inputs: Tensor, method: str, target: Any = None, *
         layer: node id for layer methods (grad_cam, layer_integrated_gradients, layer_conductance; default:
             the last convolution, the first Embedding, the first node with weights); see ``MethodInfo.layers``.
         seed: seeds the noise of stochastic methods (gradient_shap, noise_tunnel; None: global RNG).
-        options: passed to Captum's ``attribute`` (``n_steps``, ``sliding_window_shapes``, ``nt_samples``...).
+        options: passed to Captum's ``attribute`` (``n_steps``, ``sliding_window_shapes``, ``nt_samples``...);
+            path methods get ``internal_batch_size`` from :func:`path_rows` unless given.
     Returns:
         An :class:`Explanation`; methods with a convergence delta (IG, layer IG, DeepLift) include ``delta``.
     Raises:
@@ -183,7 +211,7 @@ def explain(model: nn.Module, inputs: Tensor, method: str, target: Any = None, *
             out = model(inputs)  # (B, C) logits, or any shape for reconstruction
         fwd = Flat(model) if out.dim() > 2 else model
         tgt = target_from_output(out, target)
-        run_in = MethodInput(fwd, inputs, tgt, base, node, module, dict(options))
+        run_in = MethodInput(fwd, inputs, tgt, base, node, module, _path_options(spec, model, len(inputs), options))
         rng = seeded(seed) if seed is not None and spec.stochastic else contextlib.nullcontext()
         with rng:
             try:
