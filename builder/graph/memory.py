@@ -10,7 +10,12 @@ The estimate follows what autograd actually keeps rather than every intermediate
   attention weights, recurrent gates). Convolutions keep no unfolded (im2col) copy: cuDNN and oneDNN do not
   materialise one;
 - **transient per sample**: during the backward pass the gradient of one node's output and of its input are
-  alive together: the largest such pair.
+  alive together: the largest such pair;
+- **the loss** (``loss``, a :func:`builder.training.metrics.loss_kind`): the training loop holds the output until
+  the step ends, and at the loss's backward :data:`LOSS_VALUES` more of its size are alive (cross-entropy: its
+  log-softmax and two gradients: a language model's (T, vocabulary) logits four times);
+- **a frozen model** (``frozen``: a distillation's teacher): its weights, and its forward without gradients (the
+  largest pair of tensors alive together, and its output, kept as the student's target).
 
 The peak is the larger of the two phases of a step: forward+backward (weights, gradients, saved and transient
 activations) and the optimizer step (weights, gradients, optimizer state and the step's temporaries). The
@@ -43,6 +48,9 @@ CUDA_RUNTIME = 64 * 2**20
 #: On CUDA the backward pass holds more beside the saved activations (gradient buffers of several layers at
 #: once, cuDNN workspaces): activations × this factor matched measured peaks on an H100 (bench/bench_memory.py).
 CUDA_ACTIVATION_FACTOR = 1.6
+#: Values per output value a loss keeps alive at its backward beside the output (measured with torch's profiler):
+#: cross-entropy its log-softmax and the gradients of both, the others a difference and a gradient.
+LOSS_VALUES = {"ce": 3, "tok": 3, "bce": 2, "reg": 2}
 
 
 @dataclass(frozen=True)
@@ -119,8 +127,13 @@ def _kept(report: ShapeReport, cuda: bool = False) -> tuple[int, int]:
     return saved, transient
 
 
-def training_memory(report: ShapeReport, batch_size: int = 64, optimizer: str = "adam",
-                    device: str = "cpu") -> MemoryEstimate:
+def _outputs(report: ShapeReport) -> int:
+    """Values per sample of the model's outputs (each output node's first port, as the compiled model returns)."""
+    return sum(report.nodes[n].type_out.numel for n in report.output_nodes if report.nodes[n].type_out is not None)
+
+
+def training_memory(report: ShapeReport, batch_size: int = 64, optimizer: str = "adam", device: str = "cpu", *,
+                    loss: str | None = None, frozen: ShapeReport | None = None) -> MemoryEstimate:
     """The :class:`MemoryEstimate` of one float32 training step of an analysed graph.
 
     Args:
@@ -129,10 +142,21 @@ def training_memory(report: ShapeReport, batch_size: int = 64, optimizer: str = 
         optimizer: the run's optimizer name (its state size); unknown names count as Adam.
         device: ``cpu`` or ``cuda`` (``cuda:1`` too): CUDA adds its libraries' workspaces and a measured factor on
             the activations (:data:`CUDA_RUNTIME`, :data:`CUDA_ACTIVATION_FACTOR`).
+        loss: the loss on the outputs (``ce``, ``tok``, ``bce``, ``reg``; :data:`LOSS_VALUES`), None for none (a
+            graph whose loss nodes are drawn counts them as nodes).
+        frozen: the analysis of a frozen model run forward without gradients each step (a distillation's teacher).
     """
-    saved, transient = _kept(report, str(device).startswith("cuda"))
+    cuda = str(device).startswith("cuda")
+    saved, transient = _kept(report, cuda)
+    buffers = report.total_buffers
+    if loss is not None:
+        out = _outputs(report)
+        saved, transient = saved + out, max(transient, LOSS_VALUES.get(loss, 3) * out)
+    if frozen is not None:
+        buffers += frozen.total_params + frozen.total_buffers
+        transient = max(transient, _kept(frozen, cuda)[1]) + _outputs(frozen)
     return counted_memory(report.total_params, saved, batch_size, optimizer, device, transient=transient,
-                          buffers=report.total_buffers)
+                          buffers=buffers)
 
 
 def counted_memory(params: int, saved: int, batch_size: int = 64, optimizer: str = "adam", device: str = "cpu", *,
