@@ -34,17 +34,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from builder.data.access import SYSTEM
+from builder.data.access import SYSTEM, Actor
 from builder.errors import RunStoreError
-from builder.graph.memory import training_memory
-from builder.graph.project import load_project
-from builder.graph.shapes import infer_shapes, one_analysis_per_graph
+from builder.graph.shapes import one_analysis_per_graph
 from builder.jobs.job_sandbox import PASSED_ENV
-from builder.jobs.queue import JobSpec, gpu_device, job_need, start_local
+from builder.jobs.queue import JobSpec, gpu_device, job_memory, job_need, start_local
 from builder.jobs.quotas import limits
 from builder.jobs.ray_task import ENV_PLACED, run_on_node
 from builder.process.sandbox import passes
 from builder.runs import db as _db
+from builder.runs.owners import owner_of
 from builder.runs.store import RunStore
 from builder.training.run_status import ENV_HOST, RunStatus, beat_s, is_final
 
@@ -96,18 +95,18 @@ def gpu_bytes() -> int:
 
 
 def job_resources(store: RunStore, run_id: str) -> Resources:
-    """A recorded job's resources from LayerLab's estimates: the graph's training memory at its batch size on
-    CUDA (:func:`builder.jobs.queue.job_need`) as a share of one GPU when the job may use one, the same on CPU
+    """A recorded job's resources from LayerLab's estimates: its training memory (:func:`builder.jobs.queue.job_memory`:
+    batch size, loss, teacher) on CUDA (:func:`builder.jobs.queue.job_need`) as a share of one GPU when the job may use one, the same on CPU
     plus :data:`RAM_BASE` as host memory."""
     data = store.folder(run_id, actor=SYSTEM).job_spec_to_run()
     origin = data.pop("origin", None)
     spec = JobSpec(**{**(origin or data), "owner": "local"})
-    project = load_project(spec.project)
-    batch = (spec.config or {}).get("batch_size") or (project.training or {}).get("batch_size") or 64
+    run = store.get(run_id, actor=SYSTEM)
+    owner = store.as_actor(Actor.of_job(owner_of(run)))  # its teacher is read as the job reads it
     with one_analysis_per_graph():  # the GPU estimate reuses the host-memory estimate's analysis
-        ram = training_memory(infer_shapes(project.graph), int(batch), device="cpu").peak + RAM_BASE
-        gpu = job_need(spec) if gpu_device(JobSpec(**{**data, "owner": "local"}), origin,
-                                      store.get(run_id, actor=SYSTEM).get("config")) else 0
+        ram = job_memory(spec, "cpu", owner).peak + RAM_BASE
+        gpu = job_need(spec, owner) if gpu_device(JobSpec(**{**data, "owner": "local"}), origin,
+                                                  run.get("config")) else 0
     return Resources.for_need(gpu, gpu_bytes=gpu_bytes(), ram=ram)
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from builder.data.access import CONTROL, LOCAL_OWNER, STOP, SYSTEM, Actor, check, refusal
-from builder.errors import DiskFullError, RunStoreError, TrainingError
+from builder.errors import DiskFullError, LayerLabError, RunStoreError, TrainingError
 from builder.graph.memory import training_memory
 from builder.graph.project import load_project
 from builder.graph.shapes import infer_shapes, one_analysis_per_graph
@@ -407,12 +407,35 @@ def _callbacks(names: list[str], store: RunStore, run_id: str) -> list:
 
 # Forward multiply-adds per batch that keep one more core busy: below this a step is too short for a second
 # thread to pay for its hand-offs (bench/cpu_speed.py --threads-rule; bench/RESULTS.md "Threads per job").
-def job_need(spec: JobSpec) -> int:
-    """GPU bytes a job is estimated to need: its graph's training memory at its batch size
-    (:func:`builder.graph.memory.training_memory` on CUDA) plus a CUDA context."""
+def job_memory(spec: JobSpec, device: str, store: RunStore | None = None):
+    """A job's :func:`builder.graph.memory.training_memory` on ``device``: its graph at its batch size and optimizer,
+    the loss of its task on the outputs (cross-entropy, the largest, when the task is not set), and a distillation's
+    teacher (its graph read from ``store``: a teacher it cannot read is left out; the run itself then fails)."""
+    from builder.training.metrics import loss_kind  # lazy: heavy (torch)
+    from builder.training.objectives import has_objective  # lazy: with the loss
+
     project = load_project(spec.project)
-    batch = (spec.config or {}).get("batch_size") or (project.training or {}).get("batch_size") or 64
-    return training_memory(infer_shapes(project.graph), int(batch), device="cuda").peak + _gpus.CUDA_CONTEXT_BYTES
+    tr, cfg = project.training or {}, spec.config or {}
+    report = infer_shapes(project.graph)
+    loss = None
+    if not has_objective(project):  # drawn loss nodes are nodes of the graph
+        task = cfg.get("task") or tr.get("task")
+        shape = report.nodes[report.output_nodes[0]].shape if report.output_nodes else None
+        loss = loss_kind(task, shape[-1] if shape else 1) if isinstance(task, str) else "ce"
+    frozen = None
+    if tr.get("teacher") and store is not None:
+        try:
+            frozen = infer_shapes(store.get(str(tr["teacher"])).project.graph)
+        except LayerLabError:  # not readable by the job's owner, or gone: the run refuses it with its reason
+            frozen = None
+    batch = cfg.get("batch_size") or tr.get("batch_size") or 64
+    return training_memory(report, int(batch), str(cfg.get("optimizer") or tr.get("optimizer") or "adam"), device,
+                           loss=loss, frozen=frozen)
+
+
+def job_need(spec: JobSpec, store: RunStore | None = None) -> int:
+    """GPU bytes a job is estimated to need: :func:`job_memory` on CUDA plus a CUDA context."""
+    return job_memory(spec, "cuda", store).peak + _gpus.CUDA_CONTEXT_BYTES
 
 
 def _placements(store: RunStore) -> list[_gpus.Placed]:
@@ -540,7 +563,7 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
         sized = JobSpec(**origin) if origin else spec
         if gpus:  # parsed once: the GPU estimate and the training read the same Project
             sized.project = load_project(sized.project)  # type: ignore[assignment]
-        need = job_need(sized) if gpus else 0
+        need = job_need(sized, store) if gpus else 0
         if placed:  # its node and GPU share are the scheduler's: no slot of this host to wait for
             store.update_status(run_id, RunStatus.RUNNING)
         ok, gpu = (True, None) if placed else _wait_for_slot(store, run_id, need, gpus)
@@ -645,4 +668,4 @@ if __name__ == "__main__":
 
 __all__ = ["JobSpec", "JOB_KINDS", "submit", "submit_group", "request", "queue_position", "max_jobs", "wait", "run_job",
            "StoreControl", "ENV_MAX_JOBS", "torch_threads", "explicit_threads", "THREADS_MACS_PER_CORE", "claim_gpu",
-           "job_need", "GPU_QUERY"]
+           "job_need", "job_memory", "GPU_QUERY"]

@@ -88,5 +88,5 @@ def test_claim_records_the_gpu_and_the_next_job_sees_it(tmp_path, monkeypatch):
 
 def test_job_need_is_the_graph_estimate_plus_a_context():
     spec = jobs.JobSpec(project=load_template("cnn").model_dump(), dataset="digits", config={"batch_size": 32})
-    est = training_memory(infer_shapes(load_template("cnn").graph), 32, device="cuda").peak
+    est = training_memory(infer_shapes(load_template("cnn").graph), 32, device="cuda", loss="ce").peak  # task unset
     assert jobs.job_need(spec) == est + G.CUDA_CONTEXT_BYTES
