@@ -23,7 +23,8 @@ class Budget:
     gradients, optimizer state and what autograd keeps); None means the memory the device has for it
     (:func:`builder.graph.memory.device_memory`: the free memory of a GPU, half the RAM of the host). Over it,
     validation suggests the batch size that fits (a warning); only a graph that cannot train even one sample is
-    refused.
+    refused. ``loss``: the loss a run puts on the outputs (:data:`builder.graph.memory.LOSS_VALUES`; None: none
+    counted, as for a graph checked without its run's task).
     """
 
     max_params: int = 200_000_000
@@ -32,6 +33,7 @@ class Budget:
     max_nodes: int = MAX_NODES
     device: str = "cpu"
     optimizer: str = "adam"
+    loss: str | None = None
 
 
 DEFAULT_BUDGET = Budget()

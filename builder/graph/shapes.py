@@ -505,26 +505,36 @@ def check_budget(a: Analysis) -> None:
         worst.errors.append(msg)
         report.problems.append(Problem("budget", msg, node=worst.id))
         return  # its training memory would only restate the parameter count
-    est = training_memory(report, budget.batch_size, budget.optimizer, budget.device)
+    problem = memory_problem(report, budget)
+    if problem is not None:
+        info = report.nodes[problem.node]
+        (info.warnings if problem.severity == "warning" else info.errors).append(problem.message)
+        report.problems.append(problem)
+
+
+def memory_problem(report: ShapeReport, budget: Budget) -> Problem | None:
+    """The training memory of ``report``'s graph at ``budget`` (its batch size, optimizer, device and loss) over the
+    budget's limit: a warning naming the batch size that fits, an error when not even one sample fits; None within
+    it. On the node that keeps the most per sample. (:func:`check_budget` for the analysis' budget; a run checks its
+    own settings on the same report.)"""
+    est = training_memory(report, budget.batch_size, budget.optimizer, budget.device, loss=budget.loss)
     limit = budget.max_activation_bytes if budget.max_activation_bytes is not None else device_memory(budget.device)
-    if est.peak > limit:
-        worst = max(report.nodes.values(), key=_sample_values)
-        extra = (f" and keeps {worst.work_values:,} intermediate values per sample (e.g. attention weights, "
-                 "recurrent gates)") if worst.work_values > sum(t.numel for t in worst.outputs.values()) else ""
-        fits = est.fitting_batch(limit)
-        where = (f"{human_bytes(limit)} available on {budget.device}" if budget.max_activation_bytes is None
-                 else f"the budget of {human_bytes(limit)}")
-        need = (f"one training step would need about {est.describe()}, above {where}; "
-                f"this node outputs {worst.shape_str} per sample{extra}")
-        if fits >= 1:  # it trains, at a smaller batch: a suggestion, not a refusal
-            msg = f"{need}. Fix: use a batch size of at most {fits}, or shrink the input or add pooling/stride earlier"
-            worst.warnings.append(msg)
-            report.problems.append(Problem("budget", msg, node=worst.id, severity="warning"))
-        else:
-            msg = (f"{need}; not even one sample fits. Fix: shrink the input or add pooling/stride earlier, or "
-                   "train on a device with more memory")
-            worst.errors.append(msg)
-            report.problems.append(Problem("budget", msg, node=worst.id))
+    if est.peak <= limit or not report.nodes:
+        return None
+    worst = max(report.nodes.values(), key=_sample_values)
+    extra = (f" and keeps {worst.work_values:,} intermediate values per sample (e.g. attention weights, "
+             "recurrent gates)") if worst.work_values > sum(t.numel for t in worst.outputs.values()) else ""
+    fits = est.fitting_batch(limit)
+    where = (f"{human_bytes(limit)} available on {budget.device}" if budget.max_activation_bytes is None
+             else f"the budget of {human_bytes(limit)}")
+    need = (f"one training step would need about {est.describe()}, above {where}; "
+            f"this node outputs {worst.shape_str} per sample{extra}")
+    if fits >= 1:  # it trains, at a smaller batch: a suggestion, not a refusal
+        msg = f"{need}. Fix: use a batch size of at most {fits}, or shrink the input or add pooling/stride earlier"
+        return Problem("budget", msg, node=worst.id, severity="warning")
+    msg = (f"{need}; not even one sample fits. Fix: shrink the input or add pooling/stride earlier, or "
+           "train on a device with more memory")
+    return Problem("budget", msg, node=worst.id)
 
 
 def check_gradient(a: Analysis) -> None:

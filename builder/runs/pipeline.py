@@ -37,7 +37,8 @@ from builder.graph.compile import compile_graph
 from builder.graph.cost import node_costs, total_macs
 from builder.graph.lora import trainable_params
 from builder.graph.project import Project, load_project
-from builder.graph.shapes import ShapeReport, infer_shapes
+from builder.graph.report import DEFAULT_BUDGET, Budget
+from builder.graph.shapes import ShapeReport, infer_shapes, memory_problem
 from builder.runs.classes import class_for
 from builder.runs.owners import owner_of, upload_dir
 from builder.runs.run_logger import RunLogger
@@ -45,7 +46,7 @@ from builder.runs.store import Run, RunStore
 from builder.runs.summary import run_source
 from builder.training.callbacks import Callback, RecordLatency, freeze_nodes
 from builder.training.checkpoint import previous_path, read_checkpoint, read_resumable
-from builder.training.config import TrainConfig
+from builder.training.config import TrainConfig, resolve_device
 from builder.training.finetune import apply_finetune
 from builder.training.forecasts import KeepForecasts
 from builder.training.lineage import (
@@ -56,6 +57,7 @@ from builder.training.lineage import (
     parents,
     pretrained_of,
 )
+from builder.training.metrics import loss_kind
 from builder.training.multi import ObjectiveTrainer
 from builder.training.networks import NetworkError, explain_view, network_state
 from builder.training.objectives import has_objective, objective_compat
@@ -152,7 +154,8 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
             ) -> tuple[Project, Dataset, TrainConfig]:
     """Resolve project, dataset and settings and check that the graph fits the data.
 
-    The graph is analysed once (:func:`~builder.graph.shapes.infer_shapes`); with ``with_report`` that
+    The graph is analysed once (:func:`~builder.graph.shapes.infer_shapes`) and its training memory checked at the
+    run's own settings (:func:`run_budget`: refused when not even one sample fits); with ``with_report`` that
     :class:`ShapeReport` is returned as a fourth item so compiling reuses it.
 
     Settings resolve as :meth:`TrainConfig.resolve` does, lowest first: the defaults for the dataset's task and
@@ -179,7 +182,23 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
     problems = check_compat(project.graph, ds.info, report)
     if problems:
         raise GraphError(problems)
+    memory = memory_problem(report, run_budget(cfg, ds.info.task))  # at the run's own batch, optimizer, device, loss
+    if memory is not None and memory.severity == "error":  # over it at this batch only: a warning, as validation's
+        raise BudgetError([memory])
     return (project, ds, cfg, report) if with_report else (project, ds, cfg)
+
+
+def run_budget(cfg: TrainConfig, task: str | None) -> Budget:
+    """The graph budget a run is checked at (:func:`prepare`): its batch size, optimizer and device, and its task's
+    loss on the outputs (binary counted as cross-entropy: one logit or two, the same within a value a sample).
+
+    >>> b = run_budget(TrainConfig(batch_size=8, optimizer="sgd", device="cpu"), "next_token")
+    >>> (b.batch_size, b.optimizer, b.device, b.loss)
+    (8, 'sgd', 'cpu', 'tok')
+    """
+    device = resolve_device("auto").type if cfg.device == "auto" else cfg.device
+    return dataclasses.replace(DEFAULT_BUDGET, batch_size=cfg.batch_size, optimizer=cfg.optimizer, device=device,
+                               loss=loss_kind(task, 2) if task else None)
 
 
 def dataset_of(project: Project, dataset: str | Dataset | None) -> str | Dataset:
