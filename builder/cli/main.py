@@ -39,15 +39,15 @@ from builder.runs.store import default_workspace as workspace_path
 
 
 def _budget(args: argparse.Namespace, project) -> Budget:
-    """The size budget of the run the project would make: its batch size, optimizer and device (or the flags')."""
-    tr = project.training or {}
-    batch = args.batch_size or tr.get("batch_size") or 64
-    device = args.device or tr.get("device") or "cpu"
-    if device == "auto":
-        import torch  # lazy: heavy (torch)
+    """The size budget of the run the project would make (:func:`builder.runs.pipeline.run_budget`): its batch size,
+    optimizer, device (the flags' first; the CPU when nothing names one) and its task's loss."""
+    from builder.runs.pipeline import run_budget  # lazy: heavy (torch)
+    from builder.training.config import TrainConfig  # lazy: heavy (torch)
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return Budget(batch_size=int(batch), device=str(device), optimizer=str(tr.get("optimizer") or "adam"))
+    tr = project.training or {}
+    over = {"batch_size": args.batch_size, "device": args.device or tr.get("device") or "cpu"}
+    cfg = TrainConfig.resolve(tr.get("task"), None, tr, {k: v for k, v in over.items() if v})
+    return run_budget(cfg, tr.get("task"))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -59,7 +59,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print_problems(report.problems)
         return 1
     print_problems(report.problems)  # warnings only
-    est = training_memory(report, budget.batch_size, budget.optimizer, budget.device)
+    est = training_memory(report, budget.batch_size, budget.optimizer, budget.device, loss=budget.loss)
     say(f"ok: {len(project.graph.nodes)} nodes, {report.total_params:,} parameters; training on {budget.device} "
           f"needs about {est.describe()}")
     return 0
