@@ -122,8 +122,9 @@ def terminal_line(text: object, max_len: int | None = None) -> str:
 
 _MD_ACTIVE = set("\\`*_[]<>|~&$")  # characters inline Markdown (CommonMark + GFM) can give a meaning to
 _MD_LINE_START = re.compile(r"^ *([#+=>-]|\d+[.)])")  # headings, list items, quotes, setext lines (indented too)
-_MD_AUTOLINK = re.compile(r"(?i)(?:https?|ftp|mailto|xmpp)(?=:)|www(?=\.)|\w(?=@\w)")  # GFM's literal autolinks
-# (``https://x``, ``www.x``, ``a@b.c``) start after these: a word joiner goes between them and their ``:``, ``.``, ``@``
+_MD_AUTOLINK = re.compile(r"(?i)(?:https?|ftp|mailto|xmpp)(?=:)|www(?=\.)|[-.+\w](?=@[-\w])")  # GFM's literal autolinks
+# (``https://x``, ``www.x``, ``a@b.c``, ``.@b.c``) start after these: a word joiner goes between them and their
+# ``:``, ``.``, ``@`` (an address's local part is letters, digits and ``-.+_``)
 _WORD_JOINER = "\u2060"  # invisible, no line break either side
 _MD_DELIMITER_ROW = re.compile(r"^[ \t|:\\-]*-[ \t|:\\-]*$")  # a GFM table's delimiter row (``:-``, ``|--|``): the
 # line before it becomes a table's header
