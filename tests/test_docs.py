@@ -131,9 +131,10 @@ def test_json_fences_parse():
 @pytest.mark.parametrize("page", RUNNABLE_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch):
     workspace = tmp_path / "ws"
+    # the suite's warm job launcher (LAYERLAB_LAUNCHER_DIR, tests/conftest.py) forks a page's jobs (search.md's
+    # trials), as it does those of every CLI process the tests start; no launcher of the page's own is started
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("LAYERLAB_", "MLFLOW_")) or k == "LAYERLAB_CHROMIUM"}
-    # no warm job launcher: a page's one or two jobs, each from a command of its own, would not be forked by it
+           if not k.startswith(("LAYERLAB_", "MLFLOW_")) or k in ("LAYERLAB_CHROMIUM", "LAYERLAB_LAUNCHER_DIR")}
     env.update(LAYERLAB_WORKSPACE=str(workspace), LAYERLAB_LAUNCHER_IDLE_S="0", LAYERLAB_TORCH_THREADS="1",
                LAYERLAB_MAX_JOBS="2", PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
                PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]))
