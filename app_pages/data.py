@@ -469,7 +469,7 @@ if spec is not None:
     placeholder = None if ui.spec_loaded(spec) else st.empty()
     error = None
     try:
-        with st.spinner(f"Loading {ui.spec_public(spec)}…") if placeholder is not None else nullcontext():
+        with st.spinner(f"Loading {ui.md(ui.spec_public(spec))}…") if placeholder is not None else nullcontext():
             ds = ui.load_spec(spec)
     except LayerLabError as e:
         error = e

@@ -249,7 +249,7 @@ _MD_ELEMENTS = {"markdown", "caption", "info", "warning", "error", "success", "w
                 "toast", "expander",  # and widget labels, which Streamlit renders as Markdown too
                 "button", "checkbox", "radio", "selectbox", "multiselect", "text_input", "number_input", "slider",
                 "select_slider", "toggle", "download_button", "popover", "text_area", "file_uploader", "page_link",
-                "form_submit_button"}
+                "form_submit_button", "metric", "spinner", "status", "tabs", "dialog"}
 _ESCAPED_BY = {"md", "error_md", "md_code", "md_text", "_esc", "human_bytes", "human_count", "len", "int", "float", "round", "fmt_duration", "_fmt",
                "test_label", "key_of", "none_found"}
 _NOT_TEXT = {  # numbers, run ids (RUN_ID_RE), statuses, split names, registry names, constants of the page
@@ -265,6 +265,7 @@ _NOT_TEXT = {  # numbers, run ids (RUN_ID_RE), statuses, split names, registry n
     "k", "ICON.get(f['level'], ICON['warn'])", "xs.n_samples", "n - 1",
     "dict(with_flips)[e]['count']", "lookback", "cols", "stem", "ep", "explained", "explained_unit",
     "p['type']", "p['help']", "LIBRARY_ENV", "ENV_DB_URL",  # a layer type and its help (registry), variable names
+    "s['n']", "res.objective or 'value'", "label",  # a fold count; an objective of the page's list; a check's words
 }
 
 
@@ -276,6 +277,7 @@ _BARE_LABELS = {  # labels passed as a bare value that hold no person's text (co
     # a layer's or dataset option's name and help from the registries (builder/graph/layers, builder/data)
     *(f"{page}: {v}" for page in ("build.py", "data.py") for v in ("label", "helptext")),
     "explain.py: label", "explain.py: help_", "search_mode.py: label", "search_mode.py: hint", "train.py: label",
+    "crossval_mode.py: metric", "explain_checks.py: label", "train.py: helptext", "explain.py: TABS",  # metric names, a check's words, tab names
 }
 
 
