@@ -170,18 +170,18 @@ def test_a_job_whose_spec_meets_a_full_disk_records_nothing(small_disk, monkeypa
     """The disk fills up after the run's project is written, when its job spec is: the one line, and no run is
     recorded (before: the row stayed ``queued`` for ever, with no job spec and no process to run it)."""
     from builder.jobs import queue
-    from builder.runs import store as store_module
+    from builder.training import run_folder as folder_module  # RunFolder.write_job_spec writes job.json
 
     ws = small_disk / "ws"
     store = RunStore(ws, actor=SYSTEM)
-    real = store_module.write_atomic
+    real = folder_module.write_atomic
 
     def filling_at_the_job_spec(path, data, what, **kw):
         if Path(path).name == "job.json":
             fill_disk(small_disk)  # a real ENOSPC, at this write
         return real(path, data, what, **kw)
 
-    monkeypatch.setattr(store_module, "write_atomic", filling_at_the_job_spec)
+    monkeypatch.setattr(folder_module, "write_atomic", filling_at_the_job_spec)
     spec = queue.JobSpec(project=load_template("mlp").model_dump(mode="json"), dataset="moons", owner=ME)
     with pytest.raises(DiskFullError) as e:
         queue.submit(store, spec)
