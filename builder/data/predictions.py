@@ -192,6 +192,11 @@ def forward_reduced(model: torch.nn.Module, X: Tensor, reduce: Callable[[Tensor,
     return torch.cat(kept) if kept else torch.empty(0)
 
 
+def mean_token_loss(model: torch.nn.Module, X: Tensor, y: Tensor, **kw: Any) -> float:
+    """A language model's mean next-token cross-entropy on ``X`` with targets ``y`` (:func:`token_losses`)."""
+    return float(token_losses(model, X, y, **kw).sum() / max(1, y.numel()))
+
+
 def token_losses(model: torch.nn.Module, X: Tensor, y: Tensor, **kw: Any) -> Tensor:
     """A language model's summed next-token cross-entropy per sample (N,) on ``X`` (N, T) with targets ``y``
     (N, T), batch by batch (:func:`forward_reduced`): the mean loss is ``token_losses(...).sum() / y.numel()``."""
@@ -223,4 +228,4 @@ def predict(model: torch.nn.Module, X: Tensor, task: str = "multiclass", *,
     return Prediction(task, out.float().reshape(len(out), -1))
 
 
-__all__ = ["Prediction", "predict", "forward_all", "forward_reduced", "token_losses", "MAX_BATCH_OUTPUT_CELLS", "model_device", "first_output", "CLASSIFICATION"]
+__all__ = ["Prediction", "predict", "forward_all", "forward_reduced", "token_losses", "mean_token_loss", "MAX_BATCH_OUTPUT_CELLS", "model_device", "first_output", "CLASSIFICATION"]

@@ -416,8 +416,8 @@ class ProbeSession:
     def __init__(self, probe: ModelProbe, store: RunStore, run_id: str, split: str = "test", *,
                  version: str | None = None):
         """A session of a run the store's actor may read. Raises AccessDenied for another person's run."""
-        self.probe, self.workspace, self.run_id, self.split = probe, workspace_of(store, run_id), run_id, split
-        self.model_owner = model_owner(store, run_id)
+        self.model_owner = model_owner(store, run_id)  # AccessDenied for a run the store's actor may not read
+        self.probe, self.workspace, self.run_id, self.split = probe, str(store.workspace), run_id, split
         self.store = store  # its actor: the child's rules are the runs this actor may read
         probe.owner = probe.owner or counted_owner(store.actor)
         self.version = version

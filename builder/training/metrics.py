@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from builder.data.predictions import first_output, forward_all, model_device, token_losses  # noqa: F401  (their home; kept here for library users)
+from builder.data.predictions import first_output, forward_all, mean_token_loss, model_device  # noqa: F401  (their home; kept here for library users)
 from builder.errors import TrainingError
 
 TRAIN_METRIC_SAMPLES = 512  # the train metric is measured at epoch end on this many training samples
@@ -124,7 +124,7 @@ def evaluate(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, task: str
     if task == "next_token":  # logits of T × vocabulary per sample: reduced batch by batch, never kept whole
         if len(X) == 0:
             raise TrainingError("cannot evaluate on an empty split")
-        mean = float(token_losses(model, X, y, batch_size=batch_size).sum() / max(1, y.numel()))
+        mean = mean_token_loss(model, X, y, batch_size=batch_size)
         return {"loss": mean, "n": int(len(X)), "perplexity": float(torch.exp(torch.tensor(mean))),
                 "tokens": int(y.numel())}
     out = forward_all(model, X, batch_size).float()

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from builder.data.augment import Augment, check_augment_input
-from builder.data.predictions import first_output, forward_all, token_losses
+from builder.data.predictions import first_output, forward_all, mean_token_loss
 from builder.data.splits import Dataset, PixelSplit, Split
 from builder.errors import DatasetError, TrainingError
 from builder.training.callbacks import (
@@ -639,7 +639,7 @@ class Trainer(RunControl):
         if len(s) == 0:
             return float("nan"), float("nan")
         if self.task == "next_token" and self.metric_name == "perplexity":  # T × vocabulary logits per sample:
-            mean = float(token_losses(self.model, s.X, s.y).sum() / max(1, s.y.numel()))  # reduced batch by batch
+            mean = mean_token_loss(self.model, s.X, s.y)  # reduced batch by batch
             return (mean if loss else float("nan")), float(torch.exp(torch.tensor(mean)))
         out = forward_all(self.model, s.X).float()
         y = self._prep_y(s)
