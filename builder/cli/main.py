@@ -43,11 +43,12 @@ def _budget(args: argparse.Namespace, project) -> Budget:
     optimizer, device (the flags' first; the CPU when nothing names one) and its task's loss."""
     from builder.runs.pipeline import run_budget  # lazy: heavy (torch)
     from builder.training.config import TrainConfig  # lazy: heavy (torch)
+    from builder.training.objectives import has_objective  # lazy: with the pipeline
 
     tr = project.training or {}
     over = {"batch_size": args.batch_size, "device": args.device or tr.get("device") or "cpu"}
     cfg = TrainConfig.resolve(tr.get("task"), None, tr, {k: v for k, v in over.items() if v})
-    return run_budget(cfg, tr.get("task"))
+    return run_budget(cfg, tr.get("task"), drawn_loss=has_objective(project))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

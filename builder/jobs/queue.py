@@ -408,29 +408,29 @@ def _callbacks(names: list[str], store: RunStore, run_id: str) -> list:
 # Forward multiply-adds per batch that keep one more core busy: below this a step is too short for a second
 # thread to pay for its hand-offs (bench/cpu_speed.py --threads-rule; bench/RESULTS.md "Threads per job").
 def job_memory(spec: JobSpec, device: str, store: RunStore | None = None):
-    """A job's :func:`builder.graph.memory.training_memory` on ``device``: its graph at its batch size and optimizer,
-    the loss of its task on the outputs (cross-entropy, the largest, when the task is not set), and a distillation's
-    teacher (its graph read from ``store``: a teacher it cannot read is left out; the run itself then fails)."""
-    from builder.training.metrics import loss_kind  # lazy: heavy (torch)
-    from builder.training.objectives import has_objective  # lazy: with the loss
+    """A job's :func:`builder.graph.memory.training_memory` on ``device``: its graph at the budget its run is checked
+    at (:func:`builder.runs.pipeline.run_budget`: its settings' batch size and optimizer, its task's loss), and a
+    distillation's teacher (its graph read from ``store``: a teacher it cannot read is left out; the run itself then
+    fails)."""
+    from builder.runs.pipeline import run_budget  # lazy: heavy (torch)
+    from builder.training.objectives import has_objective  # lazy: with the pipeline
 
     project = load_project(spec.project)
-    tr, cfg = project.training or {}, spec.config or {}
-    report = infer_shapes(project.graph)
-    loss = None
-    if not has_objective(project):  # drawn loss nodes are nodes of the graph
-        task = cfg.get("task") or tr.get("task")
-        shape = report.nodes[report.output_nodes[0]].shape if report.output_nodes else None
-        loss = loss_kind(task, shape[-1] if shape else 1) if isinstance(task, str) else "ce"
+    tr, over = project.training or {}, spec.config or {}
+    task = tr.get("task") if isinstance(tr.get("task"), str) else None
+    try:
+        cfg = TrainConfig.resolve(task, None, tr, over)
+    except TrainingError:  # the run refuses its settings with every problem; admission counts the defaults
+        cfg = TrainConfig.resolve(task)
+    budget = run_budget(cfg, task, drawn_loss=has_objective(project))
     frozen = None
     if tr.get("teacher") and store is not None:
         try:
             frozen = infer_shapes(store.get(str(tr["teacher"])).project.graph)
         except LayerLabError:  # not readable by the job's owner, or gone: the run refuses it with its reason
             frozen = None
-    batch = cfg.get("batch_size") or tr.get("batch_size") or 64
-    return training_memory(report, int(batch), str(cfg.get("optimizer") or tr.get("optimizer") or "adam"), device,
-                           loss=loss, frozen=frozen)
+    return training_memory(infer_shapes(project.graph), budget.batch_size, budget.optimizer, device,
+                           loss=budget.loss, frozen=frozen)
 
 
 def job_need(spec: JobSpec, store: RunStore | None = None) -> int:

@@ -182,23 +182,28 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
     problems = check_compat(project.graph, ds.info, report)
     if problems:
         raise GraphError(problems)
-    memory = memory_problem(report, run_budget(cfg, ds.info.task))  # at the run's own batch, optimizer, device, loss
+    memory = memory_problem(report, run_budget(cfg, ds.info.task, drawn_loss=has_objective(project)))  # its own
     if memory is not None and memory.severity == "error":  # over it at this batch only: a warning, as validation's
         raise BudgetError([memory])
     return (project, ds, cfg, report) if with_report else (project, ds, cfg)
 
 
-def run_budget(cfg: TrainConfig, task: str | None) -> Budget:
-    """The graph budget a run is checked at (:func:`prepare`): its batch size, optimizer and device, and its task's
-    loss on the outputs (binary counted as cross-entropy: one logit or two, the same within a value a sample).
+def run_budget(cfg: TrainConfig, task: str | None, *, drawn_loss: bool = False) -> Budget:
+    """The graph budget a run is checked at (:func:`prepare`, a job's admission, ``layerlab validate``): its batch
+    size, optimizer and device, and its task's loss on the outputs (binary counted as cross-entropy: one logit or two,
+    the same within a value a sample; a task not known yet as cross-entropy, the largest but the token loss; none
+    for a graph whose loss nodes are drawn, ``drawn_loss``, as they are nodes of the graph).
 
     >>> b = run_budget(TrainConfig(batch_size=8, optimizer="sgd", device="cpu"), "next_token")
     >>> (b.batch_size, b.optimizer, b.device, b.loss)
     (8, 'sgd', 'cpu', 'tok')
+    >>> run_budget(TrainConfig(device="cpu"), None).loss, run_budget(TrainConfig(device="cpu"), None, drawn_loss=True).loss
+    ('ce', None)
     """
     device = resolve_device("auto").type if cfg.device == "auto" else cfg.device
+    loss = None if drawn_loss else loss_kind(task, 2) if task else "ce"
     return dataclasses.replace(DEFAULT_BUDGET, batch_size=cfg.batch_size, optimizer=cfg.optimizer, device=device,
-                               loss=loss_kind(task, 2) if task else None)
+                               loss=loss)
 
 
 def dataset_of(project: Project, dataset: str | Dataset | None) -> str | Dataset:

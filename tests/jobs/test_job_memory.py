@@ -57,3 +57,28 @@ def test_a_distillation_job_counts_its_teacher():
     assert est == training_memory(infer_shapes(student.graph), 32, "adam", loss="ce", frozen=t)
     runs.clear()  # a teacher the job's owner cannot read: left out here, refused by the run with its reason
     assert jobs.job_memory(_spec(student, batch_size=32), "cpu", SimpleNamespace(get=get)) == alone
+
+
+def test_admission_counts_the_budget_its_run_is_checked_at():
+    """One rule for a job's admission, the run's check and ``layerlab validate`` (pipeline.run_budget): the
+    settings resolve as the run resolves them, and a settings error leaves the defaults (the run refuses it: a
+    batch of 10**9 was admitted at 20 TB, a job that waits for ever for a GPU instead of failing with its reason)."""
+    from builder.runs.pipeline import run_budget
+    from builder.training.config import TrainConfig
+
+    cnn = load_template("cnn")
+    report = infer_shapes(cnn.graph)
+    for over in ({}, {"batch_size": 7, "optimizer": "sgd"}, {"optimizer": "adamw"}, {"lr": "x"}, {"batch_size": 10**9}):
+        try:
+            cfg = TrainConfig.resolve(cnn.training.get("task"), None, cnn.training, over)
+        except Exception:
+            cfg = TrainConfig.resolve(cnn.training.get("task"))
+        b = run_budget(cfg, cnn.training.get("task"))
+        assert jobs.job_memory(_spec(cnn, **over), "cpu") == \
+            training_memory(report, b.batch_size, b.optimizer, "cpu", loss=b.loss)
+    gan = load_template("gan")  # drawn loss nodes: counted as nodes of the graph, no second loss on the outputs
+    b = run_budget(TrainConfig.resolve(gan.training.get("task"), None, gan.training), gan.training.get("task"),
+                   drawn_loss=True)
+    assert b.loss is None
+    assert jobs.job_memory(_spec(gan), "cpu") == training_memory(infer_shapes(gan.graph), b.batch_size, b.optimizer,
+                                                                 "cpu")
