@@ -106,6 +106,9 @@ class OnnxImporter(ModuleGroups, TensorOps, NormPoolOps):
         self.g = model.graph
         self.vals: dict[str, Any] = {}
         self.inits = {t.name: t for t in self.g.initializer}
+        self.weights = sum(math.prod(t.dims) for t in self.g.initializer)  # values the file holds (read_onnx: bounded)
+        self.folded = 0  # values constant folding has computed so far: within fold_room (_fold_count)
+        self.fold_room = 2 * self.weights + 8 * MAX_FOLD_ELEMENTS
         self.vshape: dict[str, list] = {}
         self.vparam: dict[str, list] = {}  # the exporter's names of sizes it left symbolic
         self.batch_param: str | None = None  # the first input's name for its batch size
@@ -331,6 +334,27 @@ class OnnxImporter(ModuleGroups, TensorOps, NormPoolOps):
         self.origin.update((o, made_of) for o in n.output if o)
         return True
 
+    def _fold_check(self, n, size: int, largest: int) -> None:
+        """Refuse a folded constant that outgrows its inputs: more than :data:`MAX_FOLD_ELEMENTS` values and more
+        than its largest input (a broadcast, a Gather, an Expand of a few-byte file). Checked before anything is
+        computed wherever :func:`fold_size` can tell the size, else on the result."""
+        if size > max(MAX_FOLD_ELEMENTS, largest):
+            raise ModelImportError(f"node {n.name or n.op_type}: a constant would hold {size:,} values, more than "
+                                   f"its inputs ({largest:,}); received: op {n.op_type}. Fix: import models whose "
+                                   f"computed constants stay below {MAX_FOLD_ELEMENTS:,} values or their inputs' size")
+
+    def _fold_count(self, n, value: np.ndarray) -> None:
+        """Add what folding ``n`` allocated (a view of a weight, its transpose or a slice, allocates nothing) and
+        refuse once folding holds more than twice the model's own weights: each constant is no larger than its
+        inputs (:meth:`_fold_check`), a thousand copies of a weight are."""
+        if not value.flags.owndata:
+            return
+        self.folded += value.size
+        if self.folded > self.fold_room:
+            raise ModelImportError(f"node {n.name or n.op_type}: constant folding would hold {self.folded:,} values "
+                                   f"in all; received: op {n.op_type}, a model of {self.weights:,} weight values. "
+                                   f"Fix: import models whose computed constants stay within twice their weights")
+
     def _fold_value(self, n) -> bool:
         op = n.op_type
         ins = [self.value(v) for v in n.input]
@@ -378,25 +402,25 @@ class OnnxImporter(ModuleGroups, TensorOps, NormPoolOps):
         if op == "CastLike" and isinstance(ins[0], Const):
             like = ins[1].value.dtype if isinstance(ins[1], Const) else np.float32
             self.vals[n.output[0]] = Const(ins[0].value.astype(like), src=ins[0].src)
+            self._fold_count(n, self.vals[n.output[0]].value)
             return True
         if any(v is not None and not isinstance(v, Const | SymArr | Sym) for v in ins):
             return False
         if any(v is None for v, name in zip(ins, n.input) if name):
             return False
+        largest = max((v.value.size for v in ins if isinstance(v, Const)), default=0)
         size = fold_size(op, ins, a)  # checked before anything is computed
-        if size is not None and size > MAX_FOLD_ELEMENTS:
-            raise ModelImportError(f"node {n.name or op}: a constant would hold {size:,} values; received: op {op}. "
-                                   f"Fix: import models whose constants stay below {MAX_FOLD_ELEMENTS:,} values")
+        if size is not None:
+            self._fold_check(n, size, largest)
         try:
             res = fold_op(op, ins, a)
         except (ValueError, TypeError, IndexError, OverflowError, NoFold):
             return False
         if res is None:
             return False
-        if isinstance(res, Const) and res.value.size > MAX_FOLD_ELEMENTS:
-            raise ModelImportError(f"node {n.name or op}: a constant would hold {res.value.size:,} values; "
-                                   f"received: op {op}. Fix: import models whose constants stay below "
-                                   f"{MAX_FOLD_ELEMENTS:,} values")
+        if isinstance(res, Const):
+            self._fold_check(n, res.value.size, largest)
+            self._fold_count(n, res.value)
         if isinstance(res, Const) and isinstance(ins[0], Const) and ins[0].src and op == "Slice":
             res.src, res.rows = ins[0].src, slice_rows(ins, ins[0].value, res.value)
         if isinstance(res, Const) and isinstance(ins[0], Const) and (

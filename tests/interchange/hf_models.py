@@ -10,7 +10,7 @@ SEQ = 8  # tokens per sample of the text models
 
 
 def make_folder(arch: str, folder: Path, *, layers: int = 1, hidden: int = 16, tokenizer: bool = True,
-                seed: int = 0) -> Path:
+                seed: int = 0, positions: int = 32) -> Path:
     """Save a random ``arch`` model (and, for text models, a word-level ``tokenizer.json``) into ``folder``."""
     import torch
     import transformers as tf
@@ -19,12 +19,12 @@ def make_folder(arch: str, folder: Path, *, layers: int = 1, hidden: int = 16, t
     if arch == "bert":
         model = tf.BertModel(tf.BertConfig(vocab_size=100, hidden_size=hidden, num_hidden_layers=layers,
                                            num_attention_heads=2, intermediate_size=2 * hidden,
-                                           max_position_embeddings=32))
+                                           max_position_embeddings=positions))
     elif arch == "distilbert":
         model = tf.DistilBertModel(tf.DistilBertConfig(vocab_size=100, dim=hidden, n_layers=layers, n_heads=2,
-                                                       hidden_dim=2 * hidden, max_position_embeddings=32))
+                                                       hidden_dim=2 * hidden, max_position_embeddings=positions))
     elif arch == "gpt2":
-        model = tf.GPT2Model(tf.GPT2Config(vocab_size=100, n_embd=hidden, n_layer=layers, n_head=2, n_positions=32,
+        model = tf.GPT2Model(tf.GPT2Config(vocab_size=100, n_embd=hidden, n_layer=layers, n_head=2, n_positions=positions,
                                            bos_token_id=0, eos_token_id=0))
     elif arch == "vit":
         model = tf.ViTModel(tf.ViTConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,

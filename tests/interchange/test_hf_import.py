@@ -62,6 +62,18 @@ def test_the_size_check_counts_every_value_the_import_holds(arch, folders, impor
     assert held <= info.params + info.buffers - build and (arch != "gpt2" or held == info.params + 2 * SEQ * SEQ)
 
 
+@pytest.mark.parametrize(("arch", "hidden", "seq"), [("bert", 768, 32), ("gpt2", 768, 32), ("bert", 64, 512)])
+def test_weights_larger_than_the_fold_cap_import(arch, hidden, seq, tmp_path):
+    """At width 768 (BERT-base's, GPT-2's) a layer's weight holds more than 2^20 values: constant folding refused the
+    exporter's transpose of it ("a constant would hold 1,769,472 values"), and BERT's embeddings' sum was left
+    unfolded at full length (an Add with no layer), so neither default-sized model imported. A folded constant may
+    be as large as what it is computed from; amplification stays refused (tests/interchange/test_onnx_fold_limits.py)."""
+    folder = make_folder(arch, tmp_path / arch, hidden=hidden, positions=seq)
+    res = import_hf_folder(folder, seq_len=seq)  # the whole position table
+    assert res.report["max_abs_diff"] <= res.report["tolerance"]
+    assert max(w.numel() for w in res.weights.values()) > 2**20 or seq * hidden >= 2**15
+
+
 def test_nodes_keep_the_module_path_so_the_canvas_groups_them(imported):
     ids = {n.id for n in imported["bert"].project.graph.nodes}
     assert {"encoder_layer_0_attention_self_query", "encoder_layer_0_attention_self_key",

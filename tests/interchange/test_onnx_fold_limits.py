@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from builder.graph.compile import compile_graph
 from builder.interchange import import_model
 from builder.interchange.errors import ModelImportError
 from builder.interchange.onnx_fold import fold_size
@@ -158,3 +160,34 @@ def test_the_checks_memory_estimate_matches_what_checking_holds():
     assert out.returncode == 0, out.stderr[-2000:]
     res = json.loads(out.stdout.splitlines()[-1])
     assert 0.7 < res["estimate"] / res["grew"] < 1.5, res
+
+
+def _copies(k: int, rows: int = 1100) -> bytes:
+    """x (B, 4) + one value of ``k`` chained Neg copies of a (rows, 1000) weight: each no larger than its input."""
+    w = numpy_helper.from_array(np.ones((rows, 1000), np.float32), "w")
+    nodes, last = [], "w"
+    for i in range(k):
+        nodes.append(helper.make_node("Neg", [last], [f"c{i}"]))
+        last = f"c{i}"
+    nodes += [_c("s0", np.zeros(2, np.int64)), _c("s1", np.ones(2, np.int64)),
+              helper.make_node("Slice", [last, "s0", "s1"], ["one"]), _c("flat", np.array([1], np.int64)),
+              helper.make_node("Reshape", ["one", "flat"], ["one1"]), helper.make_node("Add", ["x", "one1"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 4])], initializer=[w])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_a_constant_as_large_as_its_input_folds_and_copies_are_bounded_in_all():
+    """A folded constant may be as large as what it is computed from (a weight of 2^20 values and more, transposed by
+    the exporter: BERT-base and GPT-2 did not import); many copies of it are refused once folding holds more than
+    twice the model's weights (+ 8 x MAX_FOLD_ELEMENTS), before the next copy."""
+    res = import_model(_copies(1), verify=False)
+    model = compile_graph(res.project.graph)
+    model.load_state_dict(res.weights)
+    x = torch.rand(2, 4)
+    torch.testing.assert_close(model(x), x - 1)
+    with pytest.raises(ModelImportError, match="constant folding would hold .* values in all") as info:
+        import_model(_copies(40), verify=False)
+    assert "\n" not in str(info.value) and "Fix:" in str(info.value)
+    n = int(str(info.value).split("would hold ")[1].split(" ")[0].replace(",", ""))
+    assert n <= 2 * 1100 * 1000 + 8 * MAX_FOLD_ELEMENTS + 1100 * 1000  # at most one copy past the room
