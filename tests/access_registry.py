@@ -252,7 +252,9 @@ def _doors() -> list[Door]:
     from builder.runs.store import workspace_of
     from builder.runs.summary import current_run, finished_run, has_trained, run_overview, runs_of_graph
     from builder.search.runner import resume_study
+    from builder.search.settings import StudySettings
     from builder.search.storage import claim_study, list_studies, load_study, request_stop, resolve_study
+    from builder.search.study import StudyRunner
     from builder.tracking import TrackingState, export_runs, run_tags, sync_run, tracking_state
     from builder.training.lineage import inherit_tokenizer, pretrained_of
     from builder.training.objectives import with_teacher
@@ -492,6 +494,11 @@ def _doors() -> list[Door]:
         Door("builder.jobs.queue.submit: a prune job", (RUN,), lambda w, s: jobs.submit(s, jobs.JobSpec(
             project=w.project.model_dump(mode="json"), dataset="moons", owner=s.actor.owner, kind="prune",
             prune={"parent": w.ann}))),  # refused before anything is recorded (the job would refuse it too)
+        # owner: a job (and a group of jobs) for the first owner, submitted on the intruder's store
+        Door("builder.jobs.queue.submit", (RUN, PROJECT), lambda w, s: jobs.submit(s, jobs.JobSpec(
+            project=w.project.model_dump(mode="json"), dataset="moons", owner=w.ann_owner)), via="owner"),
+        Door("builder.jobs.queue.submit_group", (RUN, PROJECT), lambda w, s: jobs.submit_group(s, [jobs.JobSpec(
+            project=w.project.model_dump(mode="json"), dataset="moons", owner=w.ann_owner)]), via="owner"),
         Door("builder.jobs.queue.request", (RUN,), lambda w, s: jobs.request(s, w.ann, "stop")),
         Door("builder.jobs.queue.queue_position", (RUN,), lambda w, s: jobs.queue_position(s, w.ann)),
         Door("builder.runs.store.RunStore.queue_position", (RUN,), lambda w, s: s.queue_position(w.ann)),
@@ -542,6 +549,10 @@ def _doors() -> list[Door]:
         Door("builder.search.storage.resolve_study", (STUDY,),
              lambda w, s: _no_ann_study(w, [resolve_study(w.storage, n, owner=s.actor.owner, workspace=w.ws)
                                             for n in w.extra["ann_studies"]])),
+        Door("builder.search.study.StudyRunner.__init__", (STUDY, PROJECT),  # the owner in its settings: whose upload
+             lambda w, s: StudyRunner(s, w.project, "moons", space=["lr=1e-3..1e-1"],  # it loads, whose study it opens
+                                      settings=StudySettings(name="lr", storage=w.storage, owner=w.ann_owner)),
+             via="owner"),
         Door("builder.search.storage.claim_study", (STUDY,),  # a name of ann's gives the intruder its own study
              lambda w, s: _no_ann_study(w, [claim_study(w.storage, "ann-new", owner=s.actor.owner, workspace=w.ws)])),
         Door("builder.admin.housekeeping.admin_studies", (STUDY,), lambda w, s: housekeeping.admin_studies(s)),
@@ -705,6 +716,11 @@ OWNER_INTERNAL = {
                                            "checked: the acting owner, or the owner of a run it read",
     "builder.runs.pipeline.run_training": "registered above with via='owner' (in_name_of)",
     "builder.jobs.job_sandbox.confinement": "inside a job, on its own run (as in INTERNAL)",
+    "builder.jobs.queue.job_memory": "an estimate: the spec's owner is not read (a teacher is read through the "
+                                     "store it is given, as that store's actor)",
+    "builder.jobs.queue.job_need": "job_memory on CUDA (as job_memory)",
+    "builder.jobs.executors.place_jobs": "the scheduler's own rows (_Job, read from the store as the system), no "
+                                         "person's call",
     "builder.process.landlock.confinement": "inside a job or the quantizing worker, on its own run (as in INTERNAL)",
 }
 """Public functions taking a store and an ``owner`` without a door of their own for it (tests/test_access.py)."""

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import importlib
 import inspect
 import pkgutil
+import typing
 from pathlib import Path
 
 import pytest
@@ -339,11 +341,31 @@ def test_every_api_function_taking_a_store_and_an_id_is_registered():
     assert not stale, "registered names that no longer exist: " + ", ".join(stale)
 
 
+def _names_an_owner(f) -> bool:
+    """Whether ``f`` takes an ``owner``, or settings that carry one (a dataclass or model with an ``owner`` field:
+    a StudyRunner's StudySettings(owner=...) loaded that owner's upload and opened their study)."""
+    params = inspect.signature(f).parameters
+    if "owner" in params:
+        return True
+    try:
+        hints = typing.get_type_hints(f)
+    except Exception:  # noqa: BLE001  an annotation that does not resolve here: judged by its parameter names
+        return False
+    for name in params:
+        for t in typing.get_args(hints.get(name)) or (hints.get(name),):
+            fields = ({x.name for x in dataclasses.fields(t)} if dataclasses.is_dataclass(t) and isinstance(t, type)
+                      else set(getattr(t, "model_fields", None) or ()))
+            if "owner" in fields and t is not Actor:  # an Actor is the caller itself, not an owner it names
+                return True
+    return False
+
+
 def _owner_unguarded(functions, registry, internal) -> list[str]:
-    """Every public function taking a run store (or a RunStore method) and an ``owner`` that no registered door's
-    attempt passes the first owner through (``via="owner"``), nor :data:`OWNER_INTERNAL` explains."""
+    """Every public function taking a run store (or a RunStore method) and an ``owner`` (itself or in its settings)
+    that no registered door's attempt passes the first owner through (``via="owner"``), nor :data:`OWNER_INTERNAL`
+    explains."""
     vias = {d.name for d in registry if d.via == "owner"}
-    return [name for name, f in functions if "owner" in inspect.signature(f).parameters
+    return [name for name, f in functions if _names_an_owner(f)
             and ("store" in inspect.signature(f).parameters or name.rsplit(".", 2)[-2] == "RunStore")
             and name not in vias and name not in internal]
 
@@ -357,6 +379,15 @@ def test_every_api_function_taking_a_store_and_an_owner_is_registered():
                          "owner, via=\"owner\"), or say in OWNER_INTERNAL why the owner is not a person's to name: "
                          + ", ".join(missing))
     assert _owner_unguarded([("m.usage", lambda store, owner: None)], [], set()) == ["m.usage"]
+
+    @dataclasses.dataclass
+    class Settings:
+        owner: str = "local"
+
+    def run(store, settings=None): ...
+
+    run.__annotations__ = {"settings": Settings | None}  # as resolved (this module's annotations are strings)
+    assert _owner_unguarded([("m.run", run)], [], set()) == ["m.run"]  # an owner inside its settings
     stale = sorted(set(OWNER_INTERNAL) - {k for k, _ in _public_functions()})
     assert not stale, "OWNER_INTERNAL names functions that no longer exist: " + ", ".join(stale)
 
@@ -435,3 +466,16 @@ def test_the_docs_say_what_content_can_reach():
     text = (ROOT / "docs" / "explanation" / "jobs-and-owners.md").read_text(encoding="utf-8")
     part = text[text.index("### Who may do what"):]
     assert "only your own runs" in part and "exact id" in part and "`training.init_from`" in part
+
+
+def test_a_job_submitted_for_another_owner_is_refused_without_naming_them(tmp_path):
+    """The refusal reached the first owner's study as a failed trial's message, quoting the owner id it was given
+    (an anonymous owner's id is their browser's key)."""
+    from builder.jobs import queue as jobs
+
+    store = RunStore(tmp_path, actor=Actor("anon:" + "b" * 32))
+    key = "anon:" + "a" * 32
+    with pytest.raises(AccessDenied) as info:
+        jobs.submit(store, jobs.JobSpec(project=load_template("mlp").model_dump(mode="json"), dataset="moons",
+                                        owner=key))
+    assert "a" * 32 not in str(info.value) and store.list_runs(limit=5) == []

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from builder.data.access import CONTROL, LOCAL_OWNER, STOP, SYSTEM, Actor, check, refusal
-from builder.errors import DiskFullError, LayerLabError, RunStoreError, TrainingError
+from builder.errors import AccessDenied, DiskFullError, LayerLabError, RunStoreError, TrainingError
 from builder.graph.memory import training_memory
 from builder.graph.project import load_project
 from builder.graph.shapes import infer_shapes, one_analysis_per_graph
@@ -181,7 +181,10 @@ def submit_group(store: RunStore, specs: list[JobSpec]) -> list[str]:
 def _check_spec(store: RunStore, spec: JobSpec) -> None:
     _check_callbacks(list(spec.callbacks))
     if store.actor is None or not (store.actor.system or store.actor.owner == spec.owner):
-        raise refusal(str(spec.resume_run or spec.owner))  # a job runs for the actor that submits it
+        if spec.resume_run:  # a job runs for the actor that submits it
+            raise refusal(str(spec.resume_run))
+        raise AccessDenied("a job runs for the actor of the run store it is submitted to; received: another owner "
+                           "than the store's actor. Fix: open the store as that owner (RunStore.as_actor)")
     if spec.kind not in JOB_KINDS or (spec.kind == "prune" and not spec.prune.get("parent")):
         raise TrainingError(f"a job trains or prunes (a prune job names its parent run); received: kind "
                             f"{spec.kind!r}. Fix: make prune jobs with builder.training.prune.prune_job_spec")

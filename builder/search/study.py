@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from builder.data.access import LOCAL_OWNER
+from builder.data.access import LOCAL_OWNER, check_acting
 from builder.errors import LayerLabError, Problem, TrainingError
 from builder.escape import shown_error
 from builder.graph.cost import node_costs, total_macs
@@ -160,6 +160,7 @@ class StudyRunner:
         self.store = store
         self.settings = settings or StudySettings()
         self.settings.check()
+        check_acting(getattr(store, "actor", None), self.settings.owner)  # a study runs for the store's actor
         self.project = load_project(project)
         self.space = space if isinstance(space, SearchSpace) else parse_space(space, self.project)
         tr = dict(self.project.training or {})
