@@ -691,7 +691,8 @@ INTERNAL = {
     "builder.tracking.attach_tracking",  # the pipeline's callbacks for the run it has just recorded
     "builder.runs.classes.get_class",  # a lookup for code that then asks the policy (_own, class_for, deletion)
     # a row class_runs listed for its actor: the score is the run's on the class's held-out set, by the scorer
-    # (the page's probe, which reads the run as the actor) or from the class's cache
+    # (the page's probe, which reads the run as the actor) or from the class's cache; only the class's teacher (as
+    # stored) scores into that shared cache, the run read through the store (tests/runs/test_classes.py)
     "builder.runs.classes.holdout_score", "builder.runs.classes.holdout_result",
     "builder.runs.classes.member_label",  # a pseudonym of a member of a class the caller holds (no run, no file)
     # where an admitted job runs: called by the queue's start after submit recorded it as the submitter's actor

@@ -24,9 +24,10 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from builder._moved import moved_name
 from builder.data.access import TEACH, TRAIN_FOR, Actor, Resource, check, may, refusal, shared_runs
@@ -343,6 +344,27 @@ the data); one line (a LayerLabError) when its model crashed, hung or ran out of
 calls :func:`evaluate_holdout`."""
 
 
+def _score_key(run: Mapping[str, Any], metric: str, holdout: Any) -> str:
+    """A run's score's key: the run as it finished (a run continued with more epochs finishes again with other
+    weights, scored anew), the metric and the held-out set."""
+    return (f"{run['id']}@{run.get('epochs_done')}@{run.get('finished_at')}:{metric}:"
+            f"{json.dumps(holdout, sort_keys=True)}")
+
+
+def _scored_run(store: RunStore, cls: dict, run: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The stored run a score is written for, or None: the store's actor teaches the class as it is stored (a
+    student's scorer wrote their own leaderboard score into the shared cache) and the run is read through the store
+    (a teacher reads its students' class runs; its epochs and end as recorded, not as the caller says)."""
+    try:
+        stored = get_class(store.workspace, str(cls.get("id")))
+        if store.actor is None or not may(store.actor, TEACH, Resource.klass(stored)):
+            return None
+        real = store.get(str(run["id"]))
+    except LayerLabError:
+        return None
+    return real if real.get("status") == "finished" else None
+
+
 def holdout_score(store: RunStore, cls: dict, run: dict, scorer: HoldoutScorer | None = None) -> float | None:
     """The class metric of a finished run on the class's held-out test split (:func:`holdout_result`)."""
     return holdout_result(store, cls, run, scorer)[0]
@@ -365,11 +387,14 @@ def holdout_result(store: RunStore, cls: dict, run: dict,
         cache = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         cache = {}
-    # the run as it finished: a run continued with more epochs finishes again with other weights, scored anew
-    key = f"{run['id']}@{run.get('epochs_done')}@{run.get('finished_at')}:{name}:{json.dumps(ho, sort_keys=True)}"
+    key = _score_key(run, name, ho)
     if key not in cache:
         if scorer is None:
             return None, None
+        run = _scored_run(store, cls, run)  # the class's teacher scores, for the shared cache, the run as stored
+        if run is None:
+            return None, None
+        key = _score_key(run, name, ho)
         try:
             cache[key] = scorer(run["id"], ho, name)
         except LayerLabError as e:

@@ -145,6 +145,30 @@ def test_leaderboard_scores_the_teachers_held_out_set(ws):
     assert row["test"] is None and "weights.safetensors" in row["test_error"] and str(ws) not in row["test_error"]
 
 
+def test_only_the_teacher_scores_into_the_classs_shared_scores(ws):
+    """A student's scorer wrote their own held-out score into the class's cache (classes/<id>.scores.json), which the
+    teacher's leaderboard then read without scoring: only the class's teacher (as the class is stored) scores, the
+    run read through the store, as it finished."""
+    from builder.runs.pipeline import run_training
+
+    store = RunStore(ws, actor=SYSTEM)
+    c = classes.create_class(ws, TEACHER, "ML", load_template("mlp"), metric="accuracy",
+                             holdout={"dataset": "moons", "options": {"seed": 777, "n_samples": 200}})
+    c = classes.join_class(ws, c["code"], STUDENTS[0])
+    student = store.as_actor(classes.actor_for(ws, STUDENTS[0]))
+    rid = run_training(classes.starter_project(c), "moons", {"epochs": 1, "seed": 0}, student,
+                       owner=STUDENTS[0]).run_id
+    row = dict(student.get(rid))
+    forged = {**c, "teacher": STUDENTS[0]}  # a class record that says the student teaches it
+    for cls, run in ((c, row), (forged, row), (c, {**row, "epochs_done": 99})):
+        assert classes.holdout_result(student, cls, run, scorer=lambda *a: 1.0) == (None, None)
+    assert not (ws / "classes" / f"{c['id']}.scores.json").exists()
+    teacher = store.as_actor(classes.actor_for(ws, TEACHER))
+    assert classes.holdout_result(teacher, c, {**row, "epochs_done": 99}, scorer=lambda *a: 0.5) == (0.5, None)
+    assert classes.holdout_result(teacher, c, row) == (0.5, None)  # written under the run as stored
+    assert [r["test"] for r in classes.leaderboard(teacher, c)] == [0.5]
+
+
 def test_a_starter_and_a_held_out_set_name_no_file(ws, tmp_path):
     """A class's starter and held-out set are content every student's run meets: a built-in dataset only, refused
     at the door when they name a server path (also as ``training.dataset``) or the teacher's upload (the
