@@ -200,13 +200,61 @@ def mean_token_loss(model: torch.nn.Module, X: Tensor, y: Tensor, **kw: Any) -> 
 def token_losses(model: torch.nn.Module, X: Tensor, y: Tensor, **kw: Any) -> Tensor:
     """A language model's summed next-token cross-entropy per sample (N,) on ``X`` (N, T) with targets ``y``
     (N, T), batch by batch (:func:`forward_reduced`): the mean loss is ``token_losses(...).sum() / y.numel()``."""
-    def reduce(out: Tensor, rows: slice) -> Tensor:
-        t = y[rows].to(out.device)
-        ce = torch.nn.functional.cross_entropy(out.float().reshape(-1, out.shape[-1]), t.reshape(-1),
-                                               reduction="none")
-        return ce.reshape(len(t), -1).double().sum(1)
+    return forward_reduced(model, X, lambda out, rows: _token_ce(out, y[rows]).double().sum(1), **kw)
 
-    return forward_reduced(model, X, reduce, **kw)
+
+def _token_ce(out: Tensor, y: Tensor) -> Tensor:
+    """Each position's next-token cross-entropy (n, T) of logits ``out`` (n, T, V) against ids ``y`` (n, T)."""
+    t = y.to(out.device)
+    ce = torch.nn.functional.cross_entropy(out.float().reshape(-1, out.shape[-1]), t.reshape(-1), reduction="none")
+    return ce.reshape(len(t), -1)
+
+
+@dataclass
+class TokenPredictions:
+    """A language model's predictions on N samples of T tokens, one per position, never its T × V logits: ``ids``
+    (N, T) the predicted next token, ``probability`` (N, T) its softmax probability, ``loss`` (N, T) each position's
+    cross-entropy against the true next token (None without targets); ``vocab_size`` V."""
+
+    ids: Tensor
+    probability: Tensor
+    loss: Tensor | None
+    vocab_size: int
+
+    def nbytes(self) -> int:
+        """Bytes its tensors hold."""
+        return sum(t.numel() * t.element_size() for t in (self.ids, self.probability, self.loss) if t is not None)
+
+
+def next_token_predictions(model: torch.nn.Module, X: Tensor, y: Tensor | None = None,
+                           **kw: Any) -> TokenPredictions:
+    """A language model's :class:`TokenPredictions` on ``X`` (N, T) (targets ``y`` (N, T): each position's loss),
+    each batch's (n, T, V) logits reduced at once (:func:`forward_reduced`).
+
+    >>> lm = torch.nn.Sequential(torch.nn.Embedding(5, 3), torch.nn.Linear(3, 7))
+    >>> p = next_token_predictions(lm, torch.ones(4, 6, dtype=torch.long), torch.zeros(4, 6, dtype=torch.long))
+    >>> tuple(p.ids.shape), tuple(p.loss.shape), p.vocab_size
+    ((4, 6), (4, 6), 7)
+
+    Raises:
+        TrainingError: the model gives no (n, T, V) logits.
+    """
+    vocab = [0]
+
+    def reduce(out: Tensor, rows: slice) -> Tensor:
+        if out.dim() != 3:
+            raise TrainingError(f"a language model gives logits (batch, T, vocabulary); received outputs of shape "
+                                f"{list(out.shape)}")
+        vocab[0] = out.shape[-1]
+        prob, ids = out.float().softmax(-1).max(-1)
+        cols = [ids.double(), prob.double()] + ([] if y is None else [_token_ce(out, y[rows]).double()])
+        return torch.stack(cols, -1)
+
+    packed = forward_reduced(model, X, reduce, **kw)
+    if not len(packed):
+        packed = torch.zeros(0, X.shape[1] if X.dim() > 1 else 0, 2 if y is None else 3, dtype=torch.float64)
+    return TokenPredictions(packed[..., 0].long(), packed[..., 1].float(),
+                            None if y is None else packed[..., 2].float(), vocab[0])
 
 
 def predict(model: torch.nn.Module, X: Tensor, task: str = "multiclass", *,
@@ -228,4 +276,5 @@ def predict(model: torch.nn.Module, X: Tensor, task: str = "multiclass", *,
     return Prediction(task, out.float().reshape(len(out), -1))
 
 
-__all__ = ["Prediction", "predict", "forward_all", "forward_reduced", "token_losses", "mean_token_loss", "MAX_BATCH_OUTPUT_CELLS", "model_device", "first_output", "CLASSIFICATION"]
+__all__ = ["Prediction", "predict", "forward_all", "forward_reduced", "token_losses", "mean_token_loss", "TokenPredictions",
+           "next_token_predictions", "MAX_BATCH_OUTPUT_CELLS", "model_device", "first_output", "CLASSIFICATION"]
