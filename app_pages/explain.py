@@ -216,6 +216,16 @@ def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | Non
                              "gives the predicted class")
             if s.runners_up:
                 c[2].caption("Runners-up: " + ", ".join(f"{ui.md(name)} ({p:.1%})" for name, p in s.runners_up))
+        elif s.kind == "next_token":  # a language model: what it predicts after the last token (it showed "Sample #0")
+            c[1].metric("True next token", s.true, help=f"The token that follows position {int(s.position)} in the data")
+            c[2].metric("Predicted next", s.predicted, f"{'correct' if s.correct else 'wrong'} · {s.confidence:.1%}",
+                        delta_color="normal" if s.correct else "inverse", delta_arrow="off",
+                        help=f"The token the model predicts after position {int(s.position)} (the sample's last real "
+                             "token), and the probability it gives it")
+            if s.runners_up:
+                c[2].caption("Runners-up: " + ", ".join(f"{ui.md(name)} ({p:.1%})" for name, p in s.runners_up))
+            if s.note:
+                c[1].caption(ui.md(s.note))
         elif s.kind == "value":
             c[1].metric("True value", s.true)
             c[2].metric("Prediction", s.predicted)
@@ -232,7 +242,9 @@ def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | Non
         else:
             c[1].metric("Sample", f"#{i}")
         target, kind = None, xs.target_kind()
-        if kind != "single":
+        if kind == "token":
+            target = _token_target(xs, i, c[3])
+        elif kind != "single":
             label, key, help_ = (("Explain class", "ll_xp_target", "Attributions explain the score of this class")
                                  if kind == "class" else ("Explain output", "ll_xp_target_unit",
                                                           "Attributions explain this output unit"))
@@ -250,6 +262,20 @@ def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | Non
             choice["pad_token"] = int(c[4].selectbox("Pad token", list(range(len(vocab))), format_func=vocab.__getitem__,
                                                      key=_k("ll_xp_pad")))
     return i, target, choice
+
+
+def _token_target(xs: ExplainSession, i: int, col: Any) -> int:
+    """A language model's explained output: a position of sample ``i`` (its last real token by default), then one
+    of the likeliest next tokens there or the true one (a bounded list, never T × vocabulary outputs)."""
+    labels, default = xs.token_positions(i)
+    pos = int(col.selectbox("Position", list(range(len(labels))), index=default, format_func=labels.__getitem__,
+                            key=_k(f"ll_xp_pos_{xs.split}_{i}"),
+                            help="The model predicts the token after each position from the tokens up to it"))
+    options = dict(xs.token_targets(i, pos))
+    return int(col.selectbox("Explain next token", list(options), format_func=options.__getitem__,
+                             key=_k(f"ll_xp_tok_{xs.split}_{i}_{pos}"),
+                             help="Attributions explain the score of this token at the chosen position: the model's "
+                                  "likeliest next tokens there, and the true one"))
 
 
 # ------------------------------------------------------------------------------------- attributions
@@ -480,7 +506,8 @@ def trust_tab(xs: ExplainSession, i: int, target: Any, base: dict) -> None:
     run = c[3].button("Run sanity check", key="ll_xp_sanity_go", icon=":material/science:", type="primary",
                       disabled=not methods)
     start, stop = xs.window(i, n)
-    explained_unit = "class" if xs.classification else "output"  # a regression, a reconstruction: no class
+    # a regression, a reconstruction: no class; a language model: one next token
+    explained_unit = "class" if xs.classification else "next token" if xs.target_kind() == "token" else "output"
     explained = explained_unit + (" (its prediction)" if xs.classification and target is None else
                                   " (the largest)" if target is None and xs.target_kind() != "single" else "")
     st.caption(f"On {xs.split} samples #{int(start)}–#{int(stop - 1)} (from the chosen one on), each for the "

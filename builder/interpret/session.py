@@ -23,9 +23,10 @@ import numpy as np
 from torch import Tensor, nn
 
 from builder.data import fit_dataset, predict
-from builder.data.predictions import model_device
+from builder.data.predictions import TokenPredictions, model_device, next_token_predictions
 from builder.errors import AccessDenied, LayerLabError
 from builder.escape import md_text
+from builder.interpret import next_token as lm
 from builder.interpret.activations import activation_nodes, capture_activations, weight_histograms
 from builder.interpret.attention import attention_nodes, capture_attention, drop_padding
 from builder.interpret.attributions import Explanation, MethodInfo, available_methods, explain, explain_all
@@ -72,9 +73,11 @@ class MethodChoices:
 @dataclass(frozen=True)
 class SampleSummary:
     """What the page shows about one sample: ``kind`` ``class`` (true/predicted class names, whether right,
-    confidence, runners-up), ``value`` (regression: true and predicted value), ``output`` (a drawn objective's
-    network: its outputs, no true value), ``reconstruction`` (a network trained to give its input back:
-    ``output`` what it gives back, ``predicted`` its mean squared error) or ``other``."""
+    confidence, runners-up), ``next_token`` (a language model: the true and predicted token after the sample's
+    last one at ``position``, as ``class``; ``note`` a line on the whole sample), ``value`` (regression: true and
+    predicted value), ``output`` (a drawn objective's network: its outputs, no true value), ``reconstruction`` (a
+    network trained to give its input back: ``output`` what it gives back, ``predicted`` its mean squared error)
+    or ``other``."""
 
     kind: str
     true: str = "—"
@@ -83,6 +86,8 @@ class SampleSummary:
     confidence: float = 0.0
     runners_up: list[tuple[str, float]] = field(default_factory=list)
     output: np.ndarray | None = None
+    note: str = ""
+    position: int = -1
 
 
 @dataclass(frozen=True)
@@ -127,8 +132,19 @@ class ExplainSession:
         self.device = model_device(model)
         self.X: Tensor = data.X.to(self.device)  # (N, ...)
         self.y: Tensor | None = data.y if data.y is not None and data.y is not data.X else None
-        self.prediction = predict(model, self.X, self.info.task)
-        self.pred, self.conf = self.prediction.pair()  # (N,) class (0 for regression), (N,) confidence or value
+        # a language model's T x V logits per sample are reduced batch by batch, never kept (issue 28)
+        self.token_predictions: TokenPredictions | None = None
+        self.prediction: Any = None
+        if self.info.task == "next_token":
+            self.token_predictions = tp = next_token_predictions(model, self.X, self.y)
+            self.output_shape: tuple[int, ...] = (int(tp.ids.shape[1]), tp.vocab_size)
+            self.last_position = lm.last_positions(self.X).cpu()  # (N,) each sample's last real token
+            self.pred = tp.ids.cpu().gather(1, self.last_position[:, None])[:, 0]  # (N,) the next token predicted
+            self.conf = tp.probability.cpu().gather(1, self.last_position[:, None])[:, 0]
+        else:
+            self.prediction = predict(model, self.X, self.info.task)
+            self.output_shape = tuple(self.prediction.outputs.shape[1:])
+            self.pred, self.conf = self.prediction.pair()  # (N,) class (0 for regression), (N,) confidence or value
 
     # ------------------------------------------------------------------------------------------ the data
     @property
@@ -243,6 +259,8 @@ class ExplainSession:
             outs = self.prediction.outputs[i].reshape(-1).tolist()
             return SampleSummary("output", predicted=", ".join(f"{v:.4g}" for v in outs[:4])
                                  + (f", … ({len(outs)} values)" if len(outs) > 4 else ""))
+        if self.token_predictions is not None:  # what it predicts next (the page showed "Sample #0")
+            return SampleSummary("next_token", **lm.token_summary(self, i, runners_up))
         if self.classification:
             labelled = self.has_class_labels
             true = self.class_name(int(self.y[i])) if labelled else "—"
@@ -272,25 +290,44 @@ class ExplainSession:
     # ------------------------------------------------------------------------------------------ targets
     @cached_property
     def n_outputs(self) -> int:
-        """Outputs per sample (logits, or values)."""
-        return int(self.prediction.outputs.shape[1])
+        """Outputs per sample (logits, or values; a language model's T × V)."""
+        return math.prod(self.output_shape)
 
     def target_kind(self) -> str:
-        """``class`` (pick the explained class), ``unit`` (pick an output unit) or ``single`` (one output)."""
+        """``class`` (pick the explained class), ``token`` (a language model: pick a position, then one of its
+        likeliest next tokens: :meth:`token_positions`, :meth:`token_targets`), ``unit`` (pick an output unit) or
+        ``single`` (one output)."""
+        if lm.is_language_model(self):
+            return "token"
         if self.n_outputs > 1:
             return "class" if self.classification else "unit"
         return "single"
 
     def target_choices(self) -> list[int]:
-        """The explained class or unit to choose: -1 (the prediction, or the largest output) then each one."""
+        """The explained class or unit to choose: -1 (the prediction, or the largest output) then each one (a
+        language model: see :meth:`token_targets`)."""
+        if self.target_kind() == "token":
+            return [-1]
         k = (len(self.info.class_names) or self.n_outputs) if self.classification else self.n_outputs
         return [-1] + list(range(k))
 
     def target_label(self, t: int, i: int) -> str:
         """How a target choice reads for sample ``i``."""
-        if self.target_kind() == "class":
+        kind = self.target_kind()
+        if kind == "class":
             return f"Predicted ({self.class_name(int(self.pred[i]))})" if t < 0 else self.class_name(t)
+        if kind == "token":
+            return lm.about_target(self, int(lm.default_targets(self, i, i + 1)[0]) if t < 0 else t)
         return "Largest output" if t < 0 else self.unit_name(t)
+
+    def token_positions(self, i: int) -> tuple[list[str], int]:
+        """A language model's positions of sample ``i`` as menu labels, and the default one (its last real token)."""
+        return lm.position_labels(self, i)
+
+    def token_targets(self, i: int, position: int) -> list[tuple[int, str]]:
+        """A language model's next tokens to explain at ``position`` of sample ``i``: ``(target, label)`` of the
+        likeliest (the prediction first) and the true one (:func:`builder.interpret.next_token.token_targets`)."""
+        return lm.token_targets(self, i, position)
 
     def unit_name(self, t: int) -> str:
         """Output unit ``t`` in words: ``pixel (row, column)`` of a network that gives a picture back (a
@@ -307,6 +344,8 @@ class ExplainSession:
         if exp.target is None:
             return "the model's output"
         t = int(exp.target[0])
+        if lm.is_language_model(self):
+            return lm.about_target(self, t) + (" (the prediction)" if target is None else "")
         if not self.classification:
             return self.unit_name(t)
         name = self.class_name(t)
@@ -375,8 +414,14 @@ class ExplainSession:
                 pad_token: int | None = None, layer: str | None = None, steps: int = 50) -> Explanation:
         """Attribute sample ``i`` with one method (``steps``: ``n_steps`` of path methods)."""
         extra = {"n_steps": steps} if get_spec(method).uses_steps else {}
-        return explain(self.model, self.sample(i), method, target, layer=layer, **self.options(baseline, pad_token),
-                       **extra)
+        return explain(self.model, self.sample(i), method, self._targets(i, i + 1, target), layer=layer,
+                       **self.options(baseline, pad_token), **extra)
+
+    def _targets(self, start: int, stop: int, target: int | None) -> Any:
+        """``target``, or for a language model without one each sample's predicted next token after its last
+        real one (not the largest of its T × V logits)."""
+        return lm.default_targets(self, start, stop) if target is None and self.token_predictions is not None \
+            else target
 
     @staticmethod
     def in_input_space(results: dict[str, Explanation]) -> dict[str, Explanation]:
@@ -477,8 +522,8 @@ class ExplainSession:
         for m in methods:
             extra = {"n_steps": SANITY_STEPS} if get_spec(m).uses_steps else {}
             try:
-                out.append(randomisation_check(self.model, self.X[start:stop], m, target, threshold=threshold,
-                                               modality=self.modality, **opts, **extra))
+                out.append(randomisation_check(self.model, self.X[start:stop], m, self._targets(start, stop, target),
+                                               threshold=threshold, modality=self.modality, **opts, **extra))
             except LayerLabError as e:
                 errors.append(f"{method_label(m)}: {e}")
         return SanityReport(start, stop, out, errors)
@@ -491,7 +536,8 @@ class ExplainSession:
         start, stop = self.window(i, n)
         opts = self.options(baseline, pad_token)
         kw = {k: opts[k] for k in ("baseline_data", "pad_token") if k in opts}
-        return ig_completeness(self.model, self.X[start:stop], target, baselines=baseline, n_steps=steps, **kw)
+        return ig_completeness(self.model, self.X[start:stop], self._targets(start, stop, target), baselines=baseline,
+                               n_steps=steps, **kw)
 
     # ------------------------------------------------------------------------- your input, attacks, calibration
     def try_input(self, x: Tensor, method: str | None = None, *, baseline: str = "zeros") -> Any:

@@ -430,6 +430,7 @@ class ProbeSession:
         self.has_class_labels: bool = bool(hello["has_class_labels"])
         self.n_classes: int = int(hello["n_classes"])
         self.n_outputs: int = int(hello["n_outputs"])
+        self.output_shape: tuple[int, ...] = tuple(int(d) for d in hello["output_shape"])
         self.explained: str | None = hello.get("explained")  # a drawn objective: the network explained
         self.device = torch.device("cpu")  # inputs built here (Try it) are sent to the child's device there
 
@@ -478,6 +479,14 @@ class ProbeSession:
     def target_label(self, t: int, i: int) -> str:
         """How a target choice reads for sample ``i``."""
         return self._memo_ask("target_label", t, i)
+
+    def token_positions(self, i: int) -> tuple[list[str], int]:
+        """A language model's positions of sample ``i`` as menu labels, and the default one."""
+        return self._memo_ask("token_positions", i)
+
+    def token_targets(self, i: int, position: int) -> list[tuple[int, str]]:
+        """A language model's next tokens to explain at ``position`` of sample ``i``: ``(target, label)``."""
+        return self._memo_ask("token_targets", i, position)
 
     def methods(self) -> Any:
         """The methods for this model (a ``MethodChoices``)."""

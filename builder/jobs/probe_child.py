@@ -42,7 +42,7 @@ from builder.runs.store import RunStore
 
 CALLS = frozenset({
     "sample", "sample_array", "tokens", "feature_names", "feature_values", "candidate_label", "summary",
-    "target_label", "methods", "default_layer", "node_types", "attention_nodes", "activation_nodes",
+    "target_label", "token_positions", "token_targets", "methods", "default_layer", "node_types", "attention_nodes", "activation_nodes",
     "weighted_nodes", "pick", "explain", "global_ranking", "attention", "activation", "weight_histograms", "sanity",
     "completeness", "try_input", "encode_image", "tokenize", "decode_text", "continue_text", "robustness", "flip_view", "calibrate"})
 """The session methods a request may call (nothing else is looked up by name)."""
@@ -156,7 +156,8 @@ def _handle(req: dict, runs: OrderedDict) -> Any:
     if call == "hello":
         return {"info": xs.info, "modality": xs.modality, "n_samples": xs.n_samples,
                 "classification": xs.classification, "has_class_labels": xs.has_class_labels,
-                "n_classes": xs.n_classes, "n_outputs": xs.n_outputs, "graph": xs.graph is not None,
+                "n_classes": xs.n_classes, "n_outputs": xs.n_outputs, "output_shape": list(xs.output_shape),
+                "graph": xs.graph is not None,
                 "explained": xs.explained}
     args, kwargs = req.get("args") or ((), {})
     return getattr(xs, call)(*args, **kwargs)
