@@ -692,3 +692,37 @@ def test_a_run_that_did_not_learn_is_marked_in_the_picker_and_warned_about(works
     picker.set_value(f"run:{good}").run()
     _no_bug(at)
     assert not [w.value for w in at.warning if "did not learn" in w.value]
+
+
+def test_a_language_model_explains_one_next_token_at_a_chosen_position(workspace, probe):
+    """Issues 28 and 29: on a GPT run the page offered 32,001 "output units" (``output 20200``: T × V logits as one
+    menu; the child kept every logit of the split) and said "Sample #0". It says what the model predicts after the
+    sample's last token, offers the sample's positions and then a few next tokens, and titles what it explains."""
+    import torch
+
+    from builder.interpret.next_token import TOP_TOKENS, token_word
+    from builder.runs.pipeline import open_run
+
+    store = RunStore(workspace, actor=SYSTEM)
+    project = builder.load_template("gpt")
+    rid = run_training(project, project.training["dataset"], {"epochs": 1, "seed": 0}, store=store).run_id
+    model, ds = open_run(store, store.get(rid))
+    t = int(ds.info.input_shape[0])
+    with torch.no_grad():
+        logits = model.eval()(ds.test.X[:1])[0]  # sample 0 has no padding: its last position is t - 1
+    predicted = token_word(ds.info, int(logits[t - 1].argmax()))
+    at = _page({"ll_xp_probe": probe, "ll_xp_model": f"run:{rid}"})
+    assert not [s for s in at.selectbox if s.label == "Explain output"]
+    position = _widget(at.selectbox, "Position")
+    assert len(position.options) == t and position.value == t - 1
+    token = _widget(at.selectbox, "Explain next token")
+    assert len(token.options) <= TOP_TOKENS + 1 and predicted in token.options[0]
+    assert _widget(at.metric, "Predicted next").value == predicted
+    assert _widget(at.metric, "True next token").value == token_word(ds.info, int(ds.test.y[0, t - 1]))
+    assert f"at position {t - 1}" in _titles(at) and "output " not in _titles(at)
+    position.set_value(3).run()
+    _no_bug(at)
+    token = _widget(at.selectbox, "Explain next token")
+    assert token_word(ds.info, int(logits[3].argmax())) in token.options[0]
+    assert "at position 3" in _titles(at), _titles(at)
+    assert all(len(s.options) <= max(t, len(ds.info.vocab)) for s in at.selectbox)  # the pad token's: V
