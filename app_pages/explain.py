@@ -217,8 +217,9 @@ def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | Non
             if s.runners_up:
                 c[2].caption("Runners-up: " + ", ".join(f"{ui.md(name)} ({p:.1%})" for name, p in s.runners_up))
         elif s.kind == "next_token":  # a language model: what it predicts after the last token (it showed "Sample #0")
-            c[1].metric("True next token", s.true, help=f"The token that follows position {int(s.position)} in the data")
-            c[2].metric("Predicted next", s.predicted, f"{'correct' if s.correct else 'wrong'} · {s.confidence:.1%}",
+            # a token is the corpus's text, and a metric's value is Markdown
+            c[1].metric("True next token", ui.md(s.true), help=f"The token that follows position {int(s.position)} in the data")
+            c[2].metric("Predicted next", ui.md(s.predicted), f"{'correct' if s.correct else 'wrong'} · {s.confidence:.1%}",
                         delta_color="normal" if s.correct else "inverse", delta_arrow="off",
                         help=f"The token the model predicts after position {int(s.position)} (the sample's last real "
                              "token), and the probability it gives it")

@@ -700,6 +700,7 @@ def test_a_language_model_explains_one_next_token_at_a_chosen_position(workspace
     sample's last token, offers the sample's positions and then a few next tokens, and titles what it explains."""
     import torch
 
+    from builder.escape import md_lines
     from builder.interpret.next_token import TOP_TOKENS, token_word
     from builder.runs.pipeline import open_run
 
@@ -717,8 +718,9 @@ def test_a_language_model_explains_one_next_token_at_a_chosen_position(workspace
     assert len(position.options) == t and position.value == t - 1
     token = _widget(at.selectbox, "Explain next token")
     assert len(token.options) <= TOP_TOKENS + 1 and predicted in token.options[0]
-    assert _widget(at.metric, "Predicted next").value == predicted
-    assert _widget(at.metric, "True next token").value == token_word(ds.info, int(ds.test.y[0, t - 1]))
+    # a metric's value is Markdown: a token (the corpus's text) is escaped
+    assert _widget(at.metric, "Predicted next").value == md_lines(predicted)
+    assert _widget(at.metric, "True next token").value == md_lines(token_word(ds.info, int(ds.test.y[0, t - 1])))
     assert f"at position {t - 1}" in _titles(at) and "output " not in _titles(at)
     position.set_value(3).run()
     _no_bug(at)
