@@ -323,7 +323,7 @@ def toolbar(report) -> None:
                         file_name=f"{safe_filename(run['id'], 'run')}.safetensors" if run else "model.safetensors",
                         mime="application/octet-stream", key="ll_build_weights",
                         icon=":material/deployed_code:", width="stretch", disabled=run is None or bool(too_big),
-                        help=too_big or f"Trained weights (safetensors) of run {run['id']} ({run.get('name')}), the newest "
+                        help=too_big or f"Trained weights (safetensors) of run {run['id']} ({ui.md(run.get('name') or '')}), the newest "
                              "finished run of this graph" if run else
                         "No finished run of this exact graph yet: train it on the Train page", on_click="ignore")
     c_json.download_button("Project", data=ui.project_json(), file_name=ui.project_filename(),

@@ -292,7 +292,7 @@ def teacher_view() -> None:
     c1.metric("Join code", cls["code"])
     st.session_state.setdefault("ll_class_members", {})[cid] = len(cls["members"])  # members_view follows it
     c2.metric("Students", len(cls["members"]))
-    c3.metric("Starter", cls["starter"].get("name", "untitled"))
+    c3.metric("Starter", ui.md(cls["starter"].get("name") or "untitled"))  # the teacher's words
     ho = cls.get("holdout")
     st.caption(f"Students open **Classes** and type the code, or follow `/classes?join={cls['code']}`. "
                + (f"Leaderboard: {ui.md(ho['dataset'])} drawn with seed {ho['options'].get('seed')}, kept from "

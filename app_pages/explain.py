@@ -208,9 +208,9 @@ def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | Non
         with c[0]:
             _preview(xs, i)
         if s.kind == "class":
-            c[1].metric("True label", s.true)
+            c[1].metric("True label", ui.md_value(s.true))  # a class name: a CSV's value
             # the pill stays short: "wrong · 98.8% confident" was cut at 900 px; the help says what the % is
-            c[2].metric("Prediction", s.predicted, f"{'correct' if s.correct else 'wrong'} · {s.confidence:.1%}",
+            c[2].metric("Prediction", ui.md_value(s.predicted), f"{'correct' if s.correct else 'wrong'} · {s.confidence:.1%}",
                         delta_color="normal" if s.correct else "inverse", delta_arrow="off",
                         help="Whether it matches the true label, and the model's confidence: the probability it "
                              "gives the predicted class")
@@ -228,17 +228,17 @@ def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | Non
             if s.note:
                 c[1].caption(ui.md(s.note))
         elif s.kind == "value":
-            c[1].metric("True value", s.true)
-            c[2].metric("Prediction", s.predicted)
+            c[1].metric("True value", ui.md_value(s.true))  # a metric's value is Markdown
+            c[2].metric("Prediction", ui.md_value(s.predicted))
         elif s.kind == "reconstruction":  # what the model gives back, beside the sample (it showed "Sample #3")
             at = c[1]
             if image:
                 c[1].image(figs.picture_image(xs.picture(s.output)), caption="Its reconstruction", width="stretch")
                 at = c[2]
-            at.metric("Reconstruction error", s.predicted, help="The mean squared difference between this sample "
+            at.metric("Reconstruction error", ui.md_value(s.predicted), help="The mean squared difference between this sample "
                       "and what the model gives back, in the inputs' own units")
         elif s.kind == "output":  # a drawn objective's network: what it gives, no true value to compare with
-            c[1].metric("Output", s.predicted, help=f"What the {ui.md(xs.explained or '')} network gives for this "
+            c[1].metric("Output", ui.md_value(s.predicted), help=f"What the {ui.md(xs.explained or '')} network gives for this "
                         "sample (a VAE's encoder: μ, the sample's place in the latent space)")
         else:
             c[1].metric("Sample", f"#{i}")

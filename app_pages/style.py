@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 
 import streamlit as st
 
@@ -118,6 +119,19 @@ def md(text) -> str:
     return md_lines(text)
 
 
+_NUMBERS = re.compile(r"[-+0-9.,eE %\[\]]*")  # numbers and lists of them: no link, emphasis or block can form
+
+
+def md_value(text) -> str:
+    """A metric's value (Streamlit renders it as Markdown): numbers as they are, anything else through :func:`md`.
+
+    >>> md_value("0.1191"), md_value("[0.5, -1e-3]"), md_value("*cat*")
+    ('0.1191', '[0.5, -1e-3]', '\\\\*cat\\\\*')
+    """
+    s = str(text)
+    return s if _NUMBERS.fullmatch(s) else md(s)
+
+
 def style() -> None:
     st.html(CSS)  # style tags only: Streamlit keeps them out of the page's rows (a markdown element took one)
 
@@ -189,4 +203,4 @@ def show_error(e: BaseException | str) -> None:
 
 
 
-__all__ = ["CSS", "LOGO", "page_header", "md", "error_md", "style", "show_error"]
+__all__ = ["CSS", "LOGO", "page_header", "md", "md_value", "error_md", "style", "show_error"]

@@ -54,7 +54,7 @@ from app_pages.state import (
     with_edge_ids,
     workspace,
 )
-from app_pages.style import LOGO, error_md, md, show_error, sidebar_rule, style
+from app_pages.style import LOGO, error_md, md, md_value, show_error, sidebar_rule, style
 from app_pages.style import page_header as _header
 from app_pages.tips import tips_toggle
 from builder.data import DatasetSource, list_datasets, load_dataset
@@ -423,7 +423,7 @@ __all__ = ["init_state", "sidebar", "style", "analyse", "annotations", "set_proj
            "graph", "show_error", "store", "run_summary", "start_job", "control_job", "dataset_spec", "load_spec",
            "spec_loaded",
            "open_spec", "uploads", "save_upload", "visible_runs", "get_run", "live_runs", "owner", "owner_label",
-           "replace_project", "autosave", "autosave_after_page", "md", "error_md",
+           "replace_project", "autosave", "autosave_after_page", "md", "md_value", "error_md",
            "page_header", "fmt_duration", "fmt_metric", "fmt_setting", "human_count", "human_bytes", "zip_dir_bytes",
            "with_edge_ids", "new_project", "flash", "show_flash", "graph_key", "make_block", "palette_with_blocks",
            "keep_in_history", "confirm_replace", "stale_prompt", "entered_page", "can_control", "can_see", "shared_runs",

@@ -144,6 +144,8 @@ def md_text(text: object, max_len: int | None = 500, line_start: bool = False) -
     ['see https', '://evil.example, www', '.evil.example, a', '@evil.example']
     """
     s = visible(text, max_len)
+    if line_start and len(s.expandtabs(4)) - len(s.lstrip(" \t").expandtabs(4)) >= 4:
+        s = s.lstrip(" \t")  # four columns of indent open a code block, which shows the escapes themselves
     out = []
     for i, c in enumerate(s):
         if c in _MD_ACTIVE and not (c == "_" and 0 < i < len(s) - 1 and s[i - 1].isalnum() and s[i + 1].isalnum()):
@@ -163,8 +165,8 @@ def md_lines(text: object, max_len: int | None = None) -> str:
     """Markdown that shows ``text`` literally, keeping its lines: each line is :func:`md_text` (as a line's
     start), joined by hard line breaks. The pages' one escaper for names, ids and messages that quote them.
 
-    >>> md_lines(chr(10).join(["loss *up*", "# not a heading", "  - nor a list"])).split("  " + chr(10))
-    ['loss \\\\*up\\\\*', '\\\\# not a heading', '  \\\\- nor a list']
+    >>> md_lines(chr(10).join(["loss *up*", "# not a heading", "  - nor a list", "    [x]("])).split("  " + chr(10))
+    ['loss \\\\*up\\\\*', '\\\\# not a heading', '  \\\\- nor a list', '\\\\[x\\\\](']
     """
     lines = str(text).splitlines() or [""]
     return "  \n".join(md_text(line, max_len, line_start=True) for line in lines)

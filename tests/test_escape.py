@@ -118,6 +118,7 @@ GFM_AUTOLINKS = (re.compile(r"(https?://|www(?=\.))([-.\w]+)", re.I | re.A),
 @given(st.lists(st.sampled_from(["https://", "HTTP://", "www.", "WWW.", "mailto:", "a@", "b.c", "evil", "[x](",
                                  ")", "<", ">", " ", "\n", ".example", "@"]), max_size=8).map("".join))
 @example(text="see https://evil.example/login or www.evil.example, mail a@evil.example")
+@example(text="    [x](")  # 2026-11-29: four spaces opened a code block, which showed the backslashes
 def test_md_lines_make_no_web_or_mail_address_a_link(text):
     """Checked in Chromium too: st.markdown of md_text('https://evil.example'), 'www.evil.example',
     'a@evil.example' and '[x](https://y.example)' drew a link for each before the word joiner, none after."""
@@ -250,7 +251,7 @@ _MD_ELEMENTS = {"markdown", "caption", "info", "warning", "error", "success", "w
                 "button", "checkbox", "radio", "selectbox", "multiselect", "text_input", "number_input", "slider",
                 "select_slider", "toggle", "download_button", "popover", "text_area", "file_uploader", "page_link",
                 "form_submit_button", "metric", "spinner", "status", "tabs", "dialog"}
-_ESCAPED_BY = {"md", "error_md", "md_code", "md_text", "_esc", "human_bytes", "human_count", "len", "int", "float", "round", "fmt_duration", "_fmt",
+_ESCAPED_BY = {"md", "md_value", "error_md", "md_code", "md_text", "_esc", "human_bytes", "human_count", "len", "int", "float", "round", "fmt_duration", "_fmt",
                "test_label", "key_of", "none_found"}
 _NOT_TEXT = {  # numbers, run ids (RUN_ID_RE), statuses, split names, registry names, constants of the page
     "MAX_UPLOAD_BYTES // 2 ** 20", "spec.type", "spec.doc_url", "title", "text", "run['id']", "run['status']",
@@ -265,7 +266,7 @@ _NOT_TEXT = {  # numbers, run ids (RUN_ID_RE), statuses, split names, registry n
     "k", "ICON.get(f['level'], ICON['warn'])", "xs.n_samples", "n - 1",
     "dict(with_flips)[e]['count']", "lookback", "cols", "stem", "ep", "explained", "explained_unit",
     "p['type']", "p['help']", "LIBRARY_ENV", "ENV_DB_URL",  # a layer type and its help (registry), variable names
-    "s['n']", "res.objective or 'value'", "label",  # a fold count; an objective of the page's list; a check's words
+    "s['n']", "res.objective or 'value'", "res.objective", "run.get('epochs_done')", "r['epochs']", "label",  # a fold count; an objective of the page's list; a check's words
 }
 
 
@@ -278,6 +279,18 @@ _BARE_LABELS = {  # labels passed as a bare value that hold no person's text (co
     *(f"{page}: {v}" for page in ("build.py", "data.py") for v in ("label", "helptext")),
     "explain.py: label", "explain.py: help_", "search_mode.py: label", "search_mode.py: hint", "train.py: label",
     "crossval_mode.py: metric", "explain_checks.py: label", "train.py: helptext", "explain.py: TABS",  # metric names, a check's words, tab names
+    # metric values, deltas and tooltips of numbers, registry names (a task, a modality, a layer's inferred
+    # parameter, a dataset option, a method's help, a study's status) and LayerLab's own words (a download's
+    # refusal, a button's reason)
+    "build.py: too_big", "build.py: info.shape_str", "build.py: name.replace('_', ' ')", "classes.py: cls['code']",
+    "data.py: view['vocab_size']", "data.py: info.task", "data.py: '×'.join(map(str, info.input_shape))",
+    "data.py: info.num_classes", "data.py: info.out_size", "data.py: info.modality", "data.py: _label(k)",
+    "data.py: '/'.join((str(info.sizes.get(k, len(getattr(ds, k)))) for k in ('train', 'val', 'test')))",
+    "explain.py: xs.layer_help(m)", "explain_checks.py: f['count']", "explain_tryit.py: conf", "runs.py: why",
+    "runs.py: why_q", "runs.py: too_big", "runs.py: str(run.status)", "search_mode.py: status",
+    "search_mode.py: target", "search_mode.py: ui.fmt_metric(res.best_value)", "server.py: use['n_runs']",
+    "train.py: objective_kind(g)", "train.py: ds.info.task", "train.py: test[k]", "train.py: ui.fmt_metric(value, pct)",
+    "runs.py: whose", "train.py: by",  # escaped where they are assigned (ui.md)
 }
 
 
@@ -285,6 +298,8 @@ def _shown_texts(node: ast.Call) -> list[ast.AST]:
     """The texts a call renders as Markdown: its first argument (or ``label=``/``body=``) and its ``help=``
     tooltip, which Streamlit renders as Markdown too (links, images)."""
     texts = [node.args[0]] if node.args else [k.value for k in node.keywords if k.arg in ("label", "body")]
+    if isinstance(node.func, ast.Attribute) and node.func.attr == "metric":  # its value and delta are Markdown too
+        texts += node.args[1:3] + [k.value for k in node.keywords if k.arg in ("value", "delta")]
     return texts + [k.value for k in node.keywords if k.arg == "help"]
 
 
@@ -294,9 +309,25 @@ def _escaped(value: ast.AST) -> bool:
     return name in _ESCAPED_BY or ast.unparse(value) in _NOT_TEXT
 
 
+def _unescaped_parts(text: ast.AST, bare: bool) -> list[ast.AST]:
+    """The parts of a shown text no escaping function wraps: an f-string's values, each branch of a conditional
+    (``a if c else b``, ``a or b``), and with ``bare`` (a widget's label, tooltip or metric) a value given as it is."""
+    if isinstance(text, ast.JoinedStr):
+        values = [part.value for part in text.values if isinstance(part, ast.FormattedValue) and part.format_spec is None]
+        return [p for v in values for p in (_unescaped_parts(v, True) if isinstance(v, ast.IfExp | ast.BoolOp)
+                                            else [] if _escaped(v) else [v])]
+    if isinstance(text, ast.IfExp):
+        return _unescaped_parts(text.body, bare) + _unescaped_parts(text.orelse, bare)
+    if isinstance(text, ast.BoolOp):
+        return [p for v in text.values for p in _unescaped_parts(v, bare)]
+    if bare and isinstance(text, (ast.Name, ast.Attribute, ast.Subscript, ast.Call)) and not _escaped(text):
+        return [text]
+    return []
+
+
 def _unescaped_page_values() -> list[str]:
-    """Values formatted into a Markdown text of a page (an f-string's parts), and widget labels or tooltips given
-    as a bare value (a node id as a button's label), that no escaping function wraps."""
+    """Values formatted into a Markdown text of a page (an f-string's parts), and widget labels, tooltips or metric
+    values given as a bare value (a node id as a button's label), that no escaping function wraps."""
     from pathlib import Path
 
     found = []
@@ -306,13 +337,9 @@ def _unescaped_page_values() -> list[str]:
                     and node.func.attr in _MD_ELEMENTS):
                 continue
             for text in _shown_texts(node):
-                if isinstance(text, ast.JoinedStr):
-                    found += [f"{path.name}:{node.lineno}: {ast.unparse(part.value)}" for part in text.values
-                              if isinstance(part, ast.FormattedValue) and part.format_spec is None
-                              and not _escaped(part.value)]
-                elif isinstance(text, (ast.Name, ast.Attribute, ast.Subscript)) and not _escaped(text) \
-                        and node.func.attr in _WIDGETS and f"{path.name}: {ast.unparse(text)}" not in _BARE_LABELS:
-                    found.append(f"{path.name}:{node.lineno}: {ast.unparse(text)} (a bare label or tooltip)")
+                for part in _unescaped_parts(text, node.func.attr in _WIDGETS):
+                    if f"{path.name}: {ast.unparse(part)}" not in _BARE_LABELS:
+                        found.append(f"{path.name}:{node.lineno}: {ast.unparse(part)}")
     return found
 
 
