@@ -48,7 +48,13 @@ from builder.data.access import SYSTEM, Actor, owner_of
 from builder.errors import LayerLabError
 from builder.graph.project import load_project
 from builder.interchange.errors import ModelImportError
-from builder.interchange.hf_import import TOKENIZER, import_hf_folder, inspect_folder, offline
+from builder.interchange.hf_import import (
+    TOKENIZER,
+    check_import_memory,
+    import_hf_folder,
+    inspect_folder,
+    offline,
+)
 from builder.process import broker, landlock, launcher, zygote
 from builder.process.sandbox import (
     TEST_CRASH_ENV,
@@ -434,6 +440,8 @@ def import_hf_isolated(folder: str | os.PathLike, store, *, seq_len: int | None 
     from builder.interchange.importer import ImportResult, register_import  # lazy: heavy (torch, numpy)
 
     info = inspect_folder(folder, seq_len=seq_len)
+    lim = worker_limits(timeout)
+    check_import_memory(info, lim.memory_mb * 2**20, f"raise {MEMORY_ENV} (now {lim.memory_mb} MiB)")
     with tempfile.TemporaryDirectory(prefix="layerlab-import-") as tmp:
         out = Path(tmp) / "imported.json"
         report = run_isolated("_child_import_hf", timeout, folder=str(Path(folder).resolve()), out=str(out),

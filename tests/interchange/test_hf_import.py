@@ -3,7 +3,10 @@ mapping of BERT, DistilBERT, GPT-2 and ViT compared with transformers, and the s
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -168,3 +171,56 @@ def test_worker_import_records_the_run_with_its_tokenizer(folders, tmp_path):
     tok = store.folder(rid).tokenizer
     assert tok.read_bytes() == (folders["distilbert"] / "tokenizer.json").read_bytes()
     assert report["vocab_size"] == 16
+
+
+def test_the_import_memory_estimate_matches_a_measured_import(tmp_path):
+    """import_hf_folder of a 2-block GPT-2 at 2,048 tokens (the check's attention and the causal tables dominate), in
+    a fresh process that imported what a worker imports before its limit: the estimate is within 0.9x to 1.6x of
+    the peak it adds."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.interchange.hf_models import make_folder
+
+    folder = make_folder("gpt2", tmp_path / "long", layers=2, hidden=32, positions=2048, tokenizer=False)
+    code = textwrap.dedent(f"""
+        import json, re
+        from builder.interchange.hf_import import import_bytes, import_hf_folder, inspect_folder
+        def peak():  # this process's own peak (ru_maxrss starts at the forking parent's: pytest's worker)
+            return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
+        import importlib
+        from builder.interchange.worker import _TASKS
+        for m in _TASKS["_child_import_hf"].preload:  # what a worker imports before its limit (its footprint)
+            importlib.import_module(m)
+        info = inspect_folder({str(folder)!r}, seq_len=2048)
+        before = peak()
+        import_hf_folder({str(folder)!r}, seq_len=2048)
+        grew = peak() - before
+        print(json.dumps({{"grew": grew, "estimate": import_bytes(info)}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=str(Path(__file__).resolve().parents[2]))
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.splitlines()[-1])
+    assert 0.9 * res["grew"] <= res["estimate"] <= 1.6 * res["grew"], res  # 1.03x here (715 MB measured)
+
+
+def test_an_import_above_the_workers_memory_is_refused_before_it_starts(folders, tmp_path, monkeypatch):
+    """A long sequence makes the check's attention grow with its square: refused at the door with the longest
+    length that fits, before transformers is run (a worker met its limit mid-import before)."""
+    from builder.data.access import Actor
+    from builder.interchange import worker
+    from builder.interchange.hf_import import config_buffers, import_bytes
+    from builder.runs.store import RunStore
+
+    monkeypatch.setenv(worker.MEMORY_ENV, "600")
+    monkeypatch.setattr(worker, "run_isolated", lambda *a, **k: pytest.fail("a worker was started"))
+    folder = make_folder("gpt2", tmp_path / "long", layers=1, hidden=16, positions=4096, tokenizer=False)
+    with pytest.raises(ModelImportError, match=r"at 4096 tokens needs about .* GiB.*at most (\d+) \(--seq-len\)") as e:
+        worker.import_hf_isolated(folder, RunStore(tmp_path / "ws", actor=Actor.local()), seq_len=4096)
+    assert "\n" not in str(e.value) and "LAYERLAB_WORKER_MEMORY_MB" in str(e.value)
+    fits = int(re.search(r"at most (\d+)", str(e.value)).group(1))
+    info = inspect_folder(folder, seq_len=fits)
+    assert import_bytes(info) <= 600 * 2**20 < import_bytes(dataclasses.replace(
+        info, seq_len=fits + 1, buffers=config_buffers("gpt2", info.config, fits + 1)))
