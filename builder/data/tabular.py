@@ -237,9 +237,11 @@ class _Scan:
     size: int = 0
 
 
-def _scan(fh: Any, label: str, limit: int | None, block: int = 8 * 2**20) -> _Scan:
+def _scan(fh: Any, label: str, limit: int | None, block: int = 2**20) -> _Scan:
     """Lines, the longest line, quotes, the first NUL byte and the first non-UTF-8 line of a file, read ``block``
-    bytes at a time (at most ``limit`` bytes: more is refused, whatever the file's reported size)."""
+    bytes at a time (at most ``limit`` bytes: more is refused, whatever the file's reported size). A block's line
+    ends take 8 bytes each, three times over: 1 MiB blocks keep that to ~24 MiB (8 MiB blocks of newlines held
+    265 MiB), no slower."""
     out = _Scan()
     dec = codecs.getincrementaldecoder("utf-8-sig")()
     cur, first = 0, b""

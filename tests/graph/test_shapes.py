@@ -334,7 +334,7 @@ from builder.errors import BudgetError
 graph = json.loads({json.dumps(json.dumps(_pe_graph(100_000, 4096)))})
 small = json.loads({json.dumps(json.dumps(_pe_graph(64, 4096)))})
 builder.export_python(small)  # warm up: lazy imports and first-use caches are not what we measure
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])
 if not any(p.code == "budget" and p.node == "pos" for p in builder.validate(graph)):
     sys.exit("validate accepted the graph")  # stop before compile would allocate gigabytes
 for step in (builder.compile_graph, builder.export_python):
@@ -344,7 +344,7 @@ for step in (builder.compile_graph, builder.export_python):
         assert e.problems[0].node == "pos"
     else:
         sys.exit(step.__name__ + " accepted the graph")
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+print((int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) - before) * 1024)
 """)
     res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
                          env={**__import__("os").environ, "PYTHONPATH": str(__import__("pathlib").Path.cwd())})
