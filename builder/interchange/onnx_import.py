@@ -408,7 +408,10 @@ class OnnxImporter(ModuleGroups, TensorOps, NormPoolOps):
             return False
         if any(v is None for v, name in zip(ins, n.input) if name):
             return False
-        largest = max((v.value.size for v in ins if isinstance(v, Const)), default=0)
+        sizes = {name: v.value.size for name, v in zip(n.input, ins) if isinstance(v, Const)}
+        # what the result may hold: its largest input, or for a Concat its distinct inputs together (q, k and v
+        # weights side by side; one range concatenated 2,000 times is still one range's worth)
+        largest = sum(sizes.values()) if op == "Concat" else max(sizes.values(), default=0)
         size = fold_size(op, ins, a)  # checked before anything is computed
         if size is not None:
             self._fold_check(n, size, largest)

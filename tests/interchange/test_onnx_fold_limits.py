@@ -193,3 +193,21 @@ def test_a_constant_as_large_as_its_input_folds_and_copies_are_bounded_in_all():
     assert "\n" not in str(info.value) and "Fix:" in str(info.value)
     n = int(str(info.value).split("would hold ")[1].split(" ")[0].replace(",", ""))
     assert n <= 2 * 1100 * 1000 + 8 * MAX_FOLD_ELEMENTS + 1100 * 1000  # at most one copy past the room
+
+
+def test_a_concat_of_distinct_weights_folds_and_of_one_repeated_is_refused():
+    """q, k and v weights of 2^19 values each side by side (1.5 x 2^20) are what the file holds; one range repeated
+    2,000 times is not (test above)."""
+    ws = [numpy_helper.from_array(np.full((512, 1024), i, np.float32), f"w{i}") for i in range(3)]
+    nodes = [helper.make_node("Concat", ["w0", "w1", "w2"], ["big"], axis=0),
+             _c("s0", np.array([1024, 0], np.int64)), _c("s1", np.array([1025, 1], np.int64)),
+             helper.make_node("Slice", ["big", "s0", "s1"], ["one"]), _c("flat", np.array([1], np.int64)),
+             helper.make_node("Reshape", ["one", "flat"], ["one1"]), helper.make_node("Add", ["x", "one1"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 4])], initializer=ws)
+    res = import_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString(),
+                       verify=False)
+    model = compile_graph(res.project.graph)
+    model.load_state_dict(res.weights)
+    x = torch.rand(2, 4)
+    torch.testing.assert_close(model(x), x + 2)  # row 1024 is w2's first
