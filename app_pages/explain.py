@@ -201,7 +201,8 @@ def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | Non
         i = _pick(xs, row)
         if i is None:
             return None
-        s = xs.summary(i)
+        token = xs.target_kind() == "token"  # a language model: the header follows the position picked below
+        s = xs.summary(i, position=st.session_state.get(_pos_key(xs, i)) if token else None)
         image = xs.shown_modality == "image"  # a reconstruction's picture as wide as the sample's
         c = st.columns([0.7 if image else 1.6, 0.7 if image and s.kind == "reconstruction" else 0.9, 1.1, 1.4, 1.4],
                        vertical_alignment="center")
@@ -218,11 +219,12 @@ def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | Non
                 c[2].caption("Runners-up: " + ", ".join(f"{ui.md(name)} ({p:.1%})" for name, p in s.runners_up))
         elif s.kind == "next_token":  # a language model: what it predicts after the last token (it showed "Sample #0")
             # a token is the corpus's text, and a metric's value is Markdown
-            c[1].metric("True next token", ui.md(s.true), help=f"The token that follows position {int(s.position)} in the data")
+            c[1].metric("True next token", ui.md(s.true), help=f"The token that follows position {int(s.position)} in "
+                        "the data")
             c[2].metric("Predicted next", ui.md(s.predicted), f"{'correct' if s.correct else 'wrong'} · {s.confidence:.1%}",
                         delta_color="normal" if s.correct else "inverse", delta_arrow="off",
-                        help=f"The token the model predicts after position {int(s.position)} (the sample's last real "
-                             "token), and the probability it gives it")
+                        help=f"The token the model predicts after position {int(s.position)} (chosen beside; the "
+                             "sample's last real token at first), and the probability it gives it")
             if s.runners_up:
                 c[2].caption("Runners-up: " + ", ".join(f"{ui.md(name)} ({p:.1%})" for name, p in s.runners_up))
             if s.note:
@@ -265,12 +267,17 @@ def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | Non
     return i, target, choice
 
 
+def _pos_key(xs: ExplainSession, i: int) -> str:
+    """The widget key of sample ``i``'s position picker (a language model's)."""
+    return _k(f"ll_xp_pos_{xs.split}_{i}")
+
+
 def _token_target(xs: ExplainSession, i: int, col: Any) -> int:
     """A language model's explained output: a position of sample ``i`` (its last real token by default), then one
     of the likeliest next tokens there or the true one (a bounded list, never T × vocabulary outputs)."""
     labels, default = xs.token_positions(i)
     pos = int(col.selectbox("Position", list(range(len(labels))), index=default, format_func=labels.__getitem__,
-                            key=_k(f"ll_xp_pos_{xs.split}_{i}"),
+                            key=_pos_key(xs, i),
                             help="The model predicts the token after each position from the tokens up to it"))
     options = dict(xs.token_targets(i, pos))
     return int(col.selectbox("Explain next token", list(options), format_func=options.__getitem__,

@@ -39,16 +39,19 @@ def flat_target(position: int, token: int, shape: tuple[int, ...]) -> int:
 
 
 def token_word(info: Any, t: int) -> str:
-    """Token ``t`` as its vocabulary word, quoted so spaces show (``' the'``); the id without a vocabulary.
+    """Token ``t`` as its vocabulary word, quoted, its spaces as ``␣`` (a page collapses ``'   '`` and ``' '`` into
+    one space); the id without a vocabulary.
 
     >>> from types import SimpleNamespace
-    >>> token_word(SimpleNamespace(vocab=["<pad>", " the"]), 1), token_word(SimpleNamespace(vocab=None), 7)
-    ("' the'", 'token 7')
+    >>> token_word(SimpleNamespace(vocab=["<pad>", " the", "   "]), 1), token_word(SimpleNamespace(vocab=None), 7)
+    ("'␣the'", 'token 7')
+    >>> token_word(SimpleNamespace(vocab=["<pad>", " the", "   "]), 2)
+    "'␣␣␣'"
     """
     vocab = info.vocab
     if not vocab or not 0 <= int(t) < len(vocab):
         return f"token {int(t)}"
-    word = repr(str(vocab[int(t)]))
+    word = repr(str(vocab[int(t)])).replace(" ", "␣")
     return word if len(word) <= MAX_WORD else word[:MAX_WORD - 2] + "…" + word[-1]
 
 
@@ -105,11 +108,12 @@ def token_targets(xs: Any, i: int, position: int) -> list[tuple[int, str]]:
     return out
 
 
-def token_summary(xs: Any, i: int, runners_up: int = 2) -> dict[str, Any]:
-    """What the model predicts after sample ``i``'s last real token: the keywords of a ``next_token``
-    :class:`~builder.interpret.session.SampleSummary` (the true next token, the predicted one, its probability, the
-    runners-up) and a line on the whole sample (perplexity, next tokens predicted right)."""
-    pos = int(xs.last_position[i])
+def token_summary(xs: Any, i: int, runners_up: int = 2, position: int | None = None) -> dict[str, Any]:
+    """What the model predicts after ``position`` of sample ``i`` (default: its last real token): the keywords of a
+    ``next_token`` :class:`~builder.interpret.session.SampleSummary` (the true next token, the predicted one, its
+    probability, the runners-up) and a line on the whole sample (perplexity, next tokens predicted right)."""
+    last = int(xs.last_position[i])
+    pos = last if position is None or not 0 <= int(position) < len(xs.token_predictions.ids[i]) else int(position)
     preds = xs.token_predictions
     probs = _probabilities(xs, i)[pos]
     p, top = probs.topk(min(runners_up + 1, len(probs)))

@@ -252,15 +252,16 @@ class ExplainSession:
         true = self.class_name(int(y[i])) if y is not None else "—"
         return f"#{i} · true {true} · predicted {self.class_name(int(self.pred[i]))} ({float(self.conf[i]):.0%})"
 
-    def summary(self, i: int, runners_up: int = 2) -> SampleSummary:
-        """True label, prediction, confidence and runners-up of sample ``i``."""
+    def summary(self, i: int, runners_up: int = 2, position: int | None = None) -> SampleSummary:
+        """True label, prediction, confidence and runners-up of sample ``i`` (a language model's: after
+        ``position``, by default its last real token)."""
         if self.explained:  # a drawn objective's network (a VAE's encoder): its outputs are no target of the
             # dataset's; the page read "True value 5 · Prediction 0.2618", a digit's class beside μ's first value
             outs = self.prediction.outputs[i].reshape(-1).tolist()
             return SampleSummary("output", predicted=", ".join(f"{v:.4g}" for v in outs[:4])
                                  + (f", … ({len(outs)} values)" if len(outs) > 4 else ""))
         if self.token_predictions is not None:  # what it predicts next (the page showed "Sample #0")
-            return SampleSummary("next_token", **lm.token_summary(self, i, runners_up))
+            return SampleSummary("next_token", **lm.token_summary(self, i, runners_up, position))
         if self.classification:
             labelled = self.has_class_labels
             true = self.class_name(int(self.y[i])) if labelled else "—"

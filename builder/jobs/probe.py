@@ -472,9 +472,10 @@ class ProbeSession:
         """``#i · true A · predicted B (93%)``."""
         return self._memo_ask("candidate_label", i)
 
-    def summary(self, i: int, runners_up: int = 2) -> Any:
-        """True label, prediction, confidence and runners-up of sample ``i``."""
-        return self._memo_ask("summary", i, runners_up)
+    def summary(self, i: int, runners_up: int = 2, position: int | None = None) -> Any:
+        """True label, prediction, confidence and runners-up of sample ``i`` (a language model's: after
+        ``position``)."""
+        return self._memo_ask("summary", i, runners_up, position)
 
     def target_label(self, t: int, i: int) -> str:
         """How a target choice reads for sample ``i``."""

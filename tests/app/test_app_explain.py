@@ -727,4 +727,7 @@ def test_a_language_model_explains_one_next_token_at_a_chosen_position(workspace
     token = _widget(at.selectbox, "Explain next token")
     assert token_word(ds.info, int(logits[3].argmax())) in token.options[0]
     assert "at position 3" in _titles(at), _titles(at)
+    # the header follows the chosen position (it kept the last one's prediction beside the picker's other token)
+    assert _widget(at.metric, "Predicted next").value == md_lines(token_word(ds.info, int(logits[3].argmax())))
+    assert _widget(at.metric, "True next token").value == md_lines(token_word(ds.info, int(ds.test.y[0, 3])))
     assert all(len(s.options) <= max(t, len(ds.info.vocab)) for s in at.selectbox)  # the pad token's: V
