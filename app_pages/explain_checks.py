@@ -29,8 +29,9 @@ ATTR_METHODS = ("integrated_gradients", "saliency", "input_x_gradient")  # input
 def _refusal(xs: ExplainSession, what: str) -> str | None:
     """Why ``what`` does not apply to this model, or None."""
     if not xs.classification:  # the model's own task (a reconstruction was called "regression")
-        task = {"reconstruction": "reconstruction (it gives its input back)", "forecast": "forecasting"}.get(
-            xs.info.task, xs.info.task or "regression")
+        task = {"reconstruction": "reconstruction (it gives its input back)", "forecast": "forecasting",
+                "next_token": "next-token prediction (a language model: the Attributions tab explains one next token "
+                              "at a time)"}.get(xs.info.task, xs.info.task or "regression")
         return f"{what} is measured on a classifier's predictions; this model does {task}."
     if xs.modality == "tokens" and what == "Robustness":
         return ("Adversarial attacks perturb float inputs by a small ε; token ids have no ε-neighbourhood, so "

@@ -730,4 +730,6 @@ def test_a_language_model_explains_one_next_token_at_a_chosen_position(workspace
     # the header follows the chosen position (it kept the last one's prediction beside the picker's other token)
     assert _widget(at.metric, "Predicted next").value == md_lines(token_word(ds.info, int(logits[3].argmax())))
     assert _widget(at.metric, "True next token").value == md_lines(token_word(ds.info, int(ds.test.y[0, 3])))
+    text = _text(_tab(at, "Calibration"))  # it said "this model does next_token"
+    assert "next-token prediction (a language model" in text and "does next_token" not in text, text[-900:]
     assert all(len(s.options) <= max(t, len(ds.info.vocab)) for s in at.selectbox)  # the pad token's: V
