@@ -145,19 +145,26 @@ def test_leaderboard_scores_the_teachers_held_out_set(ws):
     assert row["test"] is None and "weights.safetensors" in row["test_error"] and str(ws) not in row["test_error"]
 
 
-def test_only_the_teacher_scores_into_the_classs_shared_scores(ws):
-    """A student's scorer wrote their own held-out score into the class's cache (classes/<id>.scores.json), which the
-    teacher's leaderboard then read without scoring: only the class's teacher (as the class is stored) scores, the
-    run read through the store, as it finished."""
+def _held_out_class_and_run(ws, n_samples: int):
+    """A class with a held-out set of ``n_samples``, its first student and a finished one-epoch run of theirs for it:
+    (the system's store, the class, the student's store, the run id)."""
     from builder.runs.pipeline import run_training
 
     store = RunStore(ws, actor=SYSTEM)
     c = classes.create_class(ws, TEACHER, "ML", load_template("mlp"), metric="accuracy",
-                             holdout={"dataset": "moons", "options": {"seed": 777, "n_samples": 200}})
+                             holdout={"dataset": "moons", "options": {"seed": 777, "n_samples": n_samples}})
     c = classes.join_class(ws, c["code"], STUDENTS[0])
     student = store.as_actor(classes.actor_for(ws, STUDENTS[0]))
     rid = run_training(classes.starter_project(c), "moons", {"epochs": 1, "seed": 0}, student,
                        owner=STUDENTS[0]).run_id
+    return store, c, student, rid
+
+
+def test_only_the_teacher_scores_into_the_classs_shared_scores(ws):
+    """A student's scorer wrote their own held-out score into the class's cache (classes/<id>.scores.json), which the
+    teacher's leaderboard then read without scoring: only the class's teacher (as the class is stored) scores, the
+    run read through the store, as it finished."""
+    store, c, student, rid = _held_out_class_and_run(ws, 200)
     row = dict(student.get(rid))
     forged = {**c, "teacher": STUDENTS[0]}  # a class record that says the student teaches it
     for cls, run in ((c, row), (forged, row), (c, {**row, "epochs_done": 99})):
@@ -232,15 +239,9 @@ def test_a_run_continued_after_it_was_scored_is_scored_again(ws):
     """The class's held-out scores were cached by run id: a student whose run was scored, then continued with more
     epochs (its weights changed, it finished again), kept the first score on the leaderboard whatever the new
     weights scored. The cache is keyed by the run as it finished."""
-    from builder.runs.pipeline import resume_run, run_training
+    from builder.runs.pipeline import resume_run
 
-    store = RunStore(ws, actor=SYSTEM)
-    c = classes.create_class(ws, TEACHER, "ML", load_template("mlp"), metric="accuracy",
-                             holdout={"dataset": "moons", "options": {"seed": 777, "n_samples": 400}})
-    c = classes.join_class(ws, c["code"], STUDENTS[0])
-    student = store.as_actor(classes.actor_for(ws, STUDENTS[0]))
-    rid = run_training(classes.starter_project(c), "moons", {"epochs": 1, "seed": 0}, student,
-                       owner=STUDENTS[0]).run_id
+    store, c, student, rid = _held_out_class_and_run(ws, 400)
     calls = []
 
     def scorer(run_id, holdout, metric):
