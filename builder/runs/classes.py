@@ -395,6 +395,7 @@ def holdout_result(store: RunStore, cls: dict, run: dict,
         if run is None:
             return None, None
         key = _score_key(run, name, ho)
+    if key not in cache:  # the stored run's score may be there already
         try:
             cache[key] = scorer(run["id"], ho, name)
         except LayerLabError as e:
