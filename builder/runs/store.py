@@ -621,17 +621,17 @@ class RunStore:
                "graph_hash, parent_id, class_id, CASE WHEN dataset_options LIKE ? THEN dataset_info END AS "
                "dataset_info FROM runs")  # an upload's run: its info names the file, not the upload id (issue 29)
         where, args = [], ['%"upload"%']
-        if not (who.system or who.shared):  # what READ allows, as SQL (may() filters the rows again below)
-            where.append(f"owner IN ({', '.join('?' * (1 + len(who.students)))})")
-            args += [who.owner, *sorted(who.students)]
+        if not (who.system or who.shared):  # READ as SQL, before LIMIT: its own runs, its classes' (may() again below)
+            st, cl = sorted(who.students), sorted(who.teaching)
+            where.append(f"(owner = ? OR (owner IN ({','.join('?' * len(st))}) AND class_id IN ({','.join('?' * len(cl))})))"
+                         if st and cl else "owner = ?")
+            args += [who.owner, *st, *cl] if st and cl else [who.owner]
         for clause, value in (("class_id = ?", class_id), ("status = ?", status or None),
                               ("status != ?", not_status or None), ("owner = ?", owner)):
             if value is not None:
                 where.append(clause)
                 args.append(str(value))
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, id DESC"
+        sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created_at DESC, id DESC"
         if not tags:
             sql += " LIMIT ?"
             args.append(int(limit))

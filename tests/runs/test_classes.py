@@ -145,6 +145,20 @@ def test_leaderboard_scores_the_teachers_held_out_set(ws):
     assert row["test"] is None and "weights.safetensors" in row["test_error"] and str(ws) not in row["test_error"]
 
 
+def test_a_teacher_lists_its_classes_runs_past_its_students_other_runs(ws):
+    """The listing's LIMIT came before the rule that a teacher reads only its classes' runs: a student's newer runs of
+    their own filled the page and were then dropped, leaving the class's run out of a teacher's ``list_runs``."""
+    store = RunStore(ws, actor=SYSTEM)
+    c = classes.join_class(ws, classes.create_class(ws, TEACHER, "ML", load_template("mlp"))["code"], STUDENTS[0])
+    made = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner=STUDENTS[0], class_id=c["id"])
+    for _ in range(4):  # newer, the student's own
+        store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner=STUDENTS[0])
+    teacher = store.as_actor(classes.actor_for(ws, TEACHER))
+    assert [r["id"] for r in teacher.list_runs(limit=2)] == [made]
+    student = store.as_actor(classes.actor_for(ws, STUDENTS[0]))
+    assert len(student.list_runs(limit=3)) == 3 and len(student.list_runs(limit=10)) == 5
+
+
 def _held_out_class_and_run(ws, n_samples: int):
     """A class with a held-out set of ``n_samples``, its first student and a finished one-epoch run of theirs for it:
     (the system's store, the class, the student's store, the run id)."""
