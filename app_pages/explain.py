@@ -177,9 +177,8 @@ def _pick(xs: ExplainSession, c: list) -> int | None:
 def _preview(xs: ExplainSession, i: int) -> None:
     """A small view of one sample."""
     if xs.modality == "tokens":
-        from builder.data.text import tokens_text  # lazy: heavy (tokenizers, numpy)
-
-        st.code(tokens_text(xs.tokens(i)), language=None, wrap_lines=True)
+        # the text as written (a subword tokenizer's pieces read "C ust om er" joined by spaces), decoded in the child
+        st.code(xs.sample_text(i), language=None, wrap_lines=True)
     elif xs.shown_modality == "tabular":
         names, values = xs.feature_values(i)
         if any(isinstance(v, str) for v in values):  # a text column's category: one column of text, numbers short
@@ -261,9 +260,10 @@ def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | Non
                               help="The reference input that path and perturbation methods compare against")
         choice = {"baseline": base, "pad_token": None}
         if base == "pad":
-            vocab = xs.pad_tokens()
-            choice["pad_token"] = int(c[4].selectbox("Pad token", list(range(len(vocab))), format_func=vocab.__getitem__,
-                                                     key=_k("ll_xp_pad")))
+            pads = xs.pad_tokens()  # a bounded list: the special tokens, then the vocabulary's first
+            choice["pad_token"] = int(c[4].selectbox("Pad token", list(pads), format_func=pads.__getitem__,
+                                                     key=_k("ll_xp_pad"), help="The token every position of the "
+                                                     "reference input holds"))
     return i, target, choice
 
 
@@ -362,12 +362,19 @@ def _attribution_views(xs: ExplainSession, i: int, target: Any, base: dict, chos
                                               title=f"Attribution per feature for {about}")
         st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_tab")
     else:
+        # a language model's explained position is outlined (its own token usually weighs most: read last)
+        mark = int(target) // xs.output_shape[-1] if xs.target_kind() == "token" and target is not None else None
         for m, e in input_space.items():
             fig = figs.explanation_figure(e, xs.sample(i), 0, modality=xs.modality, feature_names=xs.feature_names(),
-                                          tokens=xs.tokens(i) if xs.modality == "tokens" else None)
+                                          tokens=xs.tokens(i) if xs.modality == "tokens" else None, mark=mark)
             fig.update_layout(title=plotly_text(f"{xs.title(e)} for {about}"))
             fig.update_traces(textfont=dict(size=15), selector=dict(type="heatmap"))
             st.plotly_chart(fig, width="stretch", config=CFG, key=f"ll_xp_fig_{m}")
+        if mark is not None:
+            st.caption(f"The outlined token is position {int(mark)}, after which the next token is predicted: the model "
+                       "reads only the tokens up to it (later ones count 0), and the token there usually weighs "
+                       "most, as it is the last the model read. Red pushes the explained token's score up, blue "
+                       "pushes it down.")
     for m, e in xs.in_layer_space(results).items():
         fig = figs.explanation_figure(e, xs.sample(i), 0, modality=xs.modality)
         st.plotly_chart(fig, width="stretch", config=CFG, key=f"ll_xp_fig_layer_{m}")

@@ -49,7 +49,7 @@ def run_check(items: dict, key: tuple, label: str, fn: Callable[[], Any]) -> Non
     flight = st.session_state.setdefault(INFLIGHT_KEY, set())
     flight.add(key)
     try:
-        with st.spinner(label):
+        with st.spinner(label, show_time=True):  # seconds counted: a 5 s check looked stuck
             try:
                 items[key] = fn()
             except LayerLabError as e:

@@ -15,7 +15,7 @@ TIPS: dict[str, tuple[str, str]] = {
     "adversarial": ("Two networks against each other", "a GAN's generator learns to fool its discriminator while "
                     "the discriminator learns to catch it, so their losses do not both fall and the summed loss says "
                     "little: judge the run by its samples."),
-    "attribution": ("An attribution", "how much each input pixel or feature pushed the network towards its answer "
+    "attribution": ("An attribution", "how much each part of the input (a pixel, a feature, a token) pushed the network towards its answer "
                     "for one sample (Explain page): a check that it looks at the right things."),
     "learning_rate": ("The learning rate", "how big a step the optimizer takes; a schedule lowers it over time. Too "
                       "high and the loss jumps or becomes NaN, too low and it barely moves."),

@@ -225,6 +225,26 @@ def tokens_text(tokens: list[str]) -> str:
     return " ".join(tokens[:end]) + (f" … (+{pads} {tokens[-1]})" if pads else "")
 
 
+def ids_text(ids: list[int], vocab: list[str], tok: Tokenizer | None = None) -> str:
+    """A sample's token ids as the text to read, trailing padding counted (:func:`tokens_text`): with a tokenizer,
+    decoded (subword pieces joined as the text they came from: ``Customer``, not ``C ust om er``); without one, the
+    vocabulary's words separated by spaces.
+
+    >>> ids_text([5, 6, 0, 0], ["<pad>", "<unk>", "", "", "", "a", "film"])
+    'a film … (+2 <pad>)'
+    """
+    ids = [int(i) for i in ids]
+    end = len(ids)
+    while end > 1 and ids[end - 1] == PAD_ID:
+        end -= 1
+    pads = len(ids) - end
+    pad = vocab[PAD_ID] if vocab else PAD
+    if tok is None:
+        words = [str(vocab[i]) if 0 <= i < len(vocab) else str(i) for i in ids[:end]]
+        return tokens_text(words + [pad] * pads)
+    return decode(tok, ids[:end]) + (f" … (+{pads} {pad})" if pads else "")
+
+
 def vocab_of(tok: Tokenizer) -> list[str]:
     """Each id's token as people read it (byte-level pieces decoded: ``Ġgood`` is `` good``), in id order."""
     n = tok.get_vocab_size()
@@ -604,5 +624,5 @@ def _folder_texts(root: Path, label: str) -> tuple[list[str], np.ndarray, list[s
 
 
 __all__ = ["PAD", "UNK", "PAD_ID", "UNK_ID", "TOKENIZER_KINDS", "RunTokenizer", "TokenizerOptions", "TokenSplit", "train_tokenizer",
-           "load_tokenizer", "token_ids", "encode", "decode", "tokens_text", "vocab_of", "padding_mask", "texts_dataset", "corpus_dataset",
+           "load_tokenizer", "token_ids", "encode", "decode", "tokens_text", "ids_text", "vocab_of", "padding_mask", "texts_dataset", "corpus_dataset",
            "load_text", "read_new_texts", "text_preview", "shorter_max_length"]

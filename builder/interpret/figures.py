@@ -279,10 +279,22 @@ def _fold_padding(tokens: Sequence[str], a: np.ndarray) -> tuple[list[str], np.n
     return [*tokens[:end], f"+{pads} {tokens[-1]}"], np.append(a[:end], a[end:].sum())
 
 
+def cell_token(tok: str) -> str:
+    """A token as a cell shows it: one made only of spaces, tabs or line ends shows them (``␣``, ``⇥``, ``⏎``); a
+    blank cell read as a missing token.
+
+    >>> cell_token(" "), cell_token("\\n\\n"), cell_token(" the"), cell_token("")
+    ('␣', '⏎⏎', ' the', '')
+    """
+    if tok and not tok.strip():
+        return tok.replace(" ", "␣").replace("\t", "⇥").replace("\r\n", "⏎").replace("\n", "⏎").replace("\r", "⏎")
+    return tok
+
+
 def token_attribution_figure(tokens: Sequence[str], attributions: Any, *, per_row: int = 12,
-                             title: str | None = None) -> go.Figure:
+                             title: str | None = None, mark: int | None = None) -> go.Figure:
     """Tokens laid out in rows, each cell coloured by its (signed) attribution; trailing padding is one cell
-    (:func:`_fold_padding`)."""
+    (:func:`_fold_padding`); ``mark``: a position outlined (a language model's explained position)."""
     a = _np(attributions).reshape(-1)
     if len(tokens) != a.size:
         raise ExplainError(f"tokens: expected {a.size} tokens (one per attribution); received {len(tokens)}")
@@ -294,7 +306,7 @@ def token_attribution_figure(tokens: Sequence[str], attributions: Any, *, per_ro
     text = np.full((rows, per_row), "", dtype=object)
     for i, (tok, v) in enumerate(zip(tokens, a)):
         z[i // per_row, i % per_row] = v
-        text[i // per_row, i % per_row] = plotly_text(tok)
+        text[i // per_row, i % per_row] = plotly_text(cell_token(tok))
     m = float(np.nanmax(np.abs(a))) if a.size else 1.0
     fig = go.Figure(go.Heatmap(z=z, text=text, texttemplate="%{text}", colorscale=SIGNED_SCALE,
                                zmin=-(m or 1.0), zmax=m or 1.0, zmid=0, xgap=3, ygap=3,
@@ -302,6 +314,10 @@ def token_attribution_figure(tokens: Sequence[str], attributions: Any, *, per_ro
     fig.update_yaxes(autorange="reversed", **_BARE)
     fig.update_xaxes(**_BARE)
     fig.update_layout(title=_title(title), height=70 * rows + 90, margin=dict(l=10, r=10, t=50, b=10))
+    if mark is not None and a.size:
+        at = min(int(mark), a.size - 1)  # a position in the trailing padding: its folded cell
+        r, c = divmod(at, per_row)
+        fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5, line=dict(color="#111", width=3))
     return fig
 
 
@@ -567,13 +583,14 @@ def _series_rows(n: int, names: Sequence[str] | None = None) -> list[str]:
 
 def explanation_figure(explanation: Any, inputs: Any, sample: int = 0, *, modality: str | None = None,
                        tokens: Sequence[str] | None = None, feature_names: Sequence[str] | None = None,
-                       mode: str = "both", signed: bool = True) -> go.Figure:
+                       mode: str = "both", signed: bool = True, mark: int | None = None) -> go.Figure:
     """The default view of one sample of a :class:`builder.interpret.attributions.Explanation`, chosen by modality.
 
     Args:
         explanation: what ``explain`` returned; ``inputs``: the batch it was computed on.
         modality: ``image``, ``tabular``/``points2d``, ``sequence``, ``tokens`` (default: from ``inputs``).
         tokens: token strings for the sample (default: the ids).
+        mark: a token position to outline (a language model's explained position).
     """
     from builder.interpret.methods import get_spec  # lazy: heavy (torch, captum)
     from builder.interpret.model import infer_modality  # lazy: heavy (torch)
@@ -593,7 +610,7 @@ def explanation_figure(explanation: Any, inputs: Any, sample: int = 0, *, modali
                                         title=title)
     if modality == "tokens":
         words = list(tokens) if tokens is not None else [str(int(t)) for t in _np(inputs[sample])]
-        return token_attribution_figure(words, attr[sample], title=title)
+        return token_attribution_figure(words, attr[sample], title=title, mark=mark)
     if modality == "sequence":
         a = _np(attr[sample])
         m = float(np.abs(a).max()) or 1.0
@@ -607,7 +624,7 @@ def explanation_figure(explanation: Any, inputs: Any, sample: int = 0, *, modali
 
 
 __all__ = ["explanation_figure", "image_attribution_figure", "attribution_image", "picture_image", "tabular_attribution_figure", "global_importance_figure",
-           "token_attribution_figure", "attention_map_figure", "attention_heads_figure", "activation_figure",
+           "token_attribution_figure", "cell_token", "attention_map_figure", "attention_heads_figure", "activation_figure",
            "weight_histogram_figure", "sanity_figure", "completeness_figure", "live_attribution_figure",
            "sample_figure"]
 

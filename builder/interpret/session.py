@@ -15,8 +15,10 @@ rankings, attention, activations, weights and the trust checks. The page keeps n
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -110,6 +112,29 @@ def _picture_words(shape: tuple[int, ...]) -> str:
     return f"{size} images" if c == 1 else f"{size} colour images" if c == 3 else f"{c}-channel {size} images"
 
 
+MAX_PAD_CHOICES = 40
+"""At most this many tokens are offered for a ``pad`` baseline."""
+
+
+def pad_choices(vocab: list[str]) -> dict[int, str]:
+    """The tokens offered as a ``pad`` baseline, id -> label: the special tokens (``<pad>``, ``[MASK]``,
+    ``<|endoftext|>``...) and then the vocabulary's first ids (a learned vocabulary's specials and most frequent
+    words come first), at most :data:`MAX_PAD_CHOICES`; id 0 (padding) without a vocabulary.
+
+    >>> pad_choices(["<pad>", "<unk>", "the", " a", "[MASK]"])
+    {0: "'<pad>'", 1: "'<unk>'", 4: "'[MASK]'", 2: "'the'", 3: "'␣a'"}
+    >>> pad_choices([])
+    {0: 'token 0'}
+    """
+    info = SimpleNamespace(vocab=vocab)  # labelled as a next-token picker labels them
+    if not vocab:
+        return {0: lm.token_word(info, 0)}
+    special = re.compile(r"^(<[^<>\s]{1,20}>|\[[A-Z_]{1,12}\]|<\|[^|\s]{1,24}\|>)$")
+    ids = [0] + [i for i, t in enumerate(vocab) if i and special.match(str(t))][:MAX_PAD_CHOICES // 2]
+    ids += [i for i in range(len(vocab)) if i not in ids][:MAX_PAD_CHOICES - len(ids)]
+    return {i: lm.token_word(info, i) for i in ids}
+
+
 class ExplainSession:
     """A model, the dataset it was trained on (shaped for its Input) and one split, with the split's predictions.
 
@@ -186,6 +211,13 @@ class ExplainSession:
         vocab = self.info.vocab
         ids = self.X[i].reshape(-1).tolist()
         return [str(vocab[t]) if vocab and 0 <= t < len(vocab) else str(t) for t in ids]
+
+    def sample_text(self, i: int) -> str:
+        """Sample ``i`` as the text to read (:func:`builder.data.text.ids_text`: decoded with the run's tokenizer)."""
+        from builder.data.text import ids_text, load_tokenizer  # lazy: heavy (tokenizers, numpy)
+
+        tok = load_tokenizer(self.info.tokenizer) if self.info.tokenizer else None
+        return ids_text(self.X[i].reshape(-1).tolist(), list(self.info.vocab or []), tok)
 
     def feature_names(self) -> list[str] | None:
         """The dataset's feature names when there is one per input value, else None."""
@@ -363,10 +395,10 @@ class ExplainSession:
         """How a baseline kind reads in a menu."""
         return BASELINE_LABELS.get(kind, kind)
 
-    def pad_tokens(self) -> list[str]:
-        """The vocabulary to pick a pad token from (ids as text when there is none)."""
-        vocab = list(self.info.vocab or [])
-        return vocab or ["0"]
+    def pad_tokens(self) -> dict[int, str]:
+        """The tokens to pick a ``pad`` baseline from, id -> label (:func:`pad_choices`: a bounded list, never a
+        whole vocabulary of 50,000 options in a page)."""
+        return pad_choices(list(self.info.vocab or []))
 
     def options(self, baseline: str, pad_token: int | None = None) -> dict[str, Any]:
         """The :func:`explain` keywords for a baseline choice (the training mean, the pad token)."""

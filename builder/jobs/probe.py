@@ -460,6 +460,10 @@ class ProbeSession:
         """Sample ``i``'s token ids as words."""
         return self._memo_ask("tokens", i)
 
+    def sample_text(self, i: int) -> str:
+        """Sample ``i`` as text, decoded in the child."""
+        return self._memo_ask("sample_text", i)
+
     def feature_names(self) -> list[str] | None:
         """The dataset's feature names, one per input value, or None."""
         return self._memo_ask("feature_names")

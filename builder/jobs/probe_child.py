@@ -41,7 +41,7 @@ from builder.runs import owners
 from builder.runs.store import RunStore
 
 CALLS = frozenset({
-    "sample", "sample_array", "tokens", "feature_names", "feature_values", "candidate_label", "summary",
+    "sample", "sample_array", "tokens", "sample_text", "feature_names", "feature_values", "candidate_label", "summary",
     "target_label", "token_positions", "token_targets", "methods", "default_layer", "node_types", "attention_nodes", "activation_nodes",
     "weighted_nodes", "pick", "explain", "global_ranking", "attention", "activation", "weight_histograms", "sanity",
     "completeness", "try_input", "encode_image", "tokenize", "decode_text", "continue_text", "robustness", "flip_view", "calibrate"})

@@ -700,8 +700,10 @@ def test_a_language_model_explains_one_next_token_at_a_chosen_position(workspace
     sample's last token, offers the sample's positions and then a few next tokens, and titles what it explains."""
     import torch
 
+    from builder.data.text import decode, load_tokenizer
     from builder.escape import md_lines
     from builder.interpret.next_token import TOP_TOKENS, token_word
+    from builder.interpret.session import MAX_PAD_CHOICES
     from builder.runs.pipeline import open_run
 
     store = RunStore(workspace, actor=SYSTEM)
@@ -722,6 +724,10 @@ def test_a_language_model_explains_one_next_token_at_a_chosen_position(workspace
     assert _widget(at.metric, "Predicted next").value == md_lines(predicted)
     assert _widget(at.metric, "True next token").value == md_lines(token_word(ds.info, int(ds.test.y[0, t - 1])))
     assert f"at position {t - 1}" in _titles(at) and "output " not in _titles(at)
+    # the explained position is outlined on every token map (the map did not say which token it explains after)
+    marks = [sh for s in _specs(at) for sh in s.get("layout", {}).get("shapes", []) if sh.get("type") == "rect"]
+    assert marks and {(m["x0"], m["y0"]) for m in marks} == {((t - 1) % 12 - 0.5, (t - 1) // 12 - 0.5)}, marks
+    assert f"outlined token is position {t - 1}" in _text(at)
     position.set_value(3).run()
     _no_bug(at)
     token = _widget(at.selectbox, "Explain next token")
@@ -732,4 +738,8 @@ def test_a_language_model_explains_one_next_token_at_a_chosen_position(workspace
     assert _widget(at.metric, "True next token").value == md_lines(token_word(ds.info, int(ds.test.y[0, 3])))
     text = _text(_tab(at, "Calibration"))  # it said "this model does next_token"
     assert "next-token prediction (a language model" in text and "does next_token" not in text, text[-900:]
-    assert all(len(s.options) <= max(t, len(ds.info.vocab)) for s in at.selectbox)  # the pad token's: V
+    # no menu lists the vocabulary (the pad token's listed all V tokens)
+    assert all(len(s.options) <= max(t, MAX_PAD_CHOICES) for s in at.selectbox), [len(s.options) for s in at.selectbox]
+    # the sample reads as text: its tokens decoded, not subword pieces joined by spaces ("C ust om er")
+    ids = ds.test.X[0].tolist()
+    assert [c.value for c in at.code][0] == decode(load_tokenizer(ds.info.tokenizer), ids).rstrip()  # st.code strips

@@ -248,3 +248,17 @@ def test_the_preview_offers_a_max_length_that_fits_short_texts():
     assert text_preview(ds, 3)["shorter_max_length"] == 8
     fitted = load_text(_csv_bytes(rows), "label", text_column="sentence", name="s.csv", max_length=8, seed=0)
     assert text_preview(fitted, 3)["shorter_max_length"] is None
+
+
+def test_a_sample_reads_as_its_text(bpe_tok, word_tok):
+    """Review of issue 29: Explain's preview of a byte-level BPE sample joined its pieces with spaces
+    ("C ust om er"); it reads as the text, trailing padding counted."""
+    from builder.data.text import ids_text, vocab_of
+
+    text = "Customer reviews were mixed"
+    ids = encode(bpe_tok, [text], 40)[0].tolist()
+    shown = ids_text(ids, vocab_of(bpe_tok), bpe_tok)
+    pads = ids.count(0)
+    assert pads and shown == f"{text} … (+{pads} <pad>)", shown
+    words = encode(word_tok, ["the film"], 4)[0].tolist()
+    assert ids_text(words, vocab_of(word_tok)) == ids_text(words, vocab_of(word_tok), word_tok)

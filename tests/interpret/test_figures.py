@@ -90,6 +90,20 @@ def test_a_token_views_trailing_padding_is_one_cell():
                                                                           plotly_text("<pad>")]
 
 
+def test_token_map_outlines_the_explained_position_and_shows_blank_tokens():
+    """Review of issue 29 (a language model on Explain): the map did not say which position's next token it
+    explains, and a token of spaces or a line end was an empty cell, read as a missing token."""
+    a = rng.normal(size=30)
+    words = ["a", " ", "b", "\n", *[f"w{i}" for i in range(4, 30)]]
+    fig = _ok(token_attribution_figure(words, a, per_row=12, mark=14))
+    rects = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert [(r.x0, r.x1, r.y0, r.y1) for r in rects] == [(1.5, 2.5, 0.5, 1.5)]  # position 14: row 1, column 2
+    assert list(fig.data[0].text[0][:4]) == ["a", "␣", "b", "⏎"]
+    assert not [s for s in _ok(token_attribution_figure(words, a)).layout.shapes]  # no mark asked: none drawn
+    padded = _ok(token_attribution_figure(["a", "b", "<pad>", "<pad>"], a[:4], mark=3))  # in the padding: its cell
+    assert [(r.x0, r.y0) for r in padded.layout.shapes] == [(1.5, -0.5)]
+
+
 def test_attention_views():
     w = torch.softmax(torch.randn(2, 4, 5, 5), -1)
     fig = _ok(attention_heads_figure(w, ["a", "b", "a", "c", "d"], sample=1))

@@ -144,3 +144,14 @@ def test_an_attribution_of_a_position_and_token_is_captums_on_that_logit(positio
     torch.testing.assert_close(got.attributions, attr.sum(-1), atol=1e-5, rtol=1e-4)
     assert int(got.target[0]) == target
     assert not got.attributions[0, position + 1:].any()  # causal: later tokens do not move it
+
+
+def test_the_pad_token_menu_is_bounded():
+    """Review of issue 29: the pad baseline's menu listed the whole vocabulary (50,000 options for a pretrained
+    tokenizer, sent to the browser on every rerun); it offers the special tokens first, then the first ids."""
+    from builder.interpret.session import MAX_PAD_CHOICES, pad_choices
+
+    vocab = ["<pad>", "<unk>", *[f"w{i}" for i in range(50_000)], "<|endoftext|>", "[MASK]"]
+    got = pad_choices(vocab)
+    assert len(got) == MAX_PAD_CHOICES and list(got)[:4] == [0, 1, 50_002, 50_003], list(got)[:5]
+    assert got[50_002] == "'<|endoftext|>'" and set(list(got)[4:]) == set(range(2, MAX_PAD_CHOICES - 2))
