@@ -246,12 +246,22 @@ def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | Non
         target, kind = None, xs.target_kind()
         if kind == "token":
             target = _token_target(xs, i, c[3])
+        elif kind == "unit" and xs.n_outputs > ui.MAX_MENU:  # a reconstruction of 784 pixels: one label per
+            # option was one child round trip each (and 784 options in the page): a number, its name below
+            choice = int(c[3].number_input(f"Explain output (0–{int(xs.n_outputs - 1)}; −1: the largest)", -1,
+                                           xs.n_outputs - 1, -1, key=_k("ll_xp_target_unit_n"),
+                                           help="Attributions explain this output unit"))
+            c[3].caption(ui.md(xs.target_label(choice, i)))
+            target = None if choice < 0 else choice
         elif kind != "single":
             label, key, help_ = (("Explain class", "ll_xp_target", "Attributions explain the score of this class")
                                  if kind == "class" else ("Explain output", "ll_xp_target_unit",
                                                           "Attributions explain this output unit"))
+            # a class's name is known here; only the prediction's label asks the probe's child (a question per
+            # option: 1,000 of them for 1,000 image folders)
             choice = c[3].selectbox(label, xs.target_choices(), key=_k(key), help=help_,
-                                    format_func=lambda t: xs.target_label(t, i))
+                                    format_func=lambda t: xs.class_name(t) if kind == "class" and t >= 0
+                                    else xs.target_label(t, i))
             target = None if choice < 0 else int(choice)
         else:
             c[3].caption("Single output: attributions explain the model's output "

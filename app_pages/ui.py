@@ -68,6 +68,9 @@ from builder.training.run_status import is_final, is_live, live_label
 from builder.training.threads import torch_threads as _job_threads
 
 APP_NAME = "LayerLab"
+MAX_MENU = 64
+"""Above this many options a page asks for a number, not a menu (each option's label can be a question to the
+probe's child, and every option is sent to the browser)."""
 
 
 def page_header(title: str, subtitle: str) -> None:

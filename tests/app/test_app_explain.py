@@ -515,6 +515,22 @@ def test_an_autoencoders_sample_comes_with_its_reconstruction_and_error(runs):
     assert "this model does reconstruction (it gives its input back)" in text and "regression" not in text, text
 
 
+def test_many_output_units_are_picked_by_number(runs, monkeypatch):
+    """Issue 29: the explained output's menu labelled each of a model's outputs through the probe's child, one
+    round trip per option (a 784-pixel reconstruction: 785 per sample, and 785 options in the page). Above
+    ``ui.MAX_MENU`` units (lowered here for the 64-pixel autoencoder) the unit is a number, named below it."""
+    from app_pages import ui
+
+    monkeypatch.setattr(ui, "MAX_MENU", 8)
+    at = runs("autoencoder")
+    assert not [s for s in at.selectbox if s.label == "Explain output"]
+    unit = _widget(at.number_input, "Explain output (0–63; −1: the largest)")
+    assert unit.value == -1 and "Largest output" in _text(at)
+    unit.set_value(13).run()
+    _no_bug(at)
+    assert "pixel (1, 5)" in _text(at) and "Attributions for pixel (1, 5)" in _titles(at), _titles(at)
+
+
 def test_regression_model_explains_its_output(runs):
     at = runs("diabetes")
     assert "Attribution per feature for the model's output" in _titles(at)
