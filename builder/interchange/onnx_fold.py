@@ -12,7 +12,16 @@ import numpy as np
 
 from builder.interchange.errors import ModelImportError
 from builder.interchange.onnx_read import node_attributes, to_array
-from builder.interchange.onnx_values import MAX_FOLD_ELEMENTS, Const, ConstSeq, Sym, SymArr, T, shape_items
+from builder.interchange.onnx_values import (
+    MAX_FOLD_ELEMENTS,
+    MAX_SHAPE_ITEMS,
+    Const,
+    ConstSeq,
+    Sym,
+    SymArr,
+    T,
+    shape_items,
+)
 
 
 class NoFold(Exception):
@@ -56,14 +65,35 @@ def slice_rows(ins, src: np.ndarray, res: np.ndarray) -> int | None:
     return int(res.shape[0]) if res.ndim == src.ndim and res.shape[1:] == src.shape[1:] else None
 
 
+def _items(v) -> int:
+    """How many items ``v`` holds (a symbolic shape's, a constant's), nothing built."""
+    return len(v.items) if isinstance(v, SymArr) else 1 if isinstance(v, Sym) else v.value.size if isinstance(v, Const) \
+        else 0
+
+
 def fold_op(op: str, ins: list, a: dict):
-    """Numpy/symbolic evaluation of shape-arithmetic ops; None when ``op`` is not foldable here."""
+    """Numpy/symbolic evaluation of shape-arithmetic ops; None when ``op`` is not foldable here.
+
+    A symbolic shape is a Python list: its Concat, Gather, Where or Equal is refused before the list is built when
+    its inputs hold more than :data:`MAX_SHAPE_ITEMS` items (a Concat of a list with itself doubles it: 20 such
+    nodes, 300 bytes of file, were 2^20 times the list).
+
+    >>> from builder.interchange.onnx_values import Sym
+    >>> fold_op("Concat", [SymArr([Sym(1)] * 600)] * 2, {})
+    Traceback (most recent call last):
+    builder.interchange.errors.ModelImportError: Concat of a shape would hold 1,200 items, more than 1,024; received: \
+a computed shape that large. Fix: import models whose shape arithmetic stays below 1,024 items
+    """
     sym = any(isinstance(v, SymArr | Sym) for v in ins)
+    if sym and op in ("Concat", "Gather", "Where", "Equal") and (n := sum(_items(v) for v in ins)) > MAX_SHAPE_ITEMS:
+        raise ModelImportError(f"{op} of a shape would hold {n:,} items, more than {MAX_SHAPE_ITEMS:,}; received: a "
+                               f"computed shape that large. Fix: import models whose shape arithmetic stays below "
+                               f"{MAX_SHAPE_ITEMS:,} items")
     if op in ("Identity", "Cast"):
         v = ins[0]
         if isinstance(v, Const) and op == "Cast":
             from onnx import helper  # lazy: heavy (onnx)
-            return Const(v.value.astype(helper.tensor_dtype_to_np_dtype(a["to"])))
+            return Const(v.value.astype(helper.tensor_dtype_to_np_dtype(a["to"]), copy=False))  # same type: itself
         return v
     if op == "Unsqueeze":
         axes = a.get("axes") or _as_list(ins[1])
@@ -270,6 +300,34 @@ def stated_shape(dims: list | None, params: list | None, batch: str | None) -> l
 _BROADCAST = {"Mul", "Add", "Sub", "Div", "Equal", "Where", "Pow", "Neg", "Sqrt"}
 
 
+def distinct_values(arrays: list[np.ndarray]) -> int:
+    """How many values ``arrays`` hold between them, counting memory they share once: views of one weight (its
+    reshapes, its slices, a broadcast) count by the span of memory they cover, so a Concat of many views of one
+    value is no larger than that value, while q, k and v weights (or slices) side by side are their sum.
+
+    >>> w = np.zeros((4, 6), np.float32)
+    >>> distinct_values([w, w.reshape(6, 4), w.T]), distinct_values([w[:2], w[2:]]), distinct_values([w, w.copy()])
+    (24, 24, 48)
+    >>> distinct_values([np.broadcast_to(w[0], (100, 6))] * 3)
+    6
+    """
+    from numpy.lib.array_utils import byte_bounds
+
+    spans = sorted((*byte_bounds(x), x.nbytes) for x in arrays if x.size)
+    total, lo, hi, held = 0, None, None, 0
+    for start, end, nbytes in spans:
+        if hi is not None and start < hi:  # overlaps the group so far: one weight's memory
+            hi, held = max(hi, end), held + nbytes
+            continue
+        if hi is not None:
+            total += min(held, hi - lo)
+        lo, hi, held = start, end, nbytes
+    if hi is not None:
+        total += min(held, hi - lo)
+    itemsize = max((x.itemsize for x in arrays), default=1)
+    return total // itemsize
+
+
 def fold_size(op: str, ins: list, a: dict) -> int | None:
     """How many values folding ``op`` would materialise, estimated from its inputs' shapes before anything is
     computed (None: not a constant result, or no more than its largest input). Broadcasting (``Equal`` of a
@@ -311,4 +369,4 @@ _ELEMENTWISE = {"Clip": None, "Abs": np.abs, "Sign": np.sign, "Floor": np.floor,
                 "LessOrEqual": np.less_equal, "GreaterOrEqual": np.greater_equal, "Not": np.logical_not}
 
 
-__all__ = ["fold_size", "fold_sequence", "batch_shape"]  # used by builder.interchange.onnx_import
+__all__ = ["fold_size", "distinct_values", "fold_sequence", "batch_shape"]  # used by builder.interchange.onnx_import

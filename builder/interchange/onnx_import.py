@@ -29,6 +29,7 @@ from builder.interchange.onnx_fold import (
     as_f32,
     batch_shape,
     const_array,
+    distinct_values,
     fold_op,
     fold_sequence,
     fold_size,
@@ -78,6 +79,8 @@ _FIXES: dict[str, str] = {}
 
 #: ONNX element types an input may have (the canvas's Input: 0 unset and 1 float32 as floats, 6/7 token ids)
 _INPUT_TYPES = (0, 1, 6, 7)
+_VIEWS = frozenset({"Identity", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Transpose", "Slice"})
+"""Folded ops whose result is a view of their input (numpy copies only a non-contiguous reshape: counted after)."""
 _ELEM_NAMES = {2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 8: "string", 9: "boolean", 10: "float16",
                11: "float64", 12: "uint32", 13: "uint64", 14: "complex64", 15: "complex128", 16: "bfloat16"}
 _MASK_FIX = ("a boolean input (a mask) is not imported as an input of its own: the canvas's token or sequence Input "
@@ -350,8 +353,12 @@ class OnnxImporter(ModuleGroups, TensorOps, NormPoolOps):
         if not value.flags.owndata:
             return
         self.folded += value.size
-        if self.folded > self.fold_room:
-            raise ModelImportError(f"node {n.name or n.op_type}: constant folding would hold {self.folded:,} values "
+        self._fold_room_check(n, self.folded)
+
+    def _fold_room_check(self, n, total: int) -> None:
+        """Refuse constant folding that would hold ``total`` values in all, over twice the model's weights."""
+        if total > self.fold_room:
+            raise ModelImportError(f"node {n.name or n.op_type}: constant folding would hold {total:,} values "
                                    f"in all; received: op {n.op_type}, a model of {self.weights:,} weight values. "
                                    f"Fix: import models whose computed constants stay within twice their weights")
 
@@ -408,13 +415,16 @@ class OnnxImporter(ModuleGroups, TensorOps, NormPoolOps):
             return False
         if any(v is None for v, name in zip(ins, n.input) if name):
             return False
-        sizes = {name: v.value.size for name, v in zip(n.input, ins) if isinstance(v, Const)}
+        consts = [v.value for v in ins if isinstance(v, Const)]
         # what the result may hold: its largest input, or for a Concat its distinct inputs together (q, k and v
-        # weights side by side; one range concatenated 2,000 times is still one range's worth)
-        largest = sum(sizes.values()) if op == "Concat" else max(sizes.values(), default=0)
+        # weights side by side; one range, or views of one weight under other names, concatenated 2,000 times is
+        # still one range's worth)
+        largest = distinct_values(consts) if op == "Concat" else max((c.size for c in consts), default=0)
         size = fold_size(op, ins, a)  # checked before anything is computed
         if size is not None:
             self._fold_check(n, size, largest)
+            if op not in _VIEWS:  # it allocates: the total is refused before, not after
+                self._fold_room_check(n, self.folded + size)
         try:
             res = fold_op(op, ins, a)
         except (ValueError, TypeError, IndexError, OverflowError, NoFold):
@@ -423,7 +433,8 @@ class OnnxImporter(ModuleGroups, TensorOps, NormPoolOps):
             return False
         if isinstance(res, Const):
             self._fold_check(n, res.value.size, largest)
-            self._fold_count(n, res.value)
+            if not any(res.value is c for c in consts):  # Identity, a Cast to its own type: the input itself
+                self._fold_count(n, res.value)
         if isinstance(res, Const) and isinstance(ins[0], Const) and ins[0].src and op == "Slice":
             res.src, res.rows = ins[0].src, slice_rows(ins, ins[0].value, res.value)
         if isinstance(res, Const) and isinstance(ins[0], Const) and (

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 MAX_FOLD_ELEMENTS = 1 << 20  # constant folding never materialises more than this many values
+MAX_SHAPE_ITEMS = 1024  # a symbolic shape array (a shape computed with the batch in it) never holds more items
 INTEGER_TYPES = frozenset({2, 3, 4, 5, 6, 7, 12, 13})  # ONNX uint8, int8, uint16, int16, int32, int64, uint32, uint64
 
 
@@ -98,4 +99,4 @@ class Built:
     mapped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
-__all__ = ["MAX_FOLD_ELEMENTS", "INTEGER_TYPES", "Sym", "Const", "SymArr", "T", "RnnState", "RnnHalf", "ConstSeq", "Pieces", "Built", "shape_items"]
+__all__ = ["MAX_FOLD_ELEMENTS", "MAX_SHAPE_ITEMS", "INTEGER_TYPES", "Sym", "Const", "SymArr", "T", "RnnState", "RnnHalf", "ConstSeq", "Pieces", "Built", "shape_items"]

@@ -211,3 +211,109 @@ def test_a_concat_of_distinct_weights_folds_and_of_one_repeated_is_refused():
     model.load_state_dict(res.weights)
     x = torch.rand(2, 4)
     torch.testing.assert_close(model(x), x + 2)  # row 1024 is w2's first
+
+
+def _graph(nodes: list, initializer: list | None = None) -> bytes:
+    """x (B, 4) -> ``nodes`` ending in y (B, 4), as a model file."""
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 4])],
+                              initializer=initializer or [])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def _one_value_added(name: str, rank: int) -> list:
+    """Nodes adding one value of constant ``name`` (of ``rank`` dimensions) to x."""
+    return [_c("s0", np.zeros(rank, np.int64)), _c("s1", np.ones(rank, np.int64)),
+            helper.make_node("Slice", [name, "s0", "s1"], ["one"]), _c("flat", np.array([1], np.int64)),
+            helper.make_node("Reshape", ["one", "flat"], ["one1"]), helper.make_node("Add", ["x", "one1"], ["y"])]
+
+
+def _views(k: int) -> bytes:
+    """A (1024, 1024) ConstantOfShape, ``k`` Reshape views of it under other names, and their Concat."""
+    nodes = [_c("shp", np.array([1024, 1024], np.int64)),
+             helper.make_node("ConstantOfShape", ["shp"], ["base"], value=numpy_helper.from_array(np.ones(1, np.float32))),
+             *(helper.make_node("Reshape", ["base", "shp"], [f"v{i}"]) for i in range(k)),
+             helper.make_node("Concat", [f"v{i}" for i in range(k)], ["big"], axis=0)]
+    return _graph(nodes + _one_value_added("big", 2))
+
+
+def test_a_concat_of_views_of_one_value_is_refused_before_it_is_built():
+    """Outside-style review of issue 28: views are no allocation, and a Concat's room was its inputs by name, so 64
+    views of one 2^20 constant under 64 names (2.6 KB of file) were concatenated (256 MiB) and refused only after.
+    Inputs sharing memory count once, before anything is built; in a fresh process the growth is the base's."""
+    code = textwrap.dedent("""
+        import json, re
+        from builder.interchange import import_model
+        from builder.interchange.errors import ModelImportError
+        from tests.interchange.test_onnx_fold_limits import _views
+        try:
+            import_model(_views(1), verify=False)  # warm-up
+        except ModelImportError:
+            pass
+        def peak():
+            return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+        before = peak()
+        try:
+            import_model(_views(64), verify=False)
+            msg = ""
+        except ModelImportError as e:
+            msg = str(e)
+        print(json.dumps({"msg": msg, "grew_mib": (peak() - before) / 1024}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.splitlines()[-1])
+    assert "would hold 67,108,864 values, more than its inputs (1,048,576)" in res["msg"], res
+    assert res["grew_mib"] < 32, res  # the 4 MiB base and no concatenation (256 MiB)
+
+
+def test_slices_of_one_weight_side_by_side_still_fold():
+    """What the memory rule must keep: q, k and v slices of one in_proj weight concatenated are that weight."""
+    w = numpy_helper.from_array(np.arange(3 * 512 * 1024, dtype=np.float32).reshape(1536, 1024), "w")
+    nodes = []
+    for i in range(3):
+        nodes += [_c(f"a{i}", np.array([512 * i], np.int64)), _c(f"b{i}", np.array([512 * (i + 1)], np.int64)),
+                  _c(f"ax{i}", np.array([0], np.int64)),
+                  helper.make_node("Slice", ["w", f"a{i}", f"b{i}", f"ax{i}"], [f"p{i}"])]
+    nodes.append(helper.make_node("Concat", ["p2", "p1", "p0"], ["big"], axis=0))
+    res = import_model(_graph(nodes + _one_value_added("big", 2), [w]), verify=False)
+    model = compile_graph(res.project.graph)
+    model.load_state_dict(res.weights)
+    x = torch.rand(2, 4)
+    torch.testing.assert_close(model(x), x + 2 * 512 * 1024)  # row 0 of the Concat is p2's first: w[1024, 0]
+
+
+@pytest.mark.parametrize("index, doublings", [(1 << 16, 0), (8, 10)])
+def test_a_computed_shape_is_bounded_before_its_list_is_built(index, doublings):
+    """Outside-style review of issue 28: a shape computed with the batch in it is a Python list the fold checks did
+    not see: Gather of Shape(x) by 2^16 indices, then each Concat of the list with itself doubling it (600 bytes of
+    file: 8 x 2^20 items, 213 MiB; 20 doublings: terabytes). Refused with one line before the list is built."""
+    nodes = [helper.make_node("Shape", ["x"], ["sx"]), _c("n", np.array([index], np.int64)),
+             helper.make_node("ConstantOfShape", ["n"], ["idx"], value=numpy_helper.from_array(np.zeros(1, np.int64))),
+             helper.make_node("Gather", ["sx", "idx"], ["g0"], axis=0),
+             *(helper.make_node("Concat", [f"g{i}", f"g{i}"], [f"g{i + 1}"], axis=0) for i in range(doublings)),
+             _c("s0", np.array([0], np.int64)), _c("s1", np.array([2], np.int64)),
+             helper.make_node("Slice", [f"g{doublings}", "s0", "s1"], ["shp"]),
+             helper.make_node("Reshape", ["x", "shp"], ["y"])]
+    with pytest.raises(ModelImportError, match=r"of a shape would hold [\d,]+ items, more than 1,024") as info:
+        import_model(_graph(nodes), verify=False)
+    assert "\n" not in str(info.value) and "Fix:" in str(info.value)
+
+
+def test_identity_aliases_of_a_weight_are_no_allocation():
+    """Outside-style review of issue 28: Identity returns its input, yet each alias of a 1.1 M-value weight counted
+    as a new allocation, so twelve tied uses were refused ("would hold 14,300,000 values in all")."""
+    w = numpy_helper.from_array(np.ones((1100, 1000), np.float32), "w")
+    nodes, last = [], "x"
+    for i in range(12):
+        nodes += [helper.make_node("Identity", ["w"], [f"t{i}"]), _c(f"s0_{i}", np.zeros(2, np.int64)),
+                  _c(f"s1_{i}", np.ones(2, np.int64)), helper.make_node("Slice", [f"t{i}", f"s0_{i}", f"s1_{i}"], [f"o{i}"]),
+                  _c(f"f{i}", np.array([1], np.int64)), helper.make_node("Reshape", [f"o{i}", f"f{i}"], [f"r{i}"]),
+                  helper.make_node("Add", [last, f"r{i}"], ["y" if i == 11 else f"x{i}"])]
+        last = f"x{i}"
+    res = import_model(_graph(nodes, [w]), verify=False)
+    model = compile_graph(res.project.graph)
+    model.load_state_dict(res.weights)
+    x = torch.rand(2, 4)
+    torch.testing.assert_close(model(x), x + 12)
