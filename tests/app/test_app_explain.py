@@ -515,6 +515,29 @@ def test_an_autoencoders_sample_comes_with_its_reconstruction_and_error(runs):
     assert "this model does reconstruction (it gives its input back)" in text and "regression" not in text, text
 
 
+def test_many_positions_are_picked_by_number(workspace, probe, monkeypatch):
+    """Issue 29: a language model's position menu listed every position (1,024 for GPT-2 imported at its length);
+    above ``ui.MAX_MENU`` the position is a number, its token named below it, and the header follows it."""
+    from app_pages import ui
+    from builder.interpret.next_token import token_word
+    from builder.runs.pipeline import open_run
+
+    store = RunStore(workspace, actor=SYSTEM)
+    project = builder.load_template("gpt")
+    rid = run_training(project, project.training["dataset"], {"epochs": 1, "seed": 0}, store=store).run_id
+    _, ds = open_run(store, store.get(rid))
+    t = int(ds.info.input_shape[0])
+    monkeypatch.setattr(ui, "MAX_MENU", 8)
+    at = _page({"ll_xp_probe": probe, "ll_xp_model": f"run:{rid}"})
+    assert not [s for s in at.selectbox if s.label == "Position"]
+    position = _widget(at.number_input, f"Position (0–{t - 1})")
+    assert position.value == t - 1
+    position.set_value(3).run()
+    _no_bug(at)
+    assert f"3 · after {token_word(ds.info, int(ds.test.X[0, 3]))}" in _text(at)
+    assert "at position 3" in _titles(at), _titles(at)
+
+
 def test_many_output_units_are_picked_by_number(runs, monkeypatch):
     """Issue 29: the explained output's menu labelled each of a model's outputs through the probe's child, one
     round trip per option (a 784-pixel reconstruction: 785 per sample, and 785 options in the page). Above
