@@ -286,14 +286,14 @@ def _token_target(xs: ExplainSession, i: int, col: Any) -> int:
     """A language model's explained output: a position of sample ``i`` (its last real token by default), then one
     of the likeliest next tokens there or the true one (a bounded list, never T × vocabulary outputs)."""
     labels, default = xs.token_positions(i)
-    why = "The model predicts the token after each position from the tokens up to it"
+    help_ = "The model predicts the token after each position from the tokens up to it"
     if len(labels) > ui.MAX_MENU:  # 1,024 positions of an imported GPT-2: a number, its token below
         pos = int(col.number_input(f"Position (0–{int(len(labels) - 1)})", 0, len(labels) - 1, default,
-                                   key=_pos_key(xs, i), help=why))
+                                   key=_pos_key(xs, i), help=help_))
         col.caption(ui.md(labels[pos]))
     else:
         pos = int(col.selectbox("Position", list(range(len(labels))), index=default, format_func=labels.__getitem__,
-                                key=_pos_key(xs, i), help=why))
+                                key=_pos_key(xs, i), help=help_))
     options = dict(xs.token_targets(i, pos))
     return int(col.selectbox("Explain next token", list(options), format_func=options.__getitem__,
                              key=_k(f"ll_xp_tok_{xs.split}_{i}_{pos}"),
