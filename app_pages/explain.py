@@ -218,7 +218,7 @@ def _sample_header(xs: ExplainSession, row: list) -> tuple[int, Any, dict] | Non
                 c[2].caption("Runners-up: " + ", ".join(f"{ui.md(name)} ({p:.1%})" for name, p in s.runners_up))
         elif s.kind == "next_token":  # a language model: what it predicts after the last token (it showed "Sample #0")
             # a token is the corpus's text, and a metric's value is Markdown
-            c[1].metric("True next token", ui.md(s.true), help=f"The token that follows position {int(s.position)} in "
+            c[1].metric("True next", ui.md(s.true), help=f"The token that follows position {int(s.position)} in "
                         "the data")
             c[2].metric("Predicted next", ui.md(s.predicted), f"{'correct' if s.correct else 'wrong'} · {s.confidence:.1%}",
                         delta_color="normal" if s.correct else "inverse", delta_arrow="off",

@@ -761,7 +761,7 @@ def test_a_language_model_explains_one_next_token_at_a_chosen_position(workspace
     assert len(token.options) <= TOP_TOKENS + 1 and predicted in token.options[0]
     # a metric's value is Markdown: a token (the corpus's text) is escaped
     assert _widget(at.metric, "Predicted next").value == md_lines(predicted)
-    assert _widget(at.metric, "True next token").value == md_lines(token_word(ds.info, int(ds.test.y[0, t - 1])))
+    assert _widget(at.metric, "True next").value == md_lines(token_word(ds.info, int(ds.test.y[0, t - 1])))
     assert f"at position {t - 1}" in _titles(at) and "output " not in _titles(at)
     # the explained position is outlined on every token map (the map did not say which token it explains after)
     marks = [sh for s in _specs(at) for sh in s.get("layout", {}).get("shapes", []) if sh.get("type") == "rect"]
@@ -774,7 +774,7 @@ def test_a_language_model_explains_one_next_token_at_a_chosen_position(workspace
     assert "at position 3" in _titles(at), _titles(at)
     # the header follows the chosen position (it kept the last one's prediction beside the picker's other token)
     assert _widget(at.metric, "Predicted next").value == md_lines(token_word(ds.info, int(logits[3].argmax())))
-    assert _widget(at.metric, "True next token").value == md_lines(token_word(ds.info, int(ds.test.y[0, 3])))
+    assert _widget(at.metric, "True next").value == md_lines(token_word(ds.info, int(ds.test.y[0, 3])))
     text = _text(_tab(at, "Calibration"))  # it said "this model does next_token"
     assert "next-token prediction (a language model" in text and "does next_token" not in text, text[-900:]
     # no menu lists the vocabulary (the pad token's listed all V tokens)
