@@ -378,7 +378,7 @@ def _attribution_views(xs: ExplainSession, i: int, target: Any, base: dict, chos
         st.plotly_chart(fig, width="stretch", config=CFG, key="ll_xp_fig_tab")
     else:
         # a language model's explained position is outlined (its own token usually weighs most: read last)
-        mark = int(target) // xs.output_shape[-1] if xs.target_kind() == "token" and target is not None else None
+        mark = st.session_state.get(_pos_key(xs, i)) if xs.target_kind() == "token" else None  # the picked one
         for m, e in input_space.items():
             fig = figs.explanation_figure(e, xs.sample(i), 0, modality=xs.modality, feature_names=xs.feature_names(),
                                           tokens=xs.tokens(i) if xs.modality == "tokens" else None, mark=mark)
