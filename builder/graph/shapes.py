@@ -258,11 +258,16 @@ def check_cycles(a: Analysis) -> None:
 def check_reachability(a: Analysis) -> None:
     """Every healthy node is fed from an Input (when the graph has one)."""
     a.inputs = [n for n, i in a.nodes.items() if i.type == "Input"]
-    reach = set(a.inputs)
+    # one search from every Input at once: each node and edge is visited once (a search per Input was inputs x
+    # (nodes + edges): 2,500 Inputs into one chain of 2,500 took 22 s)
     acyclic = a.acyclic
-    for s in a.inputs:
-        if s in acyclic:
-            reach |= nx.descendants(acyclic, s)
+    reach = set(a.inputs)
+    todo = [s for s in a.inputs if s in acyclic]
+    while todo:
+        for v in acyclic.successors(todo.pop()):
+            if v not in reach:
+                reach.add(v)
+                todo.append(v)
     for nid, info in a.nodes.items():
         if nid not in reach and nid not in a.cyclic and info.status == "ok" and a.inputs:
             info.status = "unreachable"

@@ -66,9 +66,8 @@ def test_no_input():
 def test_unreachable_node():
     probs = validate(g([INP, {"id": "f", "type": "Flatten"}, {"id": "a", "type": "ReLU"}, {"id": "b", "type": "ReLU"}],
                        [("x", "f"), ("a", "b")]))
-    # `a` misses its input; `b` is fed but not from an Input
-    assert ("missing_input", "a") in codes(probs)
-    assert ("unreachable", "b") not in codes(probs) or True
+    # `a` misses its input; `b` is fed, but no path leads to it from an Input (the line read "... or True")
+    assert ("missing_input", "a") in codes(probs) and ("unreachable", "b") in codes(probs)
     rep = infer_shapes(g([INP, {"id": "a", "type": "ReLU"}, {"id": "b", "type": "ReLU"}], [("x", "x2"), ("a", "b")]))
     assert rep.nodes["b"].status in ("upstream", "unreachable")
 
@@ -446,3 +445,24 @@ def test_a_graph_of_inputs_alone_has_no_output_and_says_so():
         assert "; received: " in problems[0].message and "Fix: " in problems[0].message
     fed = {"nodes": [x, y, {"id": "out", "type": "Output"}], "edges": [{"source": "y", "target": "out"}]}
     assert validate(fed) == []  # an unused Input beside a network is no problem of this kind
+
+
+@settings(max_examples=budget(60), deadline=None)
+@given(small_graph())
+def test_reachability_is_every_input_searched(graph):
+    """One search from every Input at once (a search per Input was inputs x (nodes + edges): 2,500 Inputs into a
+    chain of 2,500 took 22 s to validate) marks exactly the healthy nodes no Input reaches, as a search per Input
+    does."""
+    import networkx as nx
+
+    from builder.graph.shapes import check_reachability
+
+    a = Analysis(as_graph(graph), Budget())
+    for phase in PHASES[:PHASES.index(check_reachability)]:
+        phase(a)
+    healthy = {nid for nid, info in a.nodes.items() if info.status == "ok"}
+    inputs = [nid for nid, info in a.nodes.items() if info.type == "Input"]
+    reach = set(inputs).union(*(nx.descendants(a.acyclic, s) for s in inputs if s in a.acyclic))
+    check_reachability(a)
+    marked = {nid for nid, info in a.nodes.items() if info.status == "unreachable"}
+    assert marked == ({n for n in healthy - reach if n not in a.cyclic} if inputs else set())
