@@ -9,6 +9,7 @@ import math
 import re
 
 import numpy as np
+from numpy.lib.array_utils import byte_bounds
 
 from builder.interchange.errors import ModelImportError
 from builder.interchange.onnx_read import node_attributes, to_array
@@ -311,8 +312,6 @@ def distinct_values(arrays: list[np.ndarray]) -> int:
     >>> distinct_values([np.broadcast_to(w[0], (100, 6))] * 3)
     6
     """
-    from numpy.lib.array_utils import byte_bounds
-
     spans = sorted((*byte_bounds(x), x.nbytes) for x in arrays if x.size)
     total, lo, hi, held = 0, None, None, 0
     for start, end, nbytes in spans:
