@@ -124,7 +124,13 @@ def kinds_of(report: ShapeReport) -> dict[str, str]:
 
 
 def human_bytes(n: float) -> str:
-    """1536 -> '1.5 KB'."""
+    """1536 -> '1.5 KB'; past an exabyte, the power of ten (an integer of any size: no float overflows).
+
+    >>> human_bytes(1536), human_bytes(3 * 1024 ** 4), human_bytes(10 ** 40)
+    ('1.5 KB', '3.0 TB', 'about 10^40 B')
+    """
+    if abs(n) >= 1024 ** 6:
+        return f"about 10^{len(str(int(abs(n)))) - 1} B"
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1024 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -41,6 +41,7 @@ from builder.graph.report import (  # noqa: F401  (re-exported: the report types
 )
 from builder.graph.spec import (
     MASK,
+    MAX_VALUES,
     PADDING_MASK,
     SHARES,
     TOKENS,
@@ -49,6 +50,7 @@ from builder.graph.spec import (
     LayerSpec,
     ShapeError,
     TensorType,
+    format_shape,
     short_repr,
 )
 
@@ -347,6 +349,7 @@ def _apply_rule(a: Analysis, nid: str, spec: LayerSpec, ins: list[TensorType], p
     try:
         out = spec.shape(info.params, ins)
         outs = out if isinstance(out, dict) else {spec.outputs[0]: out}
+        _check_values(outs)
         ctor = module_ctor(spec, info.params, ins)
         if ctor is not None:
             cls, kwargs = ctor
@@ -375,6 +378,18 @@ def _apply_rule(a: Analysis, nid: str, spec: LayerSpec, ins: list[TensorType], p
     for msg in spec.lint(info.params, ins) if spec.lint else ():
         info.warnings.append(msg)
         a.problems.append(Problem("warning", msg, node=nid, severity="warning"))
+
+
+def _check_values(outs: dict) -> None:
+    """Refuse an output tensor of more than :data:`~builder.graph.spec.MAX_VALUES` values per sample (sizes of a
+    million each, multiplied, reach numbers no estimate, no memory and no float can hold)."""
+    for t in outs.values():
+        if not isinstance(t, TensorType) or t.shape is None or not all(isinstance(d, int) for d in t.shape):
+            continue
+        if (n := t.numel) > MAX_VALUES:  # its digits, not a float: 10^336 is no float
+            raise ShapeError(f"a tensor holds at most {MAX_VALUES:,} values per sample (2^40); received: "
+                             f"{format_shape(t.shape)[:120]}, about 10^{len(str(n)) - 1} values. Fix: use smaller "
+                             "sizes")
 
 
 def _short_error(ex: BaseException) -> str:

@@ -30,6 +30,8 @@ CATEGORIES = ("Inputs", "Dense", "Convolution", "Pooling", "Normalisation", "Rec
               "Activation", "Merge", "Reshape", "Math")
 
 MAX_SIZE = 1_000_000  # largest single size (features, channels, vocabulary) a parameter may take
+MAX_VALUES = 1 << 40  # most values one tensor of one sample may hold (sizes past it overflow the estimates: a
+# 560-character link chained Expands to 10^336 values and the Build page raised OverflowError on every visit)
 
 #: The tied-weights marker: ``params["shares"] = "enc_fc"`` makes a node call the module of node ``enc_fc`` (one set of
 #: weights used twice, as a module called from two places in PyTorch). Checked by

@@ -466,3 +466,33 @@ def test_reachability_is_every_input_searched(graph):
     check_reachability(a)
     marked = {nid for nid, info in a.nodes.items() if info.status == "unreachable"}
     assert marked == ({n for n in healthy - reach if n not in a.cyclic} if inputs else set())
+
+
+@pytest.mark.parametrize("kind", ["expand", "doubling"])
+def test_a_tensor_past_the_values_bound_is_a_located_problem(kind):
+    """Outside-style review of issue 28: sizes of a million each, multiplied along a chain (Expand then Reshape, or
+    Concat of a tensor with itself 1,025 times), reached 10^336 values from a 560-character link; the Build page's
+    estimate raised OverflowError on every visit. The first node past MAX_VALUES is a shape problem, located."""
+    from builder.graph.share import decode_project, encode_project
+    from builder.graph.spec import MAX_VALUES
+
+    if kind == "expand":
+        nodes = [{"id": "x", "type": "Input", "params": {"shape": [1] * 8}},
+                 {"id": "e", "type": "Expand", "params": {"sizes": [-1] + [1_000_000] * 7}},
+                 {"id": "r", "type": "Reshape", "params": {"shape": [-1, 1, 1, 1, 1, 1, 1, 1]}}]
+        edges, first = [("x", "e"), ("e", "r")], "e"
+    else:
+        nodes = [{"id": "x", "type": "Input", "params": {"shape": [2]}}]
+        nodes += [{"id": f"c{i}", "type": "Concat"} for i in range(45)]
+        edges = [(f"c{i - 1}" if i else "x", f"c{i}") for i in range(45)]
+        edges += [{"source": f"c{i - 1}" if i else "x", "target": f"c{i}", "target_port": "1"} for i in range(45)]
+        edges = [e if isinstance(e, dict) else {"source": e[0], "target": e[1], "target_port": "0"} for e in edges]
+        first = "c39"  # 2^41 values (c_i holds 2^(i + 2)): the first past the bound
+    project = decode_project(encode_project(load_project({"graph": g(nodes, edges)})))
+    rep = infer_shapes(project.graph)
+    shape = [p for p in rep.problems if p.code == "shape"]
+    assert [p.node for p in shape] == [first], [(p.node, p.message[:80]) for p in shape]
+    assert f"at most {MAX_VALUES:,} values per sample" in shape[0].message and "Fix:" in shape[0].message
+    from builder.graph.cost import canvas_annotations
+
+    assert canvas_annotations(project.graph, rep)["summary"]["memory"]  # no OverflowError
