@@ -42,6 +42,7 @@ MAX_VOCAB_SIZE = 50_000  # a tokenizer's vocabulary (the Embedding's rows)
 MAX_PRETRAINED_VOCAB = 262_144  # a model folder's own tokenizer (the largest common ones: 250k, 256k tokens)
 MAX_SEQ_LENGTH = 1_024  # tokens per sample (max_length)
 MAX_TOKEN_CELLS = 20_000_000  # samples x max_length token ids (int64: 160 MB)
+MAX_TOKENIZER_TRAIN_CHARS = 8 * 2**20  # characters of training text a word/BPE tokenizer learns from (the first)
 MAX_SERIES_ROWS = 1_000_000  # time steps of one series
 MAX_SERIES_COLUMNS = 64  # numeric columns of one series
 MAX_WINDOW_CELLS = 20_000_000  # windows x (lookback + horizon) x columns (float32: 80 MB)

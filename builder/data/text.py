@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +71,17 @@ PAD_TOKENS = (PAD, "[PAD]", "<|pad|>")
 #: the unknown-word tokens: LayerLab's own and a pretrained tokenizer's
 UNK_TOKENS = (UNK, "[UNK]", "<|unk|>")
 TEXT_SUFFIXES = (".csv", ".zip", ".txt")
+#: texts are encoded a batch at a time: at most this many characters (the library holds ~140 bytes a character
+#: while it encodes) or texts per ``encode_batch`` call
+_BATCH_CHARS, _BATCH_TEXTS = 2**18, 1024
+#: a corpus is encoded a piece of at most this many characters at a time, cut at a line break (or, in a longer
+#: line, before its last whitespace), so a long corpus is refused at MAX_TOKEN_CELLS before the rest is encoded
+_PIECE_CHARS = 2**18
+#: a text longer than its first ``max_length`` tokens can need is cut before it is encoded (:func:`encode`), at
+#: the next whitespace within this many characters of that bound
+_CUT_SLACK = 2**12
+_WHITESPACE = re.compile(r"\s")
+_LAST_WHITESPACE = re.compile(r"\s(?=\S*\Z)")
 
 
 class RunTokenizer(str):
@@ -124,8 +137,28 @@ def _int(v: Any) -> bool:
 
 
 # ------------------------------------------------------------------------------------------ tokenizer
+def training_sample(texts: Any) -> tuple[list[str], bool]:
+    """The first texts of ``texts`` (in order) up to :data:`~builder.data.limits.MAX_TOKENIZER_TRAIN_CHARS`
+    characters in all, the last one cut there; and whether anything was left out.
+
+    >>> training_sample(["ab", "cd"])
+    (['ab', 'cd'], False)
+    """
+    out, left = [], limits.MAX_TOKENIZER_TRAIN_CHARS
+    for t in texts:
+        if len(t) > left:
+            if left:
+                out.append(t[:left])
+            return out, True
+        out.append(t)
+        left -= len(t)
+    return out, False
+
+
 def train_tokenizer(texts: list[str], opts: TokenizerOptions) -> Tokenizer:
-    """A tokenizer learned from ``texts`` (the training split only): ids 0 and 1 are ``<pad>`` and ``<unk>``."""
+    """A tokenizer learned from ``texts`` (the training split only; its first
+    :data:`~builder.data.limits.MAX_TOKENIZER_TRAIN_CHARS` characters: :func:`training_sample`): ids 0 and 1 are
+    ``<pad>`` and ``<unk>``."""
     from tokenizers import (  # lazy: heavy (tokenizers)
         Tokenizer,
         decoders,
@@ -149,7 +182,8 @@ def train_tokenizer(texts: list[str], opts: TokenizerOptions) -> Tokenizer:
         trainer = trainers.BpeTrainer(vocab_size=opts.vocab_size, special_tokens=[PAD, UNK], show_progress=False,
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.normalizer = normalizers.Sequence(norm)
-    tok.train_from_iterator(texts, trainer)
+    sample = training_sample(texts)[0]  # a long text in pieces: the library holds ~140 bytes a character of one
+    tok.train_from_iterator((c for t in sample for c in _chunks(t, _PIECE_CHARS)), trainer)
     return tok
 
 
@@ -197,10 +231,36 @@ def encode(tok: Tokenizer, texts: list[str], max_length: int, *, special: bool =
                            f"{limits.MAX_TOKEN_CELLS:,} (limits.MAX_TOKEN_CELLS); received: {n * max_length:,}. "
                            "Fix: a smaller max_length or fewer texts")
     out = np.full((n, max_length), PAD_ID, dtype=np.int64)
-    for i, e in enumerate(_encodings(tok, list(texts), special)):
-        ids = e.ids[:max_length]
-        out[i, :len(ids)] = ids
+    longest = max((len(t) for t in tok.get_vocab()), default=1)
+    bound = min(max_length * (longest + 1) * 2 + _CUT_SLACK, _BATCH_CHARS)
+    start = 0
+    while start < n:  # a batch of texts, each cut where its first max_length tokens surely end
+        stop, chars, batch, cut = start, 0, [], []
+        while stop < n and len(batch) < _BATCH_TEXTS and (not batch or chars < _BATCH_CHARS):
+            t, was_cut = _head(str(texts[stop]), bound)
+            batch.append(t)
+            cut.append(was_cut)
+            chars += len(t)
+            stop += 1
+        for i, (e, was_cut) in enumerate(zip(_encodings(tok, batch, special), cut, strict=True)):
+            ids, b = e.ids, bound
+            while was_cut and len(ids) <= max_length and b < _BATCH_CHARS:  # fell short (runs of spaces): longer
+                b = min(b * 8, _BATCH_CHARS)
+                t, was_cut = _head(str(texts[start + i]), b)
+                ids = _encodings(tok, [t], special)[0].ids
+            ids = ids[:max_length]
+            out[start + i, :len(ids)] = ids
+        start = stop
     return out
+
+
+def _head(text: str, bound: int) -> tuple[str, bool]:
+    """``text`` cut at its first whitespace from ``bound`` characters on (at most :data:`_CUT_SLACK` further, else
+    at ``bound``), and whether it was cut: a word is not cut in two where the text has whitespace."""
+    if len(text) <= bound:
+        return text, False
+    m = _WHITESPACE.search(text, bound, bound + _CUT_SLACK)
+    return text[:m.start() if m else bound], True
 
 
 def decode(tok: Tokenizer, ids: Any) -> str:
@@ -341,9 +401,12 @@ def texts_dataset(texts: list[str], y: np.ndarray, info: DatasetInfo, opts: Toke
         X = torch.from_numpy(encode(tok, texts, opts.max_length, special=True))
         _pretrained_info(info, tok, pretrained, opts)
     else:
-        tok = train_tokenizer([texts[i] for i in tr], opts)
+        sample, cut = training_sample(texts[i] for i in tr)
+        tok = train_tokenizer(sample, opts)
         X = torch.from_numpy(encode(tok, texts, opts.max_length))
         _with_tokenizer(info, tok, opts)
+        if cut:
+            info.notes.append(_sample_note(sum(len(texts[i]) for i in tr)))
     yt = task_targets(y, tr, info, (opts.max_length,))
     dataset_record(info, (opts.max_length,), (tr, va, te), seed, val_fraction, test_fraction)
 
@@ -368,21 +431,17 @@ def corpus_dataset(text: str, info: DatasetInfo, opts: TokenizerOptions, *, seed
     n = len(text)
     a, b = int(n * (1 - val_fraction - test_fraction)), int(n * (1 - test_fraction))
     parts = [text[:a], text[a:b], text[b:]]
-    tok = train_tokenizer([ln for ln in parts[0].splitlines() if ln.strip()], opts)
+    head = parts[0][:limits.MAX_TOKENIZER_TRAIN_CHARS]  # the tokenizer's sample (training_sample), lines of it
+    tok = train_tokenizer([ln for ln in head.splitlines() if ln.strip()], opts)
     L = opts.max_length
     splits = []
     for part in parts:
-        ids = np.concatenate([np.asarray(e.ids, dtype=np.int64) for e in
-                              _encodings(tok, part.splitlines(keepends=True), False)]
-                             or [np.zeros(0, np.int64)])
+        ids = _corpus_ids(tok, part, L, info.name)
         k = (len(ids) - 1) // L
         if k < 1:
             raise DatasetError(f"{info.name}: a corpus part is shorter than one block of {L + 1} tokens; "
                                f"received: {len(ids)} tokens. Fix: a longer text, a smaller max_length or larger "
                                "val_fraction/test_fraction")
-        if k * L > limits.MAX_TOKEN_CELLS:
-            raise DatasetError(f"{info.name}: {k * L:,} token ids, over the limit of {limits.MAX_TOKEN_CELLS:,} "
-                               "(limits.MAX_TOKEN_CELLS). Fix: a shorter corpus")
         x = ids[:k * L].reshape(k, L)
         t = ids[1:k * L + 1].reshape(k, L)
         splits.append(TokenSplit(torch.from_numpy(x.copy()), torch.from_numpy(t.copy())))
@@ -392,7 +451,69 @@ def corpus_dataset(text: str, info: DatasetInfo, opts: TokenizerOptions, *, seed
     info.out_size = len(info.vocab)
     dataset_record(info, (L,), tuple(s.X for s in splits), seed, val_fraction, test_fraction)
     info.notes.append("corpus cut by position: the first part trains, the next validates, the last tests")
+    if len(head) < len(parts[0]):
+        info.notes.append(_sample_note(len(parts[0])))
     return Dataset(info, *splits)
+
+
+def _sample_note(chars: int) -> str:
+    return (f"tokenizer learned on the first {limits.MAX_TOKENIZER_TRAIN_CHARS:,} characters of the training text "
+            f"(of {chars:,}; limits.MAX_TOKENIZER_TRAIN_CHARS)")
+
+
+def _chunks(text: str, size: int) -> Iterator[str]:
+    """``text`` in pieces of at most ``size`` characters, each cut before the last whitespace it has (words and
+    pre-tokens stay whole), else at ``size``.
+
+    >>> list(_chunks("ab cd ef", 6))
+    ['ab cd', ' ef']
+    """
+    pos, n = 0, len(text)
+    while pos < n:
+        piece = text[pos:pos + size]
+        if pos + len(piece) < n and (m := _LAST_WHITESPACE.search(piece)) and m.start() > 0:
+            piece = piece[:m.start()]
+        pos += len(piece)
+        yield piece
+
+
+def _pieces(text: str) -> Iterator[list[str]]:
+    r"""The lines of ``text`` (``splitlines(keepends=True)``) in pieces of at most :data:`_PIECE_CHARS` characters,
+    a line longer than that cut before its last whitespace there (else at the bound): joined they are ``text``.
+
+    >>> list(_pieces("ab\ncd\n"))
+    [['ab\n', 'cd\n']]
+    """
+    pos, n = 0, len(text)
+    while pos < n:
+        piece = text[pos:pos + _PIECE_CHARS]
+        lines = piece.splitlines(keepends=True)
+        if pos + len(piece) < n:
+            if len(lines) > 1:  # the last line may go on (or be a '\r' of '\r\n'): the next piece's
+                piece = piece[:len(piece) - len(lines.pop())]
+            elif (m := _LAST_WHITESPACE.search(piece)) and m.start() > 0:
+                piece = piece[:m.start()]
+                lines = [piece]
+        pos += len(piece)
+        yield lines
+
+
+def _corpus_ids(tok: Tokenizer, part: str, L: int, name: str) -> np.ndarray:
+    """The token ids of a corpus part (each line encoded as it is), int64, encoded a piece at a time: refused
+    (DatasetError) once its blocks of ``L`` are over :data:`~builder.data.limits.MAX_TOKEN_CELLS`, before the
+    rest is encoded."""
+    chunks, count, done = [], 0, 0
+    for lines in _pieces(part):
+        for i in range(0, len(lines), _BATCH_TEXTS):
+            ids = [j for e in _encodings(tok, lines[i:i + _BATCH_TEXTS], False) for j in e.ids]
+            chunks.append(np.asarray(ids, dtype=np.int32))  # ids < MAX_VOCAB_SIZE
+            count += len(ids)
+            if (count - 1) // L * L > limits.MAX_TOKEN_CELLS:
+                raise DatasetError(f"{name}: a corpus part is at most {limits.MAX_TOKEN_CELLS:,} token ids "
+                                   f"(limits.MAX_TOKEN_CELLS); received: over {(count - 1) // L * L:,} in its first "
+                                   f"{done + sum(map(len, lines)):,} of {len(part):,} characters. Fix: a shorter corpus")
+        done += sum(map(len, lines))
+    return np.concatenate(chunks).astype(np.int64) if chunks else np.zeros(0, np.int64)
 
 
 def text_preview(ds: Dataset, n: int = 10) -> dict:
@@ -624,5 +745,5 @@ def _folder_texts(root: Path, label: str) -> tuple[list[str], np.ndarray, list[s
 
 
 __all__ = ["PAD", "UNK", "PAD_ID", "UNK_ID", "TOKENIZER_KINDS", "RunTokenizer", "TokenizerOptions", "TokenSplit", "train_tokenizer",
-           "load_tokenizer", "token_ids", "encode", "decode", "tokens_text", "ids_text", "vocab_of", "padding_mask", "texts_dataset", "corpus_dataset",
+           "load_tokenizer", "token_ids", "encode", "decode", "training_sample", "tokens_text", "ids_text", "vocab_of", "padding_mask", "texts_dataset", "corpus_dataset",
            "load_text", "read_new_texts", "text_preview", "shorter_max_length"]
