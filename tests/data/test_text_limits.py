@@ -47,7 +47,7 @@ def test_a_4_mib_corpus_grows_the_process_by_far_less_than_its_encodings(tmp_pat
         ds = load_text({str(path)!r}, max_length=64, vocab_size=100)
         assert ds.train.X.shape == (22937, 64), ds.train.X.shape
     """)
-    assert grew < 150, grew
+    assert grew < 250, grew  # one line: 618 MiB before, ~135 after; lines: 1,560 before, ~70 after
 
 
 def test_a_4_mib_csv_of_40_texts_encodes_only_their_first_tokens(tmp_path):
