@@ -461,41 +461,23 @@ def _sample_note(chars: int) -> str:
             f"(of {chars:,}; limits.MAX_TOKENIZER_TRAIN_CHARS)")
 
 
-def _chunks(text: str, size: int) -> Iterator[str]:
-    """``text`` in pieces of at most ``size`` characters, each cut before the last whitespace it has (words and
-    pre-tokens stay whole), else at ``size``.
+def _chunks(text: str, size: int, *, lines: bool = False) -> Iterator[str]:
+    r"""``text`` in pieces of at most ``size`` characters that join to it: each cut after its last line end (with
+    ``lines``), else before its last whitespace (words and pre-tokens stay whole), else at ``size``.
 
-    >>> list(_chunks("ab cd ef", 6))
-    ['ab cd', ' ef']
+    >>> list(_chunks("ab cd ef", 6)), list(_chunks("ab\ncd ef\n", 8, lines=True))
+    (['ab cd', ' ef'], ['ab\n', 'cd ef\n'])
     """
     pos, n = 0, len(text)
     while pos < n:
         piece = text[pos:pos + size]
-        if pos + len(piece) < n and (m := _LAST_WHITESPACE.search(piece)) and m.start() > 0:
-            piece = piece[:m.start()]
+        if pos + len(piece) < n:
+            cut = piece.rfind("\n") + 1 if lines else 0  # a '\r\n' stays whole
+            if cut <= 0 and (m := _LAST_WHITESPACE.search(piece)) and m.start() > 0:
+                cut = m.start()
+            piece = piece[:cut] if cut > 0 else piece
         pos += len(piece)
         yield piece
-
-
-def _pieces(text: str) -> Iterator[list[str]]:
-    r"""The lines of ``text`` (``splitlines(keepends=True)``) in pieces of at most :data:`_PIECE_CHARS` characters,
-    a line longer than that cut before its last whitespace there (else at the bound): joined they are ``text``.
-
-    >>> list(_pieces("ab\ncd\n"))
-    [['ab\n', 'cd\n']]
-    """
-    pos, n = 0, len(text)
-    while pos < n:
-        piece = text[pos:pos + _PIECE_CHARS]
-        lines = piece.splitlines(keepends=True)
-        if pos + len(piece) < n:
-            if len(lines) > 1:  # the last line may go on (or be a '\r' of '\r\n'): the next piece's
-                piece = piece[:len(piece) - len(lines.pop())]
-            elif (m := _LAST_WHITESPACE.search(piece)) and m.start() > 0:
-                piece = piece[:m.start()]
-                lines = [piece]
-        pos += len(piece)
-        yield lines
 
 
 def _corpus_ids(tok: Tokenizer, part: str, L: int, name: str) -> np.ndarray:
@@ -503,7 +485,8 @@ def _corpus_ids(tok: Tokenizer, part: str, L: int, name: str) -> np.ndarray:
     (DatasetError) once its blocks of ``L`` are over :data:`~builder.data.limits.MAX_TOKEN_CELLS`, before the
     rest is encoded."""
     chunks, count, done = [], 0, 0
-    for lines in _pieces(part):
+    for piece in _chunks(part, _PIECE_CHARS, lines=True):
+        lines = piece.splitlines(keepends=True)
         for i in range(0, len(lines), _BATCH_TEXTS):
             ids = [j for e in _encodings(tok, lines[i:i + _BATCH_TEXTS], False) for j in e.ids]
             chunks.append(np.asarray(ids, dtype=np.int32))  # ids < MAX_VOCAB_SIZE
