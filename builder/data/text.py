@@ -255,12 +255,22 @@ def encode(tok: Tokenizer, texts: list[str], max_length: int, *, special: bool =
 
 
 def _head(text: str, bound: int) -> tuple[str, bool]:
-    """``text`` cut at its first whitespace from ``bound`` characters on (at most :data:`_CUT_SLACK` further, else
-    at ``bound``), and whether it was cut: a word is not cut in two where the text has whitespace."""
+    """``text`` cut at whitespace near ``bound`` characters, and whether it was cut. A word is never cut in two
+    where the text has whitespace (a word's prefix may tokenize otherwise: a WordPiece ``[UNK]`` of 6,000 letters
+    became 4 pieces): its first whitespace from ``bound`` on (at most :data:`_CUT_SLACK` further), else its last
+    before ``bound`` (the long word left out: :func:`encode` reads further when that gave too few tokens), else
+    at ``bound``.
+
+    >>> _head("ab cd", 9), _head("ab cd ef", 4), _head("ab " + "x" * 9000, 5), _head("x" * 9000, 5)[0]
+    (('ab cd', False), ('ab cd', True), ('ab', True), 'xxxxx')
+    """
     if len(text) <= bound:
         return text, False
-    m = _WHITESPACE.search(text, bound, bound + _CUT_SLACK)
-    return text[:m.start() if m else bound], True
+    if m := _WHITESPACE.search(text, bound, bound + _CUT_SLACK):
+        return text[:m.start()], True
+    if (m := _LAST_WHITESPACE.search(text, 0, bound)) and m.start() > 0:
+        return text[:m.start()], True
+    return text[:bound], True
 
 
 def decode(tok: Tokenizer, ids: Any) -> str:

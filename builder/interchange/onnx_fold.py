@@ -72,6 +72,18 @@ def _items(v) -> int:
         else 0
 
 
+def _listed(op: str, ins: list) -> int:
+    """How many items the Python list folding symbolic ``op`` builds holds (0: it builds none, e.g. a Gather of a
+    weight table by the batch, which is not folded and stays an op)."""
+    if op == "Concat":
+        return sum(_items(v) for v in ins)
+    if op == "Gather" and len(ins) == 2 and isinstance(ins[0], SymArr) and isinstance(ins[1], Const):
+        return int(ins[1].value.size)
+    if op in ("Equal", "Where") and all(isinstance(v, SymArr | Const) for v in ins):
+        return sum(_items(v) for v in ins)
+    return 0
+
+
 def fold_op(op: str, ins: list, a: dict):
     """Numpy/symbolic evaluation of shape-arithmetic ops; None when ``op`` is not foldable here.
 
@@ -86,7 +98,7 @@ def fold_op(op: str, ins: list, a: dict):
 a computed shape that large. Fix: import models whose shape arithmetic stays below 1,024 items
     """
     sym = any(isinstance(v, SymArr | Sym) for v in ins)
-    if sym and op in ("Concat", "Gather", "Where", "Equal") and (n := sum(_items(v) for v in ins)) > MAX_SHAPE_ITEMS:
+    if sym and (n := _listed(op, ins)) > MAX_SHAPE_ITEMS:
         raise ModelImportError(f"{op} of a shape would hold {n:,} items, more than {MAX_SHAPE_ITEMS:,}; received: a "
                                f"computed shape that large. Fix: import models whose shape arithmetic stays below "
                                f"{MAX_SHAPE_ITEMS:,} items")

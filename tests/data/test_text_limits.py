@@ -96,3 +96,26 @@ def test_the_tokenizer_learns_from_a_bounded_sample_and_says_so(monkeypatch):
                                               class_names=["a", "b"]), opts, task=None, seed=0, val_fraction=0.1,
                         test_fraction=0.1)
     assert not any("MAX_TOKENIZER_TRAIN_CHARS" in n for n in ds2.info.notes) and len(ds2.info.vocab) > 2000
+
+
+def test_a_long_word_past_the_cut_is_not_tokenized_by_its_prefix():
+    """Review of the bounded encode: a text cut inside a word of 6,000 letters (no whitespace near the cut) gave
+    its prefix's WordPiece pieces where the whole word is one [UNK]; a cut now leaves a long word out, and reads
+    further when that gave too few tokens."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    from builder.data import text as T
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "hello": 4, "a": 5, "##a": 6, "aa": 7, "##aa": 8,
+             "world": 9}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2),
+                                                                                                 ("[SEP]", 3)])
+    L = 16
+    bound = min(L * (max(len(t) for t in tok.get_vocab()) + 1) * 2 + T._CUT_SLACK, T._BATCH_CHARS)
+    text = "hello " * 12 + " " * (bound - 112) + "a" * 6000 + " world"
+    for special in (False, True):
+        whole = tok.encode(text, add_special_tokens=special).ids[:L]
+        assert T.encode(tok, [text], L, special=special)[0].tolist() == whole + [0] * (L - len(whole))

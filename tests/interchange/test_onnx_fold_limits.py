@@ -317,3 +317,15 @@ def test_identity_aliases_of_a_weight_are_no_allocation():
     model.load_state_dict(res.weights)
     x = torch.rand(2, 4)
     torch.testing.assert_close(model(x), x + 12)
+
+
+def test_a_gather_of_a_weight_by_the_batch_is_not_refused_as_a_shape():
+    """Review of the shape-list bound: it counted a weight table's values when a Gather took the batch (a symbolic
+    index) and refused the import; no list is built there, the node stays an op as before."""
+    from builder.interchange.onnx_fold import NoFold, fold_op
+    from builder.interchange.onnx_values import Sym
+
+    with pytest.raises(NoFold):
+        fold_op("Gather", [Const(np.zeros((2000, 4), np.float32)), Sym(1)], {})
+    with pytest.raises(NoFold):
+        fold_op("Equal", [Const(np.zeros(2000)), Sym(1)], {})
