@@ -214,10 +214,18 @@ class ExplainSession:
 
     def sample_text(self, i: int) -> str:
         """Sample ``i`` as the text to read (:func:`builder.data.text.ids_text`: decoded with the run's tokenizer)."""
-        from builder.data.text import ids_text, load_tokenizer  # lazy: heavy (tokenizers, numpy)
+        from builder.data.text import ids_text  # lazy: heavy (tokenizers, numpy)
 
-        tok = load_tokenizer(self.info.tokenizer) if self.info.tokenizer else None
+        tok = self.run_tokenizer if self.info.tokenizer else None
         return ids_text(self.X[i].reshape(-1).tolist(), list(self.info.vocab or []), tok)
+
+    @cached_property
+    def run_tokenizer(self) -> Any:
+        """The run's tokenizer (``DatasetInfo.tokenizer``), read once per session: sample texts, Try it and the
+        decoded continuations all use it. A session that tokenizes runs in a sandboxed child (issue 28)."""
+        from builder.data.text import load_tokenizer  # lazy: heavy (tokenizers)
+
+        return load_tokenizer(self.info.tokenizer)
 
     def feature_names(self) -> list[str] | None:
         """The dataset's feature names when there is one per input value, else None."""

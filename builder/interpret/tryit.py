@@ -411,9 +411,9 @@ def tokenize(xs: Any, text: str) -> tuple[torch.Tensor, int]:
     a sandboxed session (:class:`builder.jobs.probe.ProbeSession`) runs it in its child, never in the server."""
     if getattr(xs, "sandboxed", False):
         return xs.tokenize(str(text)[:MAX_TRY_TEXT])
-    from builder.data.text import encode, load_tokenizer, token_ids  # lazy: heavy (numpy)
+    from builder.data.text import encode, token_ids  # lazy: heavy (numpy)
 
-    tok = load_tokenizer(xs.info.tokenizer)
+    tok = _tokenizer(xs)
     text = str(text)[:MAX_TRY_TEXT]
     if xs.info.task == "next_token":  # a prompt: its own length, the model sees its last T tokens
         ids = token_ids(tok, text)[-MAX_PROMPT_TOKENS:]
@@ -427,9 +427,20 @@ def decode_text(xs: Any, ids: list[int]) -> str:
     """Token ids as the text they stand for, with the run's tokenizer (in a sandboxed session's child)."""
     if getattr(xs, "sandboxed", False):
         return xs.decode_text([int(i) for i in ids])
-    from builder.data.text import decode, load_tokenizer  # lazy: heavy (numpy)
+    from builder.data.text import decode  # lazy: heavy (numpy)
 
-    return decode(load_tokenizer(xs.info.tokenizer), ids)
+    return decode(_tokenizer(xs), ids)
+
+
+def _tokenizer(xs: Any) -> Any:
+    """The session's tokenizer, read once (:attr:`builder.interpret.session.ExplainSession.run_tokenizer`); a
+    session without that cache (a bare namespace) reads its file."""
+    tok = getattr(xs, "run_tokenizer", None)
+    if tok is not None:
+        return tok
+    from builder.data.text import load_tokenizer  # lazy: heavy (tokenizers)
+
+    return load_tokenizer(xs.info.tokenizer)
 
 
 def encode_tokens(xs: Any, text: str) -> torch.Tensor:

@@ -83,6 +83,26 @@ def test_the_server_never_loads_a_runs_tokenizer(runs, monkeypatch):
     assert tryit.continue_text(lm, tryit.encode_tokens(lm, "Return a new"), steps=4, seed=1)["prompt"].strip()
 
 
+def test_a_session_reads_its_runs_tokenizer_once(runs, monkeypatch):
+    """In the child, the sample's text, the form, each typed prompt and each continuation all use one tokenizer the
+    session read once (each call parsed tokenizer.json again: a 50 k-token vocabulary is megabytes of JSON)."""
+    import builder.data.text as text
+    from builder.interpret.session import ExplainSession, open_run
+
+    store, ids, _ = runs
+    xs = ExplainSession(*open_run(store, store.get(ids["lm"])), "test", ids["lm"])
+    loads = []
+    real = text.load_tokenizer
+    monkeypatch.setattr(text, "load_tokenizer", lambda s: loads.append(1) or real(s))
+    assert xs.sample_text(0) and xs.sample_text(1)
+    assert tryit.try_form(xs).kind == "prompt"
+    for prompt in ("Return a new", "def main"):
+        out = tryit.continue_text(xs, tryit.encode_tokens(xs, prompt), steps=4, seed=1)
+        assert out["prompt"].strip() == prompt
+    assert tryit.decode_text(xs, [1, 2, 3]) == text.decode(real(xs.info.tokenizer), [1, 2, 3])
+    assert len(loads) == 1
+
+
 def test_a_pasted_series_is_forecast_in_its_own_units(runs):
     store, ids, probe = runs
     xs = ProbeSession(probe, store, ids["forecast"], "test")
