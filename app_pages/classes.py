@@ -326,7 +326,7 @@ def poll_every(cls: dict) -> float:
 def members_view(cid: str) -> None:
     """The class's leaderboard and its members' runs (a fragment refreshed by :func:`poll_every`)."""
     try:
-        cls = classes.get_class(ui.workspace(), cid)
+        cls = classes.get_class(ui.workspace(), cid, ui.actor())
     except LayerLabError:  # deleted since the page was drawn
         return
     counted = st.session_state.get("ll_class_members", {}).get(cid)

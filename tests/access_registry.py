@@ -72,6 +72,20 @@ def _with_training(project: Any, **training: Any) -> Any:
     return project.model_copy(update={"training": {**(project.training or {}), **training}})
 
 
+def _stored_class(w: World) -> dict:
+    """The first owner's class as stored (what a page that read it holds)."""
+    from builder.data.access import SYSTEM
+    from builder.runs import classes
+
+    return classes.get_class(w.ws, w.ann_class, SYSTEM)
+
+
+def _forged_class(w: World, s: Any) -> dict:
+    """The first owner's class id in a record the caller made up: taught by the caller, with the first owner as
+    its member (only the id may count: the stored class's teacher and members decide)."""
+    return {**_stored_class(w), "teacher": s.actor.owner, "members": [w.ann_owner]}
+
+
 def _link(data: dict) -> str:
     """A crafted share link (version 1) carrying exactly ``data``."""
     from builder.graph.share import LINK_VERSION
@@ -607,14 +621,25 @@ def _doors() -> list[Door]:
         Door("builder.interpret.doctor.graph_health", (RUN,),
              lambda w, s: nothing_of(graph_health(s, ann_record(w).project.graph, w.ann_owner)), via="owner"),
         Door("builder.admin.housekeeping.class_usage", (CLASS,),
-             lambda w, s: housekeeping.class_usage(s, classes.get_class(w.ws, w.ann_class))),
+             lambda w, s: housekeeping.class_usage(s, _stored_class(w))),
+        Door("builder.admin.housekeeping.class_usage", (CLASS,),  # a made-up record naming the caller its teacher
+             lambda w, s: housekeeping.class_usage(s, _forged_class(w, s)), via="record"),
         Door("builder.admin.housekeeping.class_run_ids", (CLASS, RUN),
-             lambda w, s: housekeeping.class_run_ids(s, classes.get_class(w.ws, w.ann_class))),
+             lambda w, s: housekeeping.class_run_ids(s, _stored_class(w))),
+        Door("builder.admin.housekeeping.class_run_ids", (CLASS, RUN),
+             lambda w, s: _absent_from([r["id"] for r in housekeeping.class_run_ids(s, _forged_class(w, s))], w.ann),
+             via="record"),
+        Door("builder.runs.classes.get_class", (CLASS,),  # the record holds the join code
+             lambda w, s: classes.get_class(w.ws, w.ann_class, s.actor)),
+        Door("builder.runs.classes.list_classes", (CLASS,), lambda w, s: _absent_from(
+            [c["id"] for c in classes.list_classes(w.ws, actor=s.actor)], w.ann_class), via="actor"),
         # ---- the class leaderboard (the class as its record: the page reads the teacher's own classes)
         Door("builder.runs.classes.class_runs", (CLASS, RUN), lambda w, s: _absent_from(
-            [r["id"] for r in classes.class_runs(s, classes.get_class(w.ws, w.ann_class))], w.ann)),
+            [r["id"] for r in classes.class_runs(s, _stored_class(w))], w.ann)),
+        Door("builder.runs.classes.class_runs", (CLASS, RUN), lambda w, s: _absent_from(
+            [r["id"] for r in classes.class_runs(s, _forged_class(w, s))], w.ann), via="record"),
         Door("builder.runs.classes.leaderboard", (CLASS, RUN), lambda w, s: _absent_from(
-            [r["id"] for r in classes.leaderboard(s, classes.get_class(w.ws, w.ann_class))], w.ann)),
+            [r["id"] for r in classes.leaderboard(s, _stored_class(w))], w.ann)),
         # ---- content: a share link names no run
         Door("builder.graph.share.decode_project", (LINK, RUN),
              lambda w, s: (lambda p: refused("dropped") if not set(p.training or {}) & {"init_from", "teacher",

@@ -170,7 +170,7 @@ def test_a_run_is_recorded_for_a_class_only_by_its_members(tmp_path, monkeypatch
     monkeypatch.setenv("LAYERLAB_TEACHERS", TEACHER)
     c = classes.create_class(tmp_path, TEACHER, "c", load_template("mlp"))
     classes.join_class(tmp_path, c["code"], ANN)
-    starter = classes.starter_project(classes.get_class(tmp_path, c["id"]))
+    starter = classes.starter_project(classes.get_class(tmp_path, c["id"], SYSTEM))
     assert classes.class_for(tmp_path, Actor(ANN), starter) == c["id"]
     with pytest.raises(AccessDenied, match=f"no class '{c['id']}' of yours"):
         classes.class_for(tmp_path, Actor(BOB), starter)
@@ -236,7 +236,7 @@ def test_no_door_lets_an_intruder_through(world, door, who):
     assert not leaked, f"{door.name} named another owner's runs: {leaked}"
     check = RunStore(world.ws, actor=SYSTEM)
     assert check.get(world.ann)["status"] == "finished" and check.weights_path(world.ann).is_file()
-    assert classes.get_class(world.ws, world.ann_class)["teacher"] == TEACHER
+    assert classes.get_class(world.ws, world.ann_class, SYSTEM)["teacher"] == TEACHER
 
 
 READERS = {"shared mode": BOB, "teacher of the class": TEACHER}

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from builder.data.access import (
     DELETE_DATA,
     LOCAL_OWNER,
     OVERSEE,
+    READ,
     SERVER,
     STOP,
     SYSTEM,
@@ -119,7 +121,7 @@ def class_usage(store: RunStore, cls: dict) -> dict[str, Any]:
     Raises:
         AccessDenied: the store's actor is neither (worded as an unknown class).
     """
-    _check_class(store, cls)
+    cls = _check_class(store, cls)
     members = {m: _owner_usage(store, m) for m in cls.get("members", [])}
     sums = {k: sum(u[k] for u in members.values()) for k in ("runs", "projects", "total")}
     return {"members": members, **sums}
@@ -128,7 +130,7 @@ def class_usage(store: RunStore, cls: dict) -> dict[str, Any]:
 def known_owners(store: RunStore) -> list[str]:
     """Every owner the workspace knows: of runs, members and teachers of classes (sorted)."""
     found = {owner_of(r) for r in store.list_runs(limit=1_000_000, actor=SYSTEM)}
-    for cls in _classes.list_classes(store.workspace):
+    for cls in _classes.list_classes(store.workspace, actor=SYSTEM):
         found.update(cls.get("members", []))
         found.add(cls.get("teacher", ""))
     return sorted(o for o in found if o)
@@ -306,18 +308,22 @@ def delete_owner_data(store: RunStore, owner: str, target: str, *, studies: bool
     return {"runs": done, "kept": kept, "projects": removed, "studies": n_studies}
 
 
-def _check_class(store: RunStore, cls: dict) -> None:
-    """Refuse (as an unknown class) an actor that is not the class's teacher nor an admin: the class views over
-    every member's runs and folders read as :data:`SYSTEM` after this check."""
-    if not may(store.who(), DELETE, Resource.klass(cls)):
+def _check_class(store: RunStore, cls: Mapping[str, Any]) -> dict:
+    """The class as stored, for its teacher or an admin; refused (as an unknown class) for anyone else: the class
+    views over every member's runs and folders read as :data:`SYSTEM` after this check. Only ``cls``'s id counts:
+    a caller's copy of the record, edited or made up (a class "taught" by the caller, another class's members),
+    reaches nothing (it counted another person's storage and listed another class's runs)."""
+    stored = _classes.get_class(store.workspace, str(cls.get("id")), SYSTEM)  # unknown: "no class X of yours"
+    if not may(store.who(), DELETE, Resource.klass(stored)):
         raise refusal(str(cls.get("id")), "class")
+    return stored
 
 
 def class_run_ids(store: RunStore, cls: dict) -> list[dict]:
     """The class's runs: those recorded for it (``class_id``, set when a member trains the class's starter:
     :func:`builder.runs.classes.class_for`); a member's other runs are not the class's. For the class's teacher or
     an admin (those who delete a class): AccessDenied, worded as an unknown class, otherwise."""
-    _check_class(store, cls)
+    cls = _check_class(store, cls)
     return store.list_runs(class_id=cls["id"], limit=1_000_000, actor=SYSTEM)
 
 
@@ -327,11 +333,14 @@ def delete_class_data(store: RunStore, class_id: str, teacher: str) -> dict[str,
     then kept too, so that nothing is orphaned: stop them and delete again.
 
     Raises:
-        ClassError: an unknown class, or ``teacher`` is not its teacher nor an admin.
+        AccessDenied: an unknown class, or one ``teacher`` is not in ("no class X of yours").
+        ClassError: ``teacher`` is its member, not its teacher nor an admin.
     """
-    cls = _classes.get_class(store.workspace, class_id)
+    cls = _classes.get_class(store.workspace, class_id, SYSTEM)  # the actor's check follows
     store = _acting(store, teacher)
     if not may(store.actor, DELETE, Resource.klass(cls)):
+        if not may(store.actor, READ, Resource.klass(cls)):  # a stranger: as an unknown class (no oracle)
+            raise refusal(class_id, "class")
         raise _classes.ClassError(f"only the class's teacher deletes it; received: "
                                   f"{_owners.pseudonym(store.workspace, teacher)}. Fix: sign in as its teacher")
     runs = [r for r in class_run_ids(store, cls) if may(store.actor, DELETE_CLASS_RUN, r)]

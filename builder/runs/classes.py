@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from builder._moved import moved_name
-from builder.data.access import TEACH, TRAIN_FOR, Actor, Resource, check, may, refusal, shared_runs
+from builder.data.access import READ, TEACH, TRAIN_FOR, Actor, Resource, check, may, refusal, shared_runs
 from builder.data.disk import write_atomic
 from builder.data.sources import content_problems, option_value_problems, project_problems, travels
 from builder.errors import LayerLabError
@@ -81,24 +81,60 @@ def _save(workspace: str | Path, cls: dict) -> None:
     write_atomic(_dir(workspace) / f"{cls['id']}.json", json.dumps(cls, indent=1), "the class file")
 
 
-def list_classes(workspace: str | Path, *, teacher: str | None = None, member: str | None = None) -> list[dict]:
-    """Every class, newest first; ``teacher`` keeps the classes that owner teaches, ``member`` those it joined."""
+def list_classes(workspace: str | Path, *, teacher: str | None = None, member: str | None = None,
+                 actor: Actor | None = None) -> list[dict]:
+    """Classes newest first: those ``teacher`` teaches, those ``member`` joined, or (``actor``) every class that
+    actor may read (:func:`builder.data.access.may`: its own as teacher or member; :data:`SYSTEM` every class). A
+    class holds its join code, so there is no list of every class without an actor.
+
+    Raises:
+        ClassError: none of ``teacher``, ``member`` and ``actor`` is given.
+    """
+    if teacher is None and member is None and actor is None:
+        raise ClassError("a list of classes is of the classes one person teaches or joined; received: none. "
+                         "Fix: pass teacher=, member= or actor=")
+    return [c for c in _all_classes(workspace)
+            if (teacher is None or c.get("teacher") == teacher)
+            and (member is None or member in c.get("members", []))
+            and (actor is None or may(actor, READ, Resource.klass(c)))]
+
+
+def _all_classes(workspace: str | Path) -> list[dict]:
+    """Every class on the server, newest first, join codes included: for the library's own lookups (a join code,
+    the owners the workspace knows), never returned to a person."""
     out = []
     for text in _texts(workspace):
         try:
-            cls = json.loads(text)
+            out.append(json.loads(text))
         except ValueError:
             continue
-        if teacher is not None and cls.get("teacher") != teacher:
-            continue
-        if member is not None and member not in cls.get("members", []):
-            continue
-        out.append(cls)
     return sorted(out, key=lambda c: c.get("created", 0), reverse=True)
 
 
-def get_class(workspace: str | Path, class_id: str) -> dict:
-    """One class by id. Raises ClassError for an unknown or malformed id."""
+def get_class(workspace: str | Path, class_id: str, actor: Actor | str) -> dict:
+    """Class ``class_id`` as ``actor`` (an :class:`~builder.data.access.Actor` or an owner id) may read it: its
+    teacher's or one of its members' (:func:`builder.data.access.may`). An unknown class and another person's are
+    one refusal, "no class X of yours", so the answer tells nothing of which classes exist.
+
+    Raises:
+        ClassError: a malformed id.
+        AccessDenied: an unknown class, or one ``actor`` neither teaches nor joined.
+    """
+    try:
+        cls = _load_class(workspace, class_id)
+    except ClassError:
+        if not isinstance(class_id, str) or not _ID_RE.match(class_id):
+            raise
+        raise refusal(class_id, "class") from None
+    who = actor if isinstance(actor, Actor) else Actor(str(actor))
+    if not may(who, READ, Resource.klass(cls)):
+        raise refusal(class_id, "class")
+    return cls
+
+
+def _load_class(workspace: str | Path, class_id: str) -> dict:
+    """One class by id, whoever asks (the library's own lookups; :func:`get_class` asks the policy). Raises
+    ClassError for an unknown or malformed id."""
     if not isinstance(class_id, str) or not _ID_RE.match(class_id):
         raise ClassError(f"a class id is c- and 12 hexadecimal characters; received: {str(class_id)[:40]!r}. "
                          "Fix: pick the class from the list")
@@ -151,7 +187,7 @@ def class_for(workspace: str | Path, actor: Actor, project: Project | dict | Non
     if class_id in (None, ""):
         return None
     try:
-        cls = get_class(workspace, str(class_id))
+        cls = _load_class(workspace, str(class_id))
     except ClassError:
         raise refusal(str(class_id), "class") from None
     if not actor.system:
@@ -211,7 +247,7 @@ def create_class(workspace: str | Path, teacher: str, name: str, starter: Projec
     name = re.sub(r"\s+", " ", str(name)).strip()[:100] or "class"
     _check_metric(metric)
     with _locked(workspace):
-        codes = {c.get("code") for c in list_classes(workspace)}
+        codes = {c.get("code") for c in _all_classes(workspace)}
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LEN))
         while code in codes:
             code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LEN))
@@ -253,7 +289,7 @@ def join_class(workspace: str | Path, code: str, owner: str) -> dict:
     whose ``starter`` the student opens. Raises ClassError for an unknown code or a full class."""
     want = normal_code(code)
     with _locked(workspace):
-        cls = next((c for c in list_classes(workspace) if c.get("code") == want), None)
+        cls = next((c for c in _all_classes(workspace) if c.get("code") == want), None)
         if cls is None or not want:
             raise ClassError(f"a join code is the {CODE_LEN} characters your teacher shows; received: "
                              f"{str(code)[:20]!r}, which no class on this server has. Fix: check it with your teacher")
@@ -271,7 +307,7 @@ def join_class(workspace: str | Path, code: str, owner: str) -> dict:
 
 
 def _own(workspace: str | Path, class_id: str, teacher: str) -> dict:
-    cls = get_class(workspace, class_id)
+    cls = get_class(workspace, class_id, teacher)  # a stranger: "no class X of yours", as for an unknown class
     if not may(Actor(teacher), TEACH, Resource.klass(cls)):
         raise ClassError(f"only the class's teacher changes it; received: {pseudonym(workspace, teacher)}. Fix: "
                          "sign in as its teacher")
@@ -356,7 +392,7 @@ def _scored_run(store: RunStore, cls: dict, run: Mapping[str, Any]) -> Mapping[s
     student's scorer wrote their own leaderboard score into the shared cache) and the run is read through the store
     (a teacher reads its students' class runs; its epochs and end as recorded, not as the caller says)."""
     try:
-        stored = get_class(store.workspace, str(cls.get("id")))
+        stored = _load_class(store.workspace, str(cls.get("id")))
         if store.actor is None or not may(store.actor, TEACH, Resource.klass(stored)):
             return None
         real = store.get(str(run["id"]))

@@ -107,7 +107,7 @@ def test_usage_per_owner_class_and_workspace(store):
     _files(store, ME)
     mine = housekeeping.owner_usage(store, ME)
     assert mine["runs"] >= 3000 and mine["projects"] > 0 and mine["total"] == mine["runs"] + mine["projects"]
-    cu = housekeeping.class_usage(store, classes.get_class(store.workspace, c["id"]))
+    cu = housekeeping.class_usage(store, classes.get_class(store.workspace, c["id"], SYSTEM))
     assert set(cu["members"]) == {ME, OTHER} and cu["total"] == mine["total"] + cu["members"][OTHER]["total"]
     wu = housekeeping.workspace_usage(store)
     assert set(wu["owners"]) == {ME, OTHER, TEACHER} and wu["database"] > 0
@@ -134,7 +134,7 @@ def test_teacher_deletes_a_class_with_its_members_class_runs(store):
     assert got == {"runs": 1, "kept": [live], "class_deleted": False}  # kept until the live job is stopped
     store.update_status(live, "stopped")
     assert housekeeping.delete_class_data(store, c["id"], TEACHER)["class_deleted"]
-    assert classes.list_classes(store.workspace) == []
+    assert classes.list_classes(store.workspace, actor=SYSTEM) == []
     left = {r["id"] for r in store.list_runs(limit=100)}
     assert left == {before, for_another, outsider} and in_class not in left
 

@@ -94,7 +94,7 @@ def test_teacher_and_three_students(browser, ws):
                 pytest.fail("Train this network did not land on Train: "
                             + page.locator("[data-testid=stMain]").inner_text()[:1500])
             people.append((ctx, page))
-        assert sorted(classes.get_class(ws, cls["id"])["members"]) == sorted(students)
+        assert sorted(classes.get_class(ws, cls["id"], SYSTEM)["members"]) == sorted(students)
         runs = {s: until(lambda s=s: store.list_runs(owner=s), f"a run of {s}")[0]["id"] for s in students}
         for s in students[:2]:
             until(lambda s=s: store.get(runs[s])["status"] in FINAL, f"run of {s} to end", timeout=45)

@@ -230,7 +230,7 @@ def test_a_teachers_probe_runs_each_students_models_in_a_child_of_their_own(tmp_
             pids.setdefault(who, set()).add(probe.pid())
             return value
 
-        rows = classes.class_runs(teachers, classes.get_class(ws, cls["id"]), scorer=scorer)
+        rows = classes.class_runs(teachers, classes.get_class(ws, cls["id"], SYSTEM), scorer=scorer)
         assert len(rows) == 4 and all(isinstance(r["test"], float) for r in rows), rows
         assert len(pids[A]) == len(pids[B]) == 1 and pids[A] != pids[B], pids  # one child per member
         assert probe.starts == 2

@@ -50,15 +50,15 @@ def test_teacher_creates_students_join(ws):
     assert got["members"] == [STUDENTS[0]]
     assert classes.starter_project(got).graph == load_template("mlp").graph
     classes.join_class(ws, c["code"], STUDENTS[0])  # twice: once a member
-    assert classes.get_class(ws, c["id"])["members"] == [STUDENTS[0]]
+    assert classes.get_class(ws, c["id"], SYSTEM)["members"] == [STUDENTS[0]]
     with pytest.raises(ClassError, match="no class on this server has"):
         classes.join_class(ws, "ZZZZZZ", STUDENTS[1])
     with pytest.raises(ClassError, match="only the class's teacher"):
         classes.post_starter(ws, c["id"], STUDENTS[0], load_template("cnn"))
     classes.post_starter(ws, c["id"], TEACHER, load_template("cnn"))
-    assert classes.starter_project(classes.get_class(ws, c["id"])).name == load_template("cnn").name
+    assert classes.starter_project(classes.get_class(ws, c["id"], SYSTEM)).name == load_template("cnn").name
     with pytest.raises(ClassError, match="class id"):
-        classes.get_class(ws, "../../etc/passwd")
+        classes.get_class(ws, "../../etc/passwd", SYSTEM)
     assert [x["id"] for x in classes.list_classes(ws, member=STUDENTS[0])] == [c["id"]]
     assert classes.list_classes(ws, member=STUDENTS[1]) == []
 
@@ -71,7 +71,7 @@ def test_thirty_students_joining_at_once_are_all_kept(ws):
         t.start()
     for t in threads:
         t.join()
-    assert sorted(classes.get_class(ws, c["id"])["members"]) == sorted(people)
+    assert sorted(classes.get_class(ws, c["id"], SYSTEM)["members"]) == sorted(people)
 
 
 def test_class_runs_leaderboard_and_teacher_stop(ws):
@@ -111,7 +111,7 @@ def test_class_runs_leaderboard_and_teacher_stop(ws):
     request(store.as_actor(teacher), running["id"], "stop")
     assert store.take_control(running["id"]) == "stop"
     classes.delete_class(ws, c["id"], TEACHER)
-    assert classes.list_classes(ws) == [] and store.get(ids[STUDENTS[0]])["owner"] == STUDENTS[0]
+    assert classes.list_classes(ws, actor=SYSTEM) == [] and store.get(ids[STUDENTS[0]])["owner"] == STUDENTS[0]
 
 
 def test_leaderboard_scores_the_teachers_held_out_set(ws):
@@ -134,7 +134,7 @@ def test_leaderboard_scores_the_teachers_held_out_set(ws):
     assert row["id"] == rid and 0.0 <= row["test"] <= 1.0 and row["test_error"] is None
     assert classes.leaderboard(store, c, scorer=scorer)[0]["test"] == row["test"] and calls == [rid]  # cached
     assert any(k.startswith(rid) for k in json.loads((ws / "classes" / f"{c['id']}.scores.json").read_text()))
-    assert [x["id"] for x in classes.list_classes(ws)] == [c["id"]]  # the scores file is not a class
+    assert [x["id"] for x in classes.list_classes(ws, actor=SYSTEM)] == [c["id"]]  # the scores file is not a class
     with pytest.raises(ClassError, match="held-out set"):
         classes.create_class(ws, TEACHER, "x", load_template("mlp"), holdout={"options": {}})
     def crashed(run_id, holdout, metric):  # a scorer's one line may quote the student's files on the server
@@ -224,7 +224,7 @@ def test_a_starter_and_a_held_out_set_name_no_file(ws, tmp_path):
     with pytest.raises(ClassError, match="seed is a whole number"):
         classes.create_class(ws, TEACHER, "x", load_template("mlp"), holdout={"dataset": "moons",
                                                                               "options": {"seed": -1}})
-    assert classes.list_classes(ws) == [classes.get_class(ws, c["id"])]  # nothing else was kept
+    assert classes.list_classes(ws, actor=SYSTEM) == [classes.get_class(ws, c["id"], SYSTEM)]  # nothing else was kept
 
 
 def test_a_regression_class_shows_its_errors_in_the_targets_units(tmp_path, monkeypatch):
@@ -288,7 +288,7 @@ def test_a_leaderboard_metric_is_one_a_test_split_measures_and_errors_rank_lowes
         classes.join_class(ws, cls["code"], who)
         rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner=who, class_id=cls["id"])
         store.finish(rid, "finished", test={"rmse": value, "perplexity": 10.0 - i})
-    assert [r["test"] for r in classes.leaderboard(store, classes.get_class(ws, cls["id"]))] == [1.0, 3.0]
+    assert [r["test"] for r in classes.leaderboard(store, classes.get_class(ws, cls["id"], SYSTEM))] == [1.0, 3.0]
     cls = classes.update_class(ws, cls["id"], teacher, metric="perplexity")
     assert [r["test"] for r in classes.leaderboard(store, cls)] == [9.0, 10.0]
 

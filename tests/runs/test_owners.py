@@ -245,7 +245,7 @@ def test_ids_are_whole_strings_with_nothing_after_them(tmp_path, suffix, monkeyp
     monkeypatch.setenv("LAYERLAB_TEACHERS", "t@school.org")
     cls = classes.create_class(tmp_path, "user:t@school.org", "ML", load_template("mlp"))
     with pytest.raises(ClassError):
-        classes.get_class(tmp_path, cls["id"] + suffix)
+        classes.get_class(tmp_path, cls["id"] + suffix, "user:t@school.org")
 
 
 def test_a_confined_process_keeps_no_secret_of_the_server_config(tmp_path, monkeypatch):
