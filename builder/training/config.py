@@ -17,6 +17,8 @@ Example::
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -34,6 +36,55 @@ SCHEDULER_PARAMS: dict[str, dict[str, Any]] = {
     "onecycle": {"pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1e4},
     "plateau": {"factor": 0.5, "patience": 2, "min_lr": 0.0},
 }
+
+
+def _whole(v: float) -> bool:
+    return float(v).is_integer()
+
+
+#: each scheduler parameter's rule, ``(what it is, test(value))``: torch's own checks (one-cycle's pct_start,
+#: the plateau's factor below 1), divisions (a factor of 0) and what keeps every learning rate of the schedule
+#: at least 0 (a negative gamma or eta_min trained with a negative rate: gradient ascent).
+#: :meth:`TrainConfig.check` asks them, so a setting ``layerlab validate`` accepts never fails in training.
+SCHEDULER_RULES: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "step_size": ("a whole number of epochs, at least 1", lambda v: _whole(v) and v >= 1),
+    "gamma": ("above 0 and at most 1 (the learning rate is multiplied by it)", lambda v: 0 < v <= 1),
+    "eta_min": ("a learning rate, at least 0 and at most 10 as lr (the lowest of the schedule)",
+                lambda v: 0 <= v <= 10),
+    "pct_start": ("a share of the steps above 0 and below 1", lambda v: 0 < v < 1),
+    "div_factor": ("above 0 (the first learning rate is lr divided by it)", lambda v: v > 0),
+    "final_div_factor": ("above 0 (the last learning rate is the first divided by it)", lambda v: v > 0),
+    "factor": ("above 0 and below 1 (the learning rate is multiplied by it)", lambda v: 0 < v < 1),
+    "patience": ("a whole number of epochs, at least 0", lambda v: _whole(v) and v >= 0),
+    "min_lr": ("a learning rate, at least 0 and at most 10 as lr (the lowest of the schedule)",
+               lambda v: 0 <= v <= 10),
+}
+
+
+def scheduler_problems(scheduler: str, params: dict[str, Any]) -> list[str]:
+    """Every problem of a scheduler's parameters, each as "rule; received: value" (empty: fine): names it does not
+    take and values outside :data:`SCHEDULER_RULES` (finite numbers only).
+
+    >>> scheduler_problems("onecycle", {"pct_start": 5, "warmup": 1})  # doctest: +NORMALIZE_WHITESPACE
+    ["scheduler 'onecycle' has no parameter(s) warmup; it takes: pct_start, div_factor, final_div_factor",
+     'pct_start of scheduler onecycle is a share of the steps above 0 and below 1; received: 5']
+    >>> scheduler_problems("step", {"step_size": 2, "gamma": 0.5})
+    []
+    """
+    allowed = SCHEDULER_PARAMS.get(scheduler, {})
+    out = []
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        out.append(f"scheduler {scheduler!r} has no parameter(s) {', '.join(unknown)}; "
+                   f"it takes: {', '.join(allowed) or 'none'}")
+    for name in allowed:
+        if name not in params:
+            continue
+        rule, test = SCHEDULER_RULES[name]
+        v = params[name]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not test(v):
+            out.append(f"{name} of scheduler {scheduler} is {rule}; received: {str(v)[:40]}")
+    return out
 SMALL_TRAIN = 500  # a training split smaller than this starts with smaller batches and more epochs
 CHECKPOINT_INTERVAL_S = 60.0  # seconds between checkpoints when checkpoint_every is not set (bench/cpu_speed.py)
 HEALTH_EVERY = 25  # steps between training-health samples (builder.training.health; bench/bench_health.py: overhead)
@@ -199,11 +250,10 @@ class TrainConfig(BaseModel):
         if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
             raise TrainingError("nesterov needs optimizer 'sgd' with momentum > 0; got "
                                 f"optimizer={self.optimizer!r}, momentum={self.momentum}")
-        allowed = SCHEDULER_PARAMS[self.scheduler]
-        unknown = sorted(set(self.scheduler_params) - set(allowed))
-        if unknown:
-            raise TrainingError(f"scheduler {self.scheduler!r} has no parameter(s) {', '.join(unknown)}; "
-                                f"it takes: {', '.join(allowed) or 'none'}")
+        problems = scheduler_problems(self.scheduler, self.scheduler_params)
+        if problems:
+            raise TrainingError(f"{'; '.join(problems)}. Fix: change the scheduler's parameters in the project's "
+                                "training settings (scheduler_params) or the command's --scheduler-param")
         check_device(self.device)
         if self.augment:
             from builder.data.augment import parse_augment  # lazy: heavy (numpy)
@@ -307,4 +357,4 @@ def precision_label(dtype: torch.dtype | None) -> str:
     return f"{name} autocast" + (" + GradScaler" if name == "float16" else "")
 
 
-__all__ = ["TrainConfig", "SCHEDULER_PARAMS", "HEALTH_EVERY", "CHECKPOINT_INTERVAL_S", "check_device", "resolve_device", "amp_dtype", "precision_label"]
+__all__ = ["TrainConfig", "SCHEDULER_PARAMS", "SCHEDULER_RULES", "scheduler_problems", "HEALTH_EVERY", "CHECKPOINT_INTERVAL_S", "check_device", "resolve_device", "amp_dtype", "precision_label"]

@@ -46,6 +46,69 @@ def test_config_errors(bad, match):
         TrainConfig.from_dict(bad)
 
 
+SCHEDULER_VALUES = st.one_of(st.sampled_from([-1e30, -3, -1.0, -0.5, 0, 0.5, 1, 1.0, 2, 2.5, 5, 1e4, 1e30,
+                                                 float("nan"), float("inf"), -float("inf")]),
+                              st.floats(-10, 10), st.integers(-5, 50))
+
+
+@settings(max_examples=budget(300), deadline=None)
+@given(scheduler=st.sampled_from(["step", "cosine", "onecycle", "plateau"]), data=st.data())
+def test_scheduler_settings_that_validate_train(scheduler, data):
+    """Issue 28 item 11's class (a validated setting failing in training): a scheduler's parameters were checked
+    by name only, so ``layerlab validate`` accepted one-cycle's pct_start 5, a div_factor of 0 and the plateau's
+    factor 2, each failing the run at its first step ("ValueError: Expected float between 0 and 1"), and a gamma
+    or eta_min of -1, which trained with a learning rate of -0.01 and -0.495 (gradient ascent). Any parameters
+    TrainConfig accepts build their scheduler and keep every learning rate finite and at least 0."""
+    from builder.training.config import SCHEDULER_PARAMS
+    from builder.training.trainer import build_optimizer, build_scheduler
+
+    names = data.draw(st.lists(st.sampled_from(sorted(SCHEDULER_PARAMS[scheduler])), unique=True))
+    params = {n: data.draw(SCHEDULER_VALUES, label=n) for n in names}
+    try:
+        cfg = TrainConfig.from_dict({"epochs": 4, "lr": 0.01, "scheduler": scheduler, "scheduler_params": params})
+    except TrainingError as e:
+        assert "received:" in str(e) and "Traceback" not in str(e)
+        return
+    model = torch.nn.Linear(2, 1)
+    opt = build_optimizer(model.parameters(), cfg)
+    sched, when = build_scheduler(opt, cfg, 3)
+    for _ in range(cfg.epochs * 3):
+        opt.step()
+        if when == "plateau":
+            sched.step(1.0)
+        else:
+            sched.step()
+        lr = opt.param_groups[0]["lr"]
+        assert math.isfinite(lr) and lr >= 0, (scheduler, params, lr)
+
+
+def test_every_scheduler_parameter_has_a_rule():
+    """A parameter added to a scheduler without a range would reach torch unchecked."""
+    from builder.training.config import SCHEDULER_PARAMS, SCHEDULER_RULES
+
+    assert {n for p in SCHEDULER_PARAMS.values() for n in p} <= set(SCHEDULER_RULES)
+
+
+@pytest.mark.parametrize("params,said", [
+    ({"scheduler": "onecycle", "scheduler_params": {"pct_start": 5, "div_factor": 0}},
+     ["pct_start of scheduler onecycle", "div_factor of scheduler onecycle"]),
+    ({"scheduler": "cosine", "scheduler_params": {"eta_min": -1}}, ["eta_min of scheduler cosine"]),
+    ({"scheduler": "step", "scheduler_params": {"gamma": -1, "step_size": 2.5}},
+     ["gamma of scheduler step", "step_size of scheduler step"]),
+])
+def test_layerlab_validate_names_every_bad_scheduler_parameter(tmp_path, capsys, params, said):
+    """The door: ``layerlab validate`` said "ok" for these projects, whose runs then failed or trained backwards."""
+    from builder.cli.main import main
+    from builder.graph.templates import load_template
+
+    p = load_template("mlp")
+    path = tmp_path / "p.json"
+    p.model_copy(update={"training": {**(p.training or {}), **params}}).save(path)
+    assert main(["validate", str(path)]) != 0
+    err = capsys.readouterr().err
+    assert all(s in err for s in said) and "Traceback" not in err, err
+
+
 def test_config_json_round_trip_and_device():
     cfg = TrainConfig.from_dict({"epochs": 3, "scheduler": "onecycle"}, lr=0.1)
     assert TrainConfig.from_dict(cfg.model_dump()) == cfg and cfg.lr == 0.1
