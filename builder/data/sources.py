@@ -200,7 +200,40 @@ def option_value_problems(source: Any) -> list[str]:
         return [str(e)]
     # an upload's values by its loader's defaults; their ranges (a tokenizer's name, a length of at least 2) are
     # the loader's, which names every problem at once
-    return option_problems(src.name, src.options, None if src.upload is None else _UPLOAD_DEFAULTS.get(src.name, {}))
+    out = option_problems(src.name, src.options, None if src.upload is None else _UPLOAD_DEFAULTS.get(src.name, {}))
+    said = {p.split(" ")[1] for p in out if p.startswith("option ")}  # an option's kind is said once
+    return out + [p for p in column_problems(src) if p.split(" ")[1] not in said]
+
+
+def column_problems(source: Any) -> list[str]:
+    """Every column option of a user file's source (:data:`COLUMN_KEYS`) that is not what its loader matches
+    against the file's header: a column name (text) for ``target``, ``text_column`` and ``time_column``, a list of
+    them for ``columns`` (None: the loader's default). Their loaders' defaults are None (but a text's
+    ``text_column``), so :func:`~builder.data.builtin.option_problems` had no kind to read: a list or a dict reached
+    pandas as a key (``TypeError: unhashable type: 'list'``) and a word as ``columns`` its letters (``KeyError``).
+
+    >>> column_problems({"name": "series", "options": {"upload": "upload:" + "a" * 64, "columns": "ab", "target": ["y"]}})
+    ['option columns of series is a list of column names (received ab)', "option target of series is a column name, as text (received ['y'])"]
+    """
+    try:
+        src = DatasetSource.of(source)
+    except DatasetError as e:
+        return [str(e)]
+    if src.upload is None:
+        return []
+    out = []
+    for key in sorted(COLUMN_KEYS & set(src.options)):
+        value = src.options[key]
+        if value is None:
+            continue
+        if key == "columns":
+            ok = isinstance(value, list | tuple) and bool(value) and all(type(v) is str and v.strip() for v in value)
+            kind = "a list of column names"
+        else:
+            ok, kind = type(value) is str and bool(value.strip()), "a column name, as text"
+        if not ok:
+            out.append(f"option {key} of {src.name} is {kind} (received {terminal_line(str(value), 20)})")
+    return out
 
 
 _UPLOAD_DEFAULTS = {name: {k: p.default for k, p in inspect.signature(load).parameters.items()
@@ -645,7 +678,7 @@ def load_dataset(source: Any, *, uploads: UploadFolder | str | Path | None = Non
     return ds.flattened() if flatten else ds
 
 
-__all__ = ["travels", "for_link", "option_value_problems", "project_task", "DatasetSource", "SourceKind", "SOURCE_KINDS", "SPEC_KEYS", "PATH_KEYS", "COLUMN_KEYS",
+__all__ = ["travels", "for_link", "option_value_problems", "column_problems", "project_task", "DatasetSource", "SourceKind", "SOURCE_KINDS", "SPEC_KEYS", "PATH_KEYS", "COLUMN_KEYS",
            "LocalFile", "source_kinds",
            "kind_for_path", "content_problems", "check_content", "project_problems", "check_project", "own_spec",
            "load_dataset"]

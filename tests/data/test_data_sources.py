@@ -198,3 +198,44 @@ def test_an_image_folder_run_is_named_as_its_dataset_is():
     shown = DatasetInfo("images:colors.zip", "multiclass", "image", (3, 32, 32)).shown_name
     assert dataset_label(run) == shown == "images: colors.zip"
     assert dataset_label({**run, "dataset_name": "images"}) == shown  # the alias names it the same
+
+
+def _column_cases():
+    """Every column option (COLUMN_KEYS) each upload kind's loader takes, with values that are not column names."""
+    import inspect
+
+    from builder.data import load_csv
+    from builder.data.series import load_series
+    from builder.data.sources import COLUMN_KEYS
+    from builder.data.text import load_text
+
+    one = [["y"], {"y": 1}, 3, 2.5, True, [["a"]], [], "  "]  # for a name
+    many = [{"a": 1}, 3, "ab", [["a"]], [], [1], ["a", 2], [""]]  # for a list of names ("ab": read as its letters)
+    for kind, load in (("csv", load_csv), ("text", load_text), ("series", load_series)):
+        for key in sorted(COLUMN_KEYS & set(inspect.signature(load).parameters)):
+            for value in many if key == "columns" else one:
+                yield kind, key, value
+
+
+@pytest.mark.parametrize(("kind", "key", "value"), list(_column_cases()))
+def test_a_column_option_that_is_not_a_column_name_is_refused_in_one_line(tmp_path, kind, key, value):
+    """Issue 28 item 10's class for data: a column option of one's own upload (target, text_column, time_column,
+    columns) has no default its kind could be read from, so a list, a dict or a number in a project file, a link
+    or a job reached pandas (``TypeError: unhashable type: 'list'``, ``KeyError: 'ab'`` for columns="ab"); now it
+    is a located problem when the project is opened and a DatasetError naming the option when it is loaded."""
+    from builder.data.sources import check_project, option_value_problems
+    from builder.graph.templates import load_template
+
+    uploads = UploadFolder(tmp_path / "uploads")
+    text = "a,b,y,t,text\n" + "".join(f"{i % 7},{i % 5},{i % 2},{i},w{i % 3} z{i % 4}\n" for i in range(200))
+    ref = uploads.save("t.csv", text.encode())
+    options = {"target": "y", "text_column": "text"} if kind == "text" else {"target": "y"} if kind == "csv" else {}
+    options = {**options, key: value}
+    assert any(key in p for p in option_value_problems({"name": kind, "options": {"upload": ref, **options}}))
+    with pytest.raises(DatasetError, match=key):
+        load_dataset({"name": kind, "options": {"upload": ref, **options}}, uploads=uploads)
+    spec = {"kind": kind, "name": "t.csv", "file": ref, "options": options}
+    if kind == "csv":  # the Data page's spec of a table keeps its target beside the file
+        spec = {**spec, "target": options.pop("target"), "options": {}}
+    with pytest.raises(DatasetError, match=key):
+        check_project(load_template("mlp").model_copy(update={"dataset": spec}), uploads)
