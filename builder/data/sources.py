@@ -250,7 +250,8 @@ def own_spec(spec: dict | None, uploads: UploadFolder | None) -> dict | None:
     >>> own_spec({"kind": "builtin", "name": "moons"}, None)
     {'kind': 'builtin', 'name': 'moons'}
     """
-    if not isinstance(spec, dict) or spec.get("kind") not in _BY_PAGE_KIND or uploads is None:
+    if not isinstance(spec, dict) or not isinstance(spec.get("kind"), str) or spec.get("kind") not in _BY_PAGE_KIND \
+            or uploads is None:
         return spec
     ref = uploads.id_of(spec.get("file"))
     return {**spec, "file": ref} if ref is not None else spec
@@ -348,7 +349,7 @@ def _series_spec(src: DatasetSource) -> dict:
 
 
 def _series_from_spec(spec: dict) -> dict:
-    opts = {k: v for k, v in dict(spec.get("options") or {}).items() if k in _SERIES_OPTIONS}
+    opts = {k: v for k, v in options_of(spec.get("options"), "a series' options").items() if k in _SERIES_OPTIONS}
     return {**_file_option(spec), **opts, "task": spec.get("task") or None}
 
 
@@ -363,8 +364,25 @@ def _text_spec(src: DatasetSource) -> dict:
 
 
 def _text_from_spec(spec: dict) -> dict:
-    opts = {k: v for k, v in dict(spec.get("options") or {}).items() if k in _TEXT_OPTIONS}
+    opts = {k: v for k, v in options_of(spec.get("options"), "a text's options").items() if k in _TEXT_OPTIONS}
     return {**_file_option(spec), **opts, "task": spec.get("task") or None}
+
+
+def options_of(value: Any, what: str) -> dict:
+    """``value`` as a dataset's options (None: none): a JSON object, the only form a project, a link or a run
+    gives them. A word or a list from content went to ``dict()`` and raised its own ValueError out of opening a
+    project or a link.
+
+    Raises:
+        DatasetError: anything but an object or None (one line naming ``what``; the value is not quoted whole).
+    """
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    raise DatasetError(f"{what} are an object of option: value; received: {type(value).__name__} "
+                       f"{terminal_line(repr(value), 40)}. Fix: e.g. {{\"noise\": 0.1}}, or pick the data on the "
+                       "Data page")
 
 
 def _file_option(spec: dict) -> dict:
@@ -391,7 +409,12 @@ def _csv_from_spec(spec: dict) -> dict:
 
 
 def _images_from_spec(spec: dict) -> dict:
-    size = int(spec.get("size", 32))
+    size = spec.get("size", 32)
+    if isinstance(size, float) and size.is_integer():  # 32.0 from a hand-written file
+        size = int(size)
+    if isinstance(size, bool) or not isinstance(size, int):  # int() of a word, a list or inf raised its own error
+        raise DatasetError(f"an image set's size is a whole number of pixels (one side); received: "
+                           f"{terminal_line(repr(size), 40)}. Fix: pick the size on the Data page, e.g. 32")
     return {**_file_option(spec), "size": [size, size], "task": spec.get("task") or None}
 
 
@@ -502,14 +525,14 @@ class DatasetSource:
             name, opts = source.reload_args()
             return cls(name, {**opts, **(options or {})})
         if isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], str):
-            return cls(source[0], {**dict(source[1] or {}), **(options or {})})
+            return cls(source[0], {**options_of(source[1], "a dataset's options"), **(options or {})})
         if isinstance(source, dict):
             if "kind" in source:
                 src = cls.from_spec(source)
             elif isinstance(source.get("dataset_name"), str):
-                src = cls(source["dataset_name"], dict(source.get("dataset_options") or {}))
+                src = cls(source["dataset_name"], options_of(source.get("dataset_options"), "dataset_options"))
             elif isinstance(source.get("name"), str):
-                src = cls(source["name"], dict(source.get("options") or {}))
+                src = cls(source["name"], options_of(source.get("options"), "a dataset's options"))
             else:
                 raise DatasetError(f"a dataset source names a dataset; received: {sorted(source)!r}. Fix: give "
                                    "{'name': ..., 'options': {...}} or the Data page's {'kind': ...}")
@@ -524,9 +547,13 @@ class DatasetSource:
         (``file``: an upload id). A project saved before upload ids kept the upload's absolute path: with
         ``uploads`` (the actor's folder) a path naming a file of that folder becomes its id; any other path stays,
         so loading refuses it."""
-        k = _BY_PAGE_KIND.get(spec.get("kind", "builtin"))
+        kind = spec.get("kind", "builtin")
+        if not isinstance(kind, str):  # a list or an object was a key of _BY_PAGE_KIND: TypeError
+            raise DatasetError(f"a dataset's kind is one of builtin, {', '.join(_BY_PAGE_KIND)}; received: "
+                               f"{terminal_line(repr(kind), 40)}. Fix: pick the data on the Data page")
+        k = _BY_PAGE_KIND.get(kind)
         if k is None:
-            return cls(str(spec.get("name")), dict(spec.get("options") or {}))
+            return cls(str(spec.get("name")), options_of(spec.get("options"), "a dataset's options"))
         opts = {o: v for o, v in k.from_spec(spec).items() if v is not None}
         ref = uploads.id_of(opts.get("path")) if uploads is not None else None
         if ref is not None:
@@ -678,7 +705,7 @@ def load_dataset(source: Any, *, uploads: UploadFolder | str | Path | None = Non
     return ds.flattened() if flatten else ds
 
 
-__all__ = ["travels", "for_link", "option_value_problems", "column_problems", "project_task", "DatasetSource", "SourceKind", "SOURCE_KINDS", "SPEC_KEYS", "PATH_KEYS", "COLUMN_KEYS",
+__all__ = ["travels", "for_link", "option_value_problems", "column_problems", "options_of", "project_task", "DatasetSource", "SourceKind", "SOURCE_KINDS", "SPEC_KEYS", "PATH_KEYS", "COLUMN_KEYS",
            "LocalFile", "source_kinds",
            "kind_for_path", "content_problems", "check_content", "project_problems", "check_project", "own_spec",
            "load_dataset"]

@@ -14,6 +14,7 @@ from builder.data.sources import SPEC_KEYS, content_problems, kind_for_path
 from builder.data.uploads import UploadFolder
 from builder.errors import DatasetError
 from builder.runs.summary import dataset_label, dataset_spec_of_run
+from tests.fuzz_budget import budget
 
 
 def _csv(tmp_path):
@@ -239,3 +240,73 @@ def test_a_column_option_that_is_not_a_column_name_is_refused_in_one_line(tmp_pa
         spec = {**spec, "target": options.pop("target"), "options": {}}
     with pytest.raises(DatasetError, match=key):
         check_project(load_template("mlp").model_copy(update={"dataset": spec}), uploads)
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True)
+                     | st.text(max_size=8) | st.sampled_from(["moons", "builtin", "csv", "images", "text", "series",
+                                                               "y", "upload:" + "ab" * 32 + ".csv"]),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+                     max_leaves=6)
+_SPEC_FIELDS = st.fixed_dictionaries({}, optional={
+    "kind": st.sampled_from(["builtin", "csv", "images", "text", "series"]) | _JSON,
+    "name": st.sampled_from(["moons", "digits", "t.csv"]) | _JSON, "file": _JSON, "target": _JSON, "task": _JSON,
+    "size": _JSON, "options": _JSON | st.dictionaries(st.sampled_from(["noise", "target", "columns", "seed",
+                                                                     "text_column", "lookback", "upload"]), _JSON)})
+
+
+@settings(max_examples=budget(200), deadline=None)
+@given(spec=_SPEC_FIELDS)
+def test_a_dataset_spec_of_any_shape_opens_or_is_refused_in_one_line(tmp_path_factory, spec):
+    """Issue 28 item 10's class at the doors that open content (a share link, a project file, a job's dataset):
+    a Data page spec whose fields were not of the kinds the page writes raised Python's own errors out of
+    check_project (``size: "x"``: ValueError from int(), ``size: null`` TypeError, ``size: 1e400`` OverflowError,
+    ``options: "x"`` ValueError from dict(), ``kind: []`` TypeError), so a crafted /build?p= link broke the Build
+    page of whoever opened it. Any shape of spec now opens or is one DatasetError."""
+    from builder.data.sources import check_project
+    from builder.errors import LayerLabError
+    from builder.graph.templates import load_template
+
+    uploads = UploadFolder(tmp_path_factory.mktemp("up"))
+    project = load_template("mlp").model_copy(update={"dataset": spec})
+    for call in (lambda: check_project(project, uploads), lambda: DatasetSource.of(spec)):
+        try:
+            call()
+        except LayerLabError as e:
+            assert "\n" not in str(e) and "Traceback" not in str(e)
+
+
+@pytest.mark.parametrize("spec", [{"kind": "builtin", "name": "moons", "options": "x"},
+                                  {"kind": "builtin", "name": "moons", "options": ["noise", 0.1]},
+                                  {"name": "moons", "options": 5}])
+def test_a_link_with_a_malformed_dataset_is_refused_in_one_line(spec):
+    """The link door itself (decode_project, then check_project as the Build page opens /build?p=...; a link
+    carries a built-in dataset only): ``dict("x")``'s ValueError came out of opening the link."""
+    import base64
+    import zlib
+
+    from builder.data.sources import check_project
+    from builder.graph.share import LINK_VERSION, decode_project
+    from builder.graph.templates import load_template
+
+    data = json.loads(load_template("mlp").to_json())
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)  # a crafted link (a made one never carries these)
+    raw = c.compress(json.dumps({**data, "dataset": spec}).encode()) + c.flush()
+    link = f"{LINK_VERSION}." + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    assert decode_project(link).dataset == spec
+    with pytest.raises(DatasetError, match="received"):
+        check_project(decode_project(link))
+
+
+@pytest.mark.parametrize("spec", [{"kind": "images", "file": "upload:" + "a" * 64 + ".zip", "size": "x"},
+                                  {"kind": "images", "file": "upload:" + "a" * 64 + ".zip", "size": None},
+                                  {"kind": "images", "file": "upload:" + "a" * 64 + ".zip", "size": float("inf")},
+                                  {"kind": "text", "file": "upload:" + "a" * 64 + ".csv", "options": ["a"]},
+                                  {"kind": ["images"], "file": "upload:" + "a" * 64 + ".zip"}])
+def test_a_project_file_with_a_malformed_dataset_is_refused_in_one_line(tmp_path, spec):
+    """The project-file door (the sidebar's Open project, a class starter): int("x"), int(None), int(inf),
+    dict(["a"]) and a list as a kind raised ValueError, TypeError and OverflowError out of check_project."""
+    from builder.data.sources import check_project
+    from builder.graph.templates import load_template
+
+    with pytest.raises(DatasetError, match="received"):
+        check_project(load_template("mlp").model_copy(update={"dataset": spec}), UploadFolder(tmp_path))
