@@ -258,8 +258,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         say(f"wrote {Path(jpath).stem}.tokenizer.json (the model folder's tokenizer)")
     if args.register:
         store = cli_store(args.workspace)
-        rid = register_import(store, result)
-        _copy_tokenizer(args.source, store.folder(rid, write=True).tokenizer)  # the run just registered
+        tok = Path(args.source) / TOKENIZER
+        rid = register_import(store, result, tokenizer=tok if is_hf_folder(args.source) and tok.is_file() else None)
         say(f"run id {rid} (train from these weights: layerlab train {jpath} --dataset NAME "
                             f"--init-from {rid})")
     return 0

@@ -21,12 +21,14 @@ Example::
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import inspect
 import io
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import zipfile
@@ -645,15 +647,33 @@ def save_import(result: ImportResult, path: str | os.PathLike) -> tuple[Path, Pa
     return path, wpath
 
 
-def register_import(store, result: ImportResult, name: str | None = None) -> str:
+def register_import(store, result: ImportResult, name: str | None = None, *,
+                    tokenizer: str | os.PathLike | None = None) -> str:
     """Record an imported model as a run (status ``imported``) so ``train --init-from RUN`` starts from its
-    weights and ``--freeze`` can keep chosen nodes fixed. The run is the store's actor's. Returns the run id."""
+    weights and ``--freeze`` can keep chosen nodes fixed, with the model folder's ``tokenizer`` (its
+    ``tokenizer.json``, which the run's texts are then tokenized with). The run is the store's actor's. Returns
+    the run id.
+
+    One step: every file is written whole (a full disk is one line, :func:`builder.data.disk.atomic_file`), the
+    tokenizer before the weights, before the run is ``imported``, and a run whose files did not all fit is deleted
+    again (where the disk leaves room to: else it stays queued without weights, which nothing starts from). Before,
+    a full disk left the new run imported with its weights and a cut ``tokenizer.json`` (589,824 of 1,849,368
+    bytes), and the copy's OSError named the server's folders."""
     rid = store.create_run(result.project, "imported", {}, {}, name=name or f"imported {result.project.name}",
                            owner=store.who().owner)
-    folder = store.folder(rid, write=True)  # the run just created: the actor's
-    _, wpath = save_import(result, folder.imported)
-    os.replace(wpath, folder.weights)
-    store.update_status(rid, RunStatus.IMPORTED, f"imported from {Path(str(result.report.get('source', ''))).name}")
+    try:
+        folder = store.folder(rid, write=True)  # the run just created: the actor's
+        if tokenizer is not None:  # first: a run with weights always has its tokenizer (init_from reads any such run)
+            with atomic_file(folder.tokenizer, "the model's tokenizer", needed=Path(tokenizer).stat().st_size) as tmp:
+                shutil.copyfile(tokenizer, tmp)
+        _, wpath = save_import(result, folder.imported)
+        os.replace(wpath, folder.weights)
+        store.update_status(rid, RunStatus.IMPORTED,
+                            f"imported from {Path(str(result.report.get('source', ''))).name}")
+    except BaseException:
+        with contextlib.suppress(Exception):  # the files' error is the one to say
+            store.delete_run(rid)
+        raise
     return rid
 
 

@@ -453,9 +453,8 @@ def import_hf_isolated(folder: str | os.PathLike, store, *, seq_len: int | None 
         stem = (name or info.folder.name)[:100] or "model"
         project = project.model_copy(update={"name": stem, "description": f"Imported from the {info.model_type} "
                                                                           f"model folder {stem}."})
-        rid = register_import(store, ImportResult(project, weights, report), name=f"imported {stem}")
-        if tok.is_file():
-            shutil.copyfile(tok, store.folder(rid, write=True).tokenizer)  # the import's new run
+        rid = register_import(store, ImportResult(project, weights, report), name=f"imported {stem}",
+                              tokenizer=tok if tok.is_file() else None)
     project = project.model_copy(update={"training": {"init_from": rid}})
     return project, rid, report
 

@@ -140,3 +140,34 @@ def test_a_library_entry_never_links_into_the_workspace(library, workspace, monk
     for name in ("linked", "up", "sneaky"):
         with pytest.raises(LayerLabError, match="Fix: use one of: mine$"):
             library_model(workspace, name)
+
+
+def test_an_import_on_a_full_disk_is_one_line_and_leaves_no_model_without_its_tokenizer(small_disk, tmp_path):
+    """Issue 28 item 11 (a full disk) in the library import: the worker's tokenizer.json was copied into the new
+    run after it was recorded ``imported`` with its weights, by shutil.copyfile: on a full disk the page got an
+    OSError naming the server's folders, and the run stayed imported with a cut tokenizer (589,824 of 1,849,368
+    bytes), from which a training would tokenize its texts. Now the import is one DiskFullError line and no run
+    holds weights without its whole tokenizer; with room again the same import keeps it whole."""
+    from builder.data.access import Actor
+    from builder.errors import DiskFullError
+    from builder.interchange.worker import import_hf_isolated
+    from builder.runs.store import RunStore
+    from tests.helpers import fill_disk
+
+    folder = make_folder("bert", tmp_path / "lib" / "big-tokenizer")
+    tok = json.loads((folder / "tokenizer.json").read_text())
+    tok["model"]["vocab"].update({f"word{i:06d}{'x' * 10}": 16 + i for i in range(60_000)})  # ~1.8 MB
+    (folder / "tokenizer.json").write_text(json.dumps(tok))
+    size = (folder / "tokenizer.json").stat().st_size
+    store = RunStore(small_disk / "ws", actor=Actor("user:ann@school.org"))
+    store.list_runs()  # the run database exists before the disk fills
+    filler = fill_disk(small_disk, leave=700_000)  # room for the weights, not for the tokenizer
+    with pytest.raises(DiskFullError) as e:
+        import_hf_isolated(folder, store, name="big-tokenizer")
+    assert str(e.value).startswith("the disk is full") and "\n" not in str(e.value)
+    for run in store.list_runs():
+        f = store.folder(run["id"])
+        assert not f.weights.exists() or (f.tokenizer.exists() and f.tokenizer.stat().st_size == size), run
+    filler.unlink()
+    _, rid, _ = import_hf_isolated(folder, store, name="big-tokenizer")
+    assert store.get(rid)["status"] == "imported" and store.folder(rid).tokenizer.stat().st_size == size
