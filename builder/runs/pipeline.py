@@ -534,7 +534,7 @@ def load_run(store: RunStore, run_id: str | Run, *, weights: str = "final",
         else:
             tensors, meta = read_checkpoint(ckpt)
             if meta.get("base"):  # the frozen base comes from the run it started from
-                _load_init(store, model, TrainConfig.from_dict(run.get("config") or {}))
+                _load_init(store, model, TrainConfig.from_dict(run.get("config") or {}, stored=True))
             state = checkpoint_weights(tensors, meta, model, ckpt)
         model.load_state_dict(state)
     except Exception as e:  # a damaged file, or weights of another graph

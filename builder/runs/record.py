@@ -176,7 +176,7 @@ class Run(Mapping[str, Any]):
     def config(self) -> TrainConfig:
         """The training settings, validated on first use (TrainingError for settings no LayerLab accepts)."""
 
-        return TrainConfig.from_dict(self.row.get("config") or {})
+        return TrainConfig.from_dict(self.row.get("config") or {}, stored=True)  # read, not trained from
 
     @cached_property
     def dataset(self) -> DatasetSource | None:

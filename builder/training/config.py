@@ -61,9 +61,9 @@ SCHEDULER_RULES: dict[str, tuple[str, Callable[[float], bool]]] = {
 }
 
 
-def scheduler_problems(scheduler: str, params: dict[str, Any]) -> list[str]:
+def scheduler_problems(scheduler: str, params: dict[str, Any], *, names_only: bool = False) -> list[str]:
     """Every problem of a scheduler's parameters, each as "rule; received: value" (empty: fine): names it does not
-    take and values outside :data:`SCHEDULER_RULES` (finite numbers only).
+    take and (unless ``names_only``) values outside :data:`SCHEDULER_RULES` (finite numbers only).
 
     >>> scheduler_problems("onecycle", {"pct_start": 5, "warmup": 1})  # doctest: +NORMALIZE_WHITESPACE
     ["scheduler 'onecycle' has no parameter(s) warmup; it takes: pct_start, div_factor, final_div_factor",
@@ -78,7 +78,7 @@ def scheduler_problems(scheduler: str, params: dict[str, Any]) -> list[str]:
         out.append(f"scheduler {scheduler!r} has no parameter(s) {', '.join(unknown)}; "
                    f"it takes: {', '.join(allowed) or 'none'}")
     for name in allowed:
-        if name not in params:
+        if name not in params or names_only:
             continue
         rule, test = SCHEDULER_RULES[name]
         v = params[name]
@@ -231,8 +231,12 @@ class TrainConfig(BaseModel):
 
     # ---- validation
     @classmethod
-    def from_dict(cls, data: dict | TrainConfig | None = None, **overrides: Any) -> TrainConfig:
-        """Validate settings; unknown keys and bad values raise TrainingError with every problem."""
+    def from_dict(cls, data: dict | TrainConfig | None = None, *, stored: bool = False,
+                  **overrides: Any) -> TrainConfig:
+        """Validate settings; unknown keys and bad values raise TrainingError with every problem. ``stored``: the
+        settings a run was recorded with, read to show or explain it (not to train): a scheduler parameter's value
+        is not judged again (:func:`scheduler_problems`' ranges came after runs that kept a gamma of -1; their
+        Explain page must still open), its name still is."""
         if isinstance(data, TrainConfig):
             data = data.model_dump()
         merged = {**(data or {}), **{k: v for k, v in overrides.items() if v is not None}}
@@ -242,15 +246,15 @@ class TrainConfig(BaseModel):
             raise TrainingError(f"invalid training settings: {format_validation_error(e, 6)}. Fix: change "
                                 "them on the Train page, in the project's training settings or in the command's "
                                 "flags") from None
-        cfg.check()
+        cfg.check(stored=stored)
         return cfg
 
-    def check(self) -> None:
-        """Cross-field rules. Raises TrainingError."""
+    def check(self, *, stored: bool = False) -> None:
+        """Cross-field rules (``stored``: as :meth:`from_dict`). Raises TrainingError."""
         if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
             raise TrainingError("nesterov needs optimizer 'sgd' with momentum > 0; got "
                                 f"optimizer={self.optimizer!r}, momentum={self.momentum}")
-        problems = scheduler_problems(self.scheduler, self.scheduler_params)
+        problems = scheduler_problems(self.scheduler, self.scheduler_params, names_only=stored)
         if problems:
             raise TrainingError(f"{'; '.join(problems)}. Fix: change the scheduler's parameters in the project's "
                                 "training settings (scheduler_params) or the command's --scheduler-param")

@@ -82,6 +82,24 @@ def test_scheduler_settings_that_validate_train(scheduler, data):
         assert math.isfinite(lr) and lr >= 0, (scheduler, params, lr)
 
 
+def test_a_run_recorded_before_the_scheduler_rules_still_reads_but_does_not_train(tmp_path):
+    """Runs kept a gamma of -1 before the rules: their settings still read (the Runs and Explain pages; Explain
+    said the rule instead of explaining), and training from them again (a resume) is refused."""
+    from builder.data.access import SYSTEM
+    from builder.graph.templates import load_template
+    from builder.runs.store import RunStore
+
+    store = RunStore(tmp_path, actor=SYSTEM)
+    rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 2}, owner="user:ann")
+    old = {"epochs": 2, "scheduler": "step", "scheduler_params": {"gamma": -1.0}}
+    store.update_run(rid, config=old)
+    assert store.get(rid).config.scheduler_params == {"gamma": -1.0}
+    with pytest.raises(TrainingError, match="gamma of scheduler step"):
+        TrainConfig.from_dict(store.get(rid).config)
+    with pytest.raises(TrainingError, match="no parameter"):  # a name no scheduler takes is refused all the same
+        TrainConfig.from_dict({**old, "scheduler_params": {"warmup": 1}}, stored=True)
+
+
 def test_every_scheduler_parameter_has_a_rule():
     """A parameter added to a scheduler without a range would reach torch unchecked."""
     from builder.training.config import SCHEDULER_PARAMS, SCHEDULER_RULES
