@@ -17,7 +17,7 @@ import sys
 import time
 
 from builder.cli.common import cli_store, load_project_arg, say, say_json
-from builder.cli.train import add_train_args, config_overrides, key_value
+from builder.cli.train import add_train_args, config_overrides, dataset_option
 from builder.errors import LayerLabError
 from builder.runs.classes import actor_for  # are that owner's jobs (the command line's privilege)
 from builder.search import OBJECTIVES, PRUNERS, SAMPLERS, StudyRunner, StudySettings
@@ -94,7 +94,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     project = load_project_arg(args.file)
     cfg = config_overrides(args)
     cfg.pop("metric", None)  # --metric is the objective here; the trainer's metric follows from it
-    opts = dict(key_value(o) for o in args.dataset_option)
+    opts = dict(dataset_option(o) for o in args.dataset_option)
     owner = args.owner or os.environ.get(ENV_STUDY_OWNER, "").strip() or "local"  # resolved once, at the door
     if args.data_path:  # the command line's file: the local user's privilege, never an app owner's study's
         if owner != "local":

@@ -61,6 +61,23 @@ def key_value(text: str) -> tuple[str, Any]:
         return k.strip(), v
 
 
+def dataset_option(text: str) -> tuple[str, Any]:
+    """``--dataset-option KEY=VALUE``: the value read as JSON (:func:`key_value`), but a column option's
+    (:data:`builder.data.sources.COLUMN_KEYS`) stays the text typed when JSON reads it as a number or true/false: a
+    header's names are text, so ``target=2020`` names the column "2020" (a column option is refused unless it is
+    text, :func:`builder.data.sources.column_problems`).
+
+    >>> dataset_option("target=2020"), dataset_option("noise=0.2"), dataset_option('columns=["a", "b"]')
+    (('target', '2020'), ('noise', 0.2), ('columns', ['a', 'b']))
+    """
+    from builder.data.sources import COLUMN_KEYS  # lazy: heavy (numpy)
+
+    k, v = key_value(text)
+    if k in COLUMN_KEYS and isinstance(v, int | float | bool):
+        return k, text.split("=", 1)[1].strip()
+    return k, v
+
+
 def add_train_args(p: argparse.ArgumentParser) -> None:
     """Training settings shared by ``train`` and ``runs resume``."""
     g = p.add_argument_group("training settings (default: the project's, else TrainConfig's)")
@@ -111,7 +128,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--target", help="target column for --dataset csv")
     p.add_argument("--task", choices=("multiclass", "binary", "regression", "reconstruction"),
                    help="override the dataset's task")
-    p.add_argument("--dataset-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--dataset-option", type=dataset_option, action="append", default=[], metavar="KEY=VALUE",
                    dest="dataset_option", help="e.g. n_samples=2000, noise=0.2")
     p.add_argument("--adapt", action="store_true", help="set the Input shape and last Linear to fit the dataset")
     p.add_argument("--init-from", dest="init_from", metavar="RUN", help="initialise nodes from a past run")

@@ -110,6 +110,19 @@ def test_errors_have_exit_codes(tmp_path, capsys):
     assert cli.main(["train", str(tmp_path / "none.json"), "--workspace", str(tmp_path)]) == 2
 
 
+def test_a_numeric_column_name_given_as_a_dataset_option_names_that_column(tmp_path, capsys):
+    """A header's names are text: --dataset-option target=2020 was read as the number 2020, which names no column
+    ("target column 2020 not found"; since column options must be text, "a column name, as text"). A column
+    option keeps the text typed; other options are still read as JSON."""
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b,2020\n" + "\n".join(f"{i % 7},{(i * 3) % 5},{'x' if i % 7 > 3 else 'y'}" for i in range(120)))
+    rc = cli.main(["train", "mlp", "--data-path", str(csv), "--dataset-option", "target=2020", "--adapt",
+                   "--epochs", "1", "--quiet", "--workspace", str(tmp_path), "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert json.loads(out)["status"] == "finished"
+
+
 def test_csv_adapt_and_standalone_entry(tmp_path, capsys):
     csv = tmp_path / "t.csv"
     csv.write_text("a,b,kind\n" + "\n".join(f"{i % 7},{(i * 3) % 5},{'x' if i % 7 > 3 else 'y'}" for i in range(120)))
