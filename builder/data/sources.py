@@ -653,6 +653,18 @@ class DatasetSource:
         return load_dataset(self)
 
 
+def _named_as(message: str, file: Path, shown: str) -> str:
+    """``message`` with the upload's path and file name written as people know it (``shown``), in one pass that
+    leaves ``shown`` itself alone: an upload without a label is shown by its id, which holds the file's name, and
+    replacing that name inside the loader's own ``upload:<sha>.csv`` wrote ``upload:upload:<sha>.csv``.
+
+    >>> _named_as("upload:ab.csv: no y; /srv/u/ab.csv: 2 rows; ab.csv", Path("/srv/u/ab.csv"), "upload:ab.csv")
+    'upload:ab.csv: no y; upload:ab.csv: 2 rows; upload:ab.csv'
+    """
+    found = sorted({shown, str(file), file.name}, key=len, reverse=True)  # the longest at each place wins
+    return re.sub("|".join(re.escape(t) for t in found), lambda _: shown, message)
+
+
 def load_dataset(source: Any, *, uploads: UploadFolder | str | Path | None = None, **options: Any) -> Dataset:
     """Load a dataset from any source description and split it (seeded, stratified for classification).
 
@@ -697,11 +709,10 @@ def load_dataset(source: Any, *, uploads: UploadFolder | str | Path | None = Non
             try:
                 ds = kind.load(file, opts, split, shown)
             except DatasetError as e:  # messages name the upload as people know it, never its folder
-                raise DatasetError(str(e).replace(str(file), shown).replace(file.name, shown)) from None
+                raise DatasetError(_named_as(str(e), file, shown)) from None
             ds.info.options = {**{k: v for k, v in ds.info.options.items() if k != "path"}, **recorded}
-            if file.name not in shown:  # an upload shown by its id holds the file's name: replacing nests it
-                ds.info.name, ds.info.description = (t.replace(file.name, shown) for t in (ds.info.name,
-                                                                                          ds.info.description))
+            ds.info.name, ds.info.description = (_named_as(t, file, shown) for t in (ds.info.name,
+                                                                                    ds.info.description))
     return ds.flattened() if flatten else ds
 
 

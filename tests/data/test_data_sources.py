@@ -136,6 +136,17 @@ def test_an_upload_without_its_label_keeps_one_id_in_its_name_however_often_it_r
     assert ds.info.name == f"csv:{ref}"  # was csv:upload:upload:upload:upload:<id> (one more each time)
 
 
+def test_an_upload_without_its_label_is_named_once_in_its_errors(tmp_path):
+    """A loader's message names the upload by its id, which holds the file's name: replacing that name afterwards
+    wrote ``upload:upload:<sha>.csv``; the server's folder never shows."""
+    uploads = UploadFolder(tmp_path / "uploads")
+    ref = uploads.save("t.csv", _csv(tmp_path).read_bytes())
+    for opts in ({"target": "nope"}, {"target": 7}):
+        with pytest.raises(DatasetError) as e:
+            load_dataset(DatasetSource("csv", {"upload": ref, **opts}), uploads=uploads)
+        assert ref in str(e.value) and "upload:upload:" not in str(e.value) and str(tmp_path) not in str(e.value)
+
+
 HOSTILE_OPTIONS = [("moons", {"n_samples": None}), ("moons", {"noise": None}), ("moons", {"noise": "x"}),
                    ("moons", {"noise": 10**400}), ("blobs", {"centers": 2.5}), ("moons", {"seed": -1}),
                    ("digits", {"seed": 1.5}), ("iris", {"seed": "x"}), ("moons", {"seed": 2**80}),
