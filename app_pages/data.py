@@ -212,7 +212,9 @@ def series_picker(current: dict) -> dict | None:
     c1, c2, c3 = st.columns(3)
     time_col = c1.selectbox("Time column", ["(row order)", *cols], key="ll_ser_time")
     time_col = None if time_col == "(row order)" else time_col
-    label = c3.selectbox("Label column (classify windows)", ["(forecast)", *cols], key="ll_ser_label")
+    # a column plays one part (builder.data.sources' rule): the time column is no label
+    label = c3.selectbox("Label column (classify windows)", ["(forecast)", *(c for c in cols if c != time_col)],
+                         key="ll_ser_label")
     label = None if label == "(forecast)" else label
     picked = c2.multiselect("Series columns", [c for c in numeric if c not in (time_col, label)],
                             default=[c for c in numeric if c not in (time_col, label)][:4], key="ll_ser_cols")

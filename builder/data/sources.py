@@ -233,6 +233,29 @@ def column_problems(source: Any) -> list[str]:
             ok, kind = type(value) is str and bool(value.strip()), "a column name, as text"
         if not ok:
             out.append(f"option {key} of {src.name} is {kind} (received {terminal_line(str(value), 20)})")
+    return out or _role_problems(src)
+
+
+def _role_problems(src: DatasetSource) -> list[str]:
+    """Each column plays one part: the time order, the label, the text, or an input, each input listed once. A
+    series whose ``time_column`` was its ``target`` was labelled by its dates (a class per time), an input that
+    was the label taught the answer, and ``columns=["l", "l"]`` fed one column twice.
+
+    >>> _role_problems(DatasetSource("series", {"time_column": "t", "target": "y", "columns": ["a", "a", "t"]}))
+    ["column 't' is both time_column and columns", "column 'a' is listed twice in columns"]
+    """
+    o = src.options
+    roles = [(k, o[k]) for k in ("time_column", "target", "text_column") if type(o.get(k)) is str]
+    inputs = [c for c in (o.get("columns") or ()) if type(c) is str]
+    out = [f"column {terminal_line(a, 20)!r} is both {k} and {k2}"
+           for i, (k, a) in enumerate(roles) for k2, b in roles[i + 1:] if a.strip() == b.strip()]
+    out += [f"column {terminal_line(a, 20)!r} is both {k} and columns" for k, a in roles
+            if a.strip() in {c.strip() for c in inputs}]
+    seen: set[str] = set()
+    for c in inputs:
+        if c.strip() in seen:
+            out.append(f"column {terminal_line(c, 20)!r} is listed twice in columns")
+        seen.add(c.strip())
     return out
 
 

@@ -253,6 +253,47 @@ def test_a_column_option_that_is_not_a_column_name_is_refused_in_one_line(tmp_pa
         check_project(load_template("mlp").model_copy(update={"dataset": spec}), uploads)
 
 
+def _role_cases():
+    """Every way an upload kind's column options (COLUMN_KEYS its loader takes) give one column two parts: two
+    single-column options naming it, one of them also among ``columns``, or ``columns`` naming it twice."""
+    import inspect
+    from itertools import combinations
+
+    from builder.data.series import load_series
+    from builder.data.sources import COLUMN_KEYS
+    from builder.data.text import load_text
+
+    for kind, load in (("text", load_text), ("series", load_series)):
+        keys = sorted(COLUMN_KEYS & set(inspect.signature(load).parameters))
+        single = [k for k in keys if k != "columns"]
+        for a, b in combinations(single, 2):
+            yield kind, {a: "b", b: "b"}
+        if "columns" in keys:
+            yield kind, {"columns": ["a", "a"]}
+            for a in single:
+                yield kind, {a: "b", "columns": ["a", "b"]}
+
+
+@pytest.mark.parametrize(("kind", "options"), list(_role_cases()))
+def test_a_column_given_two_parts_is_refused_in_one_line(tmp_path, kind, options):
+    """A series whose time column was its label was labelled by its dates (a class per time step), a label among
+    the inputs taught the answer, and a column listed twice was fed twice: each column plays one part."""
+    from builder.data.sources import check_project, option_value_problems
+    from builder.graph.templates import load_template
+
+    uploads = UploadFolder(tmp_path / "uploads")
+    text = "a,b,y,t,text\n" + "".join(f"{i % 7},{i % 5},{i % 2},{i},w{i % 3} z{i % 4}\n" for i in range(200))
+    ref = uploads.save("t.csv", text.encode())
+    options = {**({"target": "y", "text_column": "text"} if kind == "text" else {}), **options}
+    assert [p for p in option_value_problems({"name": kind, "options": {"upload": ref, **options}})
+            if "is both" in p or "twice" in p]
+    with pytest.raises(DatasetError, match="is both|twice"):
+        load_dataset({"name": kind, "options": {"upload": ref, **options}}, uploads=uploads)
+    with pytest.raises(DatasetError, match="is both|twice"):
+        check_project(load_template("mlp").model_copy(update={"dataset": {"kind": kind, "name": "t.csv", "file": ref,
+                                                                          "options": options}}), uploads)
+
+
 _JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True)
                      | st.text(max_size=8) | st.sampled_from(["moons", "builtin", "csv", "images", "text", "series",
                                                                "y", "upload:" + "ab" * 32 + ".csv"]),
