@@ -12,7 +12,7 @@ import builder
 from app_pages import nav, ui
 from builder.data import list_datasets, source_kinds
 from builder.data.builtin import option_range
-from builder.data.compat import adapt_graph, fitting_template, template_title
+from builder.data.compat import adapt_graph, fits_at_length, fitting_template, template_title
 from builder.data.series import numeric_columns, series_windows
 from builder.data.tabular import preview_csv
 from builder.data.text import TOKENIZER_KINDS, text_preview
@@ -405,6 +405,8 @@ def _offer_model_length(g, ds) -> bool:
             and len(shape) == 1 and isinstance(shape[0], int) and shape[0] != int(ds.train.X.shape[1])):
         return False
     n, start = shape[0], (ui.project().training or {}).get("init_from")
+    if not fits_at_length(g, ds.info, n):  # another kind of network (a GPT on texts with labels): no length does
+        return False
     st.info(f"This network reads {n:d} tokens per sample (its Input), and your texts are read at "
             f"{int(ds.train.X.shape[1]):d}. Read them at {n:d}: the data is made to fit the network"
             + (", which keeps the weights it starts from (run " + md_code(start) + ")." if start else "."),

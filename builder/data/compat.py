@@ -154,6 +154,21 @@ def _fits(graph: Graph, info: DatasetInfo) -> bool:
     return report.ok and not check_compat(graph, info, report)
 
 
+def fits_at_length(graph, info: DatasetInfo, length: int) -> bool:
+    """Would ``graph`` train on ``info``'s token samples read at ``length`` tokens each (the Data page's "Use max
+    length N": the data made to fit a network whose length is fixed)? Reading texts at another length changes
+    nothing else, so a network of another kind (a language model on texts with classes) stays refused: the page
+    offered a GPT "Read them at 32: the data is made to fit the network", and Train then refused it.
+
+    >>> from builder.data import load_dataset
+    >>> info = load_dataset("text_sentiment").info
+    >>> n = int(info.input_shape[0])
+    >>> fits_at_length(load_template("gpt").graph, info, 32), fits_at_length(load_template("sentiment_lstm").graph, info, n)
+    (False, True)
+    """
+    return _fits(as_graph(graph), replace(info, input_shape=(int(length),)))
+
+
 def fixed_by_data(graph, report: ShapeReport | None = None) -> set[str]:
     """The parameters (``node.param``) a dataset sets through :func:`adapt_graph`, beyond the Input's: the width
     of the last Linear before the one output (the number of classes or targets). A search never varies them.
@@ -214,6 +229,8 @@ def network_kind(graph) -> str:
     >>> from builder.graph.templates import load_template
     >>> network_kind(load_template("cnn").graph), network_kind(load_template("gan").graph)
     ('images of 1×8×8', 'vectors of 64 values')
+    >>> network_kind(load_template("gpt").graph)
+    'texts (token ids) of 32 tokens and guesses the next token at each position (a language model)'
     >>> from builder.graph.project import Graph
     >>> network_kind(Graph.model_validate({"nodes": [{"id": "x", "type": "Input", "params": {"modality": "auto"}}]}))
     'vectors of 4 values'
@@ -225,7 +242,21 @@ def network_kind(graph) -> str:
     modality = inp.params.get("modality")
     if modality in (None, "auto"):  # read from the shape, as the Input does
         modality = {3: "image", 2: "sequence"}.get(len(shape), "vector")
-    return f"{_KINDS.get(modality, modality)} of {_shape_text(shape, modality)}"
+    kind = f"{_KINDS.get(modality, modality)} of {_shape_text(shape, modality)}"
+    return kind + (_LANGUAGE_MODEL if modality == "tokens" and _per_position(as_graph(graph)) else "")
+
+
+# what a network that answers at every position is (said beside texts with classes, a GPT read "takes texts (token
+# ids) of 32 tokens; received: texts (token ids) of 32 tokens with 2 classes": the same words for both sides)
+_LANGUAGE_MODEL = " and guesses the next token at each position (a language model)"
+
+
+def _per_position(graph: Graph) -> bool:
+    """Does the graph's one output keep a position axis ((T, V) per sample: a language model's logits)?"""
+    report = infer_shapes(graph)
+    outs = list(report.output_nodes)
+    shape = getattr(report.nodes.get(outs[0]), "shape", None) if len(outs) == 1 else None
+    return bool(shape) and len(shape) >= 2
 
 
 def data_kind(info: DatasetInfo) -> str:
@@ -240,6 +271,7 @@ def data_kind(info: DatasetInfo) -> str:
     what = _KINDS.get(info.modality, info.modality)
     n = int(getattr(info, "num_classes", 0) or 0)
     classes = f" with {n} classes" if info.task in ("multiclass", "binary") and n else ""
+    classes += " to continue (next-token prediction)" if info.task == "next_token" else ""
     shape = _shape_text(info.input_shape, info.modality)
     levels = sum(len(v) for v in (info.categories or {}).values())
     if info.modality == "tabular" and levels and len(info.input_shape) == 1:  # a CSV's text columns: one-hot
@@ -269,5 +301,5 @@ def fitting_template(info: DatasetInfo) -> str:
     return _FITTING["image"] if len(info.input_shape) == 3 else _FITTING["vector"]
 
 
-__all__ = ["check_compat", "adapt_graph", "train_problems", "fitting_template", "fixed_by_data", "network_kind",
+__all__ = ["check_compat", "adapt_graph", "train_problems", "fits_at_length", "fitting_template", "fixed_by_data", "network_kind",
            "data_kind", "template_title"]

@@ -340,11 +340,12 @@ def test_texts_read_at_another_length_than_a_fixed_length_network_are_offered_it
 
     graph = {"nodes": [{"id": "ids", "type": "Input", "params": {"shape": [12], "modality": "tokens", "vocab_size": 40}},
                        {"id": "emb", "type": "Embedding", "params": {"embedding_dim": 4}},
-                       {"id": "pos", "type": "Parameter", "params": {"shape": [1, 12, 4]}},
+                       {"id": "pos", "type": "Parameter", "params": {"shape": [12, 4]}},
                        {"id": "add", "type": "Add", "params": {}},
                        {"id": "flat", "type": "Flatten", "params": {}},
                        {"id": "head", "type": "Linear", "params": {"out_features": 2}}],
              "edges": [{"source": "ids", "target": "emb"}, {"source": "emb", "target": "add"},
+                       {"source": "ids", "target": "pos"},  # (a Parameter takes the batch size from its input)
                        {"source": "pos", "target": "add"}, {"source": "add", "target": "flat"},
                        {"source": "flat", "target": "head"}]}
     at.session_state["ll_project"] = Project.model_validate({"name": "fixed length", "graph": graph})
@@ -360,6 +361,26 @@ def test_texts_read_at_another_length_than_a_fixed_length_network_are_offered_it
     at.button(key="ll_txt_len_model").click().run()
     assert {m.label: m.value for m in at.metric}["Input shape"] == "12"
     assert not at.exception and "ll_txt_len_model" not in [b.key for b in at.button]
+    assert any("fit this dataset" in s.value for s in at.success)  # the offer made it train
+
+
+def test_a_language_model_over_texts_with_labels_is_not_offered_a_length_that_would_not_make_it_train(at):
+    """An outside review: the GPT template with a CSV of labelled reviews was offered "Read them at 32: the data is
+    made to fit the network" (Use max length 32); after the click Train still refused it, in words that named the
+    same thing twice ("takes texts (token ids) of 32 tokens; received: texts (token ids) of 32 tokens with 2
+    classes"). The length is offered only where it makes the network train; a language model is named as one."""
+    at.session_state["ll_project"] = builder.load_template("gpt")
+    rows = "".join(f"the film was {'great' if i % 2 else 'awful'} really,{'pos' if i % 2 else 'neg'}\n"
+                   for i in range(80))
+    at.session_state["ll_data"] = {"kind": "text", "name": "r.csv", "file": _upload("r.csv", b"text,label\n" + rows.encode()),
+                                   "task": None, "options": {"target": "label", "text_column": "text"}}
+    at.segmented_control(key="ll_ds_kind").set_value("text").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "ll_txt_len_model" not in [b.key for b in at.button], [i.value for i in at.info]
+    advice = " ".join(i.value for i in at.info)
+    assert "a language model" in advice and "with 2 classes" in advice, advice
+    at.button(key="ll_fit_template").click().run()  # the network that fits: it trains
+    assert not at.exception and any("fit this dataset" in s.value for s in at.success)
 
 
 def test_a_regression_targets_distribution_is_drawn_in_its_own_units(at):
