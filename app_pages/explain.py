@@ -190,7 +190,8 @@ def _preview(xs: ExplainSession, i: int) -> None:
         # of a digit's 8 columns at 900 px)
         st.image(figs.picture_image(xs.picture(xs.sample_array(i))), width="stretch")
     else:
-        st.plotly_chart(figs.sample_figure(xs.sample_array(i), xs.shown_modality), width="stretch", config=CFG,
+        st.plotly_chart(figs.sample_figure(xs.sample_array(i), xs.shown_modality, xs.axis_names()), width="stretch",
+                        config=CFG,
                         key="ll_xp_preview")
 
 
@@ -380,7 +381,7 @@ def _attribution_views(xs: ExplainSession, i: int, target: Any, base: dict, chos
         # a language model's explained position is outlined (its own token usually weighs most: read last)
         mark = st.session_state.get(_pos_key(xs, i)) if xs.target_kind() == "token" else None  # the picked one
         for m, e in input_space.items():
-            fig = figs.explanation_figure(e, xs.sample(i), 0, modality=xs.modality, feature_names=xs.feature_names(),
+            fig = figs.explanation_figure(e, xs.sample(i), 0, modality=xs.modality, feature_names=xs.axis_names(),
                                           tokens=xs.tokens(i) if xs.modality == "tokens" else None, mark=mark)
             fig.update_layout(title=plotly_text(f"{xs.title(e)} for {about}"))
             fig.update_traces(textfont=dict(size=15), selector=dict(type="heatmap"))

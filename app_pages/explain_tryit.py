@@ -79,8 +79,9 @@ def try_it_panel(xs: ExplainSession, i: int, key: Callable[[str], str], *, compa
     try:
         if form.kind == "series":
             lookback, cols = form.shape
-            text = st.text_area(f"Your series: at least {lookback} steps, one per line ({cols} number(s) each; the "
-                                "last steps are read)", value=form.start_text, height=160,
+            named = f": {ui.md(', '.join(form.names))}" if form.names else ""  # the series' own columns, in order
+            text = st.text_area(f"Your series: at least {lookback} steps, one per line ({cols} number(s) each{named}; "
+                                "the last steps are read)", value=form.start_text, height=160,
                                 key=key(f"ll_try_series_{i}"))
             x = tryit.encode_series(xs, text)
         elif form.kind == "features":
@@ -198,7 +199,7 @@ def _answer(xs: ExplainSession, form, x, res, text: str, took: float, key: Calla
         else:
             from builder.interpret.tryit import token_labels  # lazy: heavy (torch)
 
-            fig = figs.explanation_figure(e, x, 0, modality=xs.modality, feature_names=xs.feature_names(),
+            fig = figs.explanation_figure(e, x, 0, modality=xs.modality, feature_names=xs.axis_names(),
                                           tokens=token_labels(xs, x) if form.kind == "tokens" else None)
             fig.update_layout(title=plotly_text(f"{xs.title(e)} for {res.predicted}"))
         if compact:

@@ -550,8 +550,9 @@ def live_attribution_figure(frames: Sequence[Mapping[str, Any]], *, sample: int 
     return fig
 
 
-def sample_figure(sample: Any, modality: str) -> go.Figure:
-    """A small preview of one input sample: an image (C, H, W) or (H, W), or a sequence (T, F) as a heatmap.
+def sample_figure(sample: Any, modality: str, names: Sequence[str] | None = None) -> go.Figure:
+    """A small preview of one input sample: an image (C, H, W) or (H, W), or a sequence (T, F) as a heatmap whose
+    rows are named by ``names`` (one per channel: a series' columns).
 
     Raises:
         ExplainError: another modality (tokens and tabular rows are shown as text and tables).
@@ -563,7 +564,7 @@ def sample_figure(sample: Any, modality: str) -> go.Figure:
         return fig.update_layout(height=120, margin=dict(l=0, r=0, t=0, b=0))
     if modality == "sequence":
         z = _np(sample).T  # (F, T)
-        fig = go.Figure(go.Heatmap(z=z, y=_series_rows(len(z)), colorscale="Viridis", showscale=False))
+        fig = go.Figure(go.Heatmap(z=z, y=_series_rows(len(z), names), colorscale="Viridis", showscale=False))
         fig.update_yaxes(type="category")
         return fig.update_layout(height=150, margin=dict(l=0, r=0, t=0, b=0), xaxis_title="time step")
     raise ExplainError(f"sample preview: for image and sequence inputs; received {modality!r}")

@@ -232,6 +232,16 @@ class ExplainSession:
         names = self.info.feature_names
         return list(names) if names and len(names) == int(self.X[0].numel()) else None
 
+    def axis_names(self) -> list[str] | None:
+        """The names a figure of one sample labels its values with: for a sequence sample (T, F) one per channel
+        of its last axis (a series' columns: ``temp``, ``humidity``), else one per input value
+        (:meth:`feature_names`); None when the dataset has none that fit. A weather series' heatmaps were labelled
+        ``feature 1`` and ``feature 2``: its two names were checked against its 48 values."""
+        names, shape = self.info.feature_names, tuple(self.info.input_shape)
+        if self.modality == "sequence" and len(shape) == 2:  # (T, F): read from the dataset (a probe has no X)
+            return list(names) if names and len(names) == int(shape[-1]) else None
+        return self.feature_names()
+
     def feature_values(self, i: int) -> tuple[list[str], list[float | str]]:
         """Sample ``i`` as (feature names, values) for a table (names ``x0``, ``x1``... when there are none), as Try
         it shows it: the data's own units, a text column's category (:func:`builder.interpret.tryit.shown_row`)."""

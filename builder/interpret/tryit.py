@@ -225,7 +225,7 @@ def try_form(xs: Any, sample: int = 0) -> TryForm:
         if stats is not None:
             window = window * stats[1] + stats[0]
         text = "\n".join(", ".join(f"{v:.6g}" for v in row) for row in window)
-        return TryForm("series", shape, names=list(xs.feature_names() or []), start_text=text)
+        return TryForm("series", shape, names=list(xs.axis_names() or []), start_text=text)
     row = raw_row(xs, sample)
     names = list(xs.feature_names() or [f"x{i + 1}" for i in range(row.size)])
     onehot = _one_hot(xs, names)

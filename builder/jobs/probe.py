@@ -391,6 +391,7 @@ class ProbeSession:
     describe = ExplainSession.describe
     shown_modality = ExplainSession.shown_modality
     picture = ExplainSession.picture
+    axis_names = ExplainSession.axis_names
     pick_modes = ExplainSession.pick_modes
     window = ExplainSession.window
     baselines = ExplainSession.baselines

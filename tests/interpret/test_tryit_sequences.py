@@ -131,3 +131,17 @@ def test_an_explained_forecast_window_shows_its_true_and_predicted_value_in_the_
     xs = ProbeSession(probe, store, ids["forecast"], "test")
     trues = [float(xs.summary(i).true) for i in range(5)]
     assert sum(trues) / 5 > 10, trues  # standardised sunspot numbers sit within a few units of 0
+
+
+def test_a_series_is_shown_with_its_columns_names(runs):
+    """An outside review: a weather series' Explain heatmaps and Try it named its columns ``feature 1`` and
+    ``feature 2`` (``value`` for sunspots): the session checked the names, one per column, against the window's
+    values (24 steps x 2). The preview, the attribution heatmaps and Try it's form read the columns' own names."""
+    from builder.interpret import figures
+
+    store, ids, probe = runs
+    xs = ProbeSession(probe, store, ids["forecast"], "test")  # as the Explain page asks, in the probe child
+    assert tryit.try_form(xs).names == ["SUNACTIVITY"]  # (it was [])
+    assert xs.axis_names() == ["SUNACTIVITY"]
+    preview = figures.sample_figure(xs.sample_array(0), xs.shown_modality, xs.axis_names())
+    assert list(preview.data[0].y) == ["SUNACTIVITY"]
