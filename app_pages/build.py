@@ -13,6 +13,7 @@ from pydantic import ValidationError
 import builder
 from app_pages import nav, tips, ui
 from builder.canvas import graph_canvas, take_events
+from builder.data.compat import network_kind
 from builder.data.sources import check_project, for_link
 from builder.errors import LayerLabError
 from builder.escape import md_code, md_text, safe_filename
@@ -386,6 +387,11 @@ def open_shared_link() -> None:
         return
     proj, _ = for_link(proj)  # a crafted link keeps only what a made one carries: a sender's upload stays behind
     data = dict(proj.dataset) if proj.dataset is not None else None
+    # no data came with it (the sender's own file stays with them): say so, and what data the network takes (the
+    # visitor landed on other data with "set shape to [2]" and no word of the sender's file)
+    no_data = "" if data is not None or (proj.training or {}).get("dataset") else (
+        f". No data came with it (a sender's own file stays with them): this network takes {network_kind(proj.graph)}; "
+        "pick or upload such data on the Data page")
     here = ui.project()
     if ui.graph_key(proj.graph) == ui.graph_key(here.graph):  # the same network: its name and settings still arrive
         same = (proj.name, proj.description, proj.training) == (here.name, here.description, here.training)
@@ -396,13 +402,13 @@ def open_shared_link() -> None:
         st.session_state.ll_project = here.model_copy(update={"name": proj.name, "description": proj.description,
                                                               "training": proj.training, "dataset": proj.dataset})
         ui.flash(f"Opened the shared project “{proj.name}”: its network is the one on your canvas; its name and "
-                 "training settings are now yours")
+                 f"training settings are now yours{no_data}")
         if data is not None:
             st.session_state.ll_data = data
         ui.autosave()
         return
     # at once over a template as shipped (a first visit's starting network), else after a confirmation
-    ui.replace_project(proj, f"Opened the shared network “{proj.name}” as your own copy", data=data)
+    ui.replace_project(proj, f"Opened the shared network “{proj.name}” as your own copy{no_data}", data=data)
 
 
 # ------------------------------------------------------------------------------------------ first visit

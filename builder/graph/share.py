@@ -49,7 +49,15 @@ LOCAL_TRAINING_KEYS = ("init_from", "teacher", "split_of", "class_id")  # run id
 def shareable(project: Project) -> tuple[Project, list[str]]:
     """The part of a project a link may carry, and what was left out: run ids that start from or distil the
     sender's weights (``training.init_from``, ``training.teacher``) and a dataset that is a file on the
-    sender's server (only built-in datasets travel; the visitor picks their own file)."""
+    sender's server (only built-in datasets travel; the visitor picks their own file), with the built-in dataset
+    its training settings name then (not the data the network was made for).
+
+    >>> from builder.graph.templates import load_template
+    >>> mine = load_template("mlp").model_copy(update={"dataset": {"kind": "csv", "name": "people.csv"}})
+    >>> linked, left = shareable(mine)
+    >>> linked.dataset, "dataset" in linked.training, left
+    (None, False, ['dataset (csv file)'])
+    """
     dropped: list[str] = []
     training = dict(project.training) if project.training is not None else None
     for key in LOCAL_TRAINING_KEYS:
@@ -59,6 +67,11 @@ def shareable(project: Project) -> tuple[Project, list[str]]:
     if dataset is not None and dataset.get("kind", "builtin") != "builtin":
         dropped.append(f"dataset ({str(dataset.get('kind'))[:20]} file)")
         dataset = None
+        # the built-in the settings still name (a template's) is not the data this network was made for: a link
+        # of the MLP fitted to a CSV of 6 columns opened on the template's moons, "set shape to [2]"
+        if training is not None:
+            training.pop("dataset", None)
+            training.pop("dataset_options", None)
     return project.model_copy(update={"training": training, "dataset": dataset}), dropped
 
 

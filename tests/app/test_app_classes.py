@@ -29,6 +29,27 @@ def test_copy_link_then_open_it_in_another_browser(workspace):
     assert not visitor.session_state["ll_confirm_replace"] if "ll_confirm_replace" in visitor.session_state else True
 
 
+def test_a_link_of_a_network_made_for_an_uploaded_file_says_no_data_came_and_what_it_takes(workspace):
+    """An outside review: the MLP fitted to a CSV of 6 columns (an upload, which a link leaves behind) opened in a
+    second browser on the template's moons (its settings still named it): "Input shape [6] does not match dataset
+    'moons'; set shape to [2]", and nothing said the sender's data was a file of theirs. The link no longer names
+    that built-in, and the visitor is told that no data came and what the network takes."""
+    from builder.data.compat import adapt_graph
+    from builder.data.tabular import load_csv
+
+    rows = "".join(f"{i},{'FM'[i % 2]},{i * 3 % 7},{i % 5},{i % 3}\n" for i in range(60))
+    info = load_csv(("age,sex,a,b,y\n" + rows).encode(), "y").info
+    mlp = builder.load_template("mlp")
+    sent = mlp.model_copy(update={"graph": adapt_graph(mlp.graph, info),  # the sender's canvas, as the page makes it
+                                  "dataset": {"kind": "csv", "name": "people.csv", "file": "upload:" + "0" * 64,
+                                              "target": "y", "task": None}})
+    visitor = open_app("app_pages/build.py", owner=OTHER, query={"p": encode_project(sent)})
+    said = " ".join(t.value for t in visitor.toast)
+    assert "No data came with it" in said and "vectors of 5 values" in said, said
+    got = visitor.session_state["ll_project"]
+    assert "dataset" not in (got.training or {}), got.training  # it named the template's moons
+
+
 def test_a_link_asks_before_replacing_work_and_refuses_a_broken_one(workspace):
     link = encode_project(builder.load_template("lstm"))
     at = open_app("app_pages/build.py", owner=ME, template="mlp")
