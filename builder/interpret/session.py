@@ -327,8 +327,7 @@ class ExplainSession:
             from builder.data.series import unscale  # lazy: heavy (numpy)
 
             def own(t: Any) -> str:
-                return ", ".join(f"{v:.4g}" for v in unscale(self.info, t.reshape(1, -1).detach().cpu().numpy())
-                                 .reshape(-1))
+                return self.forecast_text(unscale(self.info, t.reshape(1, -1).detach().cpu().numpy()))
 
             return SampleSummary("value", "—" if self.y is None else own(self.y[i]), own(self.prediction.values[i]))
         if self.info.task == "reconstruction":  # what the model gives back for the sample, and how far from it
@@ -388,7 +387,26 @@ class ExplainSession:
             h, w = shape[-2:]
             channel, (row, col) = t // (h * w), divmod(t % (h * w), w)
             return f"pixel ({row}, {col})" + (f" of channel {channel}" if len(shape) == 3 and shape[0] > 1 else "")
+        if (label := self._forecast_label(t)) is not None:
+            return label
         return f"output {t}"
+
+    def _forecast_label(self, t: int) -> str | None:
+        """Forecast output ``t`` named by its series (outputs are horizon x series, step-major): ``humidity``, or
+        ``humidity +2`` (two steps ahead) when it forecasts several; None without a name per series."""
+        names = self.axis_names() if self.info.task == "forecast" else None
+        if not names or self.n_outputs % len(names):
+            return None
+        step, col = divmod(int(t), len(names))
+        return names[col] if self.n_outputs == len(names) else f"{names[col]} +{step + 1}"
+
+    def forecast_text(self, values: Any) -> str:
+        """Forecast values (in the series' own units) as people read them, each named by its output
+        (:meth:`unit_name`): ``temp 15.64, humidity 56.48``; a lone value, or values with no names, as numbers
+        (``42.1``). The Explain page and Try it said "15.64, 56.48" for a weather series, leaving which is which."""
+        vals = [float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
+        named = len(vals) > 1 and all(self._forecast_label(k) is not None for k in range(len(vals)))
+        return ", ".join(f"{self._forecast_label(k)} {v:.4g}" if named else f"{v:.4g}" for k, v in enumerate(vals))
 
     def about(self, exp: Explanation, target: int | None) -> str:
         """What an explanation explains, for titles: ``class 7 (the prediction)``, ``output 2``, ``the model's output``."""

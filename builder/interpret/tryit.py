@@ -579,7 +579,7 @@ def try_input(xs: Any, x: torch.Tensor, method: str | None = None, *, baseline: 
         from builder.data.series import unscale  # lazy: heavy (numpy)
 
         values = unscale(xs.info, pred.values[:1].detach().cpu().numpy()).reshape(-1)
-        name, conf, runners, target = ", ".join(f"{v:.4g}" for v in values), float("nan"), [], None
+        name, conf, runners, target = xs.forecast_text(values), float("nan"), [], None
     elif xs.info.task == "reconstruction":  # the answer is a whole input again: shown, not its first value
         out = pred.values[:1].detach().cpu()
         target = int(out.reshape(-1).argmax())  # the largest output, as the Explain page's default

@@ -392,6 +392,8 @@ class ProbeSession:
     shown_modality = ExplainSession.shown_modality
     picture = ExplainSession.picture
     axis_names = ExplainSession.axis_names
+    forecast_text = ExplainSession.forecast_text
+    _forecast_label = ExplainSession._forecast_label
     pick_modes = ExplainSession.pick_modes
     window = ExplainSession.window
     baselines = ExplainSession.baselines

@@ -212,3 +212,28 @@ def test_epoch_weights_cost_at_most_their_share_of_training(tmp_path):
     assert torch.equal(read_weights(path)[0]["weight"], trainer.model.weight)
     cb.on_train_end(trainer, SimpleNamespace(status="finished"))
     assert not path.exists()
+
+
+def test_a_series_of_two_columns_is_shown_and_forecast_by_its_columns_names(tmp_path):
+    """An outside review (a weather CSV of temp and humidity, the RNN forecaster): Explain's heatmaps named the rows
+    ``feature 1`` and ``feature 2``, the explained output was ``output 1``, and the true value, the prediction and
+    Try it's answer read "15.64, 56.48" with nothing saying which is which. Each is named by its column now."""
+    from builder.data.sources import LocalFile
+    from builder.interpret import figures
+
+    t = np.arange(300)
+    rows = "".join(f"{20 + 5 * np.sin(i / 10):.3f},{50 + 10 * np.cos(i / 15):.3f}\n" for i in t)
+    (tmp_path / "weather.csv").write_text("temp,humidity\n" + rows)
+    ds = load_dataset("series", path=LocalFile(tmp_path / "weather.csv"), lookback=12)
+    graph = adapt_graph(builder.load_template("rnn_forecaster").graph, ds.info)
+    torch.manual_seed(0)
+    xs = ExplainSession(builder.compile_graph(graph).eval(), ds, "test")
+    preview = figures.sample_figure(xs.sample_array(0), xs.shown_modality, xs.axis_names())
+    assert list(preview.data[0].y) == ["temp", "humidity"]
+    assert try_form(xs).names == ["temp", "humidity"]
+    assert [xs.target_label(k, 0) for k in xs.target_choices()] == ["Largest output", "temp", "humidity"]
+    s = xs.summary(0)
+    assert s.true.startswith("temp ") and ", humidity " in s.true, s.true
+    assert s.predicted.startswith("temp ") and ", humidity " in s.predicted, s.predicted
+    answer = try_input(xs, xs.sample(0))
+    assert answer.predicted.startswith("temp ") and ", humidity " in answer.predicted, answer.predicted
