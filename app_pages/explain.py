@@ -182,7 +182,7 @@ def _preview(xs: ExplainSession, i: int) -> None:
     elif xs.shown_modality == "tabular":
         names, values = xs.feature_values(i)
         if any(isinstance(v, str) for v in values):  # a text column's category: one column of text, numbers short
-            values = [v if isinstance(v, str) else f"{v:.4g}" for v in values]
+            values = [v if isinstance(v, str) else ui.fmt_metric(v) for v in values]  # 30,411, not 3.041e+04
         st.dataframe({"feature": names, "value": values}, hide_index=True, height=min(200, 36 + 35 * len(names)),
                      width="stretch")
     elif xs.shown_modality == "image":  # also an image the model reads flattened (an MLP autoencoder's digits)

@@ -7,6 +7,7 @@ import math
 import zipfile
 from typing import Any
 
+from builder.graph.report import human_number
 from builder.graph.shapes import human_bytes as hb
 from builder.graph.shapes import human_count as hc
 
@@ -37,10 +38,11 @@ def fmt_duration(s: float | None) -> str:
 
 
 def fmt_metric(v: Any, pct: bool = False) -> str:
-    """A metric with 4 significant digits (or a percentage); ``—`` when missing or not finite."""
+    """A metric with 4 significant digits, from 10,000 up a whole number (``30,411``, not ``3.041e+04``: an
+    error in a price's units), or a percentage; ``—`` when missing or not finite."""
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "—"
-    return f"{v:.1%}" if pct else f"{v:.4g}"
+    return f"{v:.1%}" if pct else human_number(v)
 
 
 def fmt_setting(v: Any) -> str:
@@ -48,7 +50,7 @@ def fmt_setting(v: Any) -> str:
     ``0.001235``, not ``0.0012345678901234567``), ``—`` when missing, anything else as it is."""
     if v is None:
         return "—"
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+    return human_number(v) if isinstance(v, float) else str(v)
 
 
 WHOLE_EPOCHS_UP_TO = 10  # an epoch axis this short gets a tick per epoch; a longer one's automatic ticks are whole

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from builder.errors import Problem
@@ -146,3 +147,17 @@ def human_count(n: int) -> str:
         if n < div * 1000 or unit == "B":
             return f"{n / div:.1f}{unit}"
     return str(n)
+
+
+def human_number(v: float) -> str:
+    """A measured value as people read it: 4 significant digits, and from 10,000 up a whole number with thousands
+    separators, never e-notation (an income of 30410.52 read "3.041e+04" beside Try it's 30410.5); below 0.0001
+    as Python's ``g`` writes it (a learning rate ``1e-05``); not finite as it is.
+
+    >>> human_number(30410.52), human_number(0.0012346), human_number(1234.5), human_number(-2.5e7), human_number(1e-5)
+    ('30,411', '0.001235', '1234', '-25,000,000', '1e-05')
+    """
+    v = float(v)
+    if math.isfinite(v) and abs(v) >= 1e4:
+        return f"{v:,.0f}"
+    return f"{v:.4g}"

@@ -28,6 +28,7 @@ from builder.data import fit_dataset, predict
 from builder.data.predictions import TokenPredictions, model_device, next_token_predictions
 from builder.errors import AccessDenied, LayerLabError
 from builder.escape import md_text
+from builder.graph.report import human_number
 from builder.interpret import next_token as lm
 from builder.interpret.activations import activation_nodes, capture_activations, weight_histograms
 from builder.interpret.attention import attention_nodes, capture_attention, drop_padding
@@ -38,7 +39,7 @@ from builder.interpret.methods import get_spec, method_label
 from builder.interpret.model import infer_modality, layer_nodes, model_modality
 from builder.interpret.robustness import flip_view, model_robustness
 from builder.interpret.samples import NONE_FOUND, PICK_LABELS, PICKS, pick_from_predictions
-from builder.interpret.tryit import shown_row, try_input
+from builder.interpret.tryit import own_units, shown_row, try_input
 from builder.runs.pipeline import open_run  # noqa: F401  (its home is beside load_run; importable here too)
 
 MAX_CANDIDATES = 50  # samples offered by a picker
@@ -308,7 +309,7 @@ class ExplainSession:
         if self.explained:  # a drawn objective's network (a VAE's encoder): its outputs are no target of the
             # dataset's; the page read "True value 5 · Prediction 0.2618", a digit's class beside μ's first value
             outs = self.prediction.outputs[i].reshape(-1).tolist()
-            return SampleSummary("output", predicted=", ".join(f"{v:.4g}" for v in outs[:4])
+            return SampleSummary("output", predicted=", ".join(human_number(v) for v in outs[:4])
                                  + (f", … ({len(outs)} values)" if len(outs) > 4 else ""))
         if self.token_predictions is not None:  # what it predicts next (the page showed "Sample #0")
             return SampleSummary("next_token", **lm.token_summary(self, i, runners_up, position))
@@ -319,17 +320,14 @@ class ExplainSession:
             runners = [(self.class_name(c), p) for c, p in self.prediction.runners_up(i, runners_up)]
             return SampleSummary("class", true, self.class_name(int(self.pred[i])), right, float(self.conf[i]),
                                  runners)
-        if self.info.task == "regression":
-            true = "—" if self.y is None else f"{float(self.y[i].reshape(-1)[0]):.4g}"
-            return SampleSummary("value", true, f"{float(self.conf[i]):.4g}")
+        if self.info.task == "regression":  # the target's own units: the model learns it standardised (the page
+            # said "True value -1.565" for an income of 30,000 and a diabetes progression of 25 to 346)
+            true = "—" if self.y is None else human_number(own_units(self.info, self.y[i])[0])
+            return SampleSummary("value", true, human_number(own_units(self.info, self.prediction.values[i])[0]))
         if self.info.task == "forecast" and self.info.target_mean is not None:  # the series' own units (the page
             # showed "Sample #0" and nothing of what the window's next value was or what the model said)
-            from builder.data.series import unscale  # lazy: heavy (numpy)
-
-            def own(t: Any) -> str:
-                return self.forecast_text(unscale(self.info, t.reshape(1, -1).detach().cpu().numpy()))
-
-            return SampleSummary("value", "—" if self.y is None else own(self.y[i]), own(self.prediction.values[i]))
+            true = "—" if self.y is None else self.forecast_text(own_units(self.info, self.y[i]))
+            return SampleSummary("value", true, self.forecast_text(own_units(self.info, self.prediction.values[i])))
         if self.info.task == "reconstruction":  # what the model gives back for the sample, and how far from it
             out = self.prediction.outputs[i].detach().float().cpu().numpy()
             x = self.sample_array(i)
@@ -406,7 +404,8 @@ class ExplainSession:
         (``42.1``). The Explain page and Try it said "15.64, 56.48" for a weather series, leaving which is which."""
         vals = [float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
         named = len(vals) > 1 and all(self._forecast_label(k) is not None for k in range(len(vals)))
-        return ", ".join(f"{self._forecast_label(k)} {v:.4g}" if named else f"{v:.4g}" for k, v in enumerate(vals))
+        return ", ".join(f"{self._forecast_label(k)} {human_number(v)}" if named else human_number(v)
+                         for k, v in enumerate(vals))
 
     def about(self, exp: Explanation, target: int | None) -> str:
         """What an explanation explains, for titles: ``class 7 (the prediction)``, ``output 2``, ``the model's output``."""

@@ -31,6 +31,7 @@ import torch
 from builder.data import predict
 from builder.data.images import decode_image
 from builder.errors import DatasetError, ExplainError, TrainingError
+from builder.graph.report import human_number
 from builder.interpret.attributions import Explanation, explain
 from builder.runs.summary import current_run
 from builder.training.run_status import is_live
@@ -112,6 +113,17 @@ def _stats(xs: Any) -> tuple[np.ndarray, np.ndarray] | None:
     if mean is None or std is None:
         return None
     return np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+
+
+def own_units(info: Any, values: Any) -> np.ndarray:
+    """One sample's regression or forecast values (standardised for training) as a flat array in the target's own
+    units: the training mean and deviation given back (:attr:`~builder.data.DatasetInfo.target_mean`); as they are
+    without them."""
+    row = np.asarray(values.detach().cpu().double() if hasattr(values, "detach") else values, dtype=np.float64)
+    row = row.reshape(-1)
+    if info.target_mean is None or info.target_std is None or len(info.target_mean) != row.size:
+        return row
+    return row * np.asarray(info.target_std, dtype=np.float64) + np.asarray(info.target_mean, dtype=np.float64)
 
 
 def raw_row(xs: Any, i: int) -> np.ndarray:
@@ -576,10 +588,7 @@ def try_input(xs: Any, x: torch.Tensor, method: str | None = None, *, baseline: 
         runners = [(xs.class_name(c), p) for c, p in pred.runners_up(0, 2)]
         target: int | None = None if pred.single_logit else label
     elif xs.info.task == "forecast" and xs.info.target_mean is not None:  # the series' own units
-        from builder.data.series import unscale  # lazy: heavy (numpy)
-
-        values = unscale(xs.info, pred.values[:1].detach().cpu().numpy()).reshape(-1)
-        name, conf, runners, target = xs.forecast_text(values), float("nan"), [], None
+        name, conf, runners, target = xs.forecast_text(own_units(xs.info, pred.values[0])), float("nan"), [], None
     elif xs.info.task == "reconstruction":  # the answer is a whole input again: shown, not its first value
         out = pred.values[:1].detach().cpu()
         target = int(out.reshape(-1).argmax())  # the largest output, as the Explain page's default
@@ -587,7 +596,8 @@ def try_input(xs: Any, x: torch.Tensor, method: str | None = None, *, baseline: 
         return TryResult(f"a reconstruction of {out.numel()} values", float("nan"), [], exp, err, output=out,
                          explained=f"output {target} (the largest)")
     else:
-        name, conf, runners, target = f"{float(pred.values[0].reshape(-1)[0]):.4g}", float("nan"), [], None
+        # a regression in the target's own units (it answered a standardised -1.565 for an income of 30,000)
+        name, conf, runners, target = human_number(own_units(xs.info, pred.values[0])[0]), float("nan"), [], None
     exp, err = _explained(xs, x, method, target, baseline)
     return TryResult(name, conf, runners, exp, err)
 

@@ -560,6 +560,11 @@ def test_regression_model_explains_its_output(runs):
     assert [s.label for s in at.selectbox if s.label in ("Explain class", "Pick samples")] == ["Pick samples"]
     assert _widget(at.selectbox, "Pick samples").options == ["By index"]  # no classes to pick by
     assert not at.error and not at.warning
+    # in the target's own units (diabetes progression, 25 to 346): it said "True value -1.565", the standardised
+    # value the model learns, beside a Data page that draws the target in its units (an outside review)
+    shown = {m.label: m.value for m in at.metric}
+    assert 25 <= float(shown["True value"].replace(",", "")) <= 346, shown
+    assert -200 < float(shown["Prediction"].replace(",", "")) < 600, shown
 
 
 def test_switching_models_resets_model_specific_choices(runs):

@@ -237,3 +237,17 @@ def test_a_series_of_two_columns_is_shown_and_forecast_by_its_columns_names(tmp_
     assert s.predicted.startswith("temp ") and ", humidity " in s.predicted, s.predicted
     answer = try_input(xs, xs.sample(0))
     assert answer.predicted.startswith("temp ") and ", humidity " in answer.predicted, answer.predicted
+
+
+def test_a_regression_in_large_units_is_answered_in_whole_numbers():
+    """An outside review: values from 10,000 up (an income) read "3.041e+04" on the Explain page; the true value,
+    the prediction and Try it's answer of a regression are whole numbers there (``30,411``)."""
+    from builder.data.tabular import load_csv
+
+    rows = "".join(f"{i % 50 + 18},{30000 + 97 * i}\n" for i in range(80))
+    ds = load_csv(("age,income\n" + rows).encode(), "income", task="regression")
+    torch.manual_seed(0)
+    xs = ExplainSession(builder.compile_graph(adapt_graph(builder.load_template("mlp").graph, ds.info)).eval(), ds)
+    s = xs.summary(0)
+    assert "e+" not in s.true and "," in s.true, s.true
+    assert "e+" not in try_input(xs, xs.sample(0)).predicted
