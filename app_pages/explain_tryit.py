@@ -79,9 +79,9 @@ def try_it_panel(xs: ExplainSession, i: int, key: Callable[[str], str], *, compa
     try:
         if form.kind == "series":
             lookback, cols = form.shape
-            named = f": {ui.md(', '.join(form.names))}" if form.names else ""  # the series' own columns, in order
-            text = st.text_area(f"Your series: at least {lookback} steps, one per line ({cols} number(s) each{named}; "
-                                "the last steps are read)", value=form.start_text, height=160,
+            named = ": " + ", ".join(form.names) if form.names else ""  # the series' own columns, in order
+            text = st.text_area(f"Your series: at least {lookback} steps, one per line ({cols} number(s) each"
+                                f"{ui.md(named)}; the last steps are read)", value=form.start_text, height=160,
                                 key=key(f"ll_try_series_{i}"))
             x = tryit.encode_series(xs, text)
         elif form.kind == "features":
