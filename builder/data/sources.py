@@ -296,6 +296,27 @@ def check_project(project: Any, uploads: UploadFolder | None = None) -> Any:
     return project
 
 
+def project_source(project: Any) -> DatasetSource | None:
+    """The data a project trains on when nobody names other data: its Data page choice (``project.dataset``: a
+    built-in with its options, or an upload by its id), else the dataset its training settings name (a
+    template's); None when it names none. The one rule the pages and the command line read: ``layerlab train`` of
+    an app project on ``people.csv`` trained on the template's ``moons`` (``training.dataset`` came first, and
+    the Data page's options were dropped).
+
+    >>> project_source({"dataset": {"kind": "builtin", "name": "moons", "options": {"noise": 0.3}},
+    ...                 "training": {"dataset": "circles"}})
+    DatasetSource(name='moons', options={'noise': 0.3}, label=None)
+    >>> project_source({"training": {"dataset": "circles"}}).name, project_source({"graph": {}})
+    ('circles', None)
+    """
+    get = project.get if isinstance(project, dict) else lambda k: getattr(project, k, None)
+    spec, training = get("dataset"), get("training") or {}
+    if isinstance(spec, dict) and (spec.get("kind") or spec.get("name")):
+        return DatasetSource.from_spec(spec)
+    name = training.get("dataset") if isinstance(training, dict) else None
+    return DatasetSource(name, {}) if isinstance(name, str) and name else None
+
+
 def travels(spec: Any) -> bool:
     """Whether a dataset description may go to another person (a link, a class's starter): a built-in dataset
     that names no file at all: no user-file kind (``csv``, ``image_folder``: the sender's upload), no upload id,
@@ -739,7 +760,7 @@ def load_dataset(source: Any, *, uploads: UploadFolder | str | Path | None = Non
     return ds.flattened() if flatten else ds
 
 
-__all__ = ["travels", "for_link", "option_value_problems", "column_problems", "options_of", "project_task", "DatasetSource", "SourceKind", "SOURCE_KINDS", "SPEC_KEYS", "PATH_KEYS", "COLUMN_KEYS",
+__all__ = ["project_source", "travels", "for_link", "option_value_problems", "column_problems", "options_of", "project_task", "DatasetSource", "SourceKind", "SOURCE_KINDS", "SPEC_KEYS", "PATH_KEYS", "COLUMN_KEYS",
            "LocalFile", "source_kinds",
            "kind_for_path", "content_problems", "check_content", "project_problems", "check_project", "own_spec",
            "load_dataset"]

@@ -22,7 +22,7 @@ from builder.data.access import check_acting, controlled_run
 from builder.data.cache import use_cache_dir
 from builder.data.compat import adapt_graph, check_compat
 from builder.data.disk import write_atomic
-from builder.data.sources import project_task
+from builder.data.sources import project_source, project_task
 from builder.data.uploads import UploadFolder
 from builder.errors import (
     AccessDenied,
@@ -207,8 +207,8 @@ def run_budget(cfg: TrainConfig, task: str | None, *, drawn_loss: bool = False) 
 
 
 def dataset_of(project: Project, dataset: str | Dataset | None) -> str | Dataset:
-    """The dataset a project trains on: ``dataset`` when given, else the one its training settings or its
-    ``dataset`` section name.
+    """The dataset a project trains on: ``dataset`` when given, else the one the project names
+    (:func:`builder.data.sources.project_source`: its Data page choice, else its training settings').
 
     Raises:
         TrainingError: neither names one.
@@ -220,7 +220,7 @@ def dataset_of(project: Project, dataset: str | Dataset | None) -> str | Dataset
         ('digits', 'moons')
     """
     if dataset is None:
-        dataset = (project.training or {}).get("dataset") or (project.dataset or {}).get("name")
+        dataset = src.name if (src := project_source(project)) is not None else None
     if not isinstance(dataset, Dataset) and not dataset:  # None or an empty name
         raise TrainingError("no dataset given and the project names none; received: none. Fix: pass a dataset name")
     return dataset
@@ -244,6 +244,8 @@ def _data_and_settings(project: Project, dataset: str | Dataset | None, config: 
     documents them; shared by :func:`prepare` and :func:`run_objective`."""
     tr = dict(project.training or {})
     cfg = TrainConfig.resolve(tr.get("task"), None, tr, config)  # bad settings fail before the data loads
+    if dataset is None and (src := project_source(project)) is not None:  # the project's own choice, with its
+        dataset_options = {**src.options, **(dataset_options or {})}  # options (an upload: its id, target, ...)
     dataset = dataset_of(project, dataset)
     dataset_options, split_note = inherit_split(store, parents(tr, cfg), dataset, dataset_options)
     dataset_options = inherit_tokenizer(store, cfg.init_from, dataset, dataset_options)  # a model folder's own

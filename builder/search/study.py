@@ -155,6 +155,7 @@ class StudyRunner:
                  launcher: JobLauncher | None = None):
         from builder.data import load_dataset  # lazy: heavy (numpy)
         from builder.data.images import decode_elsewhere  # lazy: heavy (numpy, PIL)
+        from builder.data.sources import project_source  # lazy: heavy (numpy)
         from builder.runs.pipeline import dataset_of, owner_uploads  # lazy: heavy (torch, safetensors)
 
         self.store = store
@@ -165,7 +166,8 @@ class StudyRunner:
         self.space = space if isinstance(space, SearchSpace) else parse_space(space, self.project)
         tr = dict(self.project.training or {})
         self.dataset = dataset_of(self.project, dataset or None)
-        self.dataset_options = dict(dataset_options or {})
+        own = project_source(self.project) if not dataset else None  # the project's data: with its options
+        self.dataset_options = {**(own.options if own is not None else {}), **dict(dataset_options or {})}
         base = {k: v for k, v in tr.items() if k in TrainConfig.model_fields}
         self.config = {**base, **dict(config or {})}
         metric = objective_metric(self.settings.objective)

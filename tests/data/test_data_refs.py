@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from builder import cli
 from builder.data import load_dataset
-from builder.data.access import SYSTEM
+from builder.data.access import LOCAL_OWNER, SYSTEM
 from builder.data.sources import PATH_KEYS, DatasetSource, LocalFile, check_project, content_problems
 from builder.data.uploads import UploadFolder
 from builder.errors import DatasetError, LayerLabError
@@ -142,6 +142,34 @@ def test_an_upload_id_resolves_only_in_its_owners_folder(tmp_path):
     assert load_run_dataset(store, run).info.options["upload"] == ref  # resume, explain, export reload it
     card = store.folder(rid).model_card.read_text() if store.folder(rid).model_card.is_file() else ""
     assert str(ws) not in card and "owners" not in card
+
+
+def test_a_project_trains_on_the_data_its_data_page_chose(tmp_path, capsys):
+    """One rule for the pages and the command line (:func:`builder.data.sources.project_source`): a project saved
+    by the app names its Data page choice, and ``layerlab train`` (or ``run_training`` without a dataset) trained on
+    the template's ``training.dataset`` instead (moons for an MLP project on people.csv, without a word), and
+    dropped a built-in's options."""
+    ws = tmp_path / "ws"
+    mine = UploadFolder(upload_dir(ws, LOCAL_OWNER))
+    ref = mine.save("people.csv", _table(60))
+    base = load_template("mlp")
+    assert base.training["dataset"] == "moons"
+    on_csv = base.model_copy(update={"dataset": {"kind": "csv", "name": "people.csv", "file": ref, "target": "y"}})
+    store = RunStore(ws, actor=SYSTEM)
+    run = store.get(run_training(on_csv, None, {"epochs": 1}, store, adapt=True, owner=LOCAL_OWNER).run_id)
+    assert run["dataset_name"] == "csv" and run["dataset_options"]["upload"] == ref
+    on_noise = base.model_copy(update={"dataset": {"kind": "builtin", "name": "circles",
+                                                   "options": {"noise": 0.25, "n_samples": 120}}})
+    pfile = tmp_path / "p.json"
+    pfile.write_text(on_noise.to_json())
+    assert cli.main(["train", str(pfile), "--epochs", "1", "--workspace", str(ws), "--json"]) == 0
+    rid = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_id"]
+    got = store.get(rid)
+    assert got["dataset_name"] == "circles" and got["dataset_options"]["noise"] == 0.25
+    pfile.write_text(on_csv.model_copy(update={"dataset": {**on_csv.dataset, "file": "upload:" + "0" * 64 + ".csv"}}
+                                       ).to_json())  # another person's upload, or none: refused, not moons
+    assert cli.main(["train", str(pfile), "--epochs", "1", "--workspace", str(ws)]) == 2
+    assert "of yours" in capsys.readouterr().err
 
 
 def test_a_run_recorded_with_an_upload_path_reloads_as_its_owners_and_only_theirs(tmp_path):
