@@ -58,7 +58,7 @@ from app_pages.style import LOGO, error_md, md, md_value, show_error, sidebar_ru
 from app_pages.style import page_header as _header
 from app_pages.tips import tips_toggle
 from builder.data import DatasetSource, list_datasets, load_dataset
-from builder.data.sources import check_project, project_task
+from builder.data.sources import check_project, project_source, project_task
 from builder.data.uploads import UploadFolder
 from builder.errors import LayerLabError, RunStoreError
 from builder.escape import safe_filename
@@ -157,17 +157,15 @@ def dataset_spec() -> dict:
     spec = st.session_state.get("ll_data")
     if spec:
         return spec
-    proj = project()
-    name = None
-    for src in (proj.dataset or {}, proj.training or {}):
-        if isinstance(src.get("dataset"), str):
-            name = src["dataset"]
-        elif isinstance(src.get("name"), str) and src.get("kind", "builtin") == "builtin":
-            name = src["name"]
-        if name:
-            break
+    try:  # the project's own choice, as the command line reads it (builder.data.sources.project_source)
+        src = project_source(project())
+    except LayerLabError:
+        src = None
     known = {d["name"] for d in list_datasets()}
-    return {"kind": "builtin", "name": name if name in known else "digits", "options": {}}
+    if src is not None and src.upload is None and src.name in known:
+        return {"kind": "builtin", "name": src.name, "options": dict(src.options)}
+    named = (project().training or {}).get("dataset")  # an upload not at hand: the template's built-in
+    return {"kind": "builtin", "name": named if named in known else "digits", "options": {}}
 
 
 def spec_key(spec: dict) -> str:
