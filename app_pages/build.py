@@ -15,10 +15,10 @@ from app_pages import nav, tips, ui
 from builder.canvas import graph_canvas, take_events
 from builder.data.compat import network_kind
 from builder.data.sources import check_project, for_link
-from builder.errors import LayerLabError
+from builder.errors import LayerLabError, ProjectFormatError
 from builder.escape import md_code, md_text, safe_filename
 from builder.graph.edit import relabel_node, remove_nodes, set_param
-from builder.graph.project import Graph, format_validation_error
+from builder.graph.project import Graph, check_graph_size, check_tree, format_validation_error
 from builder.graph.share import QUERY_KEY, LinkTooLongError, decode_project, share_url
 from builder.runs.summary import has_trained
 from builder.training.objectives import train_verdict
@@ -45,7 +45,7 @@ def _sync_from_browser() -> None:
         rev = value.get("revision")
         rev = int(rev) if isinstance(rev, (int, float)) else -1
         g = value.get("graph")
-        sig = json.dumps(g, sort_keys=True) if isinstance(g, dict) else None
+        sig = _canvas_sig(g) if isinstance(g, dict) else None
         if sig is not None and sig != st.session_state.get("ll_canvas_sig"):
             st.session_state.ll_canvas_sig = sig
             try:
@@ -78,6 +78,19 @@ def _sync_from_browser() -> None:
             place_library_model(str(event.get("name") or ""))  # canvas_area reruns the page when it is placed
         elif event.get("type") == "undo_replace":  # the canvas's Undo past its own history: the project whole
             ui.undo_replace()
+
+
+def _canvas_sig(g: dict) -> str | None:
+    """The browser's graph as canonical JSON, or None (with the page's error set) when it is over a project file's
+    bounds: what a browser sends is checked like an opened file before it is serialised or validated (a graph
+    nested 900 deep crashed ``json.dumps``; one of a million values was copied and validated whole)."""
+    try:
+        check_tree(g)
+        check_graph_size(g)
+    except ProjectFormatError as e:
+        st.session_state.ll_canvas_error = f"The canvas sent an invalid graph: {e}"
+        return None
+    return json.dumps(g, sort_keys=True)
 
 
 def _graph_payload(g: Graph) -> dict:

@@ -213,7 +213,8 @@ def parse_project(data: Any) -> Project:
     if "graph" not in data and "nodes" in data:
         # a bare graph is accepted too
         data = {"format": FORMAT, "version": VERSION, "graph": data}
-    _check_size(data.get("graph"))
+    check_tree(data)
+    check_graph_size(data.get("graph"))
     try:
         return Project.model_validate(data)
     except ValidationError as e:
@@ -224,7 +225,76 @@ MAX_NODES = 5000
 MAX_EDGES = 20000
 
 
-def _check_size(graph: Any) -> None:
+MAX_JSON_ITEMS = 500_000  # values, object members and containers of one project (5,000 nodes, 20,000 edges: ~225,000)
+MAX_JSON_DEPTH = 64  # nesting of objects and lists (a project's own: under 12)
+
+
+def _too_many(items: int) -> ProjectFormatError:
+    return ProjectFormatError(f"a project holds at most {MAX_JSON_ITEMS:,} JSON values; received: about {items:,}. "
+                              "Fix: split the model or group repeated parts into blocks")
+
+
+def _too_deep() -> ProjectFormatError:
+    return ProjectFormatError(f"a project's JSON nests objects and lists at most {MAX_JSON_DEPTH} deep; received: "
+                              f"deeper. Fix: {_FORMAT_FIX}")
+
+
+def _check_text(text: str) -> None:
+    """Refuse JSON text with more than MAX_JSON_ITEMS values before it is parsed: the parser builds a Python
+    object of 60-100 bytes for every ``{}``, ``[]`` or number of 2-3 characters (a 20 MiB file of ``{},`` grew the
+    server by 470 MB before it was refused). Commas and opening brackets bound the values from above; only when
+    that bound is over the limit are the ones inside strings (an Op node's call is JSON text, full of both) left
+    out by :func:`_structural_items`."""
+    items = text.count(",") + text.count("{") + text.count("[")
+    if items > MAX_JSON_ITEMS and (items := _structural_items(text)) > MAX_JSON_ITEMS:
+        raise _too_many(items)
+
+
+_SCAN_BYTES = 1 << 20
+
+
+def _structural_items(text: str) -> int:
+    """Commas and opening brackets outside strings, counted over the UTF-8 bytes a MiB at a time (no Python object
+    per value: a regular expression's substitution built one per match, 180 MB for 20 MiB of ``{"a":1},``).
+    Escapes are dropped first (``\\\\`` then ``\\"``, as the parser reads them left to right), so every quote
+    left opens or closes a string; a running XOR of the quotes marks what lies inside one."""
+    import numpy as np  # lazy: heavy (numpy, for a text over the quick bound only)
+
+    raw = text.encode("utf-8", "surrogatepass").replace(b"\\\\", b"").replace(b"\\\"", b"")
+    inside, items = 0, 0
+    for start in range(0, len(raw), _SCAN_BYTES):
+        chunk = np.frombuffer(raw, np.uint8, min(_SCAN_BYTES, len(raw) - start), start)
+        quote = chunk == ord('"')
+        quote[0] ^= bool(inside)  # the string open at the chunk's start
+        state = np.bitwise_xor.accumulate(quote)  # True from an opening quote up to its closing one
+        inside = int(state[-1])
+        items += int(np.count_nonzero(~state & ((chunk == ord(",")) | (chunk == ord("{")) | (chunk == ord("[")))))
+    return items
+
+
+def check_tree(data: Any) -> None:
+    """Refuse a decoded document (a parsed file or link, or a dict handed over: the canvas, a stored run) with more
+    than MAX_JSON_ITEMS values or nested deeper than MAX_JSON_DEPTH, before pydantic copies it and before code that
+    walks it recursively (saving, deep copies) meets a RecursionError. Iterative, stops at the first excess."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    items = 0
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list | tuple):
+            children = value
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep()
+        items += len(children)
+        if items > MAX_JSON_ITEMS:
+            raise _too_many(items)
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list | tuple))
+
+
+def check_graph_size(graph: Any) -> None:
     """Refuse enormous graphs before validating every node (a 10^5-node file is answered at once)."""
     if not isinstance(graph, dict):
         return
@@ -303,11 +373,13 @@ def _parse_int(text: str) -> int | float:
 
 def parse_json(text: str) -> Any:
     """Decode JSON text strictly enough for a project file: duplicate keys are refused, integers of more
-    than 30 digits become floats (so no quadratic bignum conversion), deep nesting is an error.
+    than 30 digits become floats (so no quadratic bignum conversion), deep nesting is an error, and more than
+    MAX_JSON_ITEMS values are refused before parsing.
 
     Raises:
         ProjectFormatError: with the line and column where possible.
     """
+    _check_text(text)
     try:
         return json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_parse_int)
     except json.JSONDecodeError as e:
@@ -340,7 +412,8 @@ def as_graph(obj: Graph | Project | dict | str | Path) -> Graph:
     if isinstance(obj, Project):
         return obj.graph
     if isinstance(obj, dict) and "nodes" in obj and "graph" not in obj:
-        _check_size(obj)
+        check_tree(obj)
+        check_graph_size(obj)
         try:
             return Graph.model_validate(obj)
         except ValidationError as e:

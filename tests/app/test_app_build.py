@@ -409,3 +409,21 @@ def test_the_inspector_has_a_close_that_deselects_the_layer(at):
     assert at.session_state["ll_selected"] is None
     assert not [b for b in at.button if b.key == "ll_inspector_close"]
     assert not at.exception
+
+
+def test_a_canvas_graph_over_a_project_files_bounds_is_refused_before_it_is_serialised(at):
+    """The browser's graph is checked as an opened file is: a parameter nested 900 deep was taken onto the canvas
+    (``json.dumps`` of it the page's change signature), and the sidebar's Save then failed on every page with
+    "Maximum serialization depth exceeded"."""
+    before = graph(at)
+    deep: list = []
+    for _ in range(900):
+        deep = [deep]
+    bad = before.model_dump(mode="json")
+    bad["nodes"][0]["params"] = {**bad["nodes"][0]["params"], "junk": deep}
+    at.session_state["ll_canvas"] = {"value": {"graph": bad, "selected": None,
+                                               "revision": at.session_state["ll_revision"]}}
+    at.run()
+    assert not at.exception
+    assert graph(at) == before
+    assert any("at most 64 deep" in e.value for e in at.error)
