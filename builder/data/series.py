@@ -96,12 +96,9 @@ def series_dataset(values: np.ndarray, info: DatasetInfo, w: WindowOptions, *, l
     span = _check_windows(info.name, n, f, w, forecast=labels is None)
     a, b = boundaries(n, val_fraction, test_fraction)
     starts = window_starts(n, w, val_fraction, test_fraction, span)
-    mean = values[:a].mean(0)
-    std = values[:a].std(0)
+    mean, std = _train_stats(values, a)
     std = np.where(std > 1e-8, std, 1.0)
-    scaled = values - mean  # one float64 copy, divided in place (the same numbers as (values - mean) / std)
-    scaled /= std
-    scaled = scaled.astype(np.float32)
+    scaled = _scaled(values, mean, std)
     steps = np.arange(w.lookback)
     if labels is None:
         info.task = "forecast"
@@ -127,6 +124,44 @@ def series_dataset(values: np.ndarray, info: DatasetInfo, w: WindowOptions, *, l
                       "lies inside one part; columns scaled by the training part's mean and standard deviation")
     dataset_record(info, (w.lookback, f), starts, seed, val_fraction, test_fraction)
     return Dataset(info, *(part(s) for s in starts))
+
+
+_SCALE_ROWS = 65_536
+
+
+def _train_stats(values: np.ndarray, a: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's mean and standard deviation over the first ``a`` steps: ``values[:a].mean(0)`` and
+    ``.std(0)``, the same numbers whatever the layout. A series read from a CSV is column-major (:func:`_numbers`),
+    over which numpy would sum each column pairwise; a row-major array's columns it sums row by row, so its blocks
+    of rows, copied row-major, are summed on from the running total (vstack of it and the block: one reduction)."""
+    if values.flags.c_contiguous or values.shape[1] == 1:
+        return values[:a].mean(0), values[:a].std(0)
+
+    def total(part) -> np.ndarray:
+        acc = None
+        for r in range(0, a, _SCALE_ROWS):
+            block = part(np.ascontiguousarray(values[r:min(r + _SCALE_ROWS, a)]))
+            acc = block.sum(0) if acc is None else np.add.reduce(np.vstack([acc[None], block]), axis=0)
+        return acc
+
+    mean = total(lambda b: b) / a
+
+    def squares(b: np.ndarray) -> np.ndarray:
+        b -= mean
+        b *= b
+        return b
+    return mean, np.sqrt(total(squares) / a)
+
+
+def _scaled(values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``((values - mean) / std).astype(float32)``, the same numbers, computed a block of rows at a time into the
+    float32 result: whole, the float64 difference and the float32 copy were 2.5 times the series at once."""
+    out = np.empty(values.shape, dtype=np.float32)
+    for r in range(0, len(values), _SCALE_ROWS):
+        block = values[r:r + _SCALE_ROWS] - mean
+        block /= std
+        out[r:r + _SCALE_ROWS] = block
+    return out
 
 
 def _check_windows(name: str, n: int, f: int, w: WindowOptions, *, forecast: bool) -> int:
@@ -171,6 +206,7 @@ def load_series(path: str | Path | bytes, columns: list[str] | None = None, *, t
     label = name or (Path(path).name if not isinstance(path, bytes) else "uploaded series")
     data = read_limited(path, limits.MAX_CSV_UPLOAD_BYTES, "CSV series")
     df = read_csv_capped(data, label, limits.MAX_SERIES_ROWS, what="steps")  # bounded before it is whole
+    del data  # the bytes are parsed
     df.columns = [str(c).strip() for c in df.columns]
     if len(df) > limits.MAX_SERIES_ROWS:
         raise DatasetError(f"{label}: {len(df):,} steps, over the limit of {limits.MAX_SERIES_ROWS:,} "
@@ -180,10 +216,12 @@ def load_series(path: str | Path | bytes, columns: list[str] | None = None, *, t
     if missing:
         raise DatasetError(f"{label}: column(s) {', '.join(map(repr, missing))} not found; received columns: "
                            f"{', '.join(map(repr, df.columns[:30]))}. Fix: name columns of the file")
+    order = None  # the rows in time order (sort_values's stable sort, missing times last); None: the file's
     if time_column:
         t = pd.to_datetime(df[time_column], errors="coerce") if not pd.api.types.is_numeric_dtype(df[time_column]) \
             else df[time_column]
-        df = df.assign(_t=t).sort_values("_t", kind="stable").drop(columns="_t")
+        order = t.reset_index(drop=True).sort_values(kind="stable").index.to_numpy()
+        del t
     numeric = numeric_columns(df)
     cols = columns or [c for c in numeric if c not in (time_column, target)]
     bad = [c for c in cols if c not in numeric]
@@ -194,13 +232,6 @@ def load_series(path: str | Path | bytes, columns: list[str] | None = None, *, t
     if len(cols) > limits.MAX_SERIES_COLUMNS:
         raise DatasetError(f"{label}: {len(cols)} series columns, over the limit of {limits.MAX_SERIES_COLUMNS}")
     _check_windows(f"series:{label}", len(df), len(cols), w, forecast=not target)  # before any copy
-    # one float64 copy (astype, interpolate and to_numpy were three: an 85 MB CSV grew the server by 1.7 GB),
-    # gaps filled only where there are some
-    values = df[cols].to_numpy(dtype=np.float64)
-    if np.isnan(values).any():
-        values = pd.DataFrame(values).interpolate(limit_direction="both").to_numpy()
-    if not np.isfinite(values).all():
-        raise DatasetError(f"{label}: a column has no numbers at all or infinite values. Fix: drop it")
     info = DatasetInfo(name=f"series:{label}", task="forecast", modality="series", input_shape=(w.lookback, len(cols)),
                        feature_names=list(cols), source="series",
                        description=f"windows of {len(cols)} column(s) of {label}")
@@ -215,12 +246,40 @@ def load_series(path: str | Path | bytes, columns: list[str] | None = None, *, t
         info.class_names = names
         info.task = task or ("binary" if len(names) == 2 else "multiclass")
         labels = keys.map({k: i for i, k in enumerate(names)}).to_numpy(dtype=np.int64)
+        del keys
+        if order is not None:
+            labels = labels[order]
     elif task not in (None, "forecast"):
         raise DatasetError(f"{label}: a series without a label column is forecast; received: task {task!r}. Fix: "
                            "task forecast, or target=<a label column> for sequence classification")
+    values = _numbers(df, cols, order, label)
     del df  # the table is read: only its numbers go on
     return series_dataset(values, info, w, labels=labels, seed=seed, val_fraction=val_fraction,
                           test_fraction=test_fraction)
+
+
+def _numbers(df: Any, cols: list[str], order: np.ndarray | None, label: str) -> np.ndarray:
+    """The ``cols`` of ``df`` as one float64 array (steps, columns; column-major) in ``order``, gaps filled linearly,
+    each column dropped from ``df`` once copied: the table and its numbers are not held whole at once
+    (``df[cols].to_numpy()``, a sort of the frame and a frame's ``interpolate`` were a copy each: an 85 MB CSV grew
+    the server by 1.7 GB).
+    Raises DatasetError for a column with no numbers at all or an infinite one."""
+    import pandas as pd  # lazy: heavy (pandas)
+
+    columns = np.empty((len(cols), len(df)), dtype=np.float64)  # column-major: filling one touches its pages only
+    last = {c: j for j, c in enumerate(cols)}
+    for j, c in enumerate(cols):
+        column = df[c].to_numpy(dtype=np.float64, na_value=np.nan)
+        if last[c] == j:
+            del df[c]  # the frame's own copy of it goes now (a time or label column read already)
+        if order is not None:
+            column = column[order]
+        if np.isnan(column).any():  # one column at a time: a frame's interpolate fills each column on its own
+            column = pd.Series(column).interpolate(limit_direction="both").to_numpy()
+        if not np.isfinite(column).all():
+            raise DatasetError(f"{label}: a column has no numbers at all or infinite values. Fix: drop it")
+        columns[j] = column
+    return columns.T
 
 
 def series_windows(ds: Dataset, n: int = 4, split: str = "test") -> list[dict]:
