@@ -17,6 +17,7 @@ import streamlit as st
 __all__ = ["draw_pad", "PAD_COMPONENT"]
 
 PAD_COMPONENT = "layerlab_draw_pad"
+MAX_STROKES_CHARS = 320_000  # the pad's JSON: 5,000 points (tryit.MAX_STROKE_POINTS) of up to 64 characters
 
 _CSS = """
 .ll-pad-wrap { display: inline-flex; flex-direction: column; gap: 6px; font: 14px system-ui, sans-serif; }
@@ -144,8 +145,10 @@ def draw_pad(*, key: str, size: int = 240) -> list[list[list[float]]]:
     result = _mounter()(key=key, data={"size": int(size)}, default={"strokes": "[]"}, height="content",
                         on_strokes_change=_noop)
     raw = result.get("strokes") if hasattr(result, "get") else None
+    if not isinstance(raw, str) or len(raw) > MAX_STROKES_CHARS:  # sized before it is parsed: 20 MB of points
+        return []  # parsed into 300 MB of lists in 5 s (the pad sends 3 decimals: 5,000 points are ~70 KB)
     try:
-        strokes = json.loads(raw) if isinstance(raw, str) else []
+        strokes = json.loads(raw)
     except ValueError:
         return []
     return strokes if isinstance(strokes, list) else []

@@ -337,6 +337,9 @@ def _stroke_points(strokes: Any) -> list[np.ndarray]:
         raise ExplainError(f"a drawing is a list of strokes; received: {type(strokes).__name__}. Fix: draw on the pad")
     out, total = [], 0
     for stroke in strokes:
+        if isinstance(stroke, list | tuple) and total + len(stroke) > 2 * MAX_STROKE_POINTS:  # before it is converted
+            raise ExplainError(f"a drawing has at most {MAX_STROKE_POINTS} points; received: more. Fix: clear the "
+                               "pad and draw the digit with fewer strokes")
         try:
             pts = np.asarray(stroke, dtype=np.float64).reshape(-1, 2)
         except (TypeError, ValueError):
