@@ -32,7 +32,7 @@ CACHE_MIN_IMAGES = 1_000  # folders/zips with at least this many images are deco
 MAX_FLOAT_BYTES = 2 * 2**30  # one split of a cached image set materialised as float32 (``Split.X``)
 MAX_ZIP_ENTRIES = 300_000  # entries of a zip's directory (counted, not as declared); also of one folder
 MAX_ZIP_DIRECTORY_BYTES = 32 * 2**20  # a zip's central directory, checked before it is read
-MAX_ZIP_RATIO = 100  # declared uncompressed : compressed bytes of one image member (over 1 MiB)
+MAX_ZIP_RATIO = 100  # declared uncompressed : compressed bytes of one image member or zipped model file (over 1 MiB)
 MAX_IMAGE_SIDE = 256
 MAX_SAMPLES = 200_000
 # text (builder.data.text) and series (builder.data.series): checked before the arrays they imply are allocated

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch.utils import _pytree
 
+import builder.data.limits as limits
 from builder.data.disk import atomic_file, write_atomic
 from builder.data.files import ZIP_ERRORS, check_zip_directory, error_name
 from builder.errors import DatasetError, GraphError
@@ -122,24 +123,31 @@ def write_bundle(files: Mapping[str, bytes], folder: str | os.PathLike) -> Path:
     ...
     builder.interchange.errors.ModelImportError: an uploaded file name must be a plain file name; received: '../etc/passwd'. Fix: upload the files themselves (m.onnx and m.onnx.data), not paths
     """
-    fix = "Fix: upload the files themselves (m.onnx and m.onnx.data), not paths"
-    bad = [n for n in files if not isinstance(n, str) or not _BUNDLE_NAME.fullmatch(n)]
-    if bad:
-        raise ModelImportError(f"an uploaded file name must be a plain file name; received: "
-                               f"{visible(str(bad[0]), 80)!r}. {fix}")
     if len(files) > MAX_BUNDLE_FILES or sum(len(b) for b in files.values()) > MAX_BUNDLE_BYTES:
         raise ModelImportError(f"an upload holds at most {MAX_BUNDLE_FILES} files and {MAX_BUNDLE_BYTES:,} bytes; "
                                f"received: {len(files)} files, {sum(len(b) for b in files.values()):,} bytes. Fix: "
                                "upload the model and its external-data files only")
-    models = [n for n in files if n.lower().endswith((".onnx", ".pt2"))]
-    if len(models) != 1 or (models[0].lower().endswith(".pt2") and len(files) > 1):
-        raise ModelImportError(f"an upload holds one model (.onnx with its external-data files, or one .pt2); "
-                               f"received: {len(models)} model files among {len(files)}. Fix: upload one model at a "
-                               "time")
+    model = _bundle_model(list(files))
     folder = Path(folder)
     for n, data in files.items():
         (folder / n).write_bytes(data)
-    return folder / models[0]
+    return folder / model
+
+
+def _bundle_model(names: list) -> str:
+    """The model's name among an uploaded set's file names, each a plain file name; one ``.onnx`` (with its
+    external-data files) or one ``.pt2`` alone. Raises ModelImportError."""
+    bad = [n for n in names if not isinstance(n, str) or not _BUNDLE_NAME.fullmatch(n)]
+    if bad:
+        raise ModelImportError(f"an uploaded file name must be a plain file name; received: "
+                               f"{visible(str(bad[0]), 80)!r}. Fix: upload the files themselves (m.onnx and "
+                               "m.onnx.data), not paths")
+    models = [n for n in names if n.lower().endswith((".onnx", ".pt2"))]
+    if len(models) != 1 or (models[0].lower().endswith(".pt2") and len(names) > 1):
+        raise ModelImportError(f"an upload holds one model (.onnx with its external-data files, or one .pt2); "
+                               f"received: {len(models)} model files among {len(names)}. Fix: upload one model at a "
+                               "time")
+    return models[0]
 
 
 #: entries a zipped model's directory may list (its files, the folders they sit in), counted before it is parsed
@@ -156,30 +164,57 @@ def _zip_directory_problem(data: bytes) -> str | None:
     return None
 
 
-def zip_members(data: bytes, max_bytes: int = MAX_BUNDLE_BYTES) -> dict[str, bytes]:
-    """The files of a zipped upload by their plain names (folders inside the zip dropped), read with bounds
-    that the zip's own size fields cannot lift; its directory is bounded before it is parsed. Raises
-    ModelImportError for a bad, damaged or encrypted zip or one over the limits (a line quoting nothing of it)."""
-    fix = "Fix: zip the .onnx and its .data file again (no password)"
+_ZIP_FIX = "Fix: zip the .onnx and its .data file again (no password)"
+
+
+def _bundle_members(zf: zipfile.ZipFile, max_bytes: int) -> list[tuple[str, zipfile.ZipInfo]]:
+    """``(plain name, member)`` of each file of a zipped model, every rule checked on the directory before anything
+    is unpacked: at most MAX_BUNDLE_FILES files, no two of one name, none encrypted, each at most
+    ``limits.MAX_ZIP_RATIO`` times its compressed size (over 1 MiB: a model's weights barely compress; a 203 KB zip
+    of 200 MB of zeros grew the server by 397 MB as it was unpacked), ``max_bytes`` declared in all."""
+    infos = [i for i in zf.infolist() if not i.is_dir()]
+    if len(infos) > MAX_BUNDLE_FILES:
+        raise ModelImportError(f"a zipped model holds at most {MAX_BUNDLE_FILES} files; received: "
+                               f"{len(infos)}. Fix: zip the model and its external-data files only")
+    out: list[tuple[str, zipfile.ZipInfo]] = []
+    total = 0
+    for info in infos:
+        name = info.filename.replace("\\", "/").rsplit("/", 1)[-1]
+        if any(name == n for n, _ in out):
+            raise ModelImportError(f"a zipped model holds two files named {visible(name, 80)!r}; received: "
+                                   f"{visible(info.filename, 80)!r}. Fix: zip one model and its data files")
+        if info.flag_bits & 0x1:
+            raise ModelImportError(f"a zipped model's file is encrypted; received: a password-protected "
+                                   f"member. {_ZIP_FIX}")
+        if info.file_size > max(limits.MAX_ZIP_RATIO * info.compress_size, 2**20):
+            raise ModelImportError(f"a zipped model's file unpacks to at most {limits.MAX_ZIP_RATIO} times its "
+                                   f"compressed size; received: {info.file_size:,} bytes from {info.compress_size:,} "
+                                   f"(a zip bomb?). {_ZIP_FIX}")
+        total += info.file_size
+        if total > max_bytes:
+            raise ModelImportError(f"the zipped model unpacks to more than {max_bytes:,} bytes. Fix: import "
+                                   "a smaller model")
+        out.append((name, info))
+    return out
+
+
+def _zip_directory_checked(data: bytes) -> None:
     if (problem := _zip_directory_problem(data)) is not None:
         raise ModelImportError(f"{problem.removesuffix('. Fix: upload a smaller subset')}. Fix: zip the model and its "
                                "external-data files only")
+
+
+def zip_members(data: bytes, max_bytes: int = MAX_BUNDLE_BYTES) -> dict[str, bytes]:
+    """The files of a zipped upload by their plain names (folders inside the zip dropped), read with bounds
+    that the zip's own size fields cannot lift; its directory is bounded before it is parsed
+    (:func:`_bundle_members`). Held in memory: the server unpacks an upload to disk (:func:`unzip_bundle`). Raises
+    ModelImportError for a bad, damaged or encrypted zip or one over the limits (a line quoting nothing of it)."""
+    _zip_directory_checked(data)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            infos = [i for i in zf.infolist() if not i.is_dir()]
-            if len(infos) > MAX_BUNDLE_FILES:
-                raise ModelImportError(f"a zipped model holds at most {MAX_BUNDLE_FILES} files; received: "
-                                       f"{len(infos)}. Fix: zip the model and its external-data files only")
             out: dict[str, bytes] = {}
             total = 0
-            for info in infos:
-                name = info.filename.replace("\\", "/").rsplit("/", 1)[-1]
-                if name in out:
-                    raise ModelImportError(f"a zipped model holds two files named {visible(name, 80)!r}; received: "
-                                           f"{visible(info.filename, 80)!r}. Fix: zip one model and its data files")
-                if info.flag_bits & 0x1:
-                    raise ModelImportError(f"a zipped model's file is encrypted; received: a password-protected "
-                                           f"member. {fix}")
+            for name, info in _bundle_members(zf, max_bytes):
                 with zf.open(info) as f:
                     out[name] = f.read(max_bytes - total + 1)
                 total += len(out[name])
@@ -189,7 +224,41 @@ def zip_members(data: bytes, max_bytes: int = MAX_BUNDLE_BYTES) -> dict[str, byt
             return out
     except ZIP_ERRORS as e:
         raise ModelImportError(f"not a readable zip file (damaged or encrypted); received: {error_name(e)}. "
-                               f"{fix}") from None
+                               f"{_ZIP_FIX}") from None
+
+
+_UNZIP_BLOCK = 1 << 20
+
+
+def unzip_bundle(data: bytes, folder: str | os.PathLike, max_bytes: int = MAX_BUNDLE_BYTES, *,
+                 model_stem: str | None = None) -> Path:
+    """Unpack a zipped upload (one ``.onnx`` with its external-data files, or one ``.pt2``) into ``folder`` (empty
+    and private) a MiB at a time, under :func:`_bundle_members`'s rules and :func:`write_bundle`'s (plain names, one
+    model), and return the model's path; ``model_stem``: the name the model file is given, before its suffix (its
+    external data keep theirs). The server holds a block of it at a time, not every file (:func:`zip_members`).
+    Raises ModelImportError."""
+    _zip_directory_checked(data)
+    folder = Path(folder)
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            members = _bundle_members(zf, max_bytes)
+            names = [n for n, _ in members]
+            model = _bundle_model(names)
+            model_file = f"{model_stem}{Path(model).suffix.lower()}" if model_stem else model
+            total = 0
+            for name, info in members:
+                target = folder / (model_file if name == model else name)
+                with zf.open(info) as f, open(target, "xb") as out:
+                    while block := f.read(_UNZIP_BLOCK):
+                        total += len(block)
+                        if total > max_bytes:
+                            raise ModelImportError(f"the zipped model unpacks to more than {max_bytes:,} bytes. "
+                                                   "Fix: import a smaller model")
+                        out.write(block)
+            return folder / model_file
+    except ZIP_ERRORS as e:
+        raise ModelImportError(f"not a readable zip file (damaged or encrypted); received: {error_name(e)}. "
+                               f"{_ZIP_FIX}") from None
 
 
 def _is_onnx_zip(source) -> bool:
@@ -678,4 +747,4 @@ def register_import(store, result: ImportResult, name: str | None = None, *,
 
 
 __all__ = ["ImportResult", "import_model", "build_from_onnx", "save_import", "register_import", "load_pt2",
-           "check_pt2_archive", "load_python", "write_bundle", "zip_members"]
+           "check_pt2_archive", "load_python", "write_bundle", "zip_members", "unzip_bundle"]

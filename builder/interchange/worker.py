@@ -388,19 +388,14 @@ def import_upload(data: bytes, filename: str, store, *, max_bytes: int = MAX_UPL
     from builder.interchange.importer import (  # lazy: heavy (torch)
         ImportResult,
         register_import,
+        unzip_bundle,
         write_bundle,
-        zip_members,
     )
 
     suffix = Path(filename).suffix.lower()
+    zipped = suffix == ".zip" and not companions
     files = {**(companions or {}), f"model{suffix}": data}  # the model's own name is not the user's to choose
-    if suffix == ".zip" and not companions:
-        files = zip_members(data, max_bytes)
-        models = [n for n in files if n.lower().endswith((".onnx", ".pt2"))]
-        if len(models) == 1:
-            suffix = Path(models[0]).suffix.lower()
-            files = {f"model{suffix}": files.pop(models[0]), **files}
-    if suffix not in UPLOAD_SUFFIXES:
+    if not zipped and suffix not in UPLOAD_SUFFIXES:
         raise ModelImportError(f"the app imports .onnx and .pt2 files; received: {filename!r}. Fix: convert the "
                                "model, or use `layerlab import file.py:Class` for Python code (it runs the code)")
     if sum(map(len, files.values())) > max_bytes:
@@ -409,7 +404,11 @@ def import_upload(data: bytes, filename: str, store, *, max_bytes: int = MAX_UPL
                                f"use the CLI (`layerlab import`) for models over {max_bytes // 2**20} MiB")
     with tempfile.TemporaryDirectory(prefix="layerlab-import-") as tmp:
         (Path(tmp) / "upload").mkdir()
-        src = write_bundle(files, Path(tmp) / "upload")  # plain names only: external data stays in the set
+        if zipped:  # unpacked to disk a block at a time, within max_bytes (never every file in memory at once)
+            src = unzip_bundle(data, Path(tmp) / "upload", max_bytes, model_stem="model")
+        else:
+            src = write_bundle(files, Path(tmp) / "upload")  # plain names only: external data stays in the set
+        del files
         out = Path(tmp) / "imported.json"
         report = run_isolated("_child_import", timeout, path=str(src), out=str(out),
                               owner=launcher.counted_owner(store.actor))

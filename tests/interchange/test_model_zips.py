@@ -50,3 +50,50 @@ def test_a_pt2_listing_many_entries_is_refused_from_its_directory(tmp_path):
     path.write_bytes(data)
     _refused(lambda: read_pt2(data), "more than 10,000 members", peak_mib=4)
     _refused(lambda: read_pt2(path), "more than 10,000 members", peak_mib=4)
+
+
+def _bomb(unpacked: int = 200 * 2**20) -> bytes:
+    """A 200 KB zip of a tiny model and ``unpacked`` bytes of zeros as its external data."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        zf.writestr("m.onnx", b"\x08\x07" + SECRET)
+        with zf.open("m.onnx.data", "w", force_zip64=True) as f:
+            for _ in range(unpacked // 2**20):
+                f.write(bytes(2**20))
+    return buf.getvalue()
+
+
+def test_a_zip_bomb_of_external_data_is_refused_from_its_directory(tmp_path):
+    """A 203 KB zip of 200 MB of zeros was unpacked into the server's memory (397 MB at its peak) and written to
+    disk before the worker started; now a member over 100 times its compressed size is refused before anything is
+    unpacked (a model's weights barely compress)."""
+    data = _bomb()
+    assert len(data) < 300_000
+    _refused(lambda: import_upload(data, "model.zip", RunStore(tmp_path, actor=SYSTEM)), "zip bomb", peak_mib=4)
+    _refused(lambda: zip_members(data, 2**30), "zip bomb", peak_mib=4)
+
+
+def test_the_server_unpacks_a_zipped_model_to_disk_a_block_at_a_time(tmp_path):
+    """A zipped model's files go to the import's folder a MiB at a time: the server held each whole (and twice,
+    as read), 2x their size for a 32 MiB one."""
+    import os
+    import tracemalloc
+
+    from builder.interchange.importer import unzip_bundle
+
+    weights = os.urandom(32 * 2**20)
+    data = zip_bytes([("net.onnx", b"\x08\x07"), ("net.onnx.data", weights)])
+    tracemalloc.start()
+    try:
+        path = unzip_bundle(data, tmp_path, model_stem="model")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert path == tmp_path / "model.onnx" and path.read_bytes() == b"\x08\x07"
+    assert (tmp_path / "net.onnx.data").read_bytes() == weights
+    assert peak < 8 * 2**20, peak / 2**20  # ~4 MiB (a block read, inflated and written); 64 MiB as bytes before
+    with pytest.raises(ModelImportError, match="one model"):
+        unzip_bundle(zip_bytes([("a.onnx", b""), ("b.onnx", b"")]), tmp_path / "x")
