@@ -17,7 +17,7 @@ from builder.data.compat import network_kind
 from builder.data.sources import check_project, for_link
 from builder.errors import LayerLabError, ProjectFormatError
 from builder.escape import md_code, md_text, safe_filename
-from builder.graph.edit import relabel_node, remove_nodes, set_param
+from builder.graph.edit import relabel_node, remove_nodes, set_param, with_block
 from builder.graph.project import Graph, check_graph_size, check_tree, format_validation_error
 from builder.graph.share import QUERY_KEY, LinkTooLongError, decode_project, share_url
 from builder.runs.summary import has_trained
@@ -67,12 +67,15 @@ def _sync_from_browser() -> None:
             st.session_state.ll_canvas_sel = st.session_state.ll_selected = sel
     for event in take_events(CANVAS_KEY):  # each one-shot action once, even when the browser sent it again
         if event.get("type") == "group":
-            ids = [str(i) for i in event.get("nodes") or []]
-            block = ui.make_block(ui.graph(), ids, str(event.get("name") or "block"))
-            if block["nodes"]:
-                proj = ui.project()
-                blocks = [b for b in proj.blocks if b.get("name") != block["name"]] + [block]
-                st.session_state.ll_project = proj.model_copy(update={"blocks": blocks})
+            ids = event.get("nodes") if isinstance(event.get("nodes"), list) else []
+            try:  # bounded before anything is copied: a block's layers, a project's blocks
+                block = ui.make_block(ui.graph(), ids, str(event.get("name") or "block")[:200])
+                blocks = with_block(ui.project().blocks, block) if block["nodes"] else None
+            except ProjectFormatError as e:
+                st.session_state.ll_canvas_error = f"Cannot add the block: {e}"
+                continue
+            if blocks is not None:
+                st.session_state.ll_project = ui.project().model_copy(update={"blocks": blocks})
                 ui.flash(f"Block “{block['name']}” added to the palette")
         elif event.get("type") == "library":  # a library model dropped from the palette
             place_library_model(str(event.get("name") or ""))  # canvas_area reruns the page when it is placed

@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from builder.data.uploads import UploadFolder
 from builder.errors import LayerLabError, StaleProjectError, TrainingError
 from builder.escape import hide_paths
 from builder.graph.cost import canvas_annotations
-from builder.graph.edit import rebase, with_edge_ids
+from builder.graph.edit import block_of, rebase, with_edge_ids
 from builder.graph.layout import row_layout
 from builder.graph.project import Graph, Project
 from builder.graph.templates import TEMPLATE_NAMES, load_template
@@ -585,12 +584,8 @@ def _palette() -> list[dict]:
 
 
 def make_block(g: Graph, node_ids: list[str], name: str) -> dict:
-    """A reusable block from some nodes of a graph (internal edges kept)."""
-    ids = set(node_ids)
-    nodes = [n.model_dump(exclude_none=True) for n in g.nodes if n.id in ids]
-    edges = [e.model_dump(exclude_none=True) for e in g.edges if e.source in ids and e.target in ids]
-    clean = re.sub(r"\s+", " ", str(name)).strip()[:60] or "block"
-    return {"name": clean, "nodes": nodes, "edges": edges}
+    """A reusable block from some nodes of a graph (internal edges kept; :func:`builder.graph.edit.block_of`)."""
+    return block_of(g, node_ids, name)
 
 
 

@@ -26,6 +26,8 @@ FORMAT = "layerlab"
 VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_BLOCKS = 32  # blocks of a project's palette (each a copy of its nodes and edges)
+MAX_BLOCK_NODES = 200  # nodes of one block (its edges: at most 4 per node, as a graph's)
 
 
 class Position(BaseModel):
@@ -135,7 +137,17 @@ class Project(BaseModel):
     graph: Graph = Field(default_factory=Graph)
     training: dict[str, Any] | None = None
     dataset: dict[str, Any] | None = None
-    blocks: list[dict[str, Any]] = Field(default_factory=list)
+    blocks: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_BLOCKS)
+
+    @field_validator("blocks")
+    @classmethod
+    def _small_blocks(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for b in v:
+            for key, limit in (("nodes", MAX_BLOCK_NODES), ("edges", 4 * MAX_BLOCK_NODES)):
+                items = b.get(key)
+                if isinstance(items, list) and len(items) > limit:
+                    raise ValueError(f"a block holds at most {limit} {key}; received: {len(items)}")
+        return v
 
     def to_json(self, indent: int | None = 2) -> str:
         """Serialise to JSON (unset optional fields omitted).

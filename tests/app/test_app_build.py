@@ -427,3 +427,27 @@ def test_a_canvas_graph_over_a_project_files_bounds_is_refused_before_it_is_seri
     assert not at.exception
     assert graph(at) == before
     assert any("at most 64 deep" in e.value for e in at.error)
+
+
+def test_grouping_is_bounded_in_blocks_and_layers_per_block(at):
+    """Every grouping copied its layers into the project (its file, autosave and every page's palette), with no
+    limit: 200 groupings of a 5,000-layer network (8 MB of events, 16 a message) grew the server by 750 MB and the
+    autosaved file to 285 MB. Now a project keeps at most MAX_BLOCKS blocks of MAX_BLOCK_NODES layers; one more is a message."""
+    from builder.graph.project import MAX_BLOCK_NODES, MAX_BLOCKS
+
+    g = graph(at)
+    value = {"graph": g.model_dump(mode="json"), "selected": None, "revision": at.session_state["ll_revision"]}
+    ids = [n.id for n in g.nodes]
+    events = [{"type": "group", "nodes": ids[:2], "name": f"b{k}", "id": k + 1} for k in range(MAX_BLOCKS + 5)]
+    for seq, start in enumerate(range(0, len(events), 16)):  # a payload carries 16 actions at most
+        at.session_state["ll_canvas"] = {"value": {**value, "seq": seq + 1, "events": events[start:start + 16]}}
+        at.run()
+        assert not at.exception
+    assert len(at.session_state["ll_project"].blocks) == MAX_BLOCKS
+    assert any(f"at most {MAX_BLOCKS} blocks" in e.value for e in at.error)
+    wide = builder.load_project({"graph": {"nodes": [{"id": f"r{i}", "type": "ReLU"}
+                                                     for i in range(MAX_BLOCK_NODES + 1)], "edges": []}})
+    from app_pages import ui
+
+    with pytest.raises(builder.ProjectFormatError, match=f"at most {MAX_BLOCK_NODES} layers"):
+        ui.make_block(wide.graph, [n.id for n in wide.graph.nodes], "all")

@@ -68,8 +68,8 @@ def test_an_accepted_project_at_the_limit_grows_the_server_in_proportion(tmp_pat
     """At MAX_JSON_ITEMS the server holds about what 5,000 nodes and 20,000 edges take (49 MiB measured)."""
     path = tmp_path / "p.json"
     n = (project.MAX_JSON_ITEMS - 10) // 2
-    path.write_text('{"graph":{"nodes":[],"edges":[]},"blocks":[' + ",".join(['{"k":"abcdefgh"}'] * n) + "]}")
-    grew = _grew_mib(_measuring(f"assert len(load_project(raw).blocks) == {n}"), path)
+    path.write_text('{"graph":{"nodes":[],"edges":[]},"training":{"x":[' + ",".join(['{"k":"abcdefgh"}'] * n) + "]}}")
+    grew = _grew_mib(_measuring(f"assert len(load_project(raw).training['x']) == {n}"), path)
     assert grew < 160  # ~109 MiB; the same 8 MiB file twice as long was accepted at ~220
 
 
@@ -151,3 +151,14 @@ def test_a_link_is_counted_like_a_file():
     bomb = bomb.model_copy(update={"blocks": [{}] * (project.MAX_JSON_ITEMS + 1)})
     with pytest.raises(ProjectFormatError, match="JSON values"):
         decode_project(encode_project(bomb, limit=None))
+
+
+def test_a_project_file_holds_at_most_max_blocks_small_blocks():
+    block = {"name": "b", "nodes": [{"id": "r", "type": "ReLU"}], "edges": []}
+    ok = {"graph": {"nodes": [], "edges": []}, "blocks": [block] * project.MAX_BLOCKS}
+    assert len(load_project(ok).blocks) == project.MAX_BLOCKS
+    with pytest.raises(ProjectFormatError, match=f"at most {project.MAX_BLOCKS} items"):
+        load_project({**ok, "blocks": [block] * (project.MAX_BLOCKS + 1)})
+    wide = {"name": "w", "nodes": [{"id": f"r{i}", "type": "ReLU"} for i in range(project.MAX_BLOCK_NODES + 1)]}
+    with pytest.raises(ProjectFormatError, match=f"at most {project.MAX_BLOCK_NODES} nodes"):
+        load_project({**ok, "blocks": [wide]})
