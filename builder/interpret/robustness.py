@@ -27,6 +27,8 @@ version with an attribution of each; :func:`robustness_run` does the curve for a
 
 from __future__ import annotations
 
+import itertools
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -39,7 +41,7 @@ from builder.escape import plotly_text
 from builder.training.run_folder import keep_report, keeping
 
 __all__ = ["ATTACKS", "RobustnessReport", "FlipView", "input_bounds", "attack", "robustness_curve",
-           "model_robustness", "robustness_run", "flip_view", "robustness_figure", "parse_eps"]
+           "model_robustness", "robustness_run", "flip_view", "robustness_figure", "parse_eps", "MAX_EPS"]
 
 ATTACKS = ("fgsm", "pgd")
 CLASSIFICATION = ("multiclass", "binary")
@@ -77,9 +79,24 @@ class RobustnessReport:
         return out
 
 
+MAX_EPS = 32  # points of an accuracy-vs-ε curve: each is an attack on the whole split
+_EPS_VALUE = re.compile(r"[^,\s][^,]*")
+
+
 def parse_eps(text: str | list) -> list[float]:
-    """``"0,0.05,0.1"`` -> ``[0.0, 0.05, 0.1]``. Raises ExplainError for a value that is not a number >= 0."""
-    items = text.split(",") if isinstance(text, str) else list(text)
+    """``"0,0.05,0.1"`` -> ``[0.0, 0.05, 0.1]``. Raises ExplainError for a value that is not a number >= 0, or more
+    than :data:`MAX_EPS` of them, counted before any is converted (the page parses its box on every view: 20 MB of
+    ``0,`` made ten million floats, kept in the page's results as the key of a curve, and as many attacks).
+
+    >>> parse_eps("0, 0.05,0.1")
+    [0.0, 0.05, 0.1]
+    """
+    if isinstance(text, str):  # the values between commas, found by the regex engine and taken MAX_EPS + 1 at most
+        items = [m.group() for m in itertools.islice(_EPS_VALUE.finditer(text), MAX_EPS + 1)]
+    else:
+        items = [v for v in text if str(v).strip()]
+    if len(items) > MAX_EPS:
+        raise ExplainError(f"ε is a list of at most {MAX_EPS} values; received: more. Fix: e.g. 0,0.05,0.1")
     try:
         eps = [float(str(v).strip()) for v in items if str(v).strip()]
     except ValueError:

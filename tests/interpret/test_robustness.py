@@ -139,3 +139,25 @@ def test_layerlab_robustness_keeps_the_curve_with_the_run(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["steps"] == 3
     fig = robustness_figure(store.folder(r.run_id).read_robustness())
     assert list(fig.data[0].x) == [0.3]
+
+
+def test_epsilons_are_counted_before_they_are_converted():
+    """The Explain page parses its ε box on every view: 20 MB of ``0.1,`` became five million floats (537 MiB, 5 s in
+    a fresh process) and as many attacks asked of the probe. Now more than MAX_EPS values are refused as counted,
+    and nothing is converted; empty items and spaces still count for nothing."""
+    import tracemalloc
+
+    from builder.interpret.robustness import MAX_EPS
+
+    assert parse_eps(" , ".join(["0.1"] * MAX_EPS) + ", ,") == [0.1] * MAX_EPS
+    text = "0.1," * 5_000_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ExplainError, match=f"at most {MAX_EPS} values"):
+            parse_eps(text)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20, peak
+    with pytest.raises(ExplainError, match=f"at most {MAX_EPS} values"):
+        parse_eps([0.1] * (MAX_EPS + 1))
