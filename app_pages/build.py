@@ -85,8 +85,9 @@ def _sync_from_browser() -> None:
 
 def _canvas_sig(g: dict) -> str | None:
     """The browser's graph as canonical JSON, or None (with the page's error set) when it is over a project file's
-    bounds: what a browser sends is checked like an opened file before it is serialised or validated (a graph
-    nested 900 deep crashed ``json.dumps``; one of a million values was copied and validated whole)."""
+    bounds: what a browser sends is checked like an opened file before it is serialised or validated (a parameter
+    nested 900 deep was taken onto the canvas and then broke the sidebar's Save on every page; a graph over the
+    file's node, edge or value limits was serialised and validated whole)."""
     try:
         check_tree(g)
         check_graph_size(g)
