@@ -43,6 +43,18 @@ def test_padding_only_windows_are_exactly_those_torch_indexes_out_of_bounds():
             assert int(idx.min()) >= 0 and int(idx.max()) < size, (size, k, s, pad, d, ceil)
 
 
+@pytest.mark.parametrize("args", ['[{"t": 0}, [0, 0]]', '[{"t": 0}, [2, 2], [0, 0]]', '[{"t": 0}, [2, 2], [1, 1], [-1, 0]]',
+                                  '[{"t": 0}, [2, 2], [1, 1], [0, 0], [0, 1]]'])
+def test_an_op_nodes_max_pooling_with_a_zero_window_is_a_located_problem(args):
+    """A kernel or stride of 0 in an Op node's aten.max_pool2d raised ZeroDivisionError out of validate (the
+    padding-only window check divided by the stride; found by the deep graph fuzzer)."""
+    graph = {"nodes": [{"id": "x", "type": "Input", "params": {"shape": [3, 6, 6]}},
+                       {"id": "pool", "type": "Op", "params": {"op": "aten.max_pool2d", "args": args}}],
+             "edges": [{"source": "x", "target": "pool", "target_port": "0"}]}
+    problems = [p for p in infer_shapes(graph).problems if p.node == "pool"]
+    assert problems and problems[0].message.startswith("aten.max_pool2d"), problems
+
+
 @pytest.mark.parametrize(("op", "shape", "args", "outputs"), [
     ("aten.max_pool1d", [2, 1], '[{"t": 0}, [2], [1], [1], [2]]', 1),
     ("aten.max_pool2d", [2, 1, 7], '[{"t": 0}, [2, 2], [1, 1], [1, 1], [2, 2], true]', 1),

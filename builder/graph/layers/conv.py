@@ -217,6 +217,8 @@ def empty_pool_window(sizes: list[int], kernel: list[int], stride: list[int], pa
     """
     for i, size in enumerate(sizes):
         k, s, pad, d = kernel[i], stride[i], padding[i], dilation[i]
+        if min(k, s, d) < 1 or pad < 0:  # no window to place (torch's own check refuses it: a kernel or stride of
+            continue                      # 0 divided by zero here, in validate)
         n = pool_len(size, k, s, pad, d, ceil_mode)
         if n >= 1 and (o := _padding_only_window(size, k, s, pad, d, n)) is not None:
             return (f"every pooling window must cover at least one input position; received: dilation={dilation}, "
