@@ -453,6 +453,8 @@ class _Columns:
             joined.append((pd.concat(parts) if len(parts) > 1 else parts[0]).iloc[:, 0])
             del parts
         self.arrays = []
+        if not joined:  # no column kept (none of those asked for is in the file): the rows, as pd.concat gave them
+            return pd.DataFrame(index=pd.RangeIndex(self.rows), columns=self.names)
         frame = pd.concat(joined, axis=1)
         frame.columns = self.names
         return frame

@@ -121,3 +121,18 @@ def test_a_series_at_the_cell_limit_grows_the_server_by_about_its_numbers(tmp_pa
     assert out.returncode == 0, out.stderr[-2000:]
     grew = json.loads(out.stdout.splitlines()[-1])["grew_mib"]
     assert grew < 800, grew  # 1,208 before
+
+
+def test_a_table_read_for_columns_it_lacks_is_empty_as_pandas_reads_it():
+    """Reading only columns a file lacks gave no column to join: pd.concat of nothing raised ValueError out of the
+    reader ("No objects to concatenate"), where the text loader says which column is missing."""
+    import io
+
+    import pandas as pd
+
+    from builder.data.tabular import read_csv_capped
+
+    data = b"a,b\n1,2\n3,4\n"
+    got = read_csv_capped(data, "t.csv", 100, columns=["text"])
+    want = pd.read_csv(io.BytesIO(data), usecols=lambda c: c in {"text"})
+    assert got.shape == want.shape and list(got.columns) == list(want.columns)
