@@ -110,3 +110,14 @@ def curve_mode(epochs: int, active: bool) -> str:
     """
     return "lines+markers" if epochs <= 1 or (not active and epochs <= 40) else "lines"
 
+
+def split_marker(split: str) -> dict:
+    """The marker of a curve's split: train an open ring larger than validation's filled dot, so a train value
+    equal to the validation's shows around it (a GPT's train and validation perplexity after epoch 1, 323.4 and
+    322.9, drew one dot: the legend listed "train" beside no point of it).
+
+    >>> split_marker("train")["symbol"], split_marker("val")["symbol"]
+    ('circle-open', 'circle')
+    """
+    return dict(symbol="circle-open", size=9, line=dict(width=2)) if split == "train" else dict(symbol="circle", size=6)
+

@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.fmt import whole_epoch_ticks
+from app_pages.fmt import curve_mode, whole_epoch_ticks
 from app_pages.style import error_md
 from builder.errors import LayerLabError
 from builder.escape import plotly_text
@@ -50,9 +50,10 @@ def grid_figure(images: np.ndarray, title: str, cols: int = 8, height: int = 340
     return fig
 
 
-def terms_figure(epochs: list[dict], x_range: list[float] | None = None) -> go.Figure | None:
+def terms_figure(epochs: list[dict], x_range: list[float] | None = None, active: bool = False) -> go.Figure | None:
     """Each loss term's training mean per epoch (solid) and its validation value (dotted); None without terms.
-    ``x_range``: the epoch axis of the page's other charts (the terms chart ran from epoch 1 above charts from 0)."""
+    ``x_range``: the epoch axis of the page's other charts (the terms chart ran from epoch 1 above charts from 0);
+    ``active``: whether the run still trains (markers for a short ended run and for one point: :func:`curve_mode`)."""
     names = list(dict.fromkeys(k for e in epochs for k in (e.get("terms") or {})))
     if not names:
         return None
@@ -63,7 +64,7 @@ def terms_figure(epochs: list[dict], x_range: list[float] | None = None) -> go.F
             pts = [(e["epoch"], (e.get(key) or {}).get(name)) for e in epochs]
             pts = [(x, y) for x, y in pts if isinstance(y, int | float) and math.isfinite(y)]
             if pts:
-                fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines",
+                fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode=curve_mode(len(pts), active),
                                          name=plotly_text(name) + suffix, line=dict(color=color, width=2, dash=dash)))
     fig.update_layout(title=dict(text="Loss terms", font=dict(size=14)), height=290,
                       margin=dict(l=10, r=10, t=40, b=10), xaxis_title="epoch", yaxis_title="loss",
@@ -135,7 +136,7 @@ def render(run: Run, epochs: list[dict], active: bool, store, epoch: int | None 
 def terms_part(epochs: list[dict], active: bool, x_range: list[float] | None = None) -> None:
     """A drawn objective's loss terms by epoch, below what the run makes (issue 29, item 13: the grid was two
     screens down)."""
-    fig = terms_figure(epochs, x_range)
+    fig = terms_figure(epochs, x_range, active)
     if fig is not None:
         st.plotly_chart(fig, width="stretch", config={"displayModeBar": False, "staticPlot": active},
                         key="ll_fig_terms")

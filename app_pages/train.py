@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import crossval_mode, nav, search_mode, tips, train_doctor, ui
-from app_pages.fmt import curve_mode, share_axis, whole_epoch_ticks
+from app_pages.fmt import curve_mode, share_axis, split_marker, whole_epoch_ticks
 from builder.errors import LayerLabError
 from builder.escape import md_code, plotly_text
 from builder.runs.record import shown_time
@@ -269,12 +269,14 @@ def loss_figure(sess: Curve, title: str = "Loss") -> go.Figure:
         steps = steps[::k] + ([steps[-1]] if (len(steps) - 1) % k else [])
     if steps:
         xs = [s / spe for s, _ in steps]
-        fig.add_trace(go.Scatter(x=xs, y=[v for _, v in steps], mode="lines", name="train",
-                                 line=dict(color=COLORS["train"], width=1.5)))
+        # markers as for the epochs' curves (curve_mode): a replay's first frame of a short run drew its train loss
+        # as one line between two step points at x 0.91 and 1.0, which read as an empty chart
+        fig.add_trace(go.Scatter(x=xs, y=[v for _, v in steps], mode=curve_mode(len(steps), sess.active), name="train",
+                                 line=dict(color=COLORS["train"], width=1.5), marker=split_marker("train")))
     ep = [e for e in sess.epochs if e.get("val_loss") is not None]
     if ep:
         fig.add_trace(go.Scatter(x=[e["epoch"] for e in ep], y=[e["val_loss"] for e in ep], mode=_mode(sess),
-                                 name="validation", line=dict(color=COLORS["val"], width=2)))
+                                 name="validation", line=dict(color=COLORS["val"], width=2), marker=split_marker("val")))
     _empty_note(fig, sess, per_epoch=False)
     return _layout(fig, title, "loss", sess)
 
@@ -289,7 +291,7 @@ def metric_figure(sess: Curve) -> go.Figure:
         if pts:
             fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode=_mode(sess),
                                      name="validation" if split == "val" else "train",
-                                     line=dict(color=COLORS[split], width=2)))
+                                     line=dict(color=COLORS[split], width=2), marker=split_marker(split)))
     _empty_note(fig, sess, per_epoch=True)
     shown = {"r2": "R²", "mae": "MAE", "rmse": "RMSE", "mse": "MSE", "f1": "F1"}.get(name, name)  # as the results
     fig = _layout(fig, shown[:1].upper() + shown[1:] if shown else "Metric", shown, sess)

@@ -472,3 +472,61 @@ def test_a_graph_with_problems_of_its_own_is_sent_to_build_only(at):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert "Open the Build page" in links() and "Open the Data page (one-click fix)" in links()
+
+
+def _unreadable(fig: dict) -> list[str]:
+    """What a browser would not show of an ended run's chart: a legend entry without a finite point, a short curve
+    drawn as a line alone (one point is invisible, a few are a sliver: :func:`app_pages.fmt.curve_mode`), and a
+    point hidden under a later trace's filled marker of the same or a larger size (within 1 % of the y axis)."""
+    import math
+
+    def points(t):
+        return [(x, y) for x, y in zip(t.get("x") or [], t.get("y") or [], strict=False)
+                if isinstance(y, int | float) and math.isfinite(y)]
+
+    title = (fig["layout"].get("title") or {}).get("text")
+    scatters = [t for t in fig["data"] if t.get("type", "scatter") == "scatter"]
+    ys = [y for t in scatters for _, y in points(t)]
+    tol = 0.01 * ((max(ys) - min(ys)) if ys else 0.0)
+    bad = []
+    for i, t in enumerate(scatters):
+        pts, mode, name = points(t), t.get("mode", "lines+markers"), f"{title}: {t.get('name')}"
+        if not pts:
+            bad.append(f"{name} has no point")
+        elif "markers" not in mode and len(pts) <= 40:
+            bad.append(f"{name} is {len(pts)} point(s) as a line alone")
+        size = (t.get("marker") or {}).get("size", 6)
+        covers = {(x, y) for u in scatters[i + 1:] if "markers" in u.get("mode", "lines+markers")
+                  and "open" not in str((u.get("marker") or {}).get("symbol", "circle"))
+                  and (u.get("marker") or {}).get("size", 6) >= size for x, y in points(u)}
+        hidden = [p for p in pts if any(x == p[0] and abs(y - p[1]) <= tol for x, y in covers)]
+        if "markers" in mode and hidden:
+            bad.append(f"{name} hidden at {hidden}")
+    return bad
+
+
+def test_every_frame_of_a_replay_draws_each_curve_it_lists(workspace):
+    """A review in Chromium: a 2-epoch run's replay at "epoch 1 of 2" showed a nearly empty Loss chart (its train
+    loss was one line between two step points at x 0.91 and 1.0, no markers), and a GPT run's Perplexity chart
+    listed "train" where its epoch-1 point (323.4) lay under validation's (322.9). Every chart of every frame,
+    for a classifier and a language model, draws each curve its legend lists, visibly."""
+    import json
+
+    import builder
+    from builder.runs.pipeline import run_training
+    from tests.helpers import ME
+
+    store = RunStore(workspace, actor=SYSTEM)
+    for template, epochs in (("mlp", 2), ("gpt", 3)):
+        project = builder.load_template(template)
+        rid = run_training(project, project.training.get("dataset", "moons"), {"epochs": epochs, "seed": 0},
+                           store, owner=ME).run_id
+        at = open_app("app_pages/train.py", owner=ME, template=template)
+        for epoch in [*range(1, epochs + 1), None]:  # each frame of the replay, then the whole run
+            at.session_state["ll_replay"] = {"run": rid, "epoch": epoch} if epoch else None
+            at.run()
+            assert not at.exception, [e.value for e in at.exception]
+            figs = [json.loads(p.proto.spec) for p in at.get("plotly_chart")]
+            assert len(figs) >= 3
+            bad = [b for f in figs for b in _unreadable(f)]
+            assert not bad, (template, epoch, bad)
