@@ -13,7 +13,7 @@ from builder.data.sources import travels
 from builder.errors import LayerLabError
 from builder.escape import plotly_text
 from builder.runs import classes, owners
-from builder.runs.summary import dataset_label, has_own_metric
+from builder.runs.summary import dataset_label, epoch_figures, has_own_metric
 from builder.training.metrics_units import SCORED, scored_metrics
 from builder.training.run_status import is_live
 
@@ -222,17 +222,27 @@ def run_view(cls: dict, run_id: str) -> None:
         if cls.get("holdout") and run["status"] == "finished":  # the leaderboard's figure, named as it names it
             test, _ = classes.holdout_result(store, cls, run)
             if test is not None:
-                st.markdown(f"**Held-out (class) test:** {ui.md(cls['metric'])} {_fmt(test)}")
-        for label, values in (("Final epoch", run.get("final_metrics")),
-                              ("The run's own test split", run.get("test_metrics"))):
-            flat = {k: n for k, v in (values or {}).items() if (n := records.number(v, finite=False)) is not None}
-            if flat:
-                st.markdown(f"**{label}:** " + " · ".join(f"{ui.md(k)} {_fmt(float(v))}" for k, v in flat.items()))
+                st.markdown(f"**Held-out (class) test** (the leaderboard's figure, on data students never see): "
+                            f"{ui.md(cls['metric'])} {_fmt(test)}")
+        final = epoch_figures(run.get("final_metrics") or {}, run.get("dataset_info"))
+        if final:  # named by split and metric ("val_metric 0.84 · eta_s 0.000" said neither)
+            st.markdown("**Final epoch:** " + " · ".join(f"{ui.md(k)} {_fmt(v)}" for k, v in final.items()))
+        own = {k: n for k, v in (run.get("test_metrics") or {}).items() if (n := records.number(v, finite=False)) is not None}
+        if own:  # the figure the student's own Train page calls "Test results": told apart from the class's
+            st.markdown("**The run's own test split** (the student's Test results): "
+                        + " · ".join(f"{ui.md(k)} {_fmt(float(v))}" for k, v in own.items()))
 
 
 def test_label(cls: dict) -> str:
     """What the leaderboard's test figure measures: the class's held-out set, or each run's own test split."""
     return "held-out (class) test" if cls.get("holdout") else "the run's own test split"
+
+
+def best_label(row: dict) -> str:
+    """A class run's best figure, named: its validation metric at its best epoch (the lowest validation loss,
+    :func:`builder.runs.summary.best_epoch`). The row said "best 0.848", best of nothing named."""
+    name = row.get("metric_name") or "metric"
+    return f"val {ui.md(str(name))} {_fmt(row['best'])}  \nat the best epoch"
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -362,8 +372,8 @@ def members_view(cid: str) -> None:
             c[0].markdown(f"**{ui.md(classes.member_label(cls, r['owner'], ui.workspace()))}**")
             c[1].markdown(f"{ui.md(r['name'] or '')}  \n`{r['id']}`")
             c[2].markdown(f"{r['status']}  \n{r['epochs'] or 0} ep")
-            c[3].markdown(f"best {_fmt(r['best'])}")
-            c[4].markdown(f"{_fmt(r['test'])}  \n{test_label(cls)}")
+            c[3].markdown(best_label(r))
+            c[4].markdown(f"{ui.md(cls['metric'])} {_fmt(r['test'])}  \n{test_label(cls)}")
             if r.get("test_error"):
                 st.warning(f"Not scored on the held-out set: {ui.md(r['test_error'])}", icon=":material/warning:")
             c[5].markdown(f"{ui.human_count(r['params'] or 0)} params  \n{ui.fmt_duration(r['time_s'])}")

@@ -82,6 +82,28 @@ def best_metric_text(run: Mapping[str, Any], best: Mapping[str, Any] | None = No
     return f"{shown[0]} {value:.{digits}f}" + (" (scaled)" if scaled else "")
 
 
+def epoch_figures(record: Mapping[str, Any], dataset_info: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """An epoch record's figures, each named by its split and metric (``record``: an epoch event or a run's
+    ``final_metrics``): ``{"train loss": .., "val loss": .., "train accuracy": .., "val accuracy": ..}``, errors
+    in the target's units (:func:`metric_in_units`); a run whose metric is its loss (:func:`has_own_metric`)
+    names it once. The class page listed the raw keys: "train_metric 0.85 · val_metric 0.84 · eta_s 0.000".
+
+    >>> epoch_figures({"epoch": 3, "train_loss": 0.3, "val_loss": 0.35, "train_metric": 0.9, "val_metric": 0.85,
+    ...                "metric_name": "accuracy", "eta_s": 0.0})
+    {'train loss': 0.3, 'val loss': 0.35, 'train accuracy': 0.9, 'val accuracy': 0.85}
+    """
+    name = record.get("metric_name")
+    keys = [("train loss", "train_loss", "loss"), ("val loss", "val_loss", "loss")]
+    if has_own_metric(name):
+        keys += [(f"train {name}", "train_metric", str(name)), (f"val {name}", "val_metric", str(name))]
+    out = {}
+    for label, key, metric in keys:
+        v = record.get(key)
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            out[label] = metric_in_units(metric, float(v), dataset_info)[0]
+    return out
+
+
 def best_loss_text(run: Mapping[str, Any], best: Mapping[str, Any] | None = None, digits: int = 4) -> str | None:
     """The best epoch's validation loss as a table shows it: ``0.1234``. A GAN's (networks trained against each
     other: :func:`~builder.training.objectives.is_adversarial`) is its networks' losses added, which need not fall

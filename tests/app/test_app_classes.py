@@ -155,7 +155,8 @@ def test_class_page_teacher_and_students(workspace, monkeypatch):
     # which test a figure is: the leaderboard's and the run view's say the same (no held-out set here)
     assert any("the run's own test split: accuracy" in m.value for m in teacher.markdown)
     teacher.button(key=f"ll_class_view_{done}").click().run()
-    assert any(m.value.startswith("**The run's own test split:** accuracy 0.875") for m in teacher.markdown)
+    assert any(m.value.startswith("**The run's own test split** (the student's Test results): accuracy 0.875")
+               for m in teacher.markdown)
     teacher.button(key=f"ll_class_stop_{live}").click().run()
     assert_no_exception(teacher)
     assert store.take_control(live) == "stop"
@@ -297,3 +298,49 @@ def test_a_teacher_is_offered_the_leaderboard_metrics_of_the_canvas_task_and_may
     assert_no_exception(teacher)
     assert classes.get_class(workspace, cls["id"], SYSTEM)["metric"] == "mae"
 
+
+
+def test_every_number_on_the_teachers_class_page_says_what_it_measures(workspace, monkeypatch):
+    """A review in Chromium: a student's row said "best 0.848" (best of what?), its test figure "0.875" under "the
+    run's own test split" without the metric, and the run view listed "val_metric 0.848 · eta_s 0.000". Every
+    figure now names its metric and split, and the run's own test split is told apart from the class's."""
+    import re
+
+    from builder.runs import classes
+    from builder.runs.store import RunStore
+    from builder.training.metrics_units import SCORED
+
+    monkeypatch.setenv("LAYERLAB_TEACHERS", TEACHER)
+    teacher = open_app("app_pages/classes.py", owner=TEACHER, template="mlp")
+    teacher.text_input(key="ll_class_name").set_value("ML 101")
+    teacher.checkbox(key="ll_class_holdout").uncheck()  # no weights below: the runs' own test split
+    teacher.button(key="ll_class_create").click().run()
+    (cls,) = classes.list_classes(workspace, teacher=TEACHER)
+    classes.join_class(workspace, cls["code"], ME)
+    store = RunStore(workspace, actor=SYSTEM)
+    rid = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 2}, owner=ME, name="mine",
+                           class_id=cls["id"])
+    epochs = [{"type": "epoch", "epoch": e, "step": 4 * e, "train_loss": 0.5 / e, "val_loss": 0.45 / e,
+               "train_metric": 0.8 + e / 100, "val_metric": 0.828 + e / 100, "metric_name": "accuracy",
+               "lr": 0.01, "eta_s": 0.0, "samples_per_s": 1234.5} for e in (1, 2)]
+    store.log_metrics(rid, epochs)
+    store.finish(rid, "finished", final={k: v for k, v in epochs[-1].items() if k != "type"},
+                 test={"accuracy": 0.875, "loss": 0.31})
+    teacher.run()
+    teacher.button(key=f"ll_class_view_{rid}").click().run()
+    assert_no_exception(teacher)
+    shown = [m.value for m in teacher.markdown if "<style>" not in m.value]
+    assert any("val accuracy 0.848" in v and "best epoch" in v for v in shown), shown
+    assert any(v.startswith("accuracy 0.875") and "own test split" in v for v in shown), shown
+    final = next(v for v in shown if v.startswith("**Final epoch:**"))
+    assert "val accuracy 0.848" in final and "train loss 0.250" in final and "_" not in final, final
+    own = next(v for v in shown if v.startswith("**The run's own test split**"))
+    assert "Test results" in own and "accuracy 0.875" in own, own
+    # the rule for the class: a number is preceded by the metric it is, never alone at the start of a line (a
+    # table cell, "|", is named by its column: the leaderboard's says "the run's own test split: accuracy")
+    assert any("| the run's own test split: accuracy |" in v for v in shown)
+    words = {*SCORED, "ep", "|"}
+    for v in shown:
+        for m in re.finditer(r"(?:^|(?<=\s))(\S*)\s+(\d+\.\d+)(?![\w.])", v):  # "8.5K params", "0.3s": units
+            assert m.group(1) in words, (m.group(0), v)
+        assert not re.search(r"(^|\n)\s*\d+\.\d+(?![\w.])", v), v
