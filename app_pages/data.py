@@ -301,7 +301,9 @@ def preview(ds) -> None:
                                        "label": [r.get("label", r.get("y")) for r in rows]}),
                          hide_index=True, width="stretch")
         else:
-            st.markdown("**First rows (after preprocessing)**")
+            names = ds.info.target_names if ds.info.task == "regression" else []
+            own = f"; {ui.md(', '.join(names))} in {'its' if len(names) == 1 else 'their'} own units" if names else ""
+            st.markdown(f"**First rows** (features after preprocessing{own})")
             _table_head(ds)
     with right:
         counts = ds.class_counts("train")
@@ -321,7 +323,7 @@ def preview(ds) -> None:
             import plotly.graph_objects as go  # lazy: heavy (plotly)
             fig = go.Figure(go.Histogram(x=y, marker_color="#6366f1", nbinsx=30))
             fig.update_layout(height=300, margin=dict(l=10, r=10, t=10, b=10), yaxis_title="samples",
-                              xaxis_title=plotly_text(str(info.options.get("target") or "target")))
+                              xaxis_title=plotly_text(info.target_names[0]))
             st.plotly_chart(fig, width="stretch", config={"displayModeBar": False})
 
 
@@ -347,15 +349,7 @@ def _image_grid(ds, n: int = 16) -> None:
 def _table_head(ds) -> None:
     import pandas as pd  # lazy: heavy (pandas)
 
-    X = ds.train.X[:10].detach().cpu().numpy().reshape(min(10, len(ds.train)), -1)
-    names = ds.info.feature_names if len(ds.info.feature_names) == X.shape[1] else [f"x{i}" for i in range(X.shape[1])]
-    df = pd.DataFrame(X, columns=names)
-    if ds.info.task in ("multiclass", "binary"):
-        yy = ds.train.y[:10].detach().cpu().numpy().reshape(-1)
-        df.insert(0, "label", [ds.info.class_names[int(k)] if int(k) < len(ds.info.class_names) else str(k) for k in yy])
-    elif ds.info.task == "regression":
-        df.insert(0, "target", ds.train.y[:10].detach().cpu().numpy().reshape(len(df), -1)[:, 0])
-    st.dataframe(df, hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(ds.first_rows(10)), hide_index=True, width="stretch")
 
 
 def _refused(g, ds) -> list:

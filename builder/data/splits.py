@@ -86,6 +86,17 @@ class DatasetInfo:
         return upload_label(kind, file) if sep and kind in UPLOAD_PREFIXES else self.name
 
     @property
+    def target_names(self) -> list[str]:
+        """A regression's targets by their column names (a CSV's ``target`` option), ``target`` (``target 1``,
+        ``target 2``, ...) where the data names none: the Data page's table called a CSV's price "target" beside a
+        histogram of "price"."""
+        named = self.options.get("target")
+        named = [named] if isinstance(named, str) else list(named) if isinstance(named, (list, tuple)) else []
+        if len(named) == self.out_size and all(isinstance(t, str) and t for t in named):
+            return [str(t) for t in named]
+        return ["target"] if self.out_size == 1 else [f"target {i + 1}" for i in range(self.out_size)]
+
+    @property
     def vocab_size(self) -> int | None:
         """Number of token ids (tokens modality only)."""
         return len(self.vocab) if self.vocab else None
@@ -281,6 +292,38 @@ class Dataset:
 
         counts = torch.bincount(y, minlength=len(self.info.class_names)).tolist()
         return {name: int(c) for name, c in zip(self.info.class_names, counts)}
+
+    def first_rows(self, n: int = 10, split: str = "train") -> dict[str, list]:
+        """The first ``n`` samples of a table as columns for display: the label (class names) or each regression
+        target by its name (:attr:`DatasetInfo.target_names`) in its own units (the training mean and deviation
+        given back, as the target's histogram shows it), then the features as the model takes them (standardised,
+        one-hot). The table showed a price of -0.661 under "target" beside a histogram of prices in dollars.
+
+        >>> import torch
+        >>> info = DatasetInfo("csv:p.csv", "regression", "tabular", (1,), feature_names=["area"],
+        ...                    options={"target": "price"}, target_mean=[200.0], target_std=[50.0])
+        >>> s = Split(torch.tensor([[0.5]]), torch.tensor([[-1.0]]))
+        >>> Dataset(info, s, s, s).first_rows()
+        {'price': [150.0], 'area': [0.5]}
+        """
+        s = getattr(self, split)
+        k = min(n, len(s))
+        X = s.X[:k].detach().cpu().double().numpy().reshape(k, -1)
+        info = self.info
+        names = info.feature_names if len(info.feature_names) == X.shape[1] else [f"x{i}" for i in range(X.shape[1])]
+        cols: dict[str, list] = {}
+        if info.task in ("multiclass", "binary"):
+            ys = s.y[:k].detach().cpu().long().reshape(-1).tolist()
+            cols["label"] = [info.class_names[c] if 0 <= c < len(info.class_names) else str(c) for c in ys]
+        elif info.task == "regression":
+            y = s.y[:k].detach().cpu().double().numpy().reshape(k, -1)
+            if info.target_mean is not None and info.target_std is not None and len(info.target_mean) == y.shape[1]:
+                y = y * np.asarray(info.target_std, dtype=np.float64) + np.asarray(info.target_mean, dtype=np.float64)
+            for j, name in enumerate(info.target_names[: y.shape[1]]):
+                cols[name] = y[:, j].tolist()
+        for j, name in enumerate(names):
+            cols[name if name not in cols else f"{name} (feature)"] = X[:, j].tolist()
+        return cols
 
     def preview(self, n: int = 8, split: str = "train") -> list[dict]:
         """The first ``n`` samples as plain dicts for display: ``x`` (nested lists), ``y``, ``label``."""

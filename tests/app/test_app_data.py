@@ -403,6 +403,29 @@ def test_a_regression_targets_distribution_is_drawn_in_its_own_units(at):
     assert spec["layout"]["yaxis"]["title"]["text"] == "samples"
 
 
+def test_a_regression_csvs_first_rows_show_its_target_by_name_in_its_own_units(at):
+    """A review in Chromium: prices.csv (target "price", 150k to 450k) showed "First rows (after preprocessing)"
+    with a column "target" of -0.661 (standardised) beside a histogram of "price" in its own units. The table now
+    names the target by its column and shows it as the histogram does; the heading says which values are which."""
+    rows = "".join(f"{50 + i},{i % 4 + 1},{150_000 + 2_500 * i + 1_000 * (i % 4)}\n" for i in range(120))
+    at.session_state["ll_data"] = {"kind": "csv", "name": "prices.csv", "task": "",
+                                   "file": _upload("prices.csv", ("area,rooms,price\n" + rows).encode()), "target": "price"}
+    at.segmented_control(key="ll_ds_kind").set_value("csv").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert {m.label: m.value for m in at.metric}["Task"] == "regression"
+    (table,) = at.dataframe
+    df = table.value
+    assert list(df.columns)[:1] == ["price"] and "target" not in df.columns, list(df.columns)
+    assert df["price"].between(150_000, 460_000).all(), df["price"].tolist()  # the CSV's values, not -0.661
+    csv_prices = {150_000 + 2_500 * i + 1_000 * (i % 4) for i in range(120)}
+    assert all(min(abs(p - q) for q in csv_prices) < 0.5 for p in df["price"]), df["price"].tolist()
+    head = next(m.value for m in at.markdown if m.value.startswith("**First rows**"))
+    assert "price in its own units" in head and "features after preprocessing" in head, head
+    hist = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                if json.loads(c.proto.spec)["data"][0].get("type") == "histogram")
+    assert hist["layout"]["xaxis"]["title"]["text"] == "price"  # the same name as the table's column
+
+
 def _sent_so_far() -> list:
     """The messages the running script has sent so far (called from inside the script, in an AppTest)."""
     from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
