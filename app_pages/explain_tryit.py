@@ -181,7 +181,7 @@ def _answer(xs: ExplainSession, form, x, res, text: str, took: float, key: Calla
         c[1].warning(ui.md(res.error), icon=":material/warning:")
     elif res.explanation is not None:
         e = res.explanation
-        about = res.explained or res.predicted  # one unit of a reconstruction, else the prediction
+        about = res.explained or "the model's output"  # what is explained, named as the sample view names it
         if form.kind == "image":  # the picture, also of a model that reads it flattened
             shown, attr = xs.picture(x[0].detach().cpu().numpy()), xs.picture(e.attributions[0].numpy())
         if form.kind == "image" and compact:  # a picture, not a chart: no plotting bundle to load in the browser
@@ -195,13 +195,13 @@ def _answer(xs: ExplainSession, form, x, res, text: str, took: float, key: Calla
             from builder.interpret.tryit import grouped_attributions  # lazy: heavy (torch)
 
             names, values = grouped_attributions(xs, x[0], e.attributions[0])
-            fig = figs.tabular_attribution_figure(values, names, title=f"{xs.title(e)} for {res.predicted}")
+            fig = figs.tabular_attribution_figure(values, names, title=f"{xs.title(e)} for {about}")
         else:
             from builder.interpret.tryit import token_labels  # lazy: heavy (torch)
 
             fig = figs.explanation_figure(e, x, 0, modality=xs.modality, feature_names=xs.axis_names(),
                                           tokens=token_labels(xs, x) if form.kind == "tokens" else None)
-            fig.update_layout(title=plotly_text(f"{xs.title(e)} for {res.predicted}"))
+            fig.update_layout(title=plotly_text(f"{xs.title(e)} for {about}"))
         if compact:
             fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10})
         c[1].plotly_chart(fig, width="stretch", config=CFG, key=key("ll_try_fig"))

@@ -387,6 +387,9 @@ class ExplainSession:
             return f"pixel ({row}, {col})" + (f" of channel {channel}" if len(shape) == 3 and shape[0] > 1 else "")
         if (label := self._forecast_label(t)) is not None:
             return label
+        names = getattr(self.info, "target_names", None) if self.info.task == "regression" else None
+        if names and len(names) == self.n_outputs and 0 <= t < len(names) and not names[0].startswith("target"):
+            return names[t]  # a regression's targets by their columns
         return f"output {t}"
 
     def _forecast_label(self, t: int) -> str | None:
@@ -408,9 +411,12 @@ class ExplainSession:
                          for k, v in enumerate(vals))
 
     def about(self, exp: Explanation, target: int | None) -> str:
-        """What an explanation explains, for titles: ``class 7 (the prediction)``, ``output 2``, ``the model's output``."""
+        """What an explanation explains, for titles (the sample view's and Try it's alike): ``class 7 (the
+        prediction)``, a forecast's series (``humidity``), a token, a regression's target by name (``price``),
+        ``output 2``, ``the model's output``. ``target`` None: the default one (the prediction)."""
         if exp.target is None:
-            return "the model's output"
+            names = getattr(self.info, "target_names", None) if self.info.task == "regression" else None
+            return names[0] if names and self.n_outputs == 1 and names[0] != "target" else "the model's output"
         t = int(exp.target[0])
         if lm.is_language_model(self):
             return lm.about_target(self, t) + (" (the prediction)" if target is None else "")

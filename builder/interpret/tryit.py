@@ -71,7 +71,9 @@ class TryResult:
     explanation: Explanation | None
     error: str = ""
     output: torch.Tensor | None = None  # a reconstruction (1, ...): the model's whole answer, shown as it is
-    explained: str = ""  # what the attribution explains when it is not the prediction (one unit of a reconstruction)
+    # what the attribution explains, as the Explain page's sample view names it (ExplainSession.about): the class,
+    # the series, the token, the target by name; Try it's titles said the prediction ("for temp 17, humidity 51.96")
+    explained: str = ""
 
 
 @dataclass(frozen=True)
@@ -615,12 +617,12 @@ def try_input(xs: Any, x: torch.Tensor, method: str | None = None, *, baseline: 
         target = int(out.reshape(-1).argmax())  # the largest output, as the Explain page's default
         exp, err = _explained(xs, x, method, target, baseline)
         return TryResult(f"a reconstruction of {out.numel()} values", float("nan"), [], exp, err, output=out,
-                         explained=f"output {target} (the largest)")
+                         explained=xs.about(exp, target) + " (the largest)" if exp is not None else "")
     else:
         # a regression in the target's own units (it answered a standardised -1.565 for an income of 30,000)
         name, conf, runners, target = human_number(own_units(xs.info, pred.values[0])[0]), float("nan"), [], None
     exp, err = _explained(xs, x, method, target, baseline)
-    return TryResult(name, conf, runners, exp, err)
+    return TryResult(name, conf, runners, exp, err, explained="" if exp is None else xs.about(exp, None))
 
 
 def _explained(xs: Any, x: torch.Tensor, method: str | None, target: int | None,

@@ -316,7 +316,7 @@ def test_try_it_predicts_and_explains_your_own_input(runs):
     at = _tab(runs("iris"), "Try it")
     pred = _widget(at.metric, "Your input's prediction")
     assert pred.value in ds.info.class_names and "confident" in pred.delta
-    assert "for " + pred.value in _titles(at)  # the attribution of the predicted class is drawn
+    assert f"for class {pred.value} (the prediction)" in _titles(at)  # the predicted class, as the sample view says
     tab = next(t for t in at.tabs if t.label == "Try it")
     assert tab.dataframe, "the row editor is shown"  # AppTest reads a data editor as a dataframe
     ds = _dataset(runs, "transformer")
@@ -380,7 +380,8 @@ def test_try_it_on_an_mlp_autoencoder_draws_a_digit_and_shows_its_reconstruction
     assert not [m for m in at.metric if m.label == "Your input's prediction"]  # no first value as "the" answer
     assert "Its reconstruction" in _text(at) and at.get("image"), "the reconstruction is a picture"
     titles = _titles(at)
-    assert "for output " in titles and "(the largest)" in titles, titles
+    # the explained unit named as the sample view names it (it said "output 27"; the sample view "pixel (3, 3)")
+    assert "for pixel (" in titles and "(the largest)" in titles, titles
     maps = [t for s in _specs(at) for t in s["data"] if t.get("type") == "heatmap"]
     assert maps and {t["z"]["shape"].replace(" ", "") for t in maps} == {"8,8"}
 

@@ -251,3 +251,32 @@ def test_a_regression_in_large_units_is_answered_in_whole_numbers():
     s = xs.summary(0)
     assert "e+" not in s.true and "," in s.true, s.true
     assert "e+" not in try_input(xs, xs.sample(0)).predicted
+
+
+def test_try_it_names_the_explained_output_as_the_sample_view_does(tmp_path):
+    """A review in Chromium: Try it on a forecast titled its attribution "Integrated Gradients for temp 17, humidity
+    51.96" (the prediction) where the sample view said "for temp" (the output explained). Try it's answer now
+    carries what it explains, named by the sample view's one rule (ExplainSession.about): the series, the class,
+    a regression's target by its column."""
+    from builder.data.sources import LocalFile
+
+    rows = "".join(f"{20 + 5 * np.sin(i / 10):.3f},{50 + 10 * np.cos(i / 15):.3f}\n" for i in range(300))
+    (tmp_path / "weather.csv").write_text("temp,humidity\n" + rows)
+    prices = "".join(f"{50 + i},{i % 4 + 1},{150_000 + 2_500 * i}\n" for i in range(120))
+    (tmp_path / "prices.csv").write_text("area,rooms,price\n" + prices)
+    cases = [("rnn_forecaster", load_dataset("series", path=LocalFile(tmp_path / "weather.csv"), lookback=12)),
+             ("mlp", load_dataset("csv", path=LocalFile(tmp_path / "prices.csv"), target="price")),
+             ("mlp", load_dataset("iris"))]
+    said = []
+    for template, ds in cases:
+        torch.manual_seed(0)
+        xs = ExplainSession(builder.compile_graph(adapt_graph(builder.load_template(template).graph, ds.info)).eval(),
+                            ds, "test")
+        answer = try_input(xs, xs.sample(0), "integrated_gradients")
+        assert answer.explanation is not None, answer.error
+        sample_view = xs.about(xs.explain(0, "integrated_gradients"), None)  # the page's title for the default
+        assert answer.explained == sample_view, (answer.explained, sample_view, answer.predicted)
+        said.append(answer.explained)
+    assert said[0] in ("temp", "humidity"), said  # the series explained, never "temp 17, humidity 51.96"
+    assert said[1] == "price", said  # the target by its column (it said "the model's output" or the value)
+    assert said[2].startswith("class ") and said[2].endswith("(the prediction)"), said
