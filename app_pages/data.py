@@ -302,8 +302,11 @@ def preview(ds) -> None:
                          hide_index=True, width="stretch")
         else:
             names = ds.info.target_names if ds.info.task == "regression" else []
-            own = f"; {ui.md(', '.join(names))} in {'its' if len(names) == 1 else 'their'} own units" if names else ""
-            st.markdown(f"**First rows** (features after preprocessing{own})")
+            if names:  # the target by its name, in its own units (it read "target -0.661" beside a histogram of prices)
+                st.markdown(f"**First rows** (features after preprocessing; {ui.md(', '.join(names))} in "
+                            f"{'its' if len(names) == 1 else 'their'} own units)")
+            else:
+                st.markdown("**First rows** (features after preprocessing)")
             _table_head(ds)
     with right:
         counts = ds.class_counts("train")
