@@ -509,7 +509,7 @@ def test_every_frame_of_a_replay_draws_each_curve_it_lists(workspace):
     """A review in Chromium: a 2-epoch run's replay at "epoch 1 of 2" showed a nearly empty Loss chart (its train
     loss was one line between two step points at x 0.91 and 1.0, no markers), and a GPT run's Perplexity chart
     listed "train" where its epoch-1 point (323.4) lay under validation's (322.9). Every chart of every frame,
-    for a classifier and a language model, draws each curve its legend lists, visibly."""
+    for every kind of task, draws each curve its legend lists, visibly."""
     import json
 
     import builder
@@ -517,7 +517,8 @@ def test_every_frame_of_a_replay_draws_each_curve_it_lists(workspace):
     from tests.helpers import ME
 
     store = RunStore(workspace, actor=SYSTEM)
-    for template, epochs in (("mlp", 2), ("gpt", 3)):
+    # a classifier, a language model, a forecaster, a GAN (its loss terms) and a one-epoch autoencoder
+    for template, epochs in (("mlp", 2), ("gpt", 3), ("rnn_forecaster", 2), ("gan", 2), ("autoencoder", 1)):
         project = builder.load_template(template)
         rid = run_training(project, project.training.get("dataset", "moons"), {"epochs": epochs, "seed": 0},
                            store, owner=ME).run_id
