@@ -52,8 +52,9 @@ SCHEDULER_RULES: dict[str, tuple[str, Callable[[float], bool]]] = {
     "eta_min": ("a learning rate, at least 0 and at most 10 as lr (the lowest of the schedule)",
                 lambda v: 0 <= v <= 10),
     "pct_start": ("a share of the steps above 0 and below 1", lambda v: 0 < v < 1),
-    "div_factor": ("above 0 (the first learning rate is lr divided by it)", lambda v: v > 0),
-    "final_div_factor": ("above 0 (the last learning rate is the first divided by it)", lambda v: v > 0),
+    # at least 1: the first learning rate at most lr (5e-324 divided lr into infinity, 1e-300 into 1e+298)
+    "div_factor": ("at least 1 (the first learning rate is lr divided by it)", lambda v: v >= 1),
+    "final_div_factor": ("at least 1 (the last learning rate is the first divided by it)", lambda v: v >= 1),
     "factor": ("above 0 and below 1 (the learning rate is multiplied by it)", lambda v: 0 < v < 1),
     "patience": ("a whole number of epochs, at least 0", lambda v: _whole(v) and v >= 0),
     "min_lr": ("a learning rate, at least 0 and at most 10 as lr (the lowest of the schedule)",

@@ -82,6 +82,15 @@ def test_scheduler_settings_that_validate_train(scheduler, data):
         assert math.isfinite(lr) and lr >= 0, (scheduler, params, lr)
 
 
+@pytest.mark.parametrize("params", [{"div_factor": 5e-324}, {"final_div_factor": 1e-320}, {"div_factor": 1e-300},
+                                    {"div_factor": 0.5}])
+def test_a_one_cycle_that_starts_or_ends_above_its_learning_rate_is_refused(params):
+    """A div_factor of 5e-324 was "above 0" and made the first learning rate infinite (then NaN); 1e-300 made it
+    1e+298 (the property test above found them under its default profile)."""
+    with pytest.raises(TrainingError, match="at least 1"):
+        TrainConfig.from_dict({"epochs": 4, "lr": 0.01, "scheduler": "onecycle", "scheduler_params": params})
+
+
 def test_a_run_recorded_before_the_scheduler_rules_still_reads_but_does_not_train(tmp_path):
     """Runs kept a gamma of -1 before the rules: their settings still read (the Runs and Explain pages; Explain
     said the rule instead of explaining), and training from them again (a resume) is refused."""
