@@ -218,7 +218,7 @@ def series_picker(current: dict) -> dict | None:
     label = None if label == "(forecast)" else label
     picked = c2.multiselect("Series columns", [c for c in numeric if c not in (time_col, label)],
                             default=[c for c in numeric if c not in (time_col, label)][:4], key="ll_ser_cols")
-    opts = {**win, "columns": picked, **({"time_column": time_col} if time_col else {}),
+    opts = {**win, **({"columns": picked} if picked else {}), **({"time_column": time_col} if time_col else {}),
             **({"target": label} if label else {})}
     ref = ui.save_upload(up.name, data)
     if ref is None:  # over the storage quota (shown)

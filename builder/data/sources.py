@@ -224,10 +224,10 @@ def column_problems(source: Any) -> list[str]:
     out = []
     for key in sorted(COLUMN_KEYS & set(src.options)):
         value = src.options[key]
-        if value is None:
-            continue
+        if value is None or (key == "columns" and isinstance(value, list | tuple) and not value):
+            continue  # the loader's default (an emptied "Series columns" box saved []: every numeric column)
         if key == "columns":
-            ok = isinstance(value, list | tuple) and bool(value) and all(type(v) is str and v.strip() for v in value)
+            ok = isinstance(value, list | tuple) and all(type(v) is str and v.strip() for v in value)
             kind = "a list of column names"
         else:
             ok, kind = type(value) is str and bool(value.strip()), "a column name, as text"

@@ -222,7 +222,7 @@ def _column_cases():
     from builder.data.text import load_text
 
     one = [["y"], {"y": 1}, 3, 2.5, True, [["a"]], [], "  "]  # for a name
-    many = [{"a": 1}, 3, "ab", [["a"]], [], [1], ["a", 2], [""]]  # for a list of names ("ab": read as its letters)
+    many = [{"a": 1}, 3, "ab", [["a"]], [1], ["a", 2], [""]]  # for a list of names ("ab": read as its letters)
     for kind, load in (("csv", load_csv), ("text", load_text), ("series", load_series)):
         for key in sorted(COLUMN_KEYS & set(inspect.signature(load).parameters)):
             for value in many if key == "columns" else one:
@@ -251,6 +251,22 @@ def test_a_column_option_that_is_not_a_column_name_is_refused_in_one_line(tmp_pa
         spec = {**spec, "target": options.pop("target"), "options": {}}
     with pytest.raises(DatasetError, match=key):
         check_project(load_template("mlp").model_copy(update={"dataset": spec}), uploads)
+
+
+def test_an_emptied_series_columns_box_means_every_numeric_column(tmp_path):
+    """The Data page saved "columns": [] when its "Series columns" box was emptied; the column check of 6629288
+    refused it, and a project saved with it no longer opened. [] is the loader's default, as before."""
+    from builder.data.sources import check_project
+    from builder.graph.templates import load_template
+
+    uploads = UploadFolder(tmp_path / "uploads")
+    ref = uploads.save("s.csv", ("t,a,b\n" + "".join(f"{i},{i % 7},{i % 5}\n" for i in range(200))).encode())
+    got = load_dataset({"name": "series", "options": {"upload": ref, "columns": [], "time_column": "t"}},
+                       uploads=uploads)
+    want = load_dataset({"name": "series", "options": {"upload": ref, "time_column": "t"}}, uploads=uploads)
+    assert got.info.input_shape == want.info.input_shape == (24, 2)
+    spec = {"kind": "series", "name": "s.csv", "file": ref, "options": {"columns": [], "time_column": "t"}}
+    check_project(load_template("rnn_forecaster").model_copy(update={"dataset": spec}), uploads)
 
 
 def _role_cases():
