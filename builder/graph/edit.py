@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from builder.errors import GraphError, Problem, ProjectFormatError
-from builder.graph.project import MAX_BLOCK_NODES, MAX_BLOCKS, Edge, Graph, Node
+from builder.graph.project import MAX_BLOCK_EDGES, MAX_BLOCK_NODES, MAX_BLOCKS, Edge, Graph, Node
 
 MAX_LABEL = 200  # characters of a node label (the project format's limit)
 
@@ -290,7 +290,8 @@ def rebase(base: Graph, local: Graph, current: Graph) -> Graph:
 
 def block_of(graph: Graph, node_ids: Iterable[str], name: str) -> dict:
     """A reusable block of some nodes of ``graph`` (the edges between them kept), named ``name`` (spaces folded, at
-    most 60 characters). Raises ProjectFormatError over MAX_BLOCK_NODES nodes, counted before any is copied.
+    most 60 characters). Raises ProjectFormatError over MAX_BLOCK_NODES nodes or MAX_BLOCK_EDGES edges between them,
+    counted before any is copied (a block the project could not read back broke its file, its runs and its jobs).
 
     >>> g = Graph(nodes=[{"id": "a", "type": "ReLU"}, {"id": "b", "type": "ReLU"}], edges=[{"source": "a", "target": "b"}])
     >>> b = block_of(g, ["a", "b", "gone"], "  two   relus ")
@@ -302,8 +303,12 @@ def block_of(graph: Graph, node_ids: Iterable[str], name: str) -> dict:
     if len(chosen) > MAX_BLOCK_NODES:
         raise ProjectFormatError(f"a block holds at most {MAX_BLOCK_NODES} layers; received: {len(chosen)}. Fix: "
                                  "group a smaller part of the network")
+    inner = [e for e in graph.edges if e.source in ids and e.target in ids]
+    if len(inner) > MAX_BLOCK_EDGES:  # a densely wired part (each Concat fed by every layer before it)
+        raise ProjectFormatError(f"a block holds at most {MAX_BLOCK_EDGES} connections; received: {len(inner)} "
+                                 "between these layers. Fix: group a smaller part of the network")
     nodes = [n.model_dump(exclude_none=True) for n in chosen]
-    edges = [e.model_dump(exclude_none=True) for e in graph.edges if e.source in ids and e.target in ids]
+    edges = [e.model_dump(exclude_none=True) for e in inner]
     clean = re.sub(r"\s+", " ", str(name)).strip()[:60] or "block"
     return {"name": clean, "nodes": nodes, "edges": edges}
 

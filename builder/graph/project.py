@@ -27,7 +27,8 @@ VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_BLOCKS = 32  # blocks of a project's palette (each a copy of its nodes and edges)
-MAX_BLOCK_NODES = 200  # nodes of one block (its edges: at most 4 per node, as a graph's)
+MAX_BLOCK_NODES = 200  # nodes of one block
+MAX_BLOCK_EDGES = 4 * MAX_BLOCK_NODES  # edges of one block (4 per node, as a graph's: MAX_EDGES / MAX_NODES)
 
 
 class Position(BaseModel):
@@ -143,7 +144,7 @@ class Project(BaseModel):
     @classmethod
     def _small_blocks(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for b in v:
-            for key, limit in (("nodes", MAX_BLOCK_NODES), ("edges", 4 * MAX_BLOCK_NODES)):
+            for key, limit in (("nodes", MAX_BLOCK_NODES), ("edges", MAX_BLOCK_EDGES)):
                 items = b.get(key)
                 if isinstance(items, list) and len(items) > limit:
                     raise ValueError(f"a block holds at most {limit} {key}; received: {len(items)}")

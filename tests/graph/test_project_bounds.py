@@ -162,3 +162,35 @@ def test_a_project_file_holds_at_most_max_blocks_small_blocks():
     wide = {"name": "w", "nodes": [{"id": f"r{i}", "type": "ReLU"} for i in range(project.MAX_BLOCK_NODES + 1)]}
     with pytest.raises(ProjectFormatError, match=f"at most {project.MAX_BLOCK_NODES} nodes"):
         load_project({**ok, "blocks": [wide]})
+
+
+def test_a_densely_wired_part_is_grouped_only_when_its_project_reads_it_back():
+    """block_of counted nodes only: grouping 82 layers with 901 connections between them (each Concat fed by every
+    layer before it; validate finds nothing wrong) made a block the project's own check refused, so its file, its
+    runs (Run.project) and its jobs (the queue's load_project) could no longer be read. Every block block_of makes
+    reads back; one over the limit is refused before anything is copied."""
+    from builder.graph.edit import block_of, with_block
+    from builder.graph.project import Graph, Project, parse_json, parse_project
+
+    def dense(layers: int) -> Graph:
+        nodes, edges, prev = [{"id": "in", "type": "Input", "params": {"shape": [4]}}], [], ["in"]
+        for i in range(layers):
+            nodes.append({"id": f"c{i}", "type": "Concat", "params": {}})
+            edges += [{"source": p, "target": f"c{i}"} for p in prev]
+            nodes.append({"id": f"l{i}", "type": "Linear", "params": {"out_features": 4}})
+            edges.append({"source": f"c{i}", "target": f"l{i}"})
+            prev.append(f"l{i}")
+        return Graph(nodes=nodes, edges=edges)
+
+    for layers in (20, 26, 41):
+        g = dense(layers)
+        inner = len(g.edges)
+        try:
+            b = block_of(g, [n.id for n in g.nodes], "dense")
+        except ProjectFormatError as e:
+            assert inner > project.MAX_BLOCK_EDGES and "connections" in str(e)
+            continue
+        p = Project(name="x", graph=g)
+        p = p.model_copy(update={"blocks": with_block(p.blocks, b)})
+        assert len(parse_project(parse_json(p.to_json())).blocks) == 1, inner
+    assert len(dense(41).edges) > project.MAX_BLOCK_EDGES  # the case that broke is among them
