@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     cls = classes.create_class(ws, TEACHER, "load test", project)
     for s in students:
         classes.join_class(ws, cls["code"], s)
-    cls = classes.get_class(ws, cls["id"])
+    cls = classes.get_class(ws, cls["id"], SYSTEM)
     spec = project.model_dump(mode="json")
     warm.warm_launcher(ws)  # as the app's warm-up does
     time.sleep(3.0)
