@@ -156,8 +156,11 @@ def human_number(v: float) -> str:
 
     >>> human_number(30410.52), human_number(0.0012346), human_number(1234.5), human_number(-2.5e7), human_number(1e-5)
     ('30,411', '0.001235', '1234', '-25,000,000', '1e-05')
+    >>> human_number(9999.5), human_number(-9999.9), human_number(9999.4)  # rounded to 4 digits: 10,000
+    ('10,000', '-10,000', '9999')
     """
     v = float(v)
-    if math.isfinite(v) and abs(v) >= 1e4:
+    shown = f"{v:.4g}"
+    if math.isfinite(v) and (abs(v) >= 1e4 or "e+" in shown):  # 9999.5 rounds to 1e+04 at 4 digits
         return f"{v:,.0f}"
-    return f"{v:.4g}"
+    return shown

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from app_pages.fmt import curve_mode, fmt_duration, fmt_metric, fmt_setting, share_axis, whole_epoch_ticks
 
@@ -48,3 +50,15 @@ def test_large_values_read_as_whole_numbers_never_in_e_notation():
     assert fmt_metric(30410.52) == "30,411" and fmt_setting(254312.9) == "254,313"
     assert fmt_metric(0.87654) == "0.8765" and fmt_setting(0.0012345678901234567) == "0.001235"  # as before
     assert fmt_metric(0.9, pct=True) == "90.0%" and fmt_metric(float("nan")) == "—"
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False).filter(lambda v: 1e-4 <= abs(v) < 1e18)
+       | st.floats(9999.5, 9999.99999) | st.floats(-9999.99999, -9999.5))
+@example(9999.5)
+def test_a_measured_value_is_never_written_in_e_notation(v):
+    """human_number said "never e-notation" and wrote 9999.5 as 1e+04 (rounded to 4 digits); fmt_metric and Try
+    it show it."""
+    from builder.graph.report import human_number
+
+    shown = human_number(v)
+    assert "e" not in shown and abs(float(shown.replace(",", "")) - v) <= max(abs(v) * 1e-3, 0.5), (v, shown)
