@@ -14,6 +14,8 @@ from typing import Any
 
 import streamlit as st
 
+from builder.errors import ExplainError
+
 __all__ = ["draw_pad", "PAD_COMPONENT"]
 
 PAD_COMPONENT = "layerlab_draw_pad"
@@ -139,14 +141,20 @@ def _noop() -> None:
 
 def draw_pad(*, key: str, size: int = 240) -> list[list[list[float]]]:
     """Show the drawing pad (``size`` pixels square) and return its strokes (``[]`` before anything is drawn
-    or after Clear): each a list of ``[x, y]`` in [0, 1], y downwards. Malformed state reads as no strokes."""
+    or after Clear): each a list of ``[x, y]`` in [0, 1], y downwards. Malformed state reads as no strokes.
+    Raises ExplainError for a value longer than any drawing (:data:`MAX_STROKES_CHARS`), before it is parsed."""
     # its height is its content's: a fixed size + 40 px cut the hint under Clear to two of its three lines in
     # the Build page's side panel (200 px pad)
     result = _mounter()(key=key, data={"size": int(size)}, default={"strokes": "[]"}, height="content",
                         on_strokes_change=_noop)
     raw = result.get("strokes") if hasattr(result, "get") else None
-    if not isinstance(raw, str) or len(raw) > MAX_STROKES_CHARS:  # sized before it is parsed: 20 MB of points
-        return []  # parsed into 300 MB of lists in 5 s (the pad sends 3 decimals: 5,000 points are ~70 KB)
+    if isinstance(raw, str) and len(raw) > MAX_STROKES_CHARS:  # sized before it is parsed: 20 MB of points were
+        # parsed into 300 MB of lists in 5 s (the pad sends 3 decimals: 5,000 points are ~70 KB); said, not read as
+        # an empty pad beside the drawing still on screen
+        raise ExplainError(f"a drawing is at most {MAX_STROKES_CHARS:,} characters of points; received: "
+                           f"{len(raw):,}. Fix: clear the pad and draw the digit with fewer strokes")
+    if not isinstance(raw, str):
+        return []
     try:
         strokes = json.loads(raw)
     except ValueError:

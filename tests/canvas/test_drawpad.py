@@ -28,6 +28,8 @@ def test_a_drawing_the_pad_can_send_is_read(monkeypatch):
     assert len(raw) < drawpad.MAX_STROKES_CHARS
     assert _pad_sends(monkeypatch, raw) == strokes
     assert _pad_sends(monkeypatch, "[[[0.5,") == [] and _pad_sends(monkeypatch, None) == []
+    with pytest.raises(ExplainError, match="clear the pad"):  # read as an empty pad beside the drawing on screen
+        _pad_sends(monkeypatch, "[" * (drawpad.MAX_STROKES_CHARS + 1))
 
 
 def test_a_value_longer_than_any_drawing_is_not_parsed(monkeypatch):
@@ -41,7 +43,12 @@ def test_a_value_longer_than_any_drawing_is_not_parsed(monkeypatch):
         def peak():
             return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
         before = peak()
-        assert drawpad.draw_pad(key="k") == []
+        try:
+            drawpad.draw_pad(key="k")
+        except Exception as e:  # said, not read as an empty pad
+            assert type(e).__name__ == "ExplainError" and "clear the pad" in str(e)
+        else:
+            raise AssertionError("an oversized drawing read as a drawing")
         print(json.dumps({"grew_mib": (peak() - before) / 1024}))
     """)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
