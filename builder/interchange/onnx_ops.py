@@ -86,9 +86,11 @@ class Call:
                 return {"tensor": [float(x) if a.dtype.kind == "f" else int(x) for x in vals], "dtype": dtype,
                         "shape": [int(s) for s in a.shape]}
             name = f"c{len(self.weights)}"
-            self.weights[name] = a.astype(np.float32) if a.dtype.kind == "f" else a
+            self.weights[name] = a.astype(np.float32) if a.dtype.kind in "fb" else a
             (self.learned if learned else self.fixed)[name] = [int(s) for s in a.shape]
-            return {"w": name}
+            # an Op's buffers are float32: a bool constant (DistilBERT's mask at 128 positions, past INLINE values)
+            # is kept as 0/1 and read back as bool ("expected predicate to be bool" at validate)
+            return {"w": name, "dtype": "bool"} if a.dtype.kind == "b" else {"w": name}
         if isinstance(v, np.generic):
             return v.item()
         return v

@@ -77,6 +77,31 @@ def test_weights_larger_than_the_fold_cap_import(arch, hidden, seq, tmp_path):
     assert max(w.numel() for w in res.weights.values()) > 2**20 or seq * hidden >= 2**15
 
 
+@pytest.mark.parametrize("seq", [128, 256])
+def test_a_bool_constant_past_the_inline_size_keeps_its_type(seq, tmp_path):
+    """DistilBERT at 128 tokens or more did not import ("node m_where: aten.where ... expected predicate to be
+    bool, got torch.float32"): its attention mask, a bool constant of [1, 1, T, 1], is past the 64 values kept
+    inline, and an Op's buffers are float32. It is kept as 0/1 and read back as bool; the import matches
+    transformers, and the exported .py builds the same model."""
+    from builder.interchange.python_export import export_python
+
+    folder = make_folder("distilbert", tmp_path / "d", positions=seq)
+    res = import_hf_folder(folder, seq_len=seq)
+    assert res.report["max_abs_diff"] <= res.report["tolerance"]
+    refs = [n for n in res.project.graph.nodes if n.type == "Op" and '"dtype": "bool"' in n.params["args"]]
+    assert refs, "the mask is not among the stored constants"
+    code = export_python(res.project)
+    assert ".bool()" in code
+    ns: dict = {}
+    exec(compile(code, "model.py", "exec"), ns)
+    exported = ns["Model"]()
+    exported.load_state_dict(res.weights)
+    model = compile_graph(res.project.graph)
+    model.load_state_dict(res.weights)
+    x = torch.randint(1, 100, (2, seq))
+    assert torch.allclose(exported.eval()(x), model.eval()(x), atol=1e-5)
+
+
 def test_nodes_keep_the_module_path_so_the_canvas_groups_them(imported):
     ids = {n.id for n in imported["bert"].project.graph.nodes}
     assert {"encoder_layer_0_attention_self_query", "encoder_layer_0_attention_self_key",

@@ -6,7 +6,8 @@ operator (``aten.erf``, ``aten.hardswish``, ``aten.where`` ...) becomes an ``Op`
 * ``op``: the operator, ``aten.<name>`` or ``aten.<name>.<overload>``, looked up in
   :data:`builder.graph.op_allow.ALLOWED_OPS` (the one allow-list; never ``eval``, never an import);
 * ``args`` / ``kwargs``: the call as JSON: ``{"t": i}`` is tensor input ``i`` (edges into ports ``0``, ``1``...),
-  ``{"w": name}`` a stored constant, ``{"b": k}`` ``k`` × the batch size (first in a shape only:
+  ``{"w": name}`` a stored constant (``{"w": name, "dtype": "bool"}``: a bool one, kept as 0/1 among the float32
+  buffers), ``{"b": k}`` ``k`` × the batch size (first in a shape only:
   :mod:`builder.graph.layers.op_batch`), ``{"tensor": [...], "dtype": ...,
   "shape": [...]}`` a small inline constant, ``{"dtype": "float32"}`` a dtype, anything else a literal;
 * ``weights`` / ``buffers``: the stored constants as JSON ``{name: shape}`` (learned parameters and fixed
@@ -36,6 +37,7 @@ from builder.graph.layers.op_call import (  # the call's reading and binding; re
     DTYPES,
     MAX_OUTPUTS,
     OUTPUT_PORTS,
+    const_ref,
     consts,
     dtype_of,
     parse_call,
@@ -63,8 +65,8 @@ def _materialise(v: Any, tensors: list, consts_: dict, batch: int, device: str |
     def leaf(d):
         if "t" in d:
             return tensors[d["t"]]
-        if "w" in d:
-            return consts_[d["w"]]
+        if "w" in d:  # a bool constant kept among the float buffers is read back as bool (op_call.const_ref)
+            return consts_[d["w"]].bool() if d.get("dtype") == "bool" else consts_[d["w"]]
         if "b" in d:
             return d["b"] * batch
         if set(d) == {"dtype"}:
@@ -215,7 +217,7 @@ def _shape_of(v: Any, ins: list[TensorType], consts_: dict) -> tuple[int, ...] |
     """The shape (batch as -1) of a tensor argument, None for anything else."""
     if isinstance(v, dict) and set(v) == {"t"}:
         return (-1, *ins[v["t"]].shape)
-    if isinstance(v, dict) and set(v) == {"w"}:
+    if const_ref(v):
         return tuple(consts_[v["w"]])
     if isinstance(v, dict) and "tensor" in v:
         return tuple(v["shape"])
@@ -680,7 +682,8 @@ def _op_emit(e, attr, p, ins, types):
             t = types[d["t"]]
             return e.method("bool", ins[d["t"]]) if bools and t.kind == TOKENS and t.vocab == 2 else ins[d["t"]]
         if "w" in d:
-            return e.attr(f"{attr}.{d['w']}", as_=d["w"])
+            stored = e.attr(f"{attr}.{d['w']}", as_=d["w"])
+            return e.method("bool", stored) if d.get("dtype") == "bool" else stored
         if "b" in d:
             if "size" not in batch:
                 batch["size"] = e.method("size", ins[0], 0, as_="batch")

@@ -91,12 +91,26 @@ def dtype_of(name: Any):
     return getattr(_torch(), name)
 
 
+def const_ref(v: Any) -> bool:
+    """Whether ``v`` names a stored constant: ``{"w": name}``, or ``{"w": name, "dtype": "bool"}`` for a bool
+    constant kept among the float buffers and read back as bool (an attention mask of 128 positions; an Op's
+    buffers are float32).
+
+    >>> const_ref({"w": "c0"}), const_ref({"w": "c0", "dtype": "bool"}), const_ref({"t": 0})
+    (True, True, False)
+    """
+    return isinstance(v, dict) and "w" in v and (set(v) == {"w"} or set(v) == {"w", "dtype"})
+
+
 def _check_leaf(v: dict, n_in: int, names: set[str]) -> None:
     if set(v) == {"t"}:
         if not isinstance(v["t"], int) or not 0 <= v["t"] < n_in:
             raise ShapeError(f"an Op argument names tensor input {v['t']!r}, the node has {n_in} input(s); "
                              "received: {\"t\": ...}. Fix: connect the missing input (ports 0, 1, ...)")
-    elif set(v) == {"w"}:
+    elif const_ref(v):
+        if v.get("dtype", "bool") != "bool":
+            raise ShapeError(f"a stored constant is read as itself or as bool; received: dtype "
+                             f"{str(v['dtype'])[:20]!r}. Fix: re-import the model")
         if v["w"] not in names:
             raise ShapeError(f"an Op argument names the constant {str(v['w'])[:30]!r}, which the node does not "
                              "store; received: {\"w\": ...}. Fix: re-import the model")
@@ -136,7 +150,7 @@ _ENUM_NAMES = ("dtype", "layout", "memory_format", "device")  # integers there a
 
 
 def _is_tensor(v: Any) -> bool:
-    return isinstance(v, dict) and (set(v) in ({"t"}, {"w"}, {"tensor", "dtype", "shape"}))
+    return isinstance(v, dict) and (set(v) in ({"t"}, {"tensor", "dtype", "shape"}) or const_ref(v))
 
 
 def _is_int(v: Any) -> bool:
@@ -253,7 +267,7 @@ def resolve_call(p: dict, n_in: int) -> tuple[Any, list, dict, dict]:
     walk_call(args, leaf)
     walk_call(list(kwargs.values()), leaf)
     used: set = set()
-    walk_call([args, list(kwargs.values())], lambda v: used.add(v["w"]) if set(v) == {"w"} else None)
+    walk_call([args, list(kwargs.values())], lambda v: used.add(v["w"]) if const_ref(v) else None)
     if names - used:  # the compiled model would drop it, the exported .py keep it: their state dicts would differ
         raise ShapeError(f"the Op node stores constants its call never uses; received: "
                          f"{', '.join(sorted(names - used))[:60]}. Fix: remove them from weights/buffers")
@@ -288,5 +302,5 @@ def resolve_call(p: dict, n_in: int) -> tuple[Any, list, dict, dict]:
                      f"operator's schema says ({str(o._schema).split('(')[0]}(...))")
 
 
-__all__ = ["MAX_OUTPUTS", "MAX_INLINE", "MAX_JSON", "DTYPES", "OUTPUT_PORTS", "resolve_op", "consts", "dtype_of",
+__all__ = ["MAX_OUTPUTS", "MAX_INLINE", "MAX_JSON", "DTYPES", "OUTPUT_PORTS", "resolve_op", "const_ref", "consts", "dtype_of",
            "walk_call", "parse_call", "resolve_call"]

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from builder.graph.layers.op_call import consts, resolve_call
+from builder.graph.layers.op_call import const_ref, consts, resolve_call
 from builder.graph.spec import TOKENS, TensorType
 
 _ADAPTIVE_MAX = {"adaptive_max_pool1d": 1, "adaptive_max_pool2d": 2}
@@ -86,7 +86,7 @@ def _is_float_tensor(x: Any, ins: list[TensorType]) -> bool:
     """Whether a tensor argument holds float values: a float input, a stored constant, a float inline constant."""
     if isinstance(x, dict) and set(x) == {"t"}:
         return isinstance(x["t"], int) and 0 <= x["t"] < len(ins) and ins[x["t"]].kind != TOKENS
-    return (isinstance(x, dict) and set(x) == {"w"}) or \
+    return (const_ref(x) and x.get("dtype") != "bool") or \
         (isinstance(x, dict) and "tensor" in x and x.get("dtype") in ("float32", "float64", "float16", "bfloat16"))
 
 
@@ -104,7 +104,7 @@ def _arg_shape(w: Any, p: dict, ins: list[TensorType]) -> tuple[int, ...] | None
         return (2, *ins[w["t"]].shape)  # the batch (any size but 1 in use) is part of it
     if isinstance(w, dict) and "tensor" in w and isinstance(w.get("shape"), list):
         return tuple(w["shape"])
-    if isinstance(w, dict) and set(w) == {"w"}:
+    if const_ref(w):
         shape = consts(p)[0].get(w["w"]) or consts(p)[1].get(w["w"])
         return tuple(shape) if shape is not None else None
     return None
