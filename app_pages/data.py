@@ -320,9 +320,8 @@ def preview(ds) -> None:
             st.plotly_chart(fig, width="stretch", config={"displayModeBar": False})
         elif info.modality == "points2d" or (info.modality == "tabular" and len(info.input_shape) == 1):
             st.markdown("**Target distribution** (train split, in the data's own units)")
-            y = ds.train.y.detach().cpu().double().reshape(len(ds.train), -1)[:, 0].numpy()
-            if info.target_mean and info.target_std:  # the model sees it standardised; a person reads its units
-                y = y * float(info.target_std[0]) + float(info.target_mean[0])
+            # the model sees it standardised; a person reads its units
+            y = info.own_units(ds.train.y.reshape(len(ds.train), -1))[:, 0]
             import plotly.graph_objects as go  # lazy: heavy (plotly)
             fig = go.Figure(go.Histogram(x=y, marker_color="#6366f1", nbinsx=30))
             fig.update_layout(height=300, margin=dict(l=10, r=10, t=10, b=10), yaxis_title="samples",

@@ -227,9 +227,7 @@ def reference_table(ds: Dataset) -> tuple[pd.DataFrame, set[str]]:
     _check_table(ds)
     if ds.info.source == "csv":
         return _csv_reference(ds)
-    X = ds.train.X.detach().cpu().numpy().reshape(len(ds.train), -1).astype(np.float64)
-    if ds.info.input_mean is not None and ds.info.input_std is not None:
-        X = X * np.asarray(ds.info.input_std) + np.asarray(ds.info.input_mean)
+    X = ds.info.own_units(ds.train.X.reshape(len(ds.train), -1), "input")
     names = list(ds.info.feature_names) or [f"x{i + 1}" for i in range(X.shape[1])]
     if len(names) != X.shape[1]:
         names = [f"x{i + 1}" for i in range(X.shape[1])]
@@ -303,8 +301,7 @@ def encode_table(ds: Dataset, table: pd.DataFrame, reference: pd.DataFrame | Non
     else:
         names = list(reference.columns) if reference is not None else reference_table(ds)[0].columns.tolist()
         X = table[names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-        if ds.info.input_mean is not None and ds.info.input_std is not None:
-            X = (X - np.asarray(ds.info.input_mean)) / np.asarray(ds.info.input_std)
+        X = ds.info.model_units(X)
     return torch.from_numpy(np.nan_to_num(X).astype(np.float32)).reshape(len(X), *ds.info.input_shape)
 
 

@@ -286,21 +286,15 @@ def series_windows(ds: Dataset, n: int = 4, split: str = "test") -> list[dict]:
     """The first ``n`` windows of a split in the series' own units, for a plot: ``inputs`` (lookback, columns),
     ``targets`` (horizon, columns) for a forecast or ``label`` for a classified window."""
     info, s = ds.info, getattr(ds, split)
-    mean, std = np.asarray(info.input_mean or 0.0), np.asarray(info.input_std or 1.0)
     out = []
     for i in range(min(n, len(s))):
-        item: dict[str, Any] = {"inputs": (s.X[i].double().cpu().numpy() * std + mean).tolist()}
+        item: dict[str, Any] = {"inputs": info.own_units(s.X[i], "input").tolist()}
         if info.task == "forecast":
-            item["targets"] = unscale(info, s.y[i:i + 1].cpu().numpy()).reshape(-1, len(info.feature_names)).tolist()
+            item["targets"] = info.own_units(s.y[i].reshape(-1)).reshape(-1, len(info.feature_names)).tolist()
         else:
             item["label"] = info.class_names[int(s.y[i])]
         out.append(item)
     return out
 
 
-def unscale(info: DatasetInfo, y: Any) -> np.ndarray:
-    """Forecasts (N, horizon x columns) in the series' own units."""
-    return np.asarray(y, dtype=np.float64) * np.asarray(info.target_std) + np.asarray(info.target_mean)
-
-
-__all__ = ["numeric_columns", "WindowOptions", "boundaries", "window_starts", "series_dataset", "load_series", "unscale", "series_windows"]
+__all__ = ["numeric_columns", "WindowOptions", "boundaries", "window_starts", "series_dataset", "load_series", "series_windows"]

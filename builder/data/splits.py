@@ -96,6 +96,41 @@ class DatasetInfo:
             return [str(t) for t in named]
         return ["target"] if self.out_size == 1 else [f"target {i + 1}" for i in range(self.out_size)]
 
+    def own_units(self, values: Any, part: str = "target") -> np.ndarray:
+        """``values`` as the model reads them (standardised for training) in the data's own units: the training mean
+        and deviation of ``part`` (``target``: :attr:`target_mean`, ``input``: :attr:`input_mean`) given back along
+        the last axis; as they are (float64) when the data was not scaled or the last axis is not the scaled
+        width. The one rule: tables, Try it, forecasts, series plots and drift all read it here.
+
+        >>> info = DatasetInfo("csv:p.csv", "regression", "tabular", (1,), target_mean=[200.0], target_std=[50.0])
+        >>> info.own_units([[-1.0], [0.5]]).tolist(), info.own_units([1.0, 2.0]).tolist()
+        ([[150.0], [225.0]], [1.0, 2.0])
+        """
+        a = np.asarray(values.detach().cpu().double() if hasattr(values, "detach") else values, dtype=np.float64)
+        scale = self._scale(part)
+        if scale is None or (a.shape[-1:] or (1,))[0] != scale[0].size:
+            return a
+        return a * scale[1] + scale[0]
+
+    def model_units(self, values: Any, part: str = "input") -> np.ndarray:
+        """The inverse of :meth:`own_units`: ``values`` in the data's own units as the model reads them.
+
+        >>> info = DatasetInfo("csv:p.csv", "regression", "tabular", (2,), input_mean=[1.0, 0.0], input_std=[2.0, 1.0])
+        >>> info.model_units([3.0, 5.0]).tolist()
+        [1.0, 5.0]
+        """
+        a = np.asarray(values, dtype=np.float64)
+        scale = self._scale(part)
+        if scale is None or (a.shape[-1:] or (1,))[0] != scale[0].size:
+            return a
+        return (a - scale[0]) / scale[1]
+
+    def _scale(self, part: str) -> tuple[np.ndarray, np.ndarray] | None:
+        mean, std = (self.target_mean, self.target_std) if part == "target" else (self.input_mean, self.input_std)
+        if mean is None or std is None or len(mean) != len(std) or not len(mean):
+            return None
+        return np.asarray(mean, dtype=np.float64).reshape(-1), np.asarray(std, dtype=np.float64).reshape(-1)
+
     @property
     def vocab_size(self) -> int | None:
         """Number of token ids (tokens modality only)."""
@@ -316,9 +351,7 @@ class Dataset:
             ys = s.y[:k].detach().cpu().long().reshape(-1).tolist()
             cols["label"] = [info.class_names[c] if 0 <= c < len(info.class_names) else str(c) for c in ys]
         elif info.task == "regression":
-            y = s.y[:k].detach().cpu().double().numpy().reshape(k, -1)
-            if info.target_mean is not None and info.target_std is not None and len(info.target_mean) == y.shape[1]:
-                y = y * np.asarray(info.target_std, dtype=np.float64) + np.asarray(info.target_mean, dtype=np.float64)
+            y = info.own_units(s.y[:k].reshape(k, -1))
             for j, name in enumerate(info.target_names[: y.shape[1]]):
                 cols[name] = y[:, j].tolist()
         for j, name in enumerate(names):

@@ -39,7 +39,7 @@ from builder.interpret.methods import get_spec, method_label
 from builder.interpret.model import infer_modality, layer_nodes, model_modality
 from builder.interpret.robustness import flip_view, model_robustness
 from builder.interpret.samples import NONE_FOUND, PICK_LABELS, PICKS, pick_from_predictions
-from builder.interpret.tryit import own_units, shown_row, try_input
+from builder.interpret.tryit import shown_row, try_input
 from builder.runs.pipeline import open_run  # noqa: F401  (its home is beside load_run; importable here too)
 
 MAX_CANDIDATES = 50  # samples offered by a picker
@@ -322,12 +322,12 @@ class ExplainSession:
                                  runners)
         if self.info.task == "regression":  # the target's own units: the model learns it standardised (the page
             # said "True value -1.565" for an income of 30,000 and a diabetes progression of 25 to 346)
-            true = "—" if self.y is None else human_number(own_units(self.info, self.y[i])[0])
-            return SampleSummary("value", true, human_number(own_units(self.info, self.prediction.values[i])[0]))
+            true = "—" if self.y is None else human_number(self.info.own_units(self.y[i]).reshape(-1)[0])
+            return SampleSummary("value", true, human_number(self.info.own_units(self.prediction.values[i]).reshape(-1)[0]))
         if self.info.task == "forecast" and self.info.target_mean is not None:  # the series' own units (the page
             # showed "Sample #0" and nothing of what the window's next value was or what the model said)
-            true = "—" if self.y is None else self.forecast_text(own_units(self.info, self.y[i]))
-            return SampleSummary("value", true, self.forecast_text(own_units(self.info, self.prediction.values[i])))
+            true = "—" if self.y is None else self.forecast_text(self.info.own_units(self.y[i]).reshape(-1))
+            return SampleSummary("value", true, self.forecast_text(self.info.own_units(self.prediction.values[i]).reshape(-1)))
         if self.info.task == "reconstruction":  # what the model gives back for the sample, and how far from it
             out = self.prediction.outputs[i].detach().float().cpu().numpy()
             x = self.sample_array(i)

@@ -109,34 +109,11 @@ def try_run(store: Any, graph: Any, owner: str | None) -> TryRun | None:
     return TryRun(rid, str(run["status"]), live, bool(stamps), f"{rid}:{run['status']}:{max(stamps, default=0)}")
 
 
-def _stats(xs: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    info = xs.info
-    mean, std = getattr(info, "input_mean", None), getattr(info, "input_std", None)
-    if mean is None or std is None:
-        return None
-    return np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
-
-
-def own_units(info: Any, values: Any) -> np.ndarray:
-    """One sample's regression or forecast values (standardised for training) as a flat array in the target's own
-    units: the training mean and deviation given back (:attr:`~builder.data.DatasetInfo.target_mean`); as they are
-    without them."""
-    row = np.asarray(values.detach().cpu().double() if hasattr(values, "detach") else values, dtype=np.float64)
-    row = row.reshape(-1)
-    if info.target_mean is None or info.target_std is None or len(info.target_mean) != row.size:
-        return row
-    return row * np.asarray(info.target_std, dtype=np.float64) + np.asarray(info.target_mean, dtype=np.float64)
-
-
 def raw_row(xs: Any, i: int) -> np.ndarray:
     """Sample ``i`` of the session's split as a flat row in the data's own units: standardised features are
     given back their training mean and deviation (Try it starts from it; the Explain page's sample table showed
     the standardised values, "sepal length -1.458", beside Try it's 4.7 for the same sample)."""
-    row = xs.sample(i).reshape(-1).double().cpu().numpy()
-    stats = _stats(xs)
-    if stats is not None and len(stats[0]) == row.size:
-        row = row * stats[1] + stats[0]
-    return row
+    return xs.info.own_units(xs.sample(i).reshape(-1), "input")
 
 
 def shown_row(xs: Any, i: int) -> tuple[list[str], list[float | str]]:
@@ -186,9 +163,7 @@ def grouped_attributions(xs: Any, row: Any, attributions: Any) -> tuple[list[str
                    dtype=np.float64).reshape(-1)
     x = np.asarray(row.detach().cpu() if hasattr(row, "detach") else row, dtype=np.float64).reshape(-1)
     names = list(xs.feature_names() or [f"x{k + 1}" for k in range(a.size)])[:a.size]
-    stats = _stats(xs)
-    if stats is not None and len(stats[0]) == x.size:
-        x = x * stats[1] + stats[0]  # a standardised one-hot feature: back to 0/1
+    x = xs.info.own_units(x, "input")  # a standardised one-hot feature: back to 0/1
     groups = _groups(xs, names, x) if len(names) == a.size else [(n, [k], None) for k, n in enumerate(names)]
     out = [f"{column}: {held}" if held is not None else column for column, _, held in groups]
     return out, np.asarray([float(a[members].sum()) for _, members, _ in groups])
@@ -234,10 +209,7 @@ def try_form(xs: Any, sample: int = 0) -> TryForm:
             text = " ".join(vocab[i] if 0 <= i < len(vocab) else str(i) for i in ids)
         return TryForm("tokens", shape, vocab=vocab, start_text=text)
     if info.task == "forecast":
-        window = xs.sample(sample).reshape(shape).double().cpu().numpy()
-        stats = _stats(xs)
-        if stats is not None:
-            window = window * stats[1] + stats[0]
+        window = xs.info.own_units(xs.sample(sample).reshape(shape), "input")
         text = "\n".join(", ".join(f"{v:.6g}" for v in row) for row in window)
         return TryForm("series", shape, names=list(xs.axis_names() or []), start_text=text)
     row = raw_row(xs, sample)
@@ -285,9 +257,7 @@ def encode_row(xs: Any, values: list[float], picks: dict[str, str] | None = None
     if row.size != n:
         raise ExplainError(f"the model reads {n} values per sample; received: {row.size}. Fix: give one value per "
                            "feature")
-    stats = _stats(xs)
-    if stats is not None and len(stats[0]) == n:
-        row = (row - stats[0]) / stats[1]
+    row = xs.info.model_units(row)
     return _on_device(xs, _finite32(row, "the row").reshape(1, *shape))
 
 
@@ -535,9 +505,7 @@ def encode_series(xs: Any, text: str) -> torch.Tensor:
                            f"step(s){'' if all(len(r) == cols for r in rows) else ' with other column counts'}. "
                            f"Fix: paste at least {lookback} lines of {cols} number(s)")
     window = np.asarray(rows[-lookback:], dtype=np.float64)
-    stats = _stats(xs)
-    if stats is not None:
-        window = (window - stats[0]) / stats[1]
+    window = xs.info.model_units(window)
     return _on_device(xs, _finite32(window[None], "the series"))
 
 
@@ -611,7 +579,7 @@ def try_input(xs: Any, x: torch.Tensor, method: str | None = None, *, baseline: 
         runners = [(xs.class_name(c), p) for c, p in pred.runners_up(0, 2)]
         target: int | None = None if pred.single_logit else label
     elif xs.info.task == "forecast" and xs.info.target_mean is not None:  # the series' own units
-        name, conf, runners, target = xs.forecast_text(own_units(xs.info, pred.values[0])), float("nan"), [], None
+        name, conf, runners, target = xs.forecast_text(xs.info.own_units(pred.values[0]).reshape(-1)), float("nan"), [], None
     elif xs.info.task == "reconstruction":  # the answer is a whole input again: shown, not its first value
         out = pred.values[:1].detach().cpu()
         target = int(out.reshape(-1).argmax())  # the largest output, as the Explain page's default
@@ -620,7 +588,7 @@ def try_input(xs: Any, x: torch.Tensor, method: str | None = None, *, baseline: 
                          explained=xs.about(exp, target) + " (the largest)" if exp is not None else "")
     else:
         # a regression in the target's own units (it answered a standardised -1.565 for an income of 30,000)
-        name, conf, runners, target = human_number(own_units(xs.info, pred.values[0])[0]), float("nan"), [], None
+        name, conf, runners, target = human_number(xs.info.own_units(pred.values[0]).reshape(-1)[0]), float("nan"), [], None
     exp, err = _explained(xs, x, method, target, baseline)
     return TryResult(name, conf, runners, exp, err, explained="" if exp is None else xs.about(exp, None))
 

@@ -31,7 +31,7 @@ class KeepForecasts(Callback):
 
     def on_before_test(self, trainer: Any) -> None:
         from builder.data.predictions import forward_all  # lazy: heavy (torch, numpy)
-        from builder.data.series import series_windows, unscale  # lazy: heavy (numpy)
+        from builder.data.series import series_windows  # lazy: heavy (numpy)
 
         ds = trainer.dataset
         if ds.info.task != "forecast" or not len(ds.test):
@@ -39,7 +39,7 @@ class KeepForecasts(Callback):
         n = min(KEPT_WINDOWS, len(ds.test))
         out = forward_all(trainer.model, ds.test.X[:n]).float().cpu()
         cols = max(len(ds.info.feature_names), 1)
-        pred = unscale(ds.info, out.reshape(n, -1).numpy()).reshape(n, -1, cols)
+        pred = ds.info.own_units(out.reshape(n, -1)).reshape(n, -1, cols)
         windows = series_windows(ds, n, "test")
         for w, p in zip(windows, pred):
             w["forecast"] = p.tolist()

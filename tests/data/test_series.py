@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import builder.data.limits as limits
 from builder.data import DatasetSource, list_datasets, load_dataset
-from builder.data.series import WindowOptions, boundaries, load_series, unscale, window_starts
+from builder.data.series import WindowOptions, boundaries, load_series, window_starts
 from builder.data.uploads import UploadFolder
 from builder.errors import DatasetError
 from tests.fuzz_budget import budget
@@ -45,7 +45,7 @@ def test_a_csv_series_is_ordered_windowed_and_scaled_on_training_only(tmp_path):
     a = ds.info.series["boundaries"][0]
     raw_b = np.arange(120) * 0.5 + 10  # in time order although the file is reversed
     assert np.isclose(ds.info.input_mean[1], raw_b[:a].mean())  # training part only
-    first = unscale(ds.info, ds.train.y[:1].numpy())[0]
+    first = ds.info.own_units(ds.train.y[:1])[0]
     assert np.allclose(first, [np.sin(6 / 4), raw_b[6], np.sin(7 / 4), raw_b[7]], atol=1e-3)
     cls = load_series(_csv(), time_column="time", columns=["a"], target="state", lookback=5, name="s.csv")
     assert cls.info.task == "binary" and cls.info.class_names == ["down", "up"]
