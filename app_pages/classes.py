@@ -8,10 +8,10 @@ import contextlib
 import streamlit as st
 
 from app_pages import ui
+from app_pages.curves import loss_figure, metric_figure, stored_curve
 from builder.data import records
 from builder.data.sources import travels
 from builder.errors import LayerLabError
-from builder.escape import plotly_text
 from builder.runs import classes, owners
 from builder.runs.summary import dataset_label, epoch_figures, has_own_metric
 from builder.training.metrics_units import SCORED, scored_metrics
@@ -174,19 +174,6 @@ def _view(run_id: str | None) -> None:
     st.session_state.ll_class_view = run_id
 
 
-def _curve_figure(epochs: list[dict], keys: tuple[str, str], title: str):
-    import plotly.graph_objects as go  # lazy: heavy (plotly)
-
-    fig = go.Figure()
-    for key, label in zip(keys, ("train", "validation"), strict=True):
-        pts = [(e["epoch"], e[key]) for e in epochs if isinstance(e.get(key), (int, float)) and e.get("epoch")]
-        if pts:
-            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=label))
-    fig.update_layout(title=dict(text=plotly_text(title), font=dict(size=14)), height=260, margin=dict(l=10, r=10, t=40, b=10),
-                      xaxis_title="epoch", legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1))
-    return fig
-
-
 def run_view(cls: dict, run_id: str) -> None:
     """A student's run, read-only for the teacher: settings, curves, final and test metrics; Stop is the only
     control (the store and builder.data.access decide what the teacher may read and stop)."""
@@ -209,14 +196,13 @@ def run_view(cls: dict, run_id: str) -> None:
         cfg = run.get("config") or {}
         st.caption(" · ".join(f"{k} {ui.md(str(cfg[k]))}" for k in ("epochs", "lr", "batch_size", "optimizer", "device")
                               if cfg.get(k) is not None) + f" · dataset {ui.md(dataset_label(run))}")
-        epochs = store.metrics(run["id"], "epoch")
-        if epochs:
-            name = next((e.get("metric_name") for e in epochs if e.get("metric_name")), "metric")
-            c = st.columns(2)
-            c[0].plotly_chart(_curve_figure(epochs, ("train_loss", "val_loss"), "Loss"), key="ll_class_view_loss")
+        curve = stored_curve(store, run)  # drawn as the student's Train page draws it (own units, markers)
+        if curve.epochs:
+            name = next((e.get("metric_name") for e in curve.epochs if e.get("metric_name")), "metric")
+            c, cfg = st.columns(2), {"displayModeBar": False}
+            c[0].plotly_chart(loss_figure(curve), key="ll_class_view_loss", config=cfg)
             if has_own_metric(name):  # a GAN's or VAE's "metric" is its loss: a second Loss chart, the same
-                c[1].plotly_chart(_curve_figure(epochs, ("train_metric", "val_metric"), str(name).capitalize()),
-                                  key="ll_class_view_metric")
+                c[1].plotly_chart(metric_figure(curve), key="ll_class_view_metric", config=cfg)
         else:
             st.caption("No epoch recorded yet.")
         if cls.get("holdout") and run["status"] == "finished":  # the leaderboard's figure, named as it names it

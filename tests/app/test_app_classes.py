@@ -344,3 +344,38 @@ def test_every_number_on_the_teachers_class_page_says_what_it_measures(workspace
         for m in re.finditer(r"(?:^|(?<=\s))(\S*)\s+(\d+\.\d+)(?![\w.])", v):  # "8.5K params", "0.3s": units
             assert m.group(1) in words, (m.group(0), v)
         assert not re.search(r"(^|\n)\s*\d+\.\d+(?![\w.])", v), v
+
+
+def test_a_members_curves_in_the_teachers_view_are_drawn_as_the_students_own(workspace, monkeypatch):
+    """The class's run view drew its own curves: a forecaster's MAE in standard deviations (0.5 where the student's
+    Train page and the line below it say 5 in the target's units), titled "Mae", without the split markers. It now
+    draws the Train page's charts (app_pages.curves)."""
+    import json
+
+    from builder.runs import classes
+    from builder.runs.store import RunStore
+
+    monkeypatch.setenv("LAYERLAB_TEACHERS", TEACHER)
+    teacher = open_app("app_pages/classes.py", owner=TEACHER, template="mlp")
+    teacher.text_input(key="ll_class_name").set_value("ML 101")
+    teacher.checkbox(key="ll_class_holdout").uncheck()
+    teacher.button(key="ll_class_create").click().run()
+    (cls,) = classes.list_classes(workspace, teacher=TEACHER)
+    classes.join_class(workspace, cls["code"], ME)
+    store = RunStore(workspace, actor=SYSTEM)
+    rid = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 2}, owner=ME, name="mine",
+                           class_id=cls["id"], dataset_info={"task": "regression", "target_std": [10.0],
+                                                             "target_mean": [3.0]})
+    store.log_metrics(rid, [{"type": "epoch", "epoch": e, "step": 4 * e, "train_loss": 0.3, "val_loss": 0.3,
+                             "metric_name": "mae", "train_metric": 0.75, "val_metric": 0.5} for e in (1, 2)])
+    store.finish(rid, "finished", test={"mae": 0.5, "loss": 0.25})
+    teacher.run()
+    teacher.button(key=f"ll_class_view_{rid}").click().run()
+    assert_no_exception(teacher)
+    figs = {c.proto.id: json.loads(c.proto.spec) for c in teacher.get("plotly_chart")}
+    (metric,) = [f for k, f in figs.items() if "ll_class_view_metric" in k]
+    assert {t["name"]: t["y"] for t in metric["data"]} == {"train": [7.5, 7.5], "validation": [5.0, 5.0]}
+    assert metric["layout"]["title"]["text"] == "MAE"
+    assert {t["name"]: t["marker"]["symbol"] for t in metric["data"]} == {"train": "circle-open",
+                                                                          "validation": "circle"}
+

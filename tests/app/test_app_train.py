@@ -370,6 +370,30 @@ def test_a_scaled_targets_test_errors_show_in_its_own_units(ws):
 
 
 
+def test_an_ended_runs_replay_keeps_its_curves_in_the_targets_units(ws):
+    """An ended run of two epochs or more opens on its replay's last frame: that frame lost the dataset's scale
+    (curve_upto), so a finished forecaster's MAE chart read 0.5 standard deviations beside Test results' 5."""
+    import json
+
+    import builder
+    from tests.helpers import ME
+
+    at = open_app("app_pages/train.py", owner=ME, template="mlp")
+    store = RunStore(ws, actor=SYSTEM)
+    rid = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 3}, owner=ME,
+                           dataset_info={"task": "regression", "target_std": [10.0], "target_mean": [3.0]})
+    store.log_metrics(rid, [{"type": "epoch", "epoch": e, "step": 2 * e, "train_loss": 0.3, "val_loss": 0.3,
+                             "metric_name": "mae", "train_metric": 0.75, "val_metric": 0.5} for e in (1, 2, 3)])
+    store.finish(rid, "finished", test={"mae": 0.5, "loss": 0.25, "n": 12})
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.select_slider(key=f"ll_replay_epoch_{rid}").value == 3  # the replay's last frame is shown
+    (fig,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "ll_fig_metric" in c.proto.id]
+    assert {t["name"]: t["y"] for t in fig["data"]} == {"train": [7.5] * 3, "validation": [5.0] * 3}
+    at.select_slider(key=f"ll_replay_epoch_{rid}").set_value(2).run()
+    (fig,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "ll_fig_metric" in c.proto.id]
+    assert {t["name"]: t["y"] for t in fig["data"]} == {"train": [7.5] * 2, "validation": [5.0] * 2}
+
 def test_a_run_without_points_yet_says_so_in_its_charts(ws):
     """Issue 29: a run's first moments (a second or more on a busy machine, just before a quick run's replay) showed
     three blank charts; each now says what it waits for."""
