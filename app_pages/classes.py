@@ -9,11 +9,10 @@ import streamlit as st
 
 from app_pages import ui
 from app_pages.curves import loss_figure, metric_figure, stored_curve
-from builder.data import records
 from builder.data.sources import travels
 from builder.errors import LayerLabError
 from builder.runs import classes, owners
-from builder.runs.summary import dataset_label, epoch_figures, has_own_metric
+from builder.runs.summary import dataset_label, epoch_figures, figures_on_test, has_own_metric
 from builder.training.metrics_units import SCORED, scored_metrics
 from builder.training.run_status import is_live
 
@@ -213,7 +212,7 @@ def run_view(cls: dict, run_id: str) -> None:
         final = epoch_figures(run.get("final_metrics") or {}, run.get("dataset_info"))
         if final:  # named by split and metric ("val_metric 0.84 · eta_s 0.000" said neither)
             st.markdown("**Final epoch:** " + " · ".join(f"{ui.md(k)} {_fmt(v)}" for k, v in final.items()))
-        own = {k: n for k, v in (run.get("test_metrics") or {}).items() if (n := records.number(v, finite=False)) is not None}
+        own = figures_on_test(run)
         if own:  # the figure the student's own Train page calls "Test results": told apart from the class's
             st.markdown("**The run's own test split** (the student's Test results): "
                         + " · ".join(f"{ui.md(k)} {_fmt(float(v))}" for k, v in own.items()))

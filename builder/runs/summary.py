@@ -104,6 +104,21 @@ def epoch_figures(record: Mapping[str, Any], dataset_info: Mapping[str, Any] | N
     return out
 
 
+def figures_on_test(run: Mapping[str, Any]) -> dict[str, float]:
+    """A run's test split figures by metric name, errors in the target's units (:func:`metric_in_units`); the
+    count, per-class tables and the confusion matrix left out. A class's run view listed a forecaster's test MAE
+    in standard deviations (0.5) under the student's Test results, which say 5.
+
+    >>> figures_on_test({"test_metrics": {"mae": 0.5, "r2": 0.9, "n": 12}, "dataset_info": {"target_std": [10.0]}})
+    {'mae': 5.0, 'r2': 0.9}
+    """
+    out = {}
+    for k, v in (run.get("test_metrics") or {}).items():
+        if k != "n" and isinstance(v, (int, float)) and not isinstance(v, bool):  # a diverged run's nan too
+            out[str(k)] = metric_in_units(str(k), float(v), run.get("dataset_info"))[0]
+    return out
+
+
 def best_loss_text(run: Mapping[str, Any], best: Mapping[str, Any] | None = None, digits: int = 4) -> str | None:
     """The best epoch's validation loss as a table shows it: ``0.1234``. A GAN's (networks trained against each
     other: :func:`~builder.training.objectives.is_adversarial`) is its networks' losses added, which need not fall
@@ -293,7 +308,7 @@ def device_options() -> list[tuple[str, str]]:
     return opts
 
 
-__all__ = ["best_epoch", "best_metric", "best_metric_text", "best_loss_text", "metric_in_units", "has_own_metric", "duration_s", "run_overview", "run_source", "shown_dataset_options", "dataset_label", "run_label", "legend_label", "legend_labels", "runs_of_graph", "current_run", "has_trained",
+__all__ = ["best_epoch", "figures_on_test", "best_metric", "best_metric_text", "best_loss_text", "metric_in_units", "has_own_metric", "duration_s", "run_overview", "run_source", "shown_dataset_options", "dataset_label", "run_label", "legend_label", "legend_labels", "runs_of_graph", "current_run", "has_trained",
            "finished_run", "dataset_spec_of_run", "device_options"]
 
 

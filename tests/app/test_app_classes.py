@@ -378,4 +378,6 @@ def test_a_members_curves_in_the_teachers_view_are_drawn_as_the_students_own(wor
     assert metric["layout"]["title"]["text"] == "MAE"
     assert {t["name"]: t["marker"]["symbol"] for t in metric["data"]} == {"train": "circle-open",
                                                                           "validation": "circle"}
+    own = next(m.value for m in teacher.markdown if m.value.startswith("**The run's own test split**"))
+    assert "mae 5.000" in own, own  # its test figure in the target's units too (was 0.500)
 
