@@ -45,7 +45,7 @@ from torch.utils import _pytree
 import builder.data.limits as limits
 from builder.data.disk import atomic_file, write_atomic
 from builder.data.files import ZIP_ERRORS, check_zip_directory, error_name
-from builder.errors import DatasetError, GraphError
+from builder.errors import DatasetError, GraphError, LayerLabError
 from builder.escape import hide_paths, visible
 from builder.graph.compile import compile_graph, example_inputs, module_names
 from builder.graph.layout import row_layout
@@ -760,25 +760,21 @@ def register_import(store, result: ImportResult, name: str | None = None, *,
     the run id.
 
     One step: every file is written whole (a full disk is one line, :func:`builder.data.disk.atomic_file`), the
-    tokenizer before the weights, before the run is ``imported``, and a run whose files did not all fit is deleted
-    again (where the disk leaves room to: else it stays queued without weights, which nothing starts from). Before,
-    a full disk left the new run imported with its weights and a cut ``tokenizer.json`` (589,824 of 1,849,368
-    bytes), and the copy's OSError named the server's folders."""
-    rid = store.create_run(result.project, "imported", {}, {}, name=name or f"imported {result.project.name}",
-                           owner=store.who().owner)
-    try:
-        folder = store.folder(rid, write=True)  # the run just created: the actor's
+    tokenizer before the weights, into the new run's folder before its row is inserted ``imported``
+    (:meth:`~builder.runs.store.RunStore.create_run`'s ``files``): a failed copy leaves neither a row nor a
+    folder. Before, a full disk left the new run imported with its weights and a cut ``tokenizer.json`` (589,824
+    of 1,849,368 bytes), then a ``queued`` run that counted against its owner's queue."""
+    def files(folder) -> None:
         if tokenizer is not None:  # first: a run with weights always has its tokenizer (init_from reads any such run)
             with atomic_file(folder.tokenizer, "the model's tokenizer", needed=Path(tokenizer).stat().st_size) as tmp:
                 shutil.copyfile(tokenizer, tmp)
         _, wpath = save_import(result, folder.imported)
         os.replace(wpath, folder.weights)
-        store.update_status(rid, RunStatus.IMPORTED,
-                            f"imported from {Path(str(result.report.get('source', ''))).name}")
-    except BaseException:
-        with contextlib.suppress(Exception):  # the files' error is the one to say
-            store.delete_run(rid)
-        raise
+
+    rid = store.create_run(result.project, "imported", {}, {}, name=name or f"imported {result.project.name}",
+                           owner=store.who().owner, status=RunStatus.IMPORTED, files=files)
+    with contextlib.suppress(LayerLabError):  # the run is whole: its message is a nicety
+        store.update_status(rid, RunStatus.IMPORTED, f"imported from {Path(str(result.report.get('source', ''))).name}")
     return rid
 
 

@@ -30,7 +30,6 @@ run's folder needs more than reading it: ``folder(run_id, write=True)`` asks for
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -38,7 +37,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,7 +59,7 @@ from builder.data.cache import ENV_WORKSPACE, workspace_root
 from builder.data.disk import on_full_disk, write_atomic
 from builder.errors import AccessDenied, RunStoreError
 from builder.escape import add_server_folder, hide_paths, resolves_inside
-from builder.graph.project import Project, load_project
+from builder.graph.project import Project, graph_hash, load_project
 from builder.runs import db as _db
 from builder.runs import run_time as _run_time
 from builder.runs.owners import check_sees
@@ -318,14 +317,18 @@ class RunStore:
     def create_run(self, project: Project | dict, dataset_name: str, dataset_options: dict | None,
                    config: TrainConfig | dict, *, name: str | None = None, dataset_info: dict | None = None,
                    parent_id: str | None = None, owner: str = "local", tags: dict | None = None,
-                   class_id: str | None = None, job_spec: dict | None = None) -> str:
+                   class_id: str | None = None, job_spec: dict | None = None, status: str = RunStatus.QUEUED,
+                   files: Callable[[RunFolder], Any] | None = None) -> str:
         """Insert a ``queued`` run owned by ``owner`` (made for class ``class_id``, already checked by the caller:
         :func:`builder.runs.classes.check_class_for`) and create its folder, with ``job_spec`` as its ``job.json``
-        when given (:func:`builder.jobs.queue.submit`); returns the run id. All or nothing: a full disk leaves
-        neither a folder nor a row."""
+        when given (:func:`builder.jobs.queue.submit`); returns the run id. An import is inserted ``imported``
+        once ``files`` wrote its files into the folder. All or nothing: a full disk leaves neither a folder nor a
+        row (an import's failed copy left a queued run, counted against its owner's queue)."""
         import torch  # lazy: heavy (torch)
 
-        project = load_project(project)
+        project, status = load_project(project), _checked_status(status)
+        if status not in (RunStatus.QUEUED, RunStatus.IMPORTED):
+            raise RunStoreError(f"a new run is queued or imported; received: {status}")
         cfg = TrainConfig.from_dict(config)
         env = {"torch": torch.__version__, "python": ".".join(map(str, __import__("sys").version_info[:3])),
                "platform": __import__("platform").platform(), "host": host_name()}
@@ -339,11 +342,13 @@ class RunStore:
                     write_atomic(folder.project, project.to_json(), "the run's project")
                     if job_spec is not None:
                         folder.write_job_spec(job_spec)
+                if files is not None:
+                    files(folder)
                 self._write("INSERT INTO runs (id, name, status, created_at, updated_at, pid, host, project, "
                             "dataset_name, dataset_options, dataset_info, config, parent_id, environment, owner, tags, "
-                            "queued_at, graph_hash, class_id) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                            "queued_at, graph_hash, class_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
                             "?, ?, ?, ?, ?)",
-                            (run_id, name or project.name, _now(precise=True), _now(), self.for_pid or os.getpid(),
+                            (run_id, name or project.name, status, _now(precise=True), _now(), self.for_pid or os.getpid(),
                              host_name(), project.to_json(indent=None), dataset_name, _dumps(dataset_options or {}),
                              _dumps(dataset_info or {}), _dumps(cfg.model_dump()), parent_id, _dumps(env),
                              str(owner), _dumps(dict(tags or {})), time.time(), graph_hash(project.graph), class_id))
@@ -754,21 +759,6 @@ def _checked_status(status: Any) -> str:
     except ValueError:
         raise RunStoreError(f"unknown run status; received: {str(status)[:40]!r}. Fix: use one of "
                             f"{', '.join(s.value for s in RunStatus)}") from None
-
-
-def graph_hash(graph: Any) -> str:
-    """A short hash of what a graph computes (node ids, types, parameters, edges; not positions or names).
-
-    Two projects with the same hash train the same model, so a run matches the canvas when the hashes agree.
-    """
-
-    g = graph.model_dump() if hasattr(graph, "model_dump") else dict(graph or {})
-    nodes = sorted((str(n.get("id")), str(n.get("type")), json.dumps(n.get("params") or {}, sort_keys=True,
-                                                                       default=str))
-                   for n in g.get("nodes") or [])
-    edges = sorted(json.dumps({k: v for k, v in e.items() if k not in ("id",)}, sort_keys=True, default=str)
-                   for e in g.get("edges") or [])
-    return hashlib.sha256(json.dumps([nodes, edges]).encode()).hexdigest()[:16]
 
 
 def _approx_bytes(statements: list[tuple[str, Iterable, bool]]) -> int:
