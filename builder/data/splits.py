@@ -359,7 +359,8 @@ class Dataset:
         return cols
 
     def preview(self, n: int = 8, split: str = "train") -> list[dict]:
-        """The first ``n`` samples as plain dicts for display: ``x`` (nested lists), ``y``, ``label``."""
+        """The first ``n`` samples as plain dicts for display: ``x`` (nested lists, as the model reads them),
+        ``y`` (a class id, or a regression's targets in their own units: :meth:`DatasetInfo.own_units`), ``label``."""
         s = getattr(self, split)
         out = []
         for i in range(min(n, len(s))):
@@ -372,7 +373,7 @@ class Dataset:
                 item["y"] = yi
                 item["label"] = self.info.class_names[yi] if yi < len(self.info.class_names) else str(yi)
             elif self.info.task == "regression":
-                item["y"] = s.y[i].detach().cpu().tolist()
+                item["y"] = self.info.own_units(s.y[i]).tolist()  # the Data page listed a text's scores standardised
             out.append(item)
         return out
 

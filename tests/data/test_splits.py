@@ -47,3 +47,16 @@ def test_values_of_another_width_or_unscaled_data_are_given_as_they_are():
     import torch
 
     assert info.own_units(torch.tensor([[0.5]])).tolist() == [[11.0]]  # a tensor, any device, as float64
+
+
+def test_a_regressions_preview_and_first_rows_give_its_targets_in_their_own_units():
+    import torch
+
+    from builder.data.splits import Dataset, Split
+
+    info = DatasetInfo("text:t.csv", "regression", "tokens", (3,), input_dtype="int64", vocab=["<pad>", "a", "b"],
+                       target_mean=[3.0], target_std=[2.0], options={"target": "score"})
+    s = Split(torch.tensor([[1, 2, 0]]), torch.tensor([[0.5]]))
+    ds = Dataset(info, s, s, s)
+    assert ds.preview(1)[0]["y"] == [4.0]  # was the standardised 0.5
+    assert ds.first_rows(1)["score"] == [4.0]
