@@ -753,7 +753,7 @@ def save_import(result: ImportResult, path: str | os.PathLike) -> tuple[Path, Pa
 
 
 def register_import(store, result: ImportResult, name: str | None = None, *,
-                    tokenizer: str | os.PathLike | None = None) -> str:
+                    tokenizer: str | os.PathLike | None = None, weights_file: str | os.PathLike | None = None) -> str:
     """Record an imported model as a run (status ``imported``) so ``train --init-from RUN`` starts from its
     weights and ``--freeze`` can keep chosen nodes fixed, with the model folder's ``tokenizer`` (its
     ``tokenizer.json``, which the run's texts are then tokenized with). The run is the store's actor's. Returns
@@ -763,13 +763,22 @@ def register_import(store, result: ImportResult, name: str | None = None, *,
     tokenizer before the weights, into the new run's folder before its row is inserted ``imported``
     (:meth:`~builder.runs.store.RunStore.create_run`'s ``files``): a failed copy leaves neither a row nor a
     folder. Before, a full disk left the new run imported with its weights and a cut ``tokenizer.json`` (589,824
-    of 1,849,368 bytes), then a ``queued`` run that counted against its owner's queue."""
+    of 1,849,368 bytes), then a ``queued`` run that counted against its owner's queue.
+
+    ``weights_file``: the weights as a worker wrote them (:func:`save_import` there, final; its header checked by
+    the caller), copied as they are, never loaded into this process (``result.weights`` then unused): the server read every tensor of an imported
+    model to write it again."""
     def files(folder) -> None:
         if tokenizer is not None:  # first: a run with weights always has its tokenizer (init_from reads any such run)
             with atomic_file(folder.tokenizer, "the model's tokenizer", needed=Path(tokenizer).stat().st_size) as tmp:
                 shutil.copyfile(tokenizer, tmp)
-        _, wpath = save_import(result, folder.imported)
-        os.replace(wpath, folder.weights)
+        if weights_file is None:
+            _, wpath = save_import(result, folder.imported)
+            os.replace(wpath, folder.weights)
+            return
+        write_atomic(folder.imported, result.project.to_json(), "the imported project")
+        with atomic_file(folder.weights, "the imported weights", needed=Path(weights_file).stat().st_size) as tmp:
+            shutil.copyfile(weights_file, tmp)
 
     rid = store.create_run(result.project, "imported", {}, {}, name=name or f"imported {result.project.name}",
                            owner=store.who().owner, status=RunStatus.IMPORTED, files=files)

@@ -300,10 +300,11 @@ def _resolve(task: str, test: str | None):
 # ----------------------------------------------------------------------------------------- tasks
 
 
-def _child_import(path: str, out: str) -> dict:
+def _child_import(path: str, out: str, source: str) -> dict:
     from builder.interchange.importer import import_model, save_import  # lazy: heavy (torch)
 
     res = import_model(path, name=Path(path).stem)
+    res.report["source"] = source  # the uploaded file's name: what the weights say they came from
     save_import(res, out)
     return res.report
 
@@ -370,6 +371,19 @@ def _child_network_weights(project_json: str, network: str, weights: str, out: s
 # ----------------------------------------------------------------------------------------- app entry points
 
 
+def _weights_file(path: Path) -> Path:
+    """``path``, a worker's weights file, once its header is read (memory-mapped, no tensor loaded)."""
+    from safetensors import safe_open  # lazy: heavy (safetensors)
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            f.keys()
+        return path
+    except Exception as e:  # noqa: BLE001  the library raises its own types
+        raise ModelImportError(f"the import's weights file is not a safetensors file; received: {type(e).__name__}. "
+                               "Fix: import the model again") from None
+
+
 def import_upload(data: bytes, filename: str, store, *, max_bytes: int = MAX_UPLOAD_BYTES,
                   timeout: float = IMPORT_TIMEOUT_S, companions: dict[str, bytes] | None = None):
     """Import an uploaded ``.onnx``/``.pt2`` (or a ``.zip`` of an ``.onnx`` and its external data) in a worker
@@ -383,8 +397,6 @@ def import_upload(data: bytes, filename: str, store, *, max_bytes: int = MAX_UPL
     Raises:
         ModelImportError: wrong type, too large, unsupported operators (all listed), timeout.
     """
-    from safetensors.torch import load_file  # lazy: heavy (safetensors)
-
     from builder.interchange.importer import (  # lazy: heavy (torch)
         ImportResult,
         register_import,
@@ -410,14 +422,13 @@ def import_upload(data: bytes, filename: str, store, *, max_bytes: int = MAX_UPL
             src = write_bundle(files, Path(tmp) / "upload")  # plain names only: external data stays in the set
         del files
         out = Path(tmp) / "imported.json"
-        report = run_isolated("_child_import", timeout, path=str(src), out=str(out),
+        report = run_isolated("_child_import", timeout, path=str(src), out=str(out), source=Path(filename).name,
                               owner=launcher.counted_owner(store.actor))
-        project = load_project(out)
-        weights = load_file(str(out.with_suffix(".safetensors")))
-    stem = Path(filename).stem[:100] or "model"
-    project = project.model_copy(update={"name": stem, "description": f"Imported from {Path(filename).name[:150]}."})
-    report["source"] = Path(filename).name
-    rid = register_import(store, ImportResult(project, weights, report), name=f"imported {stem}")
+        stem = Path(filename).stem[:100] or "model"
+        project = load_project(out).model_copy(update={"name": stem,
+                                                       "description": f"Imported from {Path(filename).name[:150]}."})
+        rid = register_import(store, ImportResult(project, {}, report), name=f"imported {stem}",
+                              weights_file=_weights_file(out.with_suffix(".safetensors")))  # copied, not loaded
     project = project.model_copy(update={"training": {"init_from": rid}})
     return project, rid, report
 
@@ -434,8 +445,6 @@ def import_hf_isolated(folder: str | os.PathLike, store, *, seq_len: int | None 
     Returns:
         ``(project, run_id, report)`` as :func:`import_upload`.
     """
-    from safetensors.torch import load_file  # lazy: heavy (safetensors)
-
     from builder.interchange.importer import ImportResult, register_import  # lazy: heavy (torch, numpy)
 
     info = inspect_folder(folder, seq_len=seq_len)
@@ -447,13 +456,13 @@ def import_hf_isolated(folder: str | os.PathLike, store, *, seq_len: int | None 
                               owner=launcher.counted_owner(store.actor),
                               seq_len=info.seq_len if info.input_shape and len(info.input_shape) == 1 else None)
         project = load_project(out)
-        weights = load_file(str(out.with_suffix(".safetensors")))
         tok = out.with_name(TOKENIZER)
         stem = (name or info.folder.name)[:100] or "model"
         project = project.model_copy(update={"name": stem, "description": f"Imported from the {info.model_type} "
                                                                           f"model folder {stem}."})
-        rid = register_import(store, ImportResult(project, weights, report), name=f"imported {stem}",
-                              tokenizer=tok if tok.is_file() else None)
+        rid = register_import(store, ImportResult(project, {}, report), name=f"imported {stem}",
+                              tokenizer=tok if tok.is_file() else None,
+                              weights_file=_weights_file(out.with_suffix(".safetensors")))
     project = project.model_copy(update={"training": {"init_from": rid}})
     return project, rid, report
 

@@ -29,6 +29,35 @@ def test_import_upload_records_the_weights_as_a_run(tmp_path):
     assert report["source"] == "net.onnx" and report["max_abs_diff"] <= 1e-5
 
 
+def test_an_imported_models_weights_are_copied_from_the_worker_never_loaded_by_the_server(tmp_path, monkeypatch):
+    """The server read every tensor of an imported model (safetensors load_file) to write it again: a model's
+    size in the server's memory for each import. The worker's file is now copied as it is, and still names the
+    uploaded file and matches the model's parameters."""
+    import safetensors.torch
+    from safetensors import safe_open
+
+    def refuse(*a, **k):
+        raise AssertionError("the server loaded the imported weights")
+
+    data, _ = export_onnx_bytes(load_template("mlp").to_json())
+    store = RunStore(tmp_path, actor=SYSTEM)
+    monkeypatch.setattr(safetensors.torch, "load_file", refuse)
+    monkeypatch.setattr(safetensors.torch, "load", refuse)
+    _, run_id, _ = import_upload(data, "net.onnx", store)
+    with safe_open(str(store.folder(run_id).weights), "pt") as f:
+        assert f.metadata()["imported_from"] == "net.onnx" and "layerlab_names" in f.metadata()
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118  (no __iter__)
+    from builder.graph.compile import compile_graph
+
+    model = compile_graph(load_template("mlp").graph)
+    assert sorted(shapes.values()) == sorted(tuple(p.shape) for p in model.state_dict().values())
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 64)
+    from builder.interchange.worker import _weights_file
+
+    with pytest.raises(ModelImportError, match="not a safetensors file"):
+        _weights_file(tmp_path / "bad.safetensors")
+
+
 @pytest.mark.parametrize(("name", "size", "match"), [("net.py", 10, "imports .onnx and .pt2"),
                                                      ("net.onnx", 11, "larger than the upload limit")])
 def test_import_upload_refuses_before_parsing(tmp_path, name: str, size: int, match: str):
