@@ -80,7 +80,7 @@ def acting_owner(store: RunStore | None, owner: str) -> str:
 
 
 @contextlib.contextmanager
-def _fails_run(store: RunStore | None, run_id: str | None) -> Iterator[None]:
+def fails_run(store: RunStore | None, run_id: str | None) -> Iterator[None]:
     """A step of starting a run whose error fails the run (its message recorded) before it propagates."""
     try:
         yield
@@ -358,7 +358,7 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
                                  on_event=on_event, background=background, name=name, run_id=run_id, owner=owner,
                                  tags=tags)
     # decoded images: the store's cache
-    with _fails_run(store, run_id), use_cache_dir(store.workspace if store is not None else None):
+    with fails_run(store, run_id), use_cache_dir(store.workspace if store is not None else None):
         project, ds, cfg, report = prepare(project, dataset, config, dataset_options=dataset_options,
                                            adapt=adapt, with_report=True, store=store,
                                            uploads=owner_uploads(store, owner))
@@ -378,7 +378,7 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
     if ds.info.task == "next_token" and main:  # a language model writes a sample after every epoch
         callbacks.append(TextSamples(folder.text_samples if folder is not None else None,
                                      seed=cfg.seed))
-    with _fails_run(store, run_id):
+    with fails_run(store, run_id):
         model = build_model(project.graph, cfg.seed, report)
         init = _load_init(store, model, cfg)
         trainer = Trainer(model, ds, cfg, callbacks, run_dir, on_event=listeners, dist=dist)
@@ -573,7 +573,7 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
     owner = acting_owner(store, owner)
     if run_id is not None and store is not None:  # as run_training: a queued run the actor controls
         run_id = controlled_run(store, run_id).id
-    with _fails_run(store, run_id):
+    with fails_run(store, run_id):
         project = load_project(project).model_copy(deep=True)
         tr = dict(project.training or {})
         ds, cfg = _data_and_settings(project, dataset, config, dataset_options, store, owner_uploads(store, owner))
@@ -590,7 +590,7 @@ def run_objective(project: Any, dataset: Any = None, config: TrainConfig | dict 
         listeners.append(RunLogger(store, run_id, project=project))  # the project open_run_row recorded
     if on_event is not None:
         listeners.append(on_event)
-    with _fails_run(store, run_id):
+    with fails_run(store, run_id):
         trainer = ObjectiveTrainer(project, ds, cfg, callbacks, run_dir, on_event=listeners, teacher=teacher)
     trainer.run_id = run_id
     if run_id is not None:
@@ -671,6 +671,6 @@ def _objective_view(project: Any, model: torch.nn.Module, ds: Any) -> tuple[torc
     return sub.eval(), fit_dataset(sub, ds)
 
 
-__all__ = ["run_training", "student_alone", "resume_run", "prepare", "build_model", "transfer_weights", "freeze_nodes",
+__all__ = ["run_training", "fails_run", "student_alone", "resume_run", "prepare", "build_model", "transfer_weights", "freeze_nodes",
            "load_run", "load_run_dataset", "owner_uploads", "acting_owner", "run_objective", "dataset_of", "resume_objective", "Tracker",
            "open_run"]

@@ -21,7 +21,7 @@ from builder.data.access import controlled_run
 from builder.graph.compile import compile_graph, example_inputs
 from builder.graph.latency import compare_latency, model_forward
 from builder.runs.modelcard import write_model_card
-from builder.runs.pipeline import Tracker, load_run, resume_run, run_training
+from builder.runs.pipeline import Tracker, fails_run, load_run, resume_run, run_training
 from builder.training.callbacks import Callback
 from builder.training.metrics import metric_name
 from builder.training.prune import (
@@ -180,12 +180,14 @@ def prune_run(store: Any, run_id: str, amount: float = 0.5, *, structured: bool 
             new_id = new_run
             store.update_run(new_id, project=new, dataset_name=src_name, dataset_options=src_opts,
                              dataset_info=ds.info.to_dict(), config=cfg.model_dump())
-        folder = store.folder(new_id, write=True)  # the pruner's new (or queued) run
-        if not DatasetSource.of(ds.info).reloadable():  # an upload: keep the data, as the pipeline does
-            save_dataset(ds, folder.dataset)
-        pruned_model = compile_graph(new.graph)
-        pruned_model.load_state_dict(state)
-        save_weights(pruned_model, folder.weights)
+        # a run made here whose files fail (a full disk) is failed, not left queued for ever (a job's is its job's)
+        with fails_run(store, new_id if new_run is None else None):
+            folder = store.folder(new_id, write=True)  # the pruner's new (or queued) run
+            if not DatasetSource.of(ds.info).reloadable():  # an upload: keep the data, as the pipeline does
+                save_dataset(ds, folder.dataset)
+            pruned_model = compile_graph(new.graph)
+            pruned_model.load_state_dict(state)
+            save_weights(pruned_model, folder.weights)
     store.update_run(new_id, parent_id=parent)
     rep.run_id = new_id
     if not store.weights_path(new_id).is_file():  # the fine-tune was stopped (or failed): no weights to measure

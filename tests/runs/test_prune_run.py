@@ -67,6 +67,25 @@ def test_a_prune_job_without_fine_tuning_records_the_pruned_weights_as_they_are(
     assert rep["finetune_epochs"] == 0 and rep["after"]["params"] < rep["before"]["params"] and rep["after"]["test"]
 
 
+def test_a_pruned_run_whose_weights_cannot_be_written_is_failed_not_left_queued(tmp_path, monkeypatch):
+    """``layerlab prune`` without fine-tuning records the pruned run, then writes its weights: a write that failed
+    (a full disk) left the run queued for ever, counted against its owner's queue."""
+    from builder.errors import DiskFullError
+    from builder.runs import prune_run as pr
+
+    store = RunStore(tmp_path, actor=SYSTEM)
+    parent = run_training(load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store, owner="ann").run_id
+
+    def full(*a, **k):
+        raise DiskFullError("the disk is full: the run's weights need 9 KB more")
+
+    monkeypatch.setattr(pr, "save_weights", full)
+    with pytest.raises(DiskFullError):
+        pr.prune_run(store, parent, 0.5, finetune_epochs=0)
+    (made,) = [r for r in store.list_runs() if r["id"] != parent]
+    assert made["status"] == "failed" and "disk is full" in made["message"]
+
+
 def test_a_prune_job_is_checked_before_anything_is_recorded(tmp_path, no_launch):
     store = RunStore(tmp_path, actor=SYSTEM)
     parent = run_training(load_template("mlp"), "moons", {"epochs": 1, "seed": 0}, store).run_id
