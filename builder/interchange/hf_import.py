@@ -18,7 +18,9 @@ them into collapsible blocks by module hierarchy (``frontend/src/blocks.js``).
 
 What the mapping changes, exactly (outputs stay equal): BERT's token-type row 0 is added to its position table
 (one learned ``PositionalEncoding``; the model is fed no token types); GPT-2's ``Conv1D`` layers become
-``Linear`` layers with the transposed weight and its causal mask a fixed table for the imported sequence length.
+``Linear`` layers with the transposed weight and its causal mask a fixed table for the imported sequence length;
+BERT and DistilBERT leave padding (id ``PAD_ID``, as LayerLab pads) out of their attention, computed from the ids
+(:func:`padding_bias`), as ``transformers`` does with the ``attention_mask`` of its tokenizer.
 
 Example::
 
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.graph.report import DEFAULT_BUDGET
+from builder.graph.spec import PAD_ID
 from builder.interchange.errors import ModelImportError
 from builder.process.sandbox import env_positive
 
@@ -64,6 +67,11 @@ ARCHITECTURES: dict[str, tuple[str, str, dict[str, int]]] = {
                                   "image_size": 224, "patch_size": 16, "num_channels": 3, "num_attention_heads": 12}),
 }
 
+
+#: the text encoders: every token attends to every other but padding (:func:`padding_bias`), as ``transformers``
+#: computes them with the ``attention_mask`` its tokenizer gives (GPT-2 is causal: padding after a token never
+#: reaches it)
+ENCODERS = ("bert", "distilbert")
 
 #: model_type -> (width key, heads key): the width must be a multiple of the heads
 HEADS: dict[str, tuple[str, str]] = {"bert": ("hidden_size", "num_attention_heads"), "distilbert": ("dim", "n_heads"),
@@ -374,6 +382,8 @@ def canonical_module(reference, info: HFFolder):
     model = copy.deepcopy(reference)
     if info.model_type == "bert":
         return _Bert(model)
+    if info.model_type == "distilbert":
+        return _modules()[3](model).eval()
     if info.model_type == "gpt2":
         _conv1d_to_linear(model)
         return _Gpt2(model, info.seq_len)
@@ -394,6 +404,16 @@ def _conv1d_to_linear(module) -> None:
             setattr(module, name, lin)
         else:
             _conv1d_to_linear(child)
+
+
+def padding_bias(ids, dtype):
+    """What an encoder's attention adds to its scores so that no token attends to padding: the dtype's most
+    negative value at the keys whose id is ``PAD_ID`` (the id LayerLab pads with), 0 elsewhere, (B, 1, 1, T); as
+    ``transformers`` builds it from an ``attention_mask``. Without it an imported BERT read its padding: a
+    sentence's vectors changed with the length it was padded to."""
+    import torch  # lazy: heavy (torch)
+
+    return (ids == PAD_ID)[:, None, None, :].to(dtype) * torch.finfo(dtype).min
 
 
 def _modules():
@@ -420,8 +440,24 @@ def _modules():
             e = self.embeddings
             x = e.word_embeddings(ids) + (e.position_embeddings.weight[: ids.shape[1]] + e.token_type_embeddings.weight[0])
             x = e.dropout(e.LayerNorm(x))  # (B, T, H)
+            mask = padding_bias(ids, x.dtype)
             for layer in self.encoder.layer:
-                x = layer(x)
+                x = layer(x, attention_mask=mask)
+                x = x[0] if isinstance(x, tuple) else x
+            return x
+
+    class DistilBert(torch.nn.Module):
+        """DistilBERT's embeddings, then its layers, padding left out of every attention."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.embeddings, self.transformer = model.embeddings, model.transformer
+
+        def forward(self, ids):  # (B, T) token ids
+            x = self.embeddings(ids)  # (B, T, H)
+            mask = padding_bias(ids, x.dtype)
+            for layer in self.transformer.layer:
+                x = layer(x, attention_mask=mask)
                 x = x[0] if isinstance(x, tuple) else x
             return x
 
@@ -442,7 +478,7 @@ def _modules():
                 x = x[0] if isinstance(x, tuple) else x
             return self.ln_f(x)
 
-    return Plain, Bert, Gpt2
+    return Plain, Bert, Gpt2, DistilBert
 
 
 def _Plain(model, image):  # noqa: N802  (a class factory kept lazy: torch is imported on use)
@@ -516,8 +552,13 @@ def import_hf_folder(folder: str | os.PathLike, *, name: str | None = None, seq_
         model.eval()
         x = example_input(info, batch=3, seed=1)
         with torch.no_grad():
-            got, want = model(x), reference(x, return_dict=False)[0] if info.model_type != "vit" else \
-                reference(pixel_values=x, return_dict=False)[0]
+            if info.model_type in ENCODERS:  # a padded row too: transformers told where its padding is
+                x[0, x.shape[1] // 2:] = PAD_ID
+                want = reference(x, attention_mask=(x != PAD_ID).long(), return_dict=False)[0]
+            else:
+                want = reference(x, return_dict=False)[0] if info.model_type != "vit" else \
+                    reference(pixel_values=x, return_dict=False)[0]
+            got = model(x)
         diff = float((got - want).abs().max())
         tol = IMPORT_ATOL * output_scale([want.numpy()])
         result.report.update(max_abs_diff=diff, tolerance=tol, verified_against="transformers")
@@ -527,5 +568,5 @@ def import_hf_folder(folder: str | os.PathLike, *, name: str | None = None, seq_
     return result
 
 
-__all__ = ["HFFolder", "ARCHITECTURES", "ALIASES", "HEADS", "STRUCTURE", "structure_problems", "config_int", "resolved", "inspect_folder", "is_hf_folder", "config_params", "config_buffers", "import_hf_folder",
+__all__ = ["HFFolder", "ARCHITECTURES", "ENCODERS", "padding_bias", "ALIASES", "HEADS", "STRUCTURE", "structure_problems", "config_int", "resolved", "inspect_folder", "is_hf_folder", "config_params", "config_buffers", "import_hf_folder",
            "load_reference", "canonical_module", "example_input", "max_params", "import_bytes", "check_import_memory"]

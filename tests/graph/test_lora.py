@@ -74,7 +74,7 @@ def test_outputs_and_gradients_equal_peft(bert):
     model.eval()
     peft_model.eval()
     x = torch.randint(0, 100, (3, SEQ), generator=torch.Generator().manual_seed(5))
-    ours, theirs = model(x), peft_model(input_ids=x).last_hidden_state
+    ours, theirs = model(x), peft_model(input_ids=x, attention_mask=(x != 0).long()).last_hidden_state  # id 0 pads
     assert torch.allclose(ours, theirs, atol=1e-5, rtol=0)
     ours.pow(2).mean().backward()
     theirs.pow(2).mean().backward()
@@ -98,7 +98,8 @@ def test_adapter_in_peft_format_loads_into_peft(bert, tmp_path):
     model.eval()
     x = torch.randint(0, 100, (2, SEQ))
     with torch.no_grad():
-        assert torch.allclose(model(x), loaded(input_ids=x).last_hidden_state, atol=1e-5, rtol=0)
+        assert torch.allclose(model(x), loaded(input_ids=x, attention_mask=(x != 0).long()).last_hidden_state,
+                              atol=1e-5, rtol=0)
 
 
 def test_merged_model_is_plain_and_equal(bert, tmp_path):

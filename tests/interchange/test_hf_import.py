@@ -78,16 +78,43 @@ def test_weights_larger_than_the_fold_cap_import(arch, hidden, seq, tmp_path):
 
 
 @pytest.mark.parametrize("seq", [128, 256])
-def test_a_bool_constant_past_the_inline_size_keeps_its_type(seq, tmp_path):
+def test_distilbert_past_the_inline_size_imports(seq, tmp_path):
     """DistilBERT at 128 tokens or more did not import ("node m_where: aten.where ... expected predicate to be
-    bool, got torch.float32"): its attention mask, a bool constant of [1, 1, T, 1], is past the 64 values kept
-    inline, and an Op's buffers are float32. It is kept as 0/1 and read back as bool; the import matches
-    transformers, and the exported .py builds the same model."""
+    bool, got torch.float32": transformers' own mask, a bool constant of [1, 1, T, 1] past the 64 values kept
+    inline); it matches transformers, a padded row included, and the exported .py builds the same model."""
     from builder.interchange.python_export import export_python
 
     folder = make_folder("distilbert", tmp_path / "d", positions=seq)
     res = import_hf_folder(folder, seq_len=seq)
     assert res.report["max_abs_diff"] <= res.report["tolerance"]
+    ns: dict = {}
+    exec(compile(export_python(res.project), "model.py", "exec"), ns)
+    exported = ns["Model"]()
+    exported.load_state_dict(res.weights)
+    model = compile_graph(res.project.graph)
+    model.load_state_dict(res.weights)
+    x = torch.randint(1, 100, (2, seq))
+    x[1, seq // 3:] = 0
+    assert torch.allclose(exported.eval()(x), model.eval()(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [128, 256])
+def test_a_bool_constant_past_the_inline_size_keeps_its_type(size):
+    """A bool constant past the 64 values kept inline (DistilBERT's mask at 128 tokens was one) is kept as 0/1
+    among an Op's float32 buffers and read back as bool by the compiled model and the exported .py."""
+    from builder.interchange.importer import build_from_onnx, module_to_onnx
+    from builder.interchange.python_export import export_python
+
+    class Where(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("keep", torch.arange(size) % 3 != 0)  # (size,) bool
+
+        def forward(self, x):  # (B, size)
+            return torch.where(self.keep, x, torch.zeros_like(x)) * 2
+
+    module = Where().eval()
+    res = build_from_onnx(module_to_onnx(module, (torch.randn(2, size),)), "where", "pt", "where")
     refs = [n for n in res.project.graph.nodes if n.type == "Op" and '"dtype": "bool"' in n.params["args"]]
     assert refs, "the mask is not among the stored constants"
     code = export_python(res.project)
@@ -98,8 +125,30 @@ def test_a_bool_constant_past_the_inline_size_keeps_its_type(seq, tmp_path):
     exported.load_state_dict(res.weights)
     model = compile_graph(res.project.graph)
     model.load_state_dict(res.weights)
-    x = torch.randint(1, 100, (2, seq))
-    assert torch.allclose(exported.eval()(x), model.eval()(x), atol=1e-5)
+    x = torch.randn(3, size)
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(x), module(x), atol=1e-6)
+        assert torch.allclose(exported.eval()(x), module(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["bert", "distilbert"])
+def test_an_encoder_leaves_padding_out_of_its_attention(arch, folders, imported):
+    """LayerLab pads with id 0 (PAD_ID) and feeds the ids alone: an imported encoder read its padding (every token
+    attended to it), so a sentence's vectors changed with the length it was padded to, 0.0057 and 0.0072 away from
+    transformers given the tokenizer's attention_mask in these tiny models. Now the real positions equal
+    transformers' with the mask, and the same sentence unpadded."""
+    res = imported[arch]
+    model = compile_graph(res.project.graph)
+    model.load_state_dict(res.weights)
+    ref = load_reference(inspect_folder(folders[arch], seq_len=SEQ))
+    ids = torch.tensor([[5, 6, 7] + [0] * (SEQ - 3), list(range(2, 2 + SEQ))])
+    with torch.no_grad():
+        ours = model.eval()(ids)
+        theirs = ref(input_ids=ids, attention_mask=(ids != 0).long()).last_hidden_state
+        alone = ref(input_ids=ids[:1, :3]).last_hidden_state
+    assert torch.allclose(ours[0, :3], theirs[0, :3], atol=1e-5)
+    assert torch.allclose(ours[0, :3], alone[0], atol=1e-5)
+    assert torch.allclose(ours[1], theirs[1], atol=1e-5)
 
 
 def test_nodes_keep_the_module_path_so_the_canvas_groups_them(imported):
