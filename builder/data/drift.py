@@ -479,13 +479,19 @@ def new_token_ids(ds: Dataset, path: str | Path) -> torch.Tensor:
     """
     import torch  # lazy: heavy (torch)
 
-    from builder.data.text import encode, load_tokenizer, read_new_texts  # lazy: heavy (tokenizers)
+    from builder.data.text import (  # lazy: heavy (tokenizers)
+        encode,
+        load_tokenizer,
+        read_new_texts,
+        special_tokens,
+    )
 
     if not ds.info.tokenizer:
         raise DatasetError(f"new texts are read with the run's tokenizer; received a run on {ds.info.shown_name!r} without "
                            "one. Fix: check a run trained on text (a text dataset or upload)")
     texts = read_new_texts(path, ds.info.options.get("text_column"))
-    return torch.from_numpy(encode(load_tokenizer(ds.info.tokenizer), texts, int(ds.info.input_shape[0])))
+    return torch.from_numpy(encode(load_tokenizer(ds.info.tokenizer), texts, int(ds.info.input_shape[0]),
+                                   special=special_tokens(ds.info)))
 
 
 def text_drift(model: Any, ds: Dataset, X_new: torch.Tensor, *, alpha: float = 0.05) -> DriftReport:

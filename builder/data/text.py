@@ -217,20 +217,42 @@ def _encodings(tok: Tokenizer, texts: list[str], special: bool) -> list[Any]:
                            "tokenizer 'word' or 'bpe' (learned on your texts)") from None
 
 
+def _post_processed(tok: Tokenizer, encoding: Any) -> Any:
+    """``tok.post_process`` (its special tokens added), its failures one DatasetError as :func:`_encodings`'."""
+    try:
+        return tok.post_process(encoding, add_special_tokens=True)
+    except BaseException as e:
+        if not isinstance(e, Exception) and type(e).__name__ != "PanicException":  # Ctrl-C, exit: theirs
+            raise
+        raise DatasetError(f"the tokenizer failed on this text ({str(e)[:80]}). Fix: a shorter or plainer text, or "
+                           "tokenizer 'word' or 'bpe' (learned on your texts)") from None
+
+
 def token_ids(tok: Tokenizer, text: str) -> list[int]:
     """One text's token ids, no special tokens, neither cut nor padded."""
     return list(_encodings(tok, [text], False)[0].ids)
 
 
+def special_tokens(info: DatasetInfo) -> bool:
+    """Whether a dataset's texts are encoded with the special tokens their tokenizer adds: a pretrained model's
+    tokenizer (``[CLS]`` ... ``[SEP]``, as the model was trained), not one learned on the texts. The one rule the
+    training data, Try it, predictions and drift checks read: Try it fed a model trained on ``[CLS] bad plot
+    [SEP]`` the ids of ``bad plot`` alone."""
+    return info.options.get("tokenizer") == PRETRAINED
+
+
 def encode(tok: Tokenizer, texts: list[str], max_length: int, *, special: bool = False) -> np.ndarray:
     """Token ids (N, max_length) int64: each text cut to ``max_length`` tokens and padded with :data:`PAD_ID`;
-    ``special``: with the special tokens the tokenizer adds (a pretrained model's ``[CLS]``, ``[SEP]``)."""
+    ``special``: with the special tokens the tokenizer adds (a pretrained model's ``[CLS]``, ``[SEP]``), the text
+    cut to leave room for them, as ``transformers`` truncates (a long text ends with its ``[SEP]``; it was cut
+    after the text's first tokens, so the model never saw its ``[SEP]``)."""
     n = len(texts)
     if n * max_length > limits.MAX_TOKEN_CELLS:
         raise DatasetError(f"{n:,} texts of {max_length} tokens are more token ids than the limit of "
                            f"{limits.MAX_TOKEN_CELLS:,} (limits.MAX_TOKEN_CELLS); received: {n * max_length:,}. "
                            "Fix: a smaller max_length or fewer texts")
     out = np.full((n, max_length), PAD_ID, dtype=np.int64)
+    keep = max(max_length - tok.num_special_tokens_to_add(False), 0) if special else max_length  # the text's tokens
     longest = max((len(t) for t in tok.get_vocab()), default=1)
     bound = min(max_length * (longest + 1) * 2 + _CUT_SLACK, _BATCH_CHARS)
     start = 0
@@ -242,13 +264,16 @@ def encode(tok: Tokenizer, texts: list[str], max_length: int, *, special: bool =
             cut.append(was_cut)
             chars += len(t)
             stop += 1
-        for i, (e, was_cut) in enumerate(zip(_encodings(tok, batch, special), cut, strict=True)):
-            ids, b = e.ids, bound
-            while was_cut and len(ids) <= max_length and b < _BATCH_CHARS:  # fell short (runs of spaces): longer
+        for i, (e, was_cut) in enumerate(zip(_encodings(tok, batch, False), cut, strict=True)):
+            b = bound
+            while was_cut and len(e.ids) <= keep and b < _BATCH_CHARS:  # fell short (runs of spaces): longer
                 b = min(b * 8, _BATCH_CHARS)
                 t, was_cut = _head(str(texts[start + i]), b)
-                ids = _encodings(tok, [t], special)[0].ids
-            ids = ids[:max_length]
+                e = _encodings(tok, [t], False)[0]
+            if special:  # the text's first tokens, then the tokenizer's own [CLS] ... [SEP] around them
+                e.truncate(keep)
+                e = _post_processed(tok, e)
+            ids = e.ids[:max_length]
             out[start + i, :len(ids)] = ids
         start = stop
     return out
@@ -408,8 +433,8 @@ def texts_dataset(texts: list[str], y: np.ndarray, info: DatasetInfo, opts: Toke
                                "no such tokenizer. Fix: start from (init_from) a model imported from a folder with "
                                "a tokenizer.json, or use tokenizer 'word' or 'bpe'")
         tok = pretrained_tokenizer(pretrained)
-        X = torch.from_numpy(encode(tok, texts, opts.max_length, special=True))
         _pretrained_info(info, tok, pretrained, opts)
+        X = torch.from_numpy(encode(tok, texts, opts.max_length, special=special_tokens(info)))
     else:
         sample, cut = training_sample(texts[i] for i in tr)
         tok = train_tokenizer(sample, opts)
@@ -738,5 +763,5 @@ def _folder_texts(root: Path, label: str) -> tuple[list[str], np.ndarray, list[s
 
 
 __all__ = ["PAD", "UNK", "PAD_ID", "UNK_ID", "TOKENIZER_KINDS", "RunTokenizer", "TokenizerOptions", "TokenSplit", "train_tokenizer",
-           "load_tokenizer", "token_ids", "encode", "decode", "training_sample", "tokens_text", "ids_text", "vocab_of", "padding_mask", "texts_dataset", "corpus_dataset",
+           "load_tokenizer", "token_ids", "special_tokens", "encode", "decode", "training_sample", "tokens_text", "ids_text", "vocab_of", "padding_mask", "texts_dataset", "corpus_dataset",
            "load_text", "read_new_texts", "text_preview", "shorter_max_length"]

@@ -399,7 +399,7 @@ def tokenize(xs: Any, text: str) -> tuple[torch.Tensor, int]:
     a sandboxed session (:class:`builder.jobs.probe.ProbeSession`) runs it in its child, never in the server."""
     if getattr(xs, "sandboxed", False):
         return xs.tokenize(str(text)[:MAX_TRY_TEXT])
-    from builder.data.text import encode, token_ids  # lazy: heavy (numpy)
+    from builder.data.text import encode, special_tokens, token_ids  # lazy: heavy (numpy)
 
     tok = _tokenizer(xs)
     text = str(text)[:MAX_TRY_TEXT]
@@ -407,8 +407,10 @@ def tokenize(xs: Any, text: str) -> tuple[torch.Tensor, int]:
         ids = token_ids(tok, text)[-MAX_PROMPT_TOKENS:]
         return _on_device(xs, torch.tensor([ids or [0]], dtype=torch.long)), 0
     steps = int(xs.info.input_shape[0]) if xs.info.input_shape else 0
-    return (_on_device(xs, torch.from_numpy(encode(tok, [text], steps))),
-            max(0, len(token_ids(tok, text)) - steps))
+    special = special_tokens(xs.info)  # as the training texts were: a pretrained tokenizer's [CLS] ... [SEP]
+    room = steps - (tok.num_special_tokens_to_add(False) if special else 0)
+    return (_on_device(xs, torch.from_numpy(encode(tok, [text], steps, special=special))),
+            max(0, len(token_ids(tok, text)) - max(room, 0)))
 
 
 def decode_text(xs: Any, ids: list[int]) -> str:

@@ -262,3 +262,49 @@ def test_a_sample_reads_as_its_text(bpe_tok, word_tok):
     assert pads and shown == f"{text} … (+{pads} <pad>)", shown
     words = encode(word_tok, ["the film"], 4)[0].tolist()
     assert ids_text(words, vocab_of(word_tok)) == ids_text(words, vocab_of(word_tok), word_tok)
+
+
+def _bert_like_tokenizer_json() -> str:
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3,
+             **{w: i + 4 for i, w in enumerate(["good", "bad", "film", "plot", "was", "very",
+                                                "a", "b", "c", "d", "e", "f", "g"])}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
+                                                       special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    return tok.to_str()
+
+
+@pytest.mark.parametrize("length", [2, 3, 5, 8, 12])
+def test_a_pretrained_tokenizer_truncates_as_transformers_does(length):
+    """A text past max_length ends with its [SEP], as transformers truncates (truncation=True): the ids were cut
+    after the text's tokens ([CLS] a b c d for 5), so a pretrained model never saw its [SEP] on a long text."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    text = _bert_like_tokenizer_json()
+    hf = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(text), pad_token="[PAD]")
+    texts = ["a b c d e f g", "good film", "", "very very very bad plot was a b c d e f g a b"]
+    ours = encode(load_tokenizer(text), texts, length, special=True).tolist()
+    want = hf(texts, truncation=True, max_length=length, padding="max_length")["input_ids"]
+    assert ours == want
+
+
+def test_new_texts_are_encoded_like_the_training_texts(tmp_path):
+    """A pretrained tokenizer's run reads [CLS] text [SEP]; the drift check's new texts were encoded without them
+    (special_tokens: the one rule texts_dataset and its readers share)."""
+    from builder.data.drift import new_token_ids
+    from builder.data.splits import DatasetInfo
+    from builder.data.text import PRETRAINED, TokenizerOptions, texts_dataset
+
+    texts = ["good film", "bad film", "very good plot", "bad plot was bad"] * 10
+    info = DatasetInfo(name="t", task="binary", modality="text", input_shape=(6,), class_names=["neg", "pos"])
+    ds = texts_dataset(texts, np.array([1, 0, 1, 0] * 10), info, TokenizerOptions(kind=PRETRAINED, max_length=6),
+                       task=None, seed=0, val_fraction=0.25, test_fraction=0.25,
+                       pretrained=_bert_like_tokenizer_json())
+    (tmp_path / "new.txt").write_text("\n".join(texts[:4]) + "\n")
+    new = new_token_ids(ds, tmp_path / "new.txt").tolist()
+    assert new[0] == [2, 4, 6, 3, 0, 0]  # [CLS] good film [SEP]
+    assert new[3] == [2, 5, 7, 8, 5, 3]

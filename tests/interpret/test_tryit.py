@@ -20,6 +20,7 @@ from builder.interpret.tryit import (
     grouped_attributions,
     grouped_ranking,
     rasterise_strokes,
+    tokenize,
     try_form,
     try_input,
 )
@@ -280,3 +281,28 @@ def test_try_it_names_the_explained_output_as_the_sample_view_does(tmp_path):
     assert said[0] in ("temp", "humidity"), said  # the series explained, never "temp 17, humidity 51.96"
     assert said[1] == "price", said  # the target by its column (it said "the model's output" or the value)
     assert said[2].startswith("class ") and said[2].endswith("(the prediction)"), said
+
+
+def test_try_it_tokenizes_a_pretrained_tokenizers_text_as_its_training_data():
+    """A run on a pretrained model's tokenizer trains on [CLS] text [SEP]: Try it (and predict, Explain: they all
+    call tryit.tokenize) fed the model the text's ids alone, [5, 7, 8, 5, 0, 0, 0, 0] for [2, 5, 7, 8, 5, 3, 0, 0],
+    and counted the cut tokens without the room the special tokens take."""
+    import types
+
+    from builder.data.splits import DatasetInfo
+    from builder.data.text import PRETRAINED, TokenizerOptions, texts_dataset
+    from tests.data.test_text import _bert_like_tokenizer_json
+
+    texts = ["good film", "bad film", "very good plot", "bad plot was bad"] * 10
+    info = DatasetInfo(name="t", task="binary", modality="text", input_shape=(8,), class_names=["neg", "pos"])
+    ds = texts_dataset(texts, np.array([1, 0, 1, 0] * 10), info, TokenizerOptions(kind=PRETRAINED, max_length=8),
+                       task=None, seed=0, val_fraction=0.25, test_fraction=0.25,
+                       pretrained=_bert_like_tokenizer_json())
+    xs = types.SimpleNamespace(info=ds.info, device="cpu", sandboxed=False)
+    row = ds.train.X[0].tolist()
+    words = " ".join(ds.info.vocab[i] for i in row if i > 3)
+    ids, cut = tokenize(xs, words)
+    assert ids.tolist() == [row] and cut == 0
+    ids, cut = tokenize(xs, "a b c d e f g")  # 7 words, room for 6 between [CLS] and [SEP]
+    assert ids.tolist() == [[2, 10, 11, 12, 13, 14, 15, 3]] and cut == 1
+
