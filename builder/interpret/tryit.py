@@ -514,20 +514,20 @@ def encode_series(xs: Any, text: str) -> torch.Tensor:
 def _last_lines(text: str, n: int) -> list[str]:
     """The last ``n`` lines of ``text`` that hold something, stripped, in order, read from its end: a pasted series
     of 500,000 lines was split and parsed whole on every view of the page (3.2 s, 70 MiB) for the last lookback
-    steps the model reads.
+    steps the model reads. Lines end where ``str.splitlines`` ends them (a lone ``\\r`` of a spreadsheet's
+    clipboard, ``\\u2028``), as the whole text was split before: a tail 4 times longer each time until it holds
+    more lines than ``n`` (its first may be cut) or is the whole text.
 
-    >>> _last_lines("1\\n\\n2\\r\\n 3 \\n", 2), _last_lines("1 2 3", 5)
-    (['2', '3'], ['1 2 3'])
+    >>> _last_lines("1\\n\\n2\\r\\n 3 \\n", 2), _last_lines("1 2 3", 5), _last_lines("1,2\\r3,4\\r5,6", 2)
+    (['2', '3'], ['1 2 3'], ['3,4', '5,6'])
     """
-    out: list[str] = []
-    end = len(text)
-    while end > 0 and len(out) < n:
-        start = text.rfind("\n", 0, end) + 1
-        line = text[start:end].strip()
-        if line:
-            out.append(line)
-        end = start - 1
-    return out[::-1]
+    size = 4096
+    while True:
+        whole = size >= len(text)
+        lines = [s for line in text[-size:].splitlines() if (s := line.strip())]
+        if whole or len(lines) > n:
+            return lines[-n:] if n > 0 else []
+        size *= 4
 
 
 def _finite32(values: np.ndarray, what: str) -> torch.Tensor:

@@ -306,3 +306,17 @@ def test_try_it_tokenizes_a_pretrained_tokenizers_text_as_its_training_data():
     ids, cut = tokenize(xs, "a b c d e f g")  # 7 words, room for 6 between [CLS] and [SEP]
     assert ids.tolist() == [[2, 10, 11, 12, 13, 14, 15, 3]] and cut == 1
 
+
+@pytest.mark.parametrize("end", ["\r", "\u2028", "\x0c", "\r\n"])
+def test_a_pasted_series_ends_its_lines_as_before_it_was_read_from_its_end(end):
+    """af8988d read a pasted series from its end by "\\n" alone: lines ended by a lone "\\r" (a spreadsheet's
+    clipboard) or "\\u2028", which splitlines had read, became one line ('received: 1 step(s) with other column
+    counts'); they give the same window as "\\n" again, also past the first 4,096 characters."""
+    import types
+
+    from builder.interpret.tryit import encode_series
+
+    xs = types.SimpleNamespace(info=types.SimpleNamespace(input_shape=(3, 2)), device="cpu")
+    want = encode_series(xs, "1,2\n3,4\n5,6\n7,8").tolist()
+    assert encode_series(xs, end.join(["1,2", "3,4", "5,6", "7,8"])).tolist() == want
+    assert encode_series(xs, end.join(["9,9"] * 3000 + ["3,4", "5,6", "7,8"]) + end).tolist() == want
