@@ -314,9 +314,10 @@ def test_a_pasted_series_ends_its_lines_as_before_it_was_read_from_its_end(end):
     counts'); they give the same window as "\\n" again, also past the first 4,096 characters."""
     import types
 
+    from builder.data.splits import DatasetInfo
     from builder.interpret.tryit import encode_series
 
-    xs = types.SimpleNamespace(info=types.SimpleNamespace(input_shape=(3, 2)), device="cpu")
+    xs = types.SimpleNamespace(info=DatasetInfo("series:s.csv", "forecast", "series", (3, 2)), device="cpu")
     want = encode_series(xs, "1,2\n3,4\n5,6\n7,8").tolist()
     assert encode_series(xs, end.join(["1,2", "3,4", "5,6", "7,8"])).tolist() == want
     assert encode_series(xs, end.join(["9,9"] * 3000 + ["3,4", "5,6", "7,8"]) + end).tolist() == want
