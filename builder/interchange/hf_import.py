@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from builder.process.sandbox import env_positive
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"  # a Hugging Face folder's file (transformers names it), not a run folder's
 TOKENIZER = "tokenizer.json"
+PREPROCESSOR = "preprocessor_config.json"  # an image model's pixel scaling (transformers' image processor)
 PICKLED = ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "model.ckpt.index")
 MAX_CONFIG_BYTES = 1 << 20
 DEFAULT_SEQ_LEN = 64
@@ -132,6 +134,8 @@ class HFFolder:
     tokenizer: bool
     input_shape: list[int] = field(default_factory=list)
     buffers: int = 0  # fixed values the import adds at seq_len (GPT-2's causal tables): :func:`config_buffers`
+    pixels: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # an image model's (mean, std) for [0, 1]
+    # pixels (:func:`pixel_scaling`): the import's first step, so the model reads LayerLab's images as it was trained
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for pages and reports (no path)."""
@@ -334,7 +338,14 @@ def inspect_folder(folder: str | os.PathLike, *, budget: int | None = None, seq_
             d = ARCHITECTURES[model_type][2]
             shape = [seq] if kind == "tokens" else [config_int(cfg, "num_channels", d), config_int(cfg, "image_size", d),
                                                     config_int(cfg, "image_size", d)]
-            info = HFFolder(folder, model_type, cfg, params, macs, seq, TOKENIZER in names, shape, buffers)
+            pixels = None
+            if kind == "image":
+                try:
+                    pixels = pixel_scaling(folder / PREPROCESSOR if PREPROCESSOR in names else None, shape[0])
+                except ValueError as e:
+                    problems.append(str(e))
+            buffers += 2 * shape[0] if pixels is not None else 0  # the pixel scaling's mean and std
+            info = HFFolder(folder, model_type, cfg, params, macs, seq, TOKENIZER in names, shape, buffers, pixels)
     if problems:
         raise ModelImportError(f"the model folder cannot be imported; received: {'; '.join(problems)}. "
                                + (fix_files if any(p.startswith("incomplete") for p in problems) else
@@ -353,6 +364,50 @@ def offline() -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def pixel_scaling(path: Path | None, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The ``(mean, std)`` per channel that turn LayerLab's pixels (0 to 1) into what an image model was trained on,
+    from its folder's ``preprocessor_config.json`` (``do_rescale``/``rescale_factor``, ``do_normalize``,
+    ``image_mean``/``image_std``; without the file, transformers' ViT processor's: 1/255, 0.5, 0.5): the model
+    reads ``(x - mean) / std``. An imported ViT was fed 0..1 where it was trained on -1..1 (its outputs 3.1 off
+    for a scale of 2.6).
+
+    >>> pixel_scaling(None, 3)
+    ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+    Raises:
+        ValueError: an unreadable file or values that are no per-channel numbers (one line, for the import's
+            problems).
+    """
+    cfg: Any = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(MAX_CONFIG_BYTES + 1)
+            cfg = json.loads(raw) if len(raw) <= MAX_CONFIG_BYTES else None
+        except (OSError, ValueError, RecursionError):
+            cfg = None
+        if not isinstance(cfg, dict):
+            raise ValueError(f"unreadable {PREPROCESSOR}")
+    def number(a: Any) -> bool:
+        return isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a)
+
+    factor = cfg.get("rescale_factor", 1 / 255) if cfg.get("do_rescale", True) else 1.0
+    if not (number(factor) and factor > 0):
+        raise ValueError(f"{PREPROCESSOR}: rescale_factor must be a number above 0")
+    scale = 255.0 * float(factor)  # the model's pixel is (255 x factor - mean) / std for LayerLab's x in [0, 1]
+    mean, std = ((cfg.get("image_mean", 0.5), cfg.get("image_std", 0.5)) if cfg.get("do_normalize", True)
+                 else (0.0, 1.0))
+    out = []
+    for name, v in (("image_mean", mean), ("image_std", std)):
+        v = [v] * channels if number(v) else v
+        if not (isinstance(v, list) and len(v) == channels and all(number(a) for a in v)):
+            raise ValueError(f"{PREPROCESSOR}: {name} must be {channels} numbers")
+        out.append(tuple(float(a) / scale for a in v))
+    if not all(a > 0 for a in out[1]):
+        raise ValueError(f"{PREPROCESSOR}: image_std must be above 0")
+    return out[0], out[1]
 
 
 def load_reference(info: HFFolder):
@@ -387,7 +442,7 @@ def canonical_module(reference, info: HFFolder):
     if info.model_type == "gpt2":
         _conv1d_to_linear(model)
         return _Gpt2(model, info.seq_len)
-    return _Plain(model, info.model_type == "vit").eval() if isinstance(model, torch.nn.Module) else model
+    return _Plain(model, info.pixels).eval() if isinstance(model, torch.nn.Module) else model
 
 
 def _conv1d_to_linear(module) -> None:
@@ -420,14 +475,17 @@ def _modules():
     import torch  # lazy: heavy (torch)
 
     class Plain(torch.nn.Module):
-        """The model itself, its first output (the last hidden state)."""
+        """The model itself, its first output (the last hidden state); an image model's pixels scaled first as
+        it was trained (:func:`pixel_scaling`)."""
 
-        def __init__(self, model, image: bool):
+        def __init__(self, model, pixels):
             super().__init__()
-            self.m, self.image = model, image
+            self.m, self.pixels = model, pixels  # plain numbers: the export's constants, fixed on the canvas
 
         def forward(self, x):
-            return self.m(pixel_values=x, return_dict=False)[0] if self.image else self.m(x, return_dict=False)[0]
+            if self.pixels is not None:
+                return self.m(pixel_values=scaled_pixels(x, self.pixels), return_dict=False)[0]
+            return self.m(x, return_dict=False)[0]
 
     class Bert(torch.nn.Module):
         """BERT's embeddings as word lookup + one position table (token type 0 folded in), then its layers."""
@@ -481,8 +539,8 @@ def _modules():
     return Plain, Bert, Gpt2, DistilBert
 
 
-def _Plain(model, image):  # noqa: N802  (a class factory kept lazy: torch is imported on use)
-    return _modules()[0](model, image)
+def _Plain(model, pixels):  # noqa: N802  (a class factory kept lazy: torch is imported on use)
+    return _modules()[0](model, pixels)
 
 
 def _Bert(model):  # noqa: N802
@@ -491,6 +549,21 @@ def _Bert(model):  # noqa: N802
 
 def _Gpt2(model, seq_len):  # noqa: N802
     return _modules()[2](model, seq_len).eval()
+
+
+def _fixed_pixel_scaling(graph):
+    """The image model's first steps, ``(x - mean) / std`` (:func:`pixel_scaling`), named as such and their
+    constants fixed (buffers): the export gives them as the file's initializers, which the import learns, so a
+    fine-tune moved the model's pixel scaling."""
+    first = {e.target for e in graph.edges if graph.node(e.source).type == "Input"}
+    nodes, scaling = [], {"aten.sub": "pixel scaling: minus the mean", "aten.div": "pixel scaling: over the std"}
+    for n in graph.nodes:
+        op = n.params.get("op") if n.type == "Op" else None
+        if op in scaling and (n.id in first or any(e.target == n.id and e.source in first for e in graph.edges)):
+            n = n.model_copy(update={"label": scaling[op], "params": {**n.params, "weights": "{}",
+                                                                    "buffers": n.params.get("weights", "{}")}})
+        nodes.append(n)
+    return graph.model_copy(update={"nodes": nodes})
 
 
 def _label_modules(graph, reference):
@@ -503,6 +576,15 @@ def _label_modules(graph, reference):
         key = n.id[2:] if n.id.startswith("m_") and n.id[2:] in paths else n.id  # the plain wrapper's ``m.``
         nodes.append(n.model_copy(update={"label": paths[key]}) if key in paths and not n.label else n)
     return graph.model_copy(update={"nodes": nodes})
+
+
+def scaled_pixels(x, pixels):
+    """LayerLab's pixels ``x`` (B, C, H, W) as the model was trained on them: ``(x - mean) / std``
+    (:func:`pixel_scaling`)."""
+    import torch  # lazy: heavy (torch)
+
+    mean, std = (torch.tensor(v, dtype=x.dtype).reshape(1, -1, 1, 1) for v in pixels)
+    return (x - mean) / std
 
 
 def example_input(info: HFFolder, batch: int = 2, seed: int = 0):
@@ -542,8 +624,12 @@ def import_hf_folder(folder: str | os.PathLike, *, name: str | None = None, seq_
     proto = module_to_onnx(module, (example_input(info),))
     result = build_from_onnx(proto, name or info.folder.name, "hf", info.folder.name)
     result.project.graph = _label_modules(result.project.graph, reference)
+    if info.pixels is not None:
+        result.project.graph = _fixed_pixel_scaling(result.project.graph)
     result.report.update(architecture=info.model_type, tokenizer=info.tokenizer, seq_len=info.seq_len,
                          source=info.folder.name)
+    if info.pixels is not None:  # said where the import is reported: the model's first step is the data's scaling
+        result.report["pixel_scaling"] = {"mean": list(info.pixels[0]), "std": list(info.pixels[1])}
     if verify:
         from builder.graph.compile import compile_graph  # lazy: heavy (torch, numpy)
 
@@ -556,8 +642,8 @@ def import_hf_folder(folder: str | os.PathLike, *, name: str | None = None, seq_
                 x[0, x.shape[1] // 2:] = PAD_ID
                 want = reference(x, attention_mask=(x != PAD_ID).long(), return_dict=False)[0]
             else:
-                want = reference(x, return_dict=False)[0] if info.model_type != "vit" else \
-                    reference(pixel_values=x, return_dict=False)[0]
+                want = reference(x, return_dict=False)[0] if info.pixels is None else \
+                    reference(pixel_values=scaled_pixels(x, info.pixels), return_dict=False)[0]
             got = model(x)
         diff = float((got - want).abs().max())
         tol = IMPORT_ATOL * output_scale([want.numpy()])
@@ -569,4 +655,4 @@ def import_hf_folder(folder: str | os.PathLike, *, name: str | None = None, seq_
 
 
 __all__ = ["HFFolder", "ARCHITECTURES", "ENCODERS", "padding_bias", "ALIASES", "HEADS", "STRUCTURE", "structure_problems", "config_int", "resolved", "inspect_folder", "is_hf_folder", "config_params", "config_buffers", "import_hf_folder",
-           "load_reference", "canonical_module", "example_input", "max_params", "import_bytes", "check_import_memory"]
+           "load_reference", "canonical_module", "example_input", "pixel_scaling", "scaled_pixels", "PREPROCESSOR", "max_params", "import_bytes", "check_import_memory"]

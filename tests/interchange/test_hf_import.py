@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 
 from builder.graph.compile import compile_graph
 from builder.interchange.errors import ModelImportError
-from builder.interchange.hf_import import config_params, import_hf_folder, inspect_folder, load_reference
+from builder.interchange.hf_import import (
+    config_params,
+    import_hf_folder,
+    inspect_folder,
+    load_reference,
+    scaled_pixels,
+)
 from tests.fuzz_budget import budget
 from tests.interchange.hf_models import ARCHS, SEQ, make_folder
 
@@ -44,8 +50,55 @@ def test_import_matches_transformers(arch, folders, imported):
     g = torch.Generator().manual_seed(7)
     x = torch.randn(4, 3, 16, 16, generator=g) if arch == "vit" else torch.randint(0, 100, (4, SEQ), generator=g)
     with torch.no_grad():
-        want = ref(pixel_values=x).last_hidden_state if arch == "vit" else ref(x).last_hidden_state
+        # an image model reads LayerLab's pixels (0..1) scaled as it was trained (pixel_scaling)
+        want = ref(pixel_values=scaled_pixels(x, info.pixels)).last_hidden_state if arch == "vit" else \
+            ref(x).last_hidden_state
         assert torch.allclose(model(x), want, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("processor", [None, {}, {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]},
+                                       {"do_normalize": False}, {"do_rescale": False, "image_mean": 100.0,
+                                                                  "image_std": 50.0}])
+def test_an_imported_vit_reads_layerlabs_pixels_as_its_processor_gives_them(processor, tmp_path):
+    """LayerLab's images are 0..1 (builder.data.images); a ViT is trained on what its image processor gives
+    (transformers' default: -1..1). The import fed 0..1 straight in: outputs 3.1 off for a scale of 2.6. Its first
+    step is now the folder's preprocessor_config.json scaling (or the default without one), fixed, not learned."""
+    import numpy as np
+    from PIL import Image
+    from transformers import ViTImageProcessor
+
+    from builder.graph.compile import compile_graph
+
+    folder = make_folder("vit", tmp_path / "vit")
+    proc = ViTImageProcessor(size={"height": 16, "width": 16}, **(processor or {}))
+    if processor is not None:
+        proc.save_pretrained(folder)
+    res = import_hf_folder(folder)
+    model = compile_graph(res.project.graph)
+    model.load_state_dict(res.weights)
+    model.eval()
+    pixels = (np.random.default_rng(0).random((2, 16, 16, 3)) * 255).astype(np.uint8)
+    ours = torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(0, 3, 1, 2)  # as builder.data.images gives
+    theirs = proc([Image.fromarray(p) for p in pixels], return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        want = load_reference(inspect_folder(folder))(pixel_values=theirs).last_hidden_state
+        assert torch.allclose(model(ours), want, atol=1e-4 * float(want.abs().max()), rtol=0)
+    scaling = [n for n in res.project.graph.nodes if (n.label or "").startswith("pixel scaling")]
+    assert len(scaling) == 2 and all(n.params["weights"] == "{}" for n in scaling)  # fixed, not fine-tuned
+    assert res.report["pixel_scaling"]["std"]
+
+
+@pytest.mark.parametrize(("text", "problem"), [("{", "unreadable preprocessor_config.json"),
+                                               ('{"image_std": [0.5, 0, 0.5]}', "image_std must be above 0"),
+                                               ('{"image_mean": [0.5, 0.5]}', "image_mean must be 3 numbers"),
+                                               ('{"rescale_factor": "x"}', "rescale_factor must be a number")])
+def test_an_image_models_unreadable_pixel_scaling_is_a_problem_of_the_folder(text, problem, tmp_path):
+    from builder.interchange.errors import ModelImportError
+
+    folder = make_folder("vit", tmp_path / "vit")
+    (folder / "preprocessor_config.json").write_text(text)
+    with pytest.raises(ModelImportError, match=problem):
+        inspect_folder(folder)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
