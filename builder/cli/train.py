@@ -63,18 +63,26 @@ def key_value(text: str) -> tuple[str, Any]:
 
 def dataset_option(text: str) -> tuple[str, Any]:
     """``--dataset-option KEY=VALUE``: the value read as JSON (:func:`key_value`), but a column option's
-    (:data:`builder.data.sources.COLUMN_KEYS`) stays the text typed when JSON reads it as a number or true/false: a
-    header's names are text, so ``target=2020`` names the column "2020" (a column option is refused unless it is
+    (:data:`builder.data.sources.COLUMN_KEYS`) stays the text typed when JSON reads it as a number, true/false or
+    null, and so does each number of a list of columns: a header's names are text, so ``target=2020`` names the
+    column "2020" and ``target=null`` a column "null", never no target (a column option is refused unless it is
     text, :func:`builder.data.sources.column_problems`).
 
     >>> dataset_option("target=2020"), dataset_option("noise=0.2"), dataset_option('columns=["a", "b"]')
     (('target', '2020'), ('noise', 0.2), ('columns', ['a', 'b']))
+    >>> dataset_option("columns=[2020, 2021]"), dataset_option("target=null")
+    (('columns', ['2020', '2021']), ('target', 'null'))
     """
     from builder.data.sources import COLUMN_KEYS  # lazy: heavy (numpy)
 
     k, v = key_value(text)
-    if k in COLUMN_KEYS and isinstance(v, int | float | bool):
+    if k not in COLUMN_KEYS:
+        return k, v
+    if v is None or isinstance(v, int | float | bool):
         return k, text.split("=", 1)[1].strip()
+    if isinstance(v, list):  # each scalar as JSON writes it (2020 -> "2020"); anything else is refused later
+        return k, [x if isinstance(x, str) or not (x is None or isinstance(x, int | float | bool)) else json.dumps(x)
+                   for x in v]
     return k, v
 
 
