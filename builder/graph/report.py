@@ -151,16 +151,19 @@ def human_count(n: int) -> str:
 
 def human_number(v: float) -> str:
     """A measured value as people read it: 4 significant digits, and from 10,000 up a whole number with thousands
-    separators, never e-notation (an income of 30410.52 read "3.041e+04" beside Try it's 30410.5); below 0.0001
-    as Python's ``g`` writes it (a learning rate ``1e-05``); not finite as it is.
+    separators, no e-notation (an income of 30410.52 read "3.041e+04" beside Try it's 30410.5) below 10^15 (past
+    it, ``1e+300`` rather than 301 digits); below 0.0001 as Python's ``g`` writes it (a learning rate ``1e-05``);
+    zero without a sign; not finite as it is.
 
     >>> human_number(30410.52), human_number(0.0012346), human_number(1234.5), human_number(-2.5e7), human_number(1e-5)
     ('30,411', '0.001235', '1234', '-25,000,000', '1e-05')
     >>> human_number(9999.5), human_number(-9999.9), human_number(9999.4)  # rounded to 4 digits: 10,000
     ('10,000', '-10,000', '9999')
+    >>> human_number(1e300), human_number(-0.0), human_number(123456789012345.6)
+    ('1e+300', '0', '123,456,789,012,346')
     """
-    v = float(v)
+    v = float(v) + 0.0  # -0.0 + 0.0 is 0.0
     shown = f"{v:.4g}"
-    if math.isfinite(v) and (abs(v) >= 1e4 or "e+" in shown):  # 9999.5 rounds to 1e+04 at 4 digits
-        return f"{v:,.0f}"
+    if math.isfinite(v) and abs(v) < 1e15 and (abs(v) >= 1e4 or "e+" in shown):  # 9999.5 rounds to 1e+04 at 4
+        return f"{v:,.0f}"  # digits
     return shown
