@@ -250,6 +250,22 @@ def test_the_preview_offers_a_max_length_that_fits_short_texts():
     assert text_preview(fitted, 3)["shorter_max_length"] is None
 
 
+def test_the_preview_never_offers_the_max_length_already_in_use():
+    """Usability review (issue 29 round): four-word reviews loaded with the LSTM template are read at max length 8,
+    and the Data page still warned "padded to 8: mostly padding ... A max length of 8 fits every text here" with a
+    "Use max length 8" button that changed nothing. Advice offers a shorter length or nothing."""
+    from builder.data.text import shorter_max_length, text_preview
+
+    rows = [(f"{'great lovely' if i % 2 else 'awful boring'} movie {i}", "pos" if i % 2 else "neg") for i in range(60)]
+    ds = load_text(_csv_bytes(rows), "label", text_column="sentence", name="s.csv", max_length=8, seed=0)
+    assert max(text_preview(ds, 3)["lengths"]) == 4
+    assert text_preview(ds, 3)["shorter_max_length"] is None
+    for longest in range(1, 40):
+        for length in range(2, 90):
+            n = shorter_max_length([longest], length)
+            assert n is None or longest <= n < length, (longest, length, n)
+
+
 def test_a_sample_reads_as_its_text(bpe_tok, word_tok):
     """Review of issue 29: Explain's preview of a byte-level BPE sample joined its pieces with spaces
     ("C ust om er"); it reads as the text, trailing padding counted."""
