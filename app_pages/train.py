@@ -9,12 +9,12 @@ import streamlit as st
 
 from app_pages import crossval_mode, nav, search_mode, tips, train_doctor, ui
 from app_pages.curves import Curve, curve_upto, epoch_range, loss_figure, lr_figure, metric_figure, read_curve
+from app_pages.train_form import kept_settings, settings_form
 from builder.errors import LayerLabError
 from builder.escape import md_code, plotly_text
 from builder.runs.record import shown_time
 from builder.runs.run_time import stamp
 from builder.runs.summary import current_run, run_label
-from builder.training.config import TrainConfig
 from builder.training.lineage import baseline_line, baseline_tag, init_line
 from builder.training.metrics_units import metric_in_units
 from builder.training.objectives import has_objective, objective_kind, train_verdict, with_teacher
@@ -30,29 +30,6 @@ from builder.training.run_status import (
 ui.page_header("Train", "Set the hyper-parameters and train in the background. Training runs in its own "
                "process: curves update live, and it keeps going when you leave the page, close the tab or "
                "the server restarts.")
-
-OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]
-SCHEDULERS = {"none": "Constant", "onecycle": "One-cycle", "cosine": "Cosine", "step": "Step decay",
-              "plateau": "Reduce on plateau"}
-#: The settings in ``training`` the form sets (its fields, the teacher, a built-in dataset's name): a run started
-#: from it replaces these and keeps every other one. It kept a list of others (a drawn objective's networks, the
-#: class a member trains for) and dropped the rest: the autoencoder's task (its second run was refused as
-#: "multiclass"), the VAE's parts (Explain then attributed the whole VAE), a project file's own settings.
-FORM_KEYS = frozenset({"epochs", "batch_size", "lr", "optimizer", "scheduler", "weight_decay", "early_stopping",
-                       "seed", "device", "freeze", "finetune", "live_attributions", "teacher", "dataset"})
-
-
-def kept_settings(training: dict | None) -> dict:
-    """The settings of ``training`` that a run started from the form keeps: all but :data:`FORM_KEYS` (a
-    template's task and parts, a drawn objective's networks, the class a member trains for
-    (:data:`builder.runs.classes.CLASS_KEY`), a fine-tune's starting weights).
-
-    >>> kept_settings({"epochs": 3, "task": "reconstruction", "class": "c1"})
-    {'task': 'reconstruction', 'class': 'c1'}
-    """
-    return {k: v for k, v in (training or {}).items() if k not in FORM_KEYS}
-
-
 
 
 def _student_alone(student, ds, config: dict, teacher: str) -> dict:
@@ -96,85 +73,6 @@ def settings_section(ds, spec: dict, problems: list, active: bool) -> None:
     else:
         ui.autosave()
         st.rerun()  # show the live view (with polling) at the top
-
-
-FORM_BOUNDS = {"epochs": (1, 10_000), "batch_size": (1, 65_536), "lr": (1e-6, 10.0), "weight_decay": (0.0, 1.0),
-               "early_stopping": (0, 1000), "seed": (0, 2**31 - 1)}  # the settings form's widgets' ranges
-
-
-def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
-    # the form starts where a run would: TrainConfig's defaults for the task < the project's saved settings
-    d, left = TrainConfig.form_values(task, n_train, ui.project().training, FORM_BOUNDS)
-    if left:  # a link's, a file's or a starter's settings of the wrong kind: the form starts from the defaults
-        st.warning("The project's " + ", ".join(left) + " cannot be shown here; the form starts from the default "
-                   "instead.", icon=":material/warning:")
-    devices = ui.device_options()
-    # Enter in a field never starts a run: only the Start button submits.
-    with st.form("ll_hp", border=True, enter_to_submit=False):
-        st.markdown("**Hyper-parameters**")
-        c = st.columns(4)
-        epochs = c[0].number_input("Epochs", *FORM_BOUNDS["epochs"], int(d["epochs"]), help="Passes over the training split")
-        batch = c[1].number_input("Batch size", *FORM_BOUNDS["batch_size"], int(d["batch_size"]), help="Samples per step")
-        lr = c[2].number_input("Learning rate", *FORM_BOUNDS["lr"], float(d["lr"]), format="%g",
-                               help="Step size of the optimizer (peak rate for one-cycle)")
-        opt = c[3].selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(d["optimizer"])
-                             if d["optimizer"] in OPTIMIZERS else 0)
-        c = st.columns(4)
-        sched = c[0].selectbox("LR schedule", list(SCHEDULERS), format_func=SCHEDULERS.get,
-                               index=list(SCHEDULERS).index(d["scheduler"]) if d["scheduler"] in SCHEDULERS else 0)
-        wd = c[1].number_input("Weight decay", *FORM_BOUNDS["weight_decay"], float(d["weight_decay"]), format="%g",
-                               help="L2 penalty (decoupled for AdamW)")
-        es = c[2].number_input("Early stopping patience", *FORM_BOUNDS["early_stopping"], int(d.get("early_stopping") or 0),
-                               key="ll_hp_patience",
-                               help="On by default: stop when validation loss has not improved for this many "
-                                    "epochs, keeping the best weights (0 = off)")
-        seed = c[3].number_input("Seed", *FORM_BOUNDS["seed"], int(d["seed"]), help="Makes runs reproducible")
-        values = [v for v, _ in devices]
-        c = st.columns([2, 2])
-        dev = c[0].selectbox("Device", values, format_func=dict(devices).get,
-                             index=values.index(d["device"]) if d["device"] in values else 0,
-                             help="Auto picks the GPU when there is one")
-        live = c[1].checkbox("Record attributions live", value=False,
-                             help="Attribute 4 fixed validation samples every epoch (Integrated Gradients, 16 steps, "
-                                  "a few ms per epoch) and play them back on Explain › Live")
-        report, _ = ui.analyse()
-        weighted = [nid for nid, n in report.nodes.items() if (n.num_params or 0) > 0]
-        frozen = st.multiselect(
-            "Freeze layers", weighted, default=[n for n in (d.get("freeze") or []) if n in weighted],
-            key="ll_hp_freeze", placeholder="none: every layer trains",
-            help="Keep these layers' weights fixed (transfer learning: train only the new head of an imported or "
-                 "pretrained model). Same as `layerlab train --freeze`.")
-        finetune, teacher = _finetune_inputs(d) if not has_objective(ui.project()) else ("full", None)
-        go_ = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:", disabled=disabled)
-    if not go_:
-        return None
-    return {"epochs": int(epochs), "batch_size": int(batch), "lr": float(lr), "optimizer": opt, "scheduler": sched,
-            "weight_decay": float(wd), "early_stopping": int(es) or None, "seed": int(seed), "device": dev,
-            "freeze": list(frozen), "finetune": finetune, "live_attributions": bool(live), "teacher": teacher or None}
-
-
-def _finetune_inputs(d: dict) -> tuple[str, str | None]:
-    """The fine-tuning mode and distillation teacher of a network trained on labels (a canvas that draws its own
-    objective, a GAN's or a VAE's losses, has neither: they are not offered there)."""
-    modes = {"full": "Full fine-tune: every layer trains", "linear_probe": "Linear probe: only the head trains",
-             "lora": "LoRA: the head and LoRA adapters train"}
-    finetune = st.radio("Fine-tuning", list(modes), format_func=modes.get, horizontal=True, key="ll_hp_finetune",
-                        index=list(modes).index(d.get("finetune", "full")) if d.get("finetune") in modes else 0,
-                        help="What trains when starting from a pretrained model: LoRA adds adapters to the "
-                             "attention projections when the canvas has no LoRA layer. Same as `layerlab train "
-                             "--finetune`.")
-    teachers = {r["id"]: run_label(r) for r in ui.store().list_runs("finished", 30)
-                if "accuracy" in (r.get("test_metrics") or {})}  # a classifier's run, not a GAN's
-    own = (ui.project().training or {}).get("teacher") or ""
-    own = own if own in teachers else ""
-    teacher = st.selectbox(
-        "Teacher run (distillation)", ["", *teachers], index=["", *teachers].index(own),
-        format_func=lambda r: teachers.get(r, "none") if r else "none", key="ll_hp_teacher",
-        help="Train this network to mimic a finished run's outputs as well as the labels (knowledge "
-             "distillation): a DistillationLoss (T = 1, weight 0.5) and a CrossEntropyLoss (0.5) are added to "
-             "the canvas, and the student alone (same settings, seed and split, no teacher) trains beside it "
-             "as its baseline. Same as `layerlab train STUDENT --teacher RUN_ID`.")
-    return finetune, teacher or None
 
 
 # ------------------------------------------------------------------------------------------ figures
