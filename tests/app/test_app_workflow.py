@@ -1,4 +1,4 @@
-"""AppTest: workflow guarantees of issue 11 — the Start form ignores Enter, early stopping is on by default,
+"""AppTest: workflow guarantees of issue 11 — Enter in a hyper-parameter field starts no run, early stopping is on by default,
 every page has an empty state that says what to do next, deep links select their run, and 2-D toy data get a
 live decision boundary on the Train page."""
 
@@ -33,11 +33,20 @@ def _empty_project(at):
     at.session_state["ll_revision"] = at.session_state["ll_revision"] + 1
 
 
-def test_hyper_parameter_form_never_submits_on_enter(at):
+def test_hyper_parameter_fields_never_start_a_run_on_enter(at, workspace):
+    """Enter in a field commits its value (a rerun with it) and starts nothing: only Start training does. The fields
+    are no form (a form kept what was typed from the project until Start: a page trip lost it), so no field
+    submits anything."""
+    from builder.runs.store import RunStore
+
     at.switch_page("app_pages/train.py").run()
-    forms = list(_forms(at.main))
-    assert forms, "the Train page has its hyper-parameter form"
-    assert all(f.proto.form.enter_to_submit is False for f in forms)
+    assert not list(_forms(at.main)), "no form: each field is the project's setting as soon as it is typed"
+    for label, value in (("Epochs", 3), ("Learning rate", 0.02), ("Seed", 4)):
+        next(n for n in at.number_input if n.label == label).set_value(value).run()  # typed, then Enter
+    assert not at.exception, [e.value for e in at.exception]
+    assert "ll_run" not in at.session_state or not at.session_state["ll_run"]
+    assert RunStore(workspace, actor=SYSTEM).list_runs() == []
+    assert at.session_state["ll_project"].training["epochs"] == 3
 
 
 def test_early_stopping_is_on_by_default_and_editable(at):
