@@ -627,6 +627,7 @@ def export_onnx_box(g: Graph) -> None:
     from builder.interchange.worker import export_onnx_bytes  # lazy: heavy (sqlalchemy)
 
     wpath = _onnx_weights()
+    built_from = (ui.graph_key(g), str(wpath))  # what a built file is of
     st.caption("ONNX with a dynamic batch axis, checked with onnx.checker and compared with onnxruntime. "
                + ("Uses the trained/imported weights." if wpath else "Weights: freshly initialised (train first)."))
     if st.button("Build ONNX file", key="ll_onnx_build", icon=":material/build:"):
@@ -644,9 +645,11 @@ def export_onnx_box(g: Graph) -> None:
             st.session_state.ll_onnx = None
             ui.show_error(e)
             return
-        st.session_state.ll_onnx = {"data": data, "report": rep}
+        st.session_state.ll_onnx = {"data": data, "report": rep, "of": built_from}
     got = st.session_state.get("ll_onnx")
-    if got:
+    # a file built from another graph or other weights is not offered: after a template change the popover still
+    # offered the CNN's model.onnx (input image 1×8×8) under the MLP's name
+    if got and got.get("of") == built_from:
         rep = got["report"]
         st.caption(f"{len(got['data']):,} bytes; onnxruntime differs by at most {rep['max_abs_diff']:.1e}."
                    + "".join(f" Note: {ui.md(n)}." for n in rep.get("notes", [])))

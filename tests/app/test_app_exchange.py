@@ -121,3 +121,23 @@ def test_a_quantization_over_the_storage_quota_is_refused_before_the_worker(ws, 
     assert not at.exception, [e.value for e in at.exception]
     assert any("at most 1 MiB; received: 2." in e.value for e in at.error), [e.value for e in at.error]
     assert not store.folder(rid).onnx_int8.exists() and "ll_run_int8" not in at.session_state
+
+
+def test_a_built_onnx_file_is_offered_only_for_the_graph_it_was_built_from(ws):
+    """Usability review: Build ONNX on the CNN, then the MLP template: the ONNX popover still offered "Download
+    model.onnx", the CNN's file (input image 1×8×8) under the MLP's name. A file is offered for its own graph only."""
+    at = open_local()
+    at.button(key="ll_onnx_build").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(d.key == "ll_onnx_dl" for d in at.get("download_button"))
+    at.selectbox(key="ll_tpl_pick").set_value("mlp").run()
+    if any(b.key == "ll_confirm_replace" for b in at.button):
+        at.button(key="ll_confirm_replace").click().run()
+    assert at.session_state["ll_project"].graph.node("head")
+    assert not any(d.key == "ll_onnx_dl" for d in at.get("download_button"))
+    at.button(key="ll_onnx_build").click().run()  # built again, it is the MLP's
+    assert any(d.key == "ll_onnx_dl" for d in at.get("download_button"))
+    import onnx
+
+    model = onnx.load_from_string(at.session_state["ll_onnx"]["data"])
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim][1:] == [2]  # moons' 2 features
