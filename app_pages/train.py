@@ -16,7 +16,7 @@ from builder.runs.record import shown_time
 from builder.runs.run_time import stamp
 from builder.runs.summary import current_run, run_label
 from builder.training.lineage import baseline_line, baseline_tag, init_line
-from builder.training.metrics_units import metric_in_units
+from builder.training.metrics_units import metric_in_units, metric_units
 from builder.training.objectives import has_objective, objective_kind, train_verdict, with_teacher
 from builder.training.run_status import (
     CUT_SHORT,
@@ -408,12 +408,12 @@ def results(run: dict, rs) -> None:
     adversarial = "loss" in test and _adversarial(run)
     cols = st.columns(len(shown))
     for col, (k, lab, pct) in zip(cols, shown):
-        value, scaled = metric_in_units(k, test[k], run.get("dataset_info"))  # a scaled target's errors in its units
-        helptext = "In standard deviations of each target (several targets, each scaled by its own)" if scaled else None
+        value, _ = metric_in_units(k, test[k], run.get("dataset_info"))  # a scaled target's errors in its units
+        unit, helptext = metric_units(k, run.get("dataset_info"))  # " (price)", " (scaled)", or nothing
         if k == "loss" and adversarial:  # a GAN's summed loss on the test split is no score of its samples
             lab, helptext = SUMMED_LOSS, ("The generator's and the discriminator's losses added on the test split: "
                                           "they play against each other, so this is not a score of the samples")
-        col.metric(lab + (" (scaled)" if scaled else ""), test[k] if k == "n" else ui.fmt_metric(value, pct),
+        col.metric(lab + ("" if k == "loss" and adversarial else unit), test[k] if k == "n" else ui.fmt_metric(value, pct),
                    help=helptext)
     if test.get("confusion_matrix"):
         left, right = st.columns([1, 1], gap="large")

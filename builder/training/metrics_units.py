@@ -65,4 +65,39 @@ def metric_in_units(name: str, value: float, dataset_info: Mapping[str, Any] | N
     return value * float(std[0]) ** power, False
 
 
-__all__ = ["has_units", "metric_in_units", "scored_metrics", "LOWER_IS_BETTER", "SCORED"]
+def metric_units(name: str, dataset_info: Mapping[str, Any] | None) -> tuple[str, str | None]:
+    """What a test figure of metric ``name`` is measured in, as a label's suffix and a help line: an error of a
+    scaled target given back in the target's own units says which (``" (price)"``, MSE ``" (price²)"``); an error
+    left in standard deviations says ``" (scaled)"``; the loss of a scaled target, which training measures on the
+    standardised target, says so too. The Train page showed "MSE 1.794" beside "Loss 0.007947" for the same
+    regression with no word of either's units (the loss is that MSE in standard deviations).
+
+    >>> info = {"target_std": [5.2], "options": {"target": "price"}, "task": "regression"}
+    >>> metric_units("mae", info)[0], metric_units("mse", info)[0], metric_units("loss", info)[0]
+    (' (price)', ' (price²)', ' (scaled)')
+    >>> metric_units("mse", {"target_std": [2.0, 3.0]})[0], metric_units("accuracy", info), metric_units("loss", {})
+    (' (scaled)', ('', None), ('', None))
+    >>> metric_units("mae", {"target_std": [34.0], "task": "forecast"})[0]
+    ' (target units)'
+    """
+    std = (dataset_info or {}).get("target_std")
+    if not std:
+        return "", None
+    if name == "loss":
+        return " (scaled)", ("Measured as training measures it: on the target standardised by the training split's "
+                             "mean and standard deviation (the errors beside it are in the target's own units)")
+    power = _TARGET_POWER.get(name)
+    if power is None:
+        return "", None
+    if metric_in_units(name, 1.0, dataset_info)[1]:
+        return " (scaled)", "In standard deviations of each target (several targets, each scaled by its own)"
+    options = (dataset_info or {}).get("options") or {}
+    named = options.get("target") if (dataset_info or {}).get("task") != "forecast" else None  # a CSV's column
+    columns = options.get("columns")  # a series' one column
+    named = named or (columns[0] if isinstance(columns, list) and len(columns) == 1 else None)
+    unit = named if isinstance(named, str) and named else "target units"
+    shown = unit + ("²" if power == 2 else "")
+    return f" ({shown})", f"In the target's own units ({shown})"
+
+
+__all__ = ["has_units", "metric_in_units", "metric_units", "scored_metrics", "LOWER_IS_BETTER", "SCORED"]

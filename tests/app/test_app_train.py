@@ -360,7 +360,12 @@ def test_a_scaled_targets_test_errors_show_in_its_own_units(ws):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     shown = {m.label: m.value for m in at.metric}
-    assert (shown["MAE"], shown["MSE"], shown["R²"]) == ("5", "25", "0.9"), shown  # were 0.5 and 0.25
+    # were 0.5 and 0.25; each figure names what it is measured in (the target has no name here: a built-in's). "MSE
+    # 1.794" stood beside "Loss 0.007947" for one regression with no word of units (the loss is in deviations)
+    assert (shown["MAE (target units)"], shown["MSE (target units²)"], shown["R²"], shown["Loss (scaled)"]) == (
+        "5", "25", "0.9", "0.25"), shown
+    helps = {m.label: m.help for m in at.metric}
+    assert "standardised" in helps["Loss (scaled)"] and "own units" in helps["MAE (target units)"]
     import json
 
     (fig,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith("ll_fig_metric")
