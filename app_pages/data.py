@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from contextlib import nullcontext
 
 import numpy as np
@@ -10,6 +11,7 @@ from PIL import Image, ImageOps
 
 import builder
 from app_pages import nav, ui
+from app_pages.fmt import whole_number_ticks
 from builder.data import list_datasets, source_kinds
 from builder.data.builtin import option_range
 from builder.data.compat import adapt_graph, fits_at_length, fitting_template, template_title
@@ -253,6 +255,9 @@ def _text_view(ds) -> None:
     fig = go.Figure(go.Histogram(x=view["lengths"], marker_color="#6366f1", xbins=dict(size=1)))  # whole tokens
     fig.update_layout(height=220, margin=dict(l=10, r=10, t=30, b=10), title="Tokens per sample (train)",
                       xaxis_title="tokens", yaxis_title="samples", xaxis_tickformat="d", yaxis_tickformat="d")
+    lengths = [int(n) for n in view["lengths"]]
+    whole_number_ticks(fig, "x", lengths)
+    whole_number_ticks(fig, "y", [0, max(Counter(lengths).values(), default=0)])  # a bar per length (xbins size 1)
     st.plotly_chart(fig, width="stretch", config={"displayModeBar": False})
 
 
@@ -317,6 +322,7 @@ def preview(ds) -> None:
                                    marker_color="#6366f1"))
             fig.update_layout(height=300, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="class",
                               yaxis_title="samples", xaxis_type="category")
+            whole_number_ticks(fig, "y", [0, *counts.values()])  # 2 samples a class: no tick at 0.5 samples
             st.plotly_chart(fig, width="stretch", config={"displayModeBar": False})
         elif info.modality == "points2d" or (info.modality == "tabular" and len(info.input_shape) == 1):
             st.markdown("**Target distribution** (train split, in the data's own units)")

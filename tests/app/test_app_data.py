@@ -192,6 +192,21 @@ def test_a_text_upload_previews_its_tokens_lengths_and_unknown_words(at):
     assert float(labels["Unknown tokens (val + test)"].rstrip("%")) > 0
 
 
+def test_count_axes_are_ticked_at_whole_numbers(at):
+    """Usability review: four-token texts gave a token histogram ticked "4 4 4 4 4" (tickformat "d" over plotly's
+    ticks 3.8 .. 4.2), and a class balance of a few samples a class was ticked at half samples (tests/app/test_fmt.py).
+    Narrow count axes are ticked at whole numbers."""
+    rows = "".join(f"{'great lovely' if i % 2 else 'awful boring'} movie {i},{'pos' if i % 2 else 'neg'}\n"
+                   for i in range(40))
+    at.session_state["ll_data"] = {"kind": "text", "name": "r.csv", "file": _upload("r.csv", b"text,label\n" + rows.encode()),
+                                   "task": None, "options": {"target": "label", "text_column": "text", "max_length": 8}}
+    at.segmented_control(key="ll_ds_kind").set_value("text").run()
+    assert not at.exception, [e.value for e in at.exception]
+    figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    (hist,) = [f for f in figs if f["data"][0]["type"] == "histogram"]
+    assert hist["layout"]["xaxis"].get("dtick") == 1, hist["layout"]["xaxis"]
+
+
 def test_a_fine_tuned_runs_text_spec_opens_on_the_data_page(at):
     """A run fine-tuned from a pretrained model records tokenizer "pretrained" and the model's vocabulary (50,257
     for GPT-2): put back on the Data page (Runs › Open), the tokenizer picker raised ValueError (not one of its

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from app_pages.fmt import curve_mode, fmt_duration, fmt_metric, fmt_setting, share_axis, whole_epoch_ticks
+from app_pages.fmt import curve_mode, fmt_duration, fmt_metric, fmt_setting, share_axis, whole_epoch_ticks, whole_number_ticks
 
 
 @pytest.mark.parametrize(("seconds", "shown"), [
@@ -25,6 +25,19 @@ def test_a_short_epoch_axis_is_ticked_at_whole_epochs():
     assert short.layout.xaxis.dtick == 1
     long = whole_epoch_ticks(go.Figure(go.Scatter(x=list(range(1, 51)), y=[1] * 50)))
     assert long.layout.xaxis.dtick is None  # plotly's own ticks (5, 10, ...) are whole already
+
+
+def test_a_narrow_count_axis_is_ticked_at_whole_numbers():
+    """The Data page's class balance with 2-3 samples a class was ticked at 0.5 samples, its token histogram of
+    four-token texts "4 4 4 4 4"; a wide count axis keeps plotly's own (whole) ticks."""
+    import plotly.graph_objects as go
+
+    few = whole_number_ticks(go.Figure(go.Bar(x=["a", "b"], y=[2, 3])), "y", [0, 2, 3])
+    assert (few.layout.yaxis.dtick, few.layout.xaxis.dtick) == (1, None)
+    one = whole_number_ticks(go.Figure(go.Histogram(x=[4, 4, 4])), "x", [4, 4, 4])
+    assert one.layout.xaxis.dtick == 1
+    wide = whole_number_ticks(go.Figure(go.Bar(x=["a"], y=[300])), "y", [0, 300])
+    assert wide.layout.yaxis.dtick is None
 
 
 def test_an_accuracy_axis_stays_between_0_and_1():
