@@ -6,7 +6,15 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from app_pages.fmt import curve_mode, fmt_duration, fmt_metric, fmt_setting, share_axis, whole_epoch_ticks, whole_number_ticks
+from app_pages.fmt import (
+    curve_mode,
+    fmt_duration,
+    fmt_metric,
+    fmt_setting,
+    share_axis,
+    whole_epoch_ticks,
+    whole_number_ticks,
+)
 
 
 @pytest.mark.parametrize(("seconds", "shown"), [
