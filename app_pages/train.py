@@ -398,8 +398,11 @@ def results(run: dict, rs) -> None:
         st.info(ui.md(line), icon=":material/compare_arrows:")
     if line := init_line(run.environment):  # fine-tuned: which layers came from the source and which started random
         st.caption(ui.md(line))
-    keys = [("accuracy", "Accuracy", True), ("macro_f1", "Macro F1", False), ("r2", "R²", False),
-            ("mse", "MSE", False), ("mae", "MAE", False), ("loss", "Loss", False)]
+    # every figure the evaluation measures (builder.training.metrics.evaluate): a language model's perplexity and a
+    # forecast's RMSE were measured and never shown (a GPT's Test results read "Loss 0.1572 · Test samples 9")
+    keys = [("accuracy", "Accuracy", True), ("macro_f1", "Macro F1", False), ("perplexity", "Perplexity", False),
+            ("r2", "R²", False), ("mse", "MSE", False), ("rmse", "RMSE", False), ("mae", "MAE", False),
+            ("loss", "Loss", False)]
     shown = [(k, lab, pct) for k, lab, pct in keys if test.get(k) is not None]
     if test.get("n") is not None:  # (a drawn objective's run older than its count: no "Test samples —")
         shown.append(("n", "Test samples", False))

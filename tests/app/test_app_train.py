@@ -374,7 +374,6 @@ def test_a_scaled_targets_test_errors_show_in_its_own_units(ws):
     assert fig["layout"]["title"]["text"] == "MAE"  # named as the results name it (the chart said "Mae", "R2")
 
 
-
 def test_an_ended_runs_replay_keeps_its_curves_in_the_targets_units(ws):
     """An ended run of two epochs or more opens on its replay's last frame: that frame lost the dataset's scale
     (curve_upto), so a finished forecaster's MAE chart read 0.5 standard deviations beside Test results' 5."""
@@ -398,6 +397,27 @@ def test_an_ended_runs_replay_keeps_its_curves_in_the_targets_units(ws):
     at.select_slider(key=f"ll_replay_epoch_{rid}").set_value(2).run()
     (fig,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "ll_fig_metric" in c.proto.id]
     assert {t["name"]: t["y"] for t in fig["data"]} == {"train": [7.5] * 2, "validation": [5.0] * 2}
+
+
+def test_every_measured_test_figure_is_shown(ws):
+    """Usability review: a GPT on a corpus showed "Loss 0.1572 · Test samples 9" as its Test results, while its run
+    held the test perplexity (its headline figure, the one its curves show); a forecast's RMSE was measured and
+    never shown either."""
+    import builder
+    from tests.helpers import ME
+
+    at = open_app("app_pages/train.py", owner=ME, template="mlp")
+    store = RunStore(ws, actor=SYSTEM)
+    rid = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME,
+                           dataset_info={"task": "regression", "target_std": [2.0], "target_mean": [0.0]})
+    store.log_metrics(rid, [{"type": "epoch", "epoch": 1, "train_loss": 0.3, "val_loss": 0.3, "metric_name": "mae",
+                             "train_metric": 0.75, "val_metric": 0.5}])
+    store.finish(rid, "finished", test={"loss": 0.16, "perplexity": 1.17, "rmse": 0.5, "n": 9})
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = {m.label: m.value for m in at.metric}
+    assert (shown["Perplexity"], shown["RMSE (target units)"], shown["Test samples"]) == ("1.17", "1", "9"), shown
+
 
 def test_a_run_without_points_yet_says_so_in_its_charts(ws):
     """Issue 29: a run's first moments (a second or more on a busy machine, just before a quick run's replay) showed
