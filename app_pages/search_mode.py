@@ -79,7 +79,7 @@ def node_params_expander() -> list[str]:
 def search_form(task: str) -> dict | None:
     """The Search form; returns the study request on submit."""
     saved = ui.project().training or {}
-    with st.form("ll_search", border=True):
+    with st.form("ll_search", border=True, enter_to_submit=False):  # Enter in a range started 20 trials
         st.markdown("**Search space** — ranges `LOW..HIGH` (add `:log` for a log scale) or choices `{A,B}`")
         specs = []
         cols = st.columns(3)

@@ -133,3 +133,23 @@ def test_the_servers_tracker_credentials_are_never_shown_to_a_visitor(at, tmp_pa
     assert "example" in shown and "ml3" in shown, shown  # the trackers are named
     for secret in ("S3CRETPW", "ALLOWPW", "TOKENUSER0123", "QUERYTOKEN9"):
         assert secret not in shown, shown
+
+
+def _forms(node):
+    for c in (node.children.values() if isinstance(getattr(node, "children", None), dict) else []):
+        if getattr(c, "type", None) == "form":
+            yield c
+        yield from _forms(c)
+
+
+@pytest.mark.parametrize("mode", ["Search", "Cross-validate"])
+def test_enter_in_a_field_never_starts_a_search_or_folds(workspace, mode):
+    """Usability review: Enter after typing a learning-rate range in Search's first field started a 20-trial search
+    at once (the search form submitted on Enter; the Train and Cross-validate forms never did). Only the button
+    starts work."""
+    app = open_app("app_pages/train.py", template="mlp")
+    app.session_state["ll_train_mode"] = mode
+    app.run()
+    forms = list(_forms(app.main))
+    assert forms, f"{mode} has its form"
+    assert all(f.proto.form.enter_to_submit is False for f in forms)
