@@ -732,6 +732,8 @@ INTERNAL = {
     "builder.runs.summary.run_source", "builder.runs.summary.dataset_spec_of_run",
     "builder.jobs.warm.launcher",  # ``run`` is the job body it forks, not a run
     "builder.jobs.warm.kept",  # a cold job's process: forks the job body (``run``) for the run submit recorded
+    # the error of a step fails the run its caller just recorded (store.finish checks the store's actor)
+    "builder.runs.pipeline.fails_run",
 }
 
 OWNER_INTERNAL = {
