@@ -40,7 +40,7 @@ from builder.errors import AccessDenied, LayerLabError, TrainingError
 from builder.escape import safe_filename
 from builder.escape import terminal_line as tl
 from builder.runs.record import Run, shown_time
-from builder.runs.summary import dataset_label, shown_dataset_options
+from builder.runs.summary import dataset_label, shown_dataset_options, shown_record
 from builder.training.lineage import baseline_line, baseline_tag, init_line
 from builder.training.objectives import DISTILL_ALPHA, DISTILL_TEMPERATURE, with_teacher
 from builder.training.run_status import ENDED_CLEANLY, HALTED, RunStatus
@@ -433,9 +433,10 @@ def _train_distributed(project, dataset, cfg, opts, args) -> int:
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
     """``layerlab runs list``."""
-    runs = cli_store(args.workspace).list_runs(args.status, args.limit)
-    if args.json:
-        say_json([dict(r) for r in runs], default=str, indent=2)
+    store = cli_store(args.workspace)
+    runs = store.list_runs(args.status, args.limit)
+    if args.json:  # shared mode lists every owner's runs: owners by pseudonym, never by id (a cookie)
+        say_json([shown_record(store.workspace, r) for r in runs], default=str, indent=2)
         return 0
     if not runs:
         say("no runs yet; start one with `layerlab train FILE --dataset NAME`")
@@ -459,7 +460,7 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     run = store.get(args.run_id, prefix=True)
     curve = store.metrics(run.id)
     if args.json:
-        say_json({**run, "curve": curve}, default=str, indent=2)
+        say_json({**shown_record(store.workspace, run), "curve": curve}, default=str, indent=2)
         return 0
     if args.card:
         say_block(model_card(run, curve, store.run_dir(run.id)))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from builder.errors import LayerLabError
 from builder.runs.owners import LOCAL_OWNER, owner_of, upload_dir
+from builder.runs.owners import label as owner_label
 from builder.runs.run_time import stamp
 from builder.runs.store import Run, RunStore, graph_hash
 from builder.training.lineage import BASELINE_TAG, baseline_tag
@@ -201,6 +202,20 @@ def shown_dataset_options(run: dict) -> dict:
     return src.shown_options() if src is not None else {}
 
 
+def shown_record(workspace: str | Path, run: dict) -> dict:
+    """A run's record as it is printed or exported whole (``layerlab runs list --json``, ``runs show --json``): every
+    field of the row, its ``owner`` as people see owners (:func:`builder.runs.owners.label`, a keyed pseudonym,
+    ``local`` for the command line's user), never the owner id: an anonymous owner's id is its browser's cookie, so
+    whoever reads it can be that person.
+
+    >>> import tempfile
+    >>> rec = shown_record(tempfile.mkdtemp(), {"id": "r", "owner": "anon:" + "ab" * 16})
+    >>> rec["owner"].startswith("anon-"), "abab" in rec["owner"]
+    (True, False)
+    """
+    return {**dict(run), "owner": owner_label(workspace, owner_of(run))}
+
+
 def dataset_label(run: dict) -> str:
     """The dataset of a run as shown to people: the name, or ``csv: file.csv`` for an upload (never a path)."""
     from builder.data.sources import DatasetSource  # lazy: heavy (numpy)
@@ -308,7 +323,7 @@ def device_options() -> list[tuple[str, str]]:
     return opts
 
 
-__all__ = ["best_epoch", "figures_on_test", "best_metric", "best_metric_text", "best_loss_text", "metric_in_units", "has_own_metric", "duration_s", "run_overview", "run_source", "shown_dataset_options", "dataset_label", "run_label", "legend_label", "legend_labels", "runs_of_graph", "current_run", "has_trained",
+__all__ = ["best_epoch", "figures_on_test", "best_metric", "best_metric_text", "best_loss_text", "metric_in_units", "has_own_metric", "duration_s", "run_overview", "run_source", "shown_dataset_options", "shown_record", "dataset_label", "run_label", "legend_label", "legend_labels", "runs_of_graph", "current_run", "has_trained",
            "finished_run", "dataset_spec_of_run", "device_options"]
 
 

@@ -282,3 +282,28 @@ def test_a_reader_exports_a_checkpoint_only_run_without_writing_into_it(tmp_path
     capsys.readouterr()
     assert cli.main(["export", "--run", rid, "--workspace", str(tmp_path)]) == 2  # into its exports/: refused
     assert f"no run '{rid}' of yours" in capsys.readouterr().err
+
+
+def test_runs_json_names_other_owners_by_pseudonym_never_by_their_id(tmp_path, capsys, monkeypatch):
+    """Issue 28 (identities): in shared mode the command line lists every owner's runs, and ``--json`` printed each
+    row whole, its ``owner`` an anonymous visitor's id, which is that browser's cookie (a review found
+    ``"owner": "anon:c0ffee..."`` in ``runs list --json`` and ``runs show ID --json``): whoever read the output could
+    sign in as that visitor. Owners are shown by pseudonym, as every other view shows them."""
+    from builder.data.access import Actor
+    from builder.runs.owners import pseudonym
+    from builder.runs.pipeline import run_training
+    from builder.runs.store import RunStore
+
+    anon = "anon:" + "c0ffee" * 5 + "ab"
+    rid = run_training(load_template("mlp"), "moons", {"epochs": 1}, RunStore(tmp_path, actor=Actor(anon)),
+                       owner=anon).run_id
+    monkeypatch.setenv("LAYERLAB_SHARED_RUNS", "1")
+    capsys.readouterr()
+    assert cli.main(["runs", "list", "--json", "--workspace", str(tmp_path)]) == 0
+    listed = capsys.readouterr().out
+    assert cli.main(["runs", "show", rid, "--json", "--workspace", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out
+    for out in (listed, shown):
+        assert "c0ffee" not in out  # no part of the id
+    assert [r["owner"] for r in json.loads(listed) if r["id"] == rid] == [pseudonym(tmp_path, anon)]
+    assert json.loads(shown)["owner"] == pseudonym(tmp_path, anon) and json.loads(shown)["id"] == rid
