@@ -730,6 +730,8 @@ INTERNAL = {
     # a run record the caller read through the store, mapped to its dataset source without opening anything (no
     # actor to ask here: the check was the caller's get; an upload resolves inside the record's owner's folder)
     "builder.runs.summary.run_source", "builder.runs.summary.dataset_spec_of_run",
+    # a record the caller read through the store, printed with its owner as a pseudonym: opens nothing, reads no id
+    "builder.runs.summary.shown_record",
     "builder.jobs.warm.launcher",  # ``run`` is the job body it forks, not a run
     "builder.jobs.warm.kept",  # a cold job's process: forks the job body (``run``) for the run submit recorded
     # the error of a step fails the run its caller just recorded (store.finish checks the store's actor)
