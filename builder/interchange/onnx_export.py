@@ -189,7 +189,38 @@ def to_onnx_proto(model: nn.Module, example: tuple[torch.Tensor, ...], input_nam
         except Exception as e:  # torch raises many types; the user needs its innermost cause, on one line
             why = f"torch.onnx.export failed; received: {exporter_reason(e)}"
             raise ExportError(f"{why}. Fix: simplify the graph or report the layer that fails", why) from None
-    return prog.model_proto
+    return without_stack_traces(prog.model_proto)
+
+
+#: node metadata torch's exporter records that names files of this server (the Python frames of the trace: the
+#: install folder, its Python version): an exported model is handed to whoever downloads it
+SERVER_METADATA = ("pkg.torch.onnx.stack_trace",)
+
+
+def without_stack_traces(proto):
+    """``proto`` (an ONNX ModelProto, changed in place and returned) without :data:`SERVER_METADATA` on any node
+    (the graph's, its subgraphs', its functions'): a downloaded model.onnx named the server's folders
+    (``/srv/app/.venv/lib/python3.11/site-packages/torch/nn/modules/linear.py`` in every node's stack trace). The
+    module scopes the importer reads (``name_scopes``, ``class_hierarchy``) stay."""
+    from onnx import AttributeProto  # lazy: heavy (onnx)
+
+    def clean(graph) -> None:
+        for node in graph.node:
+            kept = [m for m in node.metadata_props if m.key not in SERVER_METADATA]
+            if len(kept) != len(node.metadata_props):
+                del node.metadata_props[:]
+                node.metadata_props.extend(kept)
+            for a in node.attribute:
+                if a.type == AttributeProto.GRAPH:
+                    clean(a.g)
+                elif a.type == AttributeProto.GRAPHS:
+                    for g in a.graphs:
+                        clean(g)
+
+    clean(proto.graph)
+    for fn in proto.functions:
+        clean(fn)
+    return proto
 
 
 def warm_exporter() -> None:
@@ -585,4 +616,5 @@ def quantize_run(store, run_id: str, path: str | os.PathLike | None = None) -> d
 
 
 __all__ = ["warm_exporter", "export_onnx", "refuse_packed_sequences", "ExportReport", "ExportError", "quantize_int8", "quantize_run", "export_run_onnx",
-           "compare_with_ort", "output_difference", "ort_session", "OrtModule", "to_onnx_proto"]
+           "compare_with_ort", "output_difference", "ort_session", "OrtModule", "to_onnx_proto", "without_stack_traces",
+           "SERVER_METADATA"]

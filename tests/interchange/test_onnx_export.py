@@ -55,6 +55,25 @@ def test_every_template_exports_and_matches_onnxruntime(name, tmp_path):
             assert np.abs(g - w.numpy()).max() < 1e-5
 
 
+
+@pytest.mark.parametrize("name", ["mlp", "transformer"])
+def test_an_exported_file_names_no_folder_of_the_server(name, tmp_path):
+    """Issue 28 (nothing shown names a server path): torch's exporter records each node's Python stack trace, and a
+    downloaded model.onnx (Build, Runs, ``layerlab export``) named the server's install folder in every node
+    (``.../.venv/lib/python3.11/site-packages/torch/nn/modules/linear.py``). The module scopes the importer reads
+    stay."""
+    import os
+    import sys
+
+    out = tmp_path / "m.onnx"
+    export_onnx(load_template(name), out)
+    model = onnx.load(str(out))
+    nodes = [n for g in [model.graph, *model.functions] for n in g.node]
+    values = [m.value for n in nodes for m in n.metadata_props]
+    folders = {os.path.dirname(torch.__file__), sys.prefix, os.path.realpath(sys.prefix), str(tmp_path)}
+    assert values and not [v for v in values if any(f in v for f in folders)]
+    assert any(m.key == "pkg.torch.onnx.name_scopes" for n in nodes for m in n.metadata_props)
+
 # every layer imports back: those the dynamo exporter decomposes (LocalResponseNorm's 3-d AveragePool,
 # PixelUnshuffle's batch Shape arithmetic, GroupNorm, InstanceNorm, ELU, GELU, adaptive pooling, Upsample) are read
 # back as their layer from the module scope the file records (onnx_modules.STATELESS), nn.RNN unrolled step by step
