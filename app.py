@@ -21,6 +21,7 @@ def main() -> None:
 
     st.set_page_config(page_title="LayerLab", page_icon="🧩", layout="wide",
                        initial_sidebar_state="expanded")
+    _errors_by_type()
     ui.fresh_roles()  # roles as of this run: a class created or joined a moment ago counts
     ui.init_state()
     ui.style()
@@ -42,6 +43,18 @@ def main() -> None:
     router.run()
     ui.autosave_after_page()  # a save refused here (another tab saved) reruns the page to ask
     ui.warm_up()  # once per process, in the background after this first page (Train/Explain open fast later)
+
+
+def _errors_by_type() -> None:
+    """An error no page caught is shown to the visitor by its type alone (``client.showErrorDetails = "type"``,
+    also in ``.streamlit/config.toml``): Streamlit's default showed its message and traceback, which name the
+    server's folders (the install, the workspace, an owner's upload) and can quote what a file held. The server's
+    log keeps them whole. Set here too for a server started from another folder (which reads no config file of the
+    repository); a value given on the command line, in the environment or in a config file is kept."""
+    from streamlit import config  # lazy: Streamlit's own settings
+
+    if not config.is_manually_set("client.showErrorDetails"):
+        st.set_option("client.showErrorDetails", "type")
 
 
 if __name__ == "__main__":  # Streamlit runs the page script as __main__

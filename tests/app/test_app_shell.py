@@ -162,3 +162,22 @@ def test_a_first_visitor_picks_templates_without_a_question_and_undo_brings_each
     own_work(a, "My MLP")
     a.selectbox(key="ll_tpl_pick").set_value("cnn").run()
     assert a.session_state["ll_pending"] and a.session_state["ll_project"].name == "My MLP"
+
+
+def test_an_uncaught_error_shows_its_type_not_the_server_folders_it_names(monkeypatch):
+    """Issue 28 (messages carry no secrets): an error no page caught was drawn by Streamlit with its message and
+    traceback, which name the server's folders (the install, the workspace, an owner's upload) and can quote a file
+    (Streamlit's default ``client.showErrorDetails = "full"``). The visitor sees its type; the server's log keeps
+    the rest."""
+    from app_pages import ui
+
+    def broken() -> None:
+        raise OSError("cannot read /srv/ws/owners/anon-k7x2qd4mzt/uploads/people.csv: first line 'name,diagnosis'")
+
+    monkeypatch.setattr(ui, "show_flash", broken)
+    at = AppTest.from_file(str(builder.__file__).replace("builder/__init__.py", "app.py"), default_timeout=90).run()
+    assert len(at.exception) == 1
+    shown = at.exception[0]
+    drawn = " ".join([shown.value, *shown.stack_trace])
+    assert shown.proto.type == "OSError"
+    assert "/srv/ws" not in drawn and "diagnosis" not in drawn and "site-packages" not in drawn
