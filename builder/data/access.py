@@ -13,6 +13,8 @@ of yours", the same words as for an id that does not exist, so a refusal is no o
 - an admin may ``stop`` or ``delete`` anyone's run and delete anyone's data (:data:`ADMIN_ACTIONS`); it reads
   nobody's runs; the CLI's ``local`` user is an admin;
 - a class member trains for the class and opens its starter;
+- an actor narrowed to one owner (:meth:`Actor.only_of`: a model probe's child running that person's models)
+  reaches that owner's things alone, by the rules above;
 - :data:`SYSTEM` (a job process running its own run, a server-wide sweep) is made only in code, never at a door.
 
 >>> ann, bob = Actor("user:ann"), Actor("user:bob")
@@ -81,6 +83,7 @@ class Actor:
     teaching: frozenset[str] = frozenset()  # ids of the classes this actor teaches
     shared: bool = False  # shared mode: reads every run
     system: bool = field(default=False, repr=False)  # trusted code (SYSTEM); never made at a door
+    only: str | None = None  # reaches this owner's things alone (a model probe's child running that person's models)
 
     @classmethod
     def local(cls) -> Actor:
@@ -97,6 +100,18 @@ class Actor:
     def with_shared(self, shared: bool) -> Actor:
         """A copy in or out of shared mode."""
         return replace(self, shared=shared)
+
+    def only_of(self, owner: str) -> Actor:
+        """This actor narrowed to ``owner``'s things: what a process running ``owner``'s models alone answers as (a
+        teacher's model probe scoring one student: a model that took its child over reads no other student's runs
+        through it). Its own rules still apply within them.
+
+        >>> t = Actor("user:t", students=frozenset({"user:ann", "user:bob"}), teaching=frozenset({"c1"}))
+        >>> ann, bob = ({"id": "r", "owner": o, "class_id": "c1"} for o in ("user:ann", "user:bob"))
+        >>> may(t.only_of("user:ann"), "read", ann), may(t.only_of("user:ann"), "read", bob), may(t, "read", bob)
+        (True, False, True)
+        """
+        return replace(self, only=owner)
 
 
 SYSTEM = Actor("<system>", system=True)
@@ -141,6 +156,8 @@ def may(actor: Actor, action: str, resource: Resource | Mapping[str, Any]) -> bo
     r = _resource(resource)
     if actor.system:
         return True
+    if actor.only is not None and r.owner != actor.only:  # narrowed to one owner's things (Actor.only_of)
+        return False
     if action not in ACTIONS or r.kind not in KINDS:
         return False
     if r.kind == "server" or action in (OVERSEE, CONFIGURE):

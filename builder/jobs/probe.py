@@ -116,7 +116,11 @@ class _Child:
         cfg = {"limits": self.limits.__dict__, "idle_s": env_positive(IDLE_ENV, DEFAULT_IDLE_S, float),
                "cpu_s": self.limits.cpu_s, "threads": _threads(), "hook": hook,
                "crash_on": os.environ.get(TEST_CRASH_ENV) or None,  # tests only: unset in production
-               "files": _wire_rules(self.grant, self.workspace, self.actor)}
+               # its run store answers as the session's actor narrowed to the model's owner: a teacher's child
+               # scoring one student read every student's runs (rows, owner ids) through its broker
+               "files": _wire_rules(self.grant, self.workspace, self.actor if self.actor is None or
+                                    getattr(self.actor, "system", False) or self.actor.owner == model_owner
+                                    else self.actor.only_of(model_owner))}
         try:
             self.send(cfg)
             ready = self.receive(time.monotonic() + START_TIMEOUT_S)

@@ -413,18 +413,20 @@ def wire_actor(actor: Actor) -> dict:
     """A person's actor as plain data, for the start message of a child whose broker answers as it (the model
     probe); :func:`actor_of_wire` reads it back. Never the system's: a broker answers for a person."""
     return {"owner": actor.owner, "admin": actor.admin, "students": sorted(actor.students),
-            "teaching": sorted(actor.teaching), "shared": actor.shared}
+            "teaching": sorted(actor.teaching), "shared": actor.shared, "only": actor.only}
 
 
 def actor_of_wire(data: Mapping[str, Any]) -> Actor:
     """The actor :func:`wire_actor` wrote (an unnamed one owns nothing and reads nothing).
 
     >>> a = Actor("user:tea", students=frozenset({"user:ann"}), teaching=frozenset({"c1"}))
-    >>> actor_of_wire(wire_actor(a)) == a
-    True
+    >>> actor_of_wire(wire_actor(a)) == a, actor_of_wire(wire_actor(a.only_of("user:ann"))).only
+    (True, 'user:ann')
     """
+    only = data.get("only")
     return Actor(str(data.get("owner")), admin=bool(data.get("admin")), students=frozenset(data.get("students") or ()),
-                 teaching=frozenset(data.get("teaching") or ()), shared=bool(data.get("shared")))
+                 teaching=frozenset(data.get("teaching") or ()), shared=bool(data.get("shared")),
+                 only=str(only) if only is not None else None)
 
 
 def start(store: RunStore, room: Room | None = None) -> StoreClient:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -245,3 +246,44 @@ def test_one_persons_probes_past_the_cap_take_an_idle_ones_place_and_busy_ones_a
     finally:
         first.close()
         second.close()
+
+
+def _peek() -> None:
+    """In the child (a model that took it over): every run its run store lists, and their owners, to its log."""
+    import sys
+
+    from builder.jobs import probe_child
+
+    (store,) = probe_child._STORES.values()
+    print("PEEK", sorted((r["id"], r["owner"]) for r in store.list_runs()), file=sys.stderr, flush=True)
+
+
+def test_a_teachers_probe_scoring_one_student_reads_no_other_students_runs(tmp_path, monkeypatch):
+    """Issue 28: a teacher's leaderboard scores each student's model in a child that runs that student's models alone
+    (its files: that student's runs), but the child's run store, a broker answering as the teacher, listed and read
+    every student's class runs, their rows with their owners' ids (an anonymous id is its browser's cookie): a model
+    that took the child over read all of them. It answers as the teacher narrowed to the model's owner."""
+    from builder.data.access import Actor
+    from builder.runs import classes
+
+    t, a, b = "user:t@school.org", "anon:" + "a" * 32, "anon:" + "b" * 32
+    monkeypatch.setenv("LAYERLAB_TEACHERS", t)
+    monkeypatch.delenv("LAYERLAB_SHARED_RUNS", raising=False)
+    ws = tmp_path / "ws"
+    cls = classes.create_class(ws, t, "c", builder.load_template("mlp"))
+    for s in (a, b):
+        classes.join_class(ws, cls["code"], s)
+    starter = classes.starter_project(classes.get_class(ws, cls["id"], Actor(a)))
+    ra, rb = (run_training(starter, "moons", {"epochs": 1}, RunStore(ws, actor=classes.actor_for(ws, s)),
+                           owner=s).run_id for s in (a, b))
+    monkeypatch.setattr(ModelProbe, "TEST_HOOK", f"{__name__}:_peek")
+    teacher = RunStore(ws, actor=classes.actor_for(ws, t))
+    assert {r["id"] for r in teacher.list_runs(class_id=cls["id"])} == {ra, rb}  # the teacher reads both
+    probe = ModelProbe()
+    try:
+        assert 0 <= probe.holdout(teacher, ra, {"dataset": "moons", "options": {"seed": 5}}, "accuracy") <= 1
+        log = (Path(probe._child.private) / "probe.log").read_text()
+    finally:
+        probe.close()
+    peek = next(line for line in log.splitlines() if line.startswith("PEEK"))
+    assert ra in peek and rb not in peek and "b" * 32 not in peek, peek
