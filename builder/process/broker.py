@@ -143,9 +143,30 @@ def _answer(store: RunStore, request: Any, ends: _Ends | None = None) -> dict:
             _hold(store, ends, run_id, call, args, kwargs)
             return {"ok": None, "held": True}
         value = getattr(store, call)(*args, **kwargs)
-        return {"ok": ends.shown(value) if ends is not None and call in ("get", "list_runs") else value}
+        if call in ("get", "list_runs"):
+            value = _owners_shown(store, ends.shown(value) if ends is not None else value)
+        return {"ok": value}
     except Exception as e:  # noqa: BLE001  every error goes back to the job, named by its class
         return {"error": [type(e).__name__, str(e)]}
+
+
+def _owners_shown(store: RunStore, answer: Any) -> Any:
+    """A read's rows as a confined process gets them: another owner's run (shared mode, a teacher's student) names
+    its owner by pseudonym (:func:`builder.runs.owners.pseudonym`), never by id, which for an anonymous owner is its
+    browser's cookie: a shared-mode job listed every owner's id, so a model that took its process over could write
+    them into its own run for its owner to read. The process's own runs keep their owner (its uploads' folder), as
+    do a model probe's child's runs of the one owner it is narrowed to (:meth:`~builder.data.access.Actor.only_of`)."""
+    from builder.runs.owners import owner_of, pseudonym  # lazy: the rows' owners only
+
+    actor = store.actor if isinstance(store.actor, Actor) else None
+    mine = {actor.owner, actor.only} - {None} if actor is not None else set()  # a probe's child: its model's owner
+
+    def one(run: Any) -> Any:
+        if not isinstance(run, Run | dict) or owner_of(run) in mine:
+            return run
+        row = {**(run.row if isinstance(run, Run) else run), "owner": pseudonym(store.workspace, owner_of(run))}
+        return Run(row) if isinstance(run, Run) else row
+    return [one(r) for r in answer] if isinstance(answer, list) else one(answer)
 
 
 def _hold(store: RunStore, ends: _Ends, run_id: str, call: str, args: list, kwargs: dict) -> None:

@@ -418,3 +418,23 @@ def test_a_job_whose_owner_spends_their_gpu_time_while_it_runs_is_stopped_and_to
         assert job.returncode == -9 and out.split() == ["started"], err  # killed after its grace
     assert store.get(mine).stopped_by == "the GPU-time quota (spent)" or how == "ignores"
     assert store.get(mine).tags.get("stopped_by") == "the GPU-time quota (spent)"
+
+
+def test_a_confined_process_gets_other_owners_by_pseudonym_never_by_id(runs, monkeypatch):
+    """Issue 28 (identities): in shared mode a job's broker answers as an actor that reads every run, and each row it
+    listed or read named its owner by id, an anonymous owner's browser cookie ('anon:bbbb...' in Ann's job): a model
+    that took the job over could write them into its own run, for its owner to read. Another owner's rows name it
+    by pseudonym; the process's own rows keep its id (its uploads' folder)."""
+    from builder.runs.owners import pseudonym
+
+    store, mine, theirs = runs
+    monkeypatch.setenv("LAYERLAB_SHARED_RUNS", "1")
+    client = broker.start(store.as_actor(Actor.of_job(ANN)))
+    try:
+        listed = {r["id"]: r["owner"] for r in client.list_runs()}
+        read = client.get(theirs)["owner"]
+        own = client.get(mine)["owner"]
+    finally:
+        client.close()
+    assert listed == {mine: ANN, theirs: pseudonym(store.workspace, BOB)}
+    assert read == pseudonym(store.workspace, BOB) and "b" * 32 not in read and own == ANN
