@@ -20,7 +20,8 @@ RANK = {  # input rank (without batch) each layer type expects
 }
 # drawn values where the schema's range is mostly invalid for small inputs
 _SMALL = {"Arithmetic.constant": (-2.0, -0.5, 0.5, 2.0, 3.0), "Upsample.scale_factor": (None, 0.5, 1.5, 2.0, 3.0),
-          "Pad.value": (0.0, -1.0, 2.5), "Clamp.min": (None, -1.0, 0.0), "Clamp.max": (None, 0.5, 2.0)}
+          "Pad.value": (0.0, -1.0, 2.5), "Clamp.min": (None, -1.0, 0.0), "Clamp.max": (None, 0.5, 2.0),
+          "LocalResponseNorm.size": (1, 2, 5, 64, 1024)}  # the size pads a copy of the input (memory estimate)
 CAP = {"out_features": 12, "out_channels": 8, "hidden_size": 8, "embedding_dim": 8, "dim_feedforward": 16,
        "kernel_size": 4, "stride": 3, "padding": 2, "dilation": 2, "output_padding": 1, "num_layers": 2,
        "output_size": 4, "max_len": 40, "num_groups": 4, "vocab_size": 20}

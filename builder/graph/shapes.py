@@ -542,8 +542,9 @@ def memory_problem(report: ShapeReport, budget: Budget) -> Problem | None:
     if est.peak <= limit or not report.nodes:
         return None
     worst = max(report.nodes.values(), key=_sample_values)
-    extra = (f" and keeps {worst.work_values:,} intermediate values per sample (e.g. attention weights, "
-             "recurrent gates)") if worst.work_values > sum(t.numel for t in worst.outputs.values()) else ""
+    why = worst.cost_note or "e.g. attention weights, recurrent gates"
+    extra = (f" and keeps {worst.work_values:,} intermediate values per sample ({why})"
+             if worst.work_values > sum(t.numel for t in worst.outputs.values()) else "")
     fits = est.fitting_batch(limit)
     where = (f"{human_bytes(limit)} available on {budget.device}" if budget.max_activation_bytes is None
              else f"the budget of {human_bytes(limit)}")

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import builder
 from builder.graph.architectures import ARCHITECTURES, build
 from builder.graph.compile import compile_graph, example_inputs
 from builder.graph.memory import CUDA_RUNTIME, device_memory, training_memory
+from builder.graph.registry import all_specs
 from builder.graph.report import Budget
 from builder.graph.shapes import infer_shapes, validate
 from tests.fuzz_budget import budget
+from tests.graph.test_layers import _graph
+from tests.strategies import layer_case
 
 
-def _saved_bytes(graph, batch: int) -> int:
-    """Bytes of the distinct storages the forward pass saves for backward (weights excluded), measured."""
+def _saved_bytes(graph, batch: int, grad_inputs: bool = False) -> int:
+    """Bytes of the distinct storages the forward pass saves for backward (weights excluded), measured;
+    ``grad_inputs``: float inputs require gradients (as a layer inside a network sees them)."""
     model = compile_graph(graph).train()
     xs = example_inputs(model, batch)
+    if grad_inputs:
+        xs = [x.requires_grad_() if x.is_floating_point() else x for x in xs]
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
 
@@ -54,6 +61,41 @@ def test_estimate_follows_what_autograd_keeps():
         est = training_memory(report, batch).saved_per_sample * batch
         measured = _saved_bytes(graph, batch)
         assert 0.85 * measured <= est <= 1.5 * measured + 64 * 1024, (name, est, measured)
+
+
+def _kept_per_sample(graph) -> float:
+    """Bytes per sample a training forward keeps for backward (inputs that need gradients, weights excluded), from
+    batches 3 and 6: a kernel's fixed workspace (oneDNN's LSTM) cancels out."""
+    return (_saved_bytes(graph, 6, grad_inputs=True) - _saved_bytes(graph, 3, grad_inputs=True)) / 3
+
+
+@pytest.mark.parametrize("spec", [s for s in all_specs() if s.type not in ("Input", "Op")], ids=lambda s: s.type)
+@settings(max_examples=budget(5), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(data=st.data())
+def test_no_layer_keeps_more_than_its_estimate(spec, data):
+    """Every layer, drawn parameters (local response norm's size up to 1,024 included): what autograd keeps per
+    sample is at most 1.5 times the estimate's saved part (plus 256 bytes of per-sample statistics). Before, local
+    response norm kept its input padded with size - 1 channels (342 times a 3-channel input at size 1,024) and
+    was counted as one input; Softsign, reflection padding, LoRA's dropout and the CPU LSTM's workspace at small
+    hidden sizes (138 values per step at hidden size 1 where 20 were counted) kept more than counted too."""
+    shapes, params = data.draw(layer_case(spec))
+    graph = _graph(spec.type, shapes, params)
+    report = infer_shapes(graph)
+    assume(report.ok)
+    estimate = training_memory(report, 1).saved_per_sample
+    measured = _kept_per_sample(graph)
+    assert measured <= 1.5 * estimate + 256, (spec.type, shapes, params, estimate, measured)
+
+
+def test_local_response_norm_counts_the_padded_copy_it_keeps():
+    """size 1,024 on 3 channels: torch keeps the squared input padded to 1,026 channels; the estimate was 12 MiB
+    for a training step that took 1.0 GiB (3×64×64 images, batch 64, measured as the process's peak)."""
+    graph = _graph("LocalResponseNorm", [(3, 8, 8)], {"size": 1024})
+    estimate = training_memory(infer_shapes(graph), 1).saved_per_sample
+    measured = _kept_per_sample(graph)
+    assert measured >= (3 + 1023) * 64 * 4  # what torch keeps: the padded copy at least
+    assert 0.8 * measured <= estimate <= 1.5 * measured, (estimate, measured)
 
 
 @settings(max_examples=budget(30), deadline=None)

@@ -43,6 +43,9 @@ _ACT = [("ReLU", [], "max(0, x)."),
 
 
 _FROM_RESULT = ("ReLU", "Sigmoid", "Tanh")  # their gradients are computed from the output, not the input
+#: composed of several autograd ops whose backward keeps the input and one more tensor of its size: Softsign's
+#: x / (1 + |x|) keeps x and 1 + |x| (measured with saved-tensor hooks: twice the input)
+_KEEPS_TWO = ("Softsign",)
 
 
 def _hardtanh_check(p: dict) -> list[str]:
@@ -55,7 +58,7 @@ def _hardtanh_check(p: dict) -> list[str]:
 for _name, _params, _desc in _ACT:
     register(LayerSpec(_name, "Activation", _desc, params=_params, ctor=_mod(_name), shape=_same_float,
                        check=_hardtanh_check if _name == "Hardtanh" else None,
-                       saves="output" if _name in _FROM_RESULT else "input"))
+                       saves="output" if _name in _FROM_RESULT else "both" if _name in _KEEPS_TWO else "input"))
 
 
 def _prelu_shape(p, ins):

@@ -14,7 +14,7 @@ import math
 import operator
 
 from builder.graph.layers._common import _float, _int, _torch
-from builder.graph.spec import LayerSpec, Param, ShapeError, TensorType, register
+from builder.graph.spec import Cost, LayerSpec, Param, ShapeError, TensorType, register
 
 PARTS = ("base_layer", "lora_A", "lora_B", "lora_dropout")
 
@@ -91,6 +91,14 @@ def _export_init(name: str, p: dict, ins: list[TensorType]) -> list[str]:
     return lines
 
 
+def _cost(p: dict, ins: list[TensorType], outs: dict) -> Cost:
+    """Kept for backward beside the input: A's output (rows × rank, for B) and, with dropout, the dropped input and
+    its mask (a float tensor on CPU), each the input's size (measured with saved-tensor hooks: three inputs per
+    sample with dropout and a trained base, where the estimate counted one)."""
+    rows = math.prod(ins[0].shape[:-1])
+    return Cost(work=rows * p["rank"] + (2 * ins[0].numel if p["dropout"] > 0 else 0))
+
+
 def _macs(p: dict, ins: list[TensorType], outs: dict) -> int:
     rows = math.prod(ins[0].shape[:-1])
     return rows * (ins[0].shape[-1] * p["out_features"] + p["rank"] * (ins[0].shape[-1] + p["out_features"]))
@@ -106,7 +114,7 @@ LORA = register(LayerSpec(
                   min=0.0, max=1e6),
             Param("dropout", "float", 0.0, "Dropout on the adapter's input while training.", min=0.0, max=0.99),
             Param("train_base", "bool", False, "Also train the wrapped Linear's weights (off: LoRA).")],
-    shape=_shape, emit=_emit, export_init=_export_init, macs=_macs, make_module=make_module, counts=counts,
+    shape=_shape, emit=_emit, export_init=_export_init, macs=_macs, make_module=make_module, counts=counts, cost=_cost,
     doc_url="https://arxiv.org/abs/2106.09685"))
 
 __all__ = ["LORA", "PARTS", "scaling", "counts", "adapter_params", "make_module"]

@@ -17,7 +17,7 @@ from builder.graph.layers._common import (
     _pair,
     _torch,
 )
-from builder.graph.spec import MAX_SIZE, TOKENS, LayerSpec, Param, ShapeError, TensorType, register
+from builder.graph.spec import MAX_SIZE, TOKENS, Cost, LayerSpec, Param, ShapeError, TensorType, register
 
 ANY = "any"  # port kind: float tensors and token ids
 
@@ -249,6 +249,12 @@ def _pad_shape(p, ins):
     return TensorType(tuple(shape))
 
 
+def _pad_cost(p, ins, outs) -> Cost:
+    """Reflection and replication padding keep their input for backward (measured with saved-tensor hooks: one
+    input per sample); constant and circular padding keep nothing."""
+    return Cost(work=ins[0].numel if p["mode"] in ("reflect", "replicate") else 0)
+
+
 def _pad_emit(e, attr, p, ins, types):
     kw = {"value": p["value"]} if p["mode"] == "constant" else {}
     return e.fn(_torch().nn.functional.pad, ins[0], tuple(p["pad"]), mode=p["mode"], **kw)
@@ -262,7 +268,7 @@ register(LayerSpec(
             Param("mode", "choice", "constant", "Fill with `value`, mirror the border (reflect), repeat the edge "
                   "(replicate) or wrap around (circular).", choices=("constant", "reflect", "replicate", "circular")),
             Param("value", "float", 0.0, "Fill value for mode 'constant'.", min=-1e6, max=1e6)],
-    shape=_pad_shape, emit=_pad_emit, saves="none",
+    shape=_pad_shape, emit=_pad_emit, saves="none", cost=_pad_cost,
     check=lambda p: [f"pad needs a pair (before, after) per dimension, last dimension first; received: pad={p['pad']}. "
                      f"Fix: e.g. {[*p['pad'], 0]}"] if len(p["pad"]) % 2 else []))
 
