@@ -56,10 +56,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     project = load_project_arg(args.file, trains=False)
     budget = _budget(args, project)
     report = infer_shapes(project.graph, budget)
-    if not report.ok:
-        print_problems(report.problems)
+    from builder.training.finetune import settings_problems  # lazy: heavy (the training stage)
+
+    problems = [*report.problems, *settings_problems(project.graph, project.training or {}, report=report)]
+    if any(p.severity == "error" for p in problems):
+        print_problems(problems)
         return 1
-    print_problems(report.problems)  # warnings only
+    print_problems(problems)  # warnings only
     est = training_memory(report, budget.batch_size, budget.optimizer, budget.device, loss=budget.loss)
     say(f"ok: {len(project.graph.nodes)} nodes, {report.total_params:,} parameters; training on {budget.device} "
           f"needs about {est.describe()}")

@@ -47,7 +47,7 @@ from builder.runs.summary import run_source
 from builder.training.callbacks import Callback, RecordLatency, freeze_nodes
 from builder.training.checkpoint import previous_path, read_checkpoint, read_resumable
 from builder.training.config import TrainConfig, resolve_device
-from builder.training.finetune import apply_finetune
+from builder.training.finetune import apply_finetune, settings_problems
 from builder.training.forecasts import KeepForecasts
 from builder.training.lineage import (
     INIT_KEY,
@@ -170,6 +170,8 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
     """
     project = load_project(project).model_copy(deep=True)
     ds, cfg = _data_and_settings(project, dataset, config, dataset_options, store, uploads)
+    if wrong := settings_problems(project.graph, cfg):  # before a run is recorded, as `layerlab validate` says
+        raise TrainingError("; ".join(str(p) for p in wrong))
     project.graph, cfg = apply_finetune(project.graph, cfg)  # linear probe / LoRA: what trains
     report = infer_shapes(project.graph)
     if adapt:  # adapting reads the structure only; a changed graph's shapes need their own analysis

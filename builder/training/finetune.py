@@ -25,8 +25,8 @@ from typing import Any
 
 import networkx as nx
 
-from builder.errors import LayerLabError, TrainingError
-from builder.graph.lora import LORA_DEFAULTS, add_lora, trainable_params
+from builder.errors import LayerLabError, Problem, TrainingError
+from builder.graph.lora import ATTENTION_PROJECTIONS, LORA_DEFAULTS, add_lora, trainable_params
 from builder.graph.project import Graph, as_graph
 from builder.graph.shapes import infer_shapes
 
@@ -104,4 +104,55 @@ def apply_finetune(graph, cfg: Any) -> tuple[Graph, Any]:
     return graph, cfg
 
 
-__all__ = ["MODES", "head_nodes", "finetune_freeze", "apply_finetune", "lora_added"]
+def settings_problems(graph, cfg: Any, *, report: Any = None) -> list[Problem]:
+    """Every way a run's settings that name or need layers do not fit ``graph``: ``freeze`` naming a node that is
+    not a layer with weights (the trainer stopped the run at its first step: "cannot freeze 'x': no such node"),
+    ``finetune`` ``lora`` on a graph with no LoRA node and no attention projection to add one to, and settings
+    that freeze every layer with weights (nothing would train). ``layerlab validate`` reports them and a run is
+    refused with them before it is recorded (:func:`builder.runs.pipeline.prepare`).
+
+    >>> g = as_graph({"nodes": [{"id": "x", "type": "Input", "params": {"shape": [4]}},
+    ...                         {"id": "head", "type": "Linear", "params": {"out_features": 2}}],
+    ...               "edges": [{"source": "x", "target": "head"}]})
+    >>> [p.node for p in settings_problems(g, {"freeze": ["x", "nope"]})]
+    ['x', None]
+    """
+    graph = as_graph(graph)
+    get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
+    report = report if report is not None else infer_shapes(graph)
+    weighted = _weighted(graph, report)
+    ids = {n.id for n in graph.nodes}
+    some = ", ".join(weighted[:8]) + (", ..." if len(weighted) > 8 else "")
+    problems = []
+    freeze = [str(n) for n in get("freeze") or []]
+    for nid in freeze:
+        if nid not in weighted:
+            what = "a node without weights" if nid in ids else "no node of this graph"
+            problems.append(Problem("training", f"training.freeze must name layers with weights; received: "
+                                    f"{nid[:60]!r}, {what}. Fix: remove it"
+                                    + (f" (layers with weights: {some})" if weighted else ""),
+                                    node=nid if nid in ids else None))
+    mode = get("finetune", "full") or "full"
+    if mode == "lora" and not any(n.type == "LoRA" for n in graph.nodes):
+        try:
+            graph = add_lora(graph, "attention", **LORA_DEFAULTS)
+        except LayerLabError:
+            linear = [n.id for n in graph.nodes if n.type == "Linear"][:8]
+            problems.append(Problem("training", "finetune 'lora' adds LoRA adapters to the attention projections "
+                                    f"(Linear nodes whose ids end in {', '.join(ATTENTION_PROJECTIONS)}); received: "
+                                    f"a graph with none (Linear nodes: {', '.join(linear) or 'none'}). Fix: use "
+                                    "finetune 'full' or 'linear_probe', or put LoRA nodes on the canvas"))
+            return problems
+        report = None
+    if problems or not weighted or mode not in MODES:
+        return problems  # a graph without weights is the trainer's own message (and an unknown mode the config's)
+    frozen = set(freeze) | set(finetune_freeze(graph, mode, report=report))
+    trained = [n for n in _weighted(graph, report) if n not in frozen]
+    if not trained:
+        problems.append(Problem("training", f"a run needs a layer that trains; received: freeze {sorted(frozen)[:8]} "
+                                f"with finetune {mode!r}, which freeze every layer with weights. Fix: unfreeze at "
+                                "least one (the head, for a pretrained backbone)"))
+    return problems
+
+
+__all__ = ["MODES", "head_nodes", "finetune_freeze", "apply_finetune", "lora_added", "settings_problems"]

@@ -266,10 +266,11 @@ def test_a_run_started_from_another_says_which_layers_loaded_and_which_started_r
 
 
 def test_freeze_unknown_node(store):
+    """Refused before a run is recorded (tests/training/test_run_settings.py; it was recorded and failed)."""
     from builder.errors import TrainingError
-    with pytest.raises(TrainingError, match="cannot freeze 'nope'"):
+    with pytest.raises(TrainingError, match="freeze must name layers with weights; received: 'nope'"):
         run_training(load_template("mlp"), "moons", {"epochs": 1, "freeze": ["nope"]}, store)
-    assert store.list_runs()[0]["status"] == "failed"
+    assert store.list_runs() == []
 
 
 def test_job_with_store_reports_pause_status(store):
