@@ -174,18 +174,21 @@ def _rnn_cost(cls: str):
 
     def cost(p, ins, outs) -> Cost:
         """Per layer and direction: the gate pre-activations and hidden states of every step, kept for backward."""
-        t, f = by_port(_RNN, ins)["in"].shape
+        a = by_port(_RNN, ins)
+        t, f = a["in"].shape
         h, dirs = p["hidden_size"], 2 if p["bidirectional"] else 1
         steps = p["num_layers"] * dirs * t * h
+        packed = t * f if PADDING_MASK in a else 0  # with a padding mask: the packed copy of the input, kept (measured:
+        # a GRU or RNN with a mask kept twice its input where the estimate counted it once)
         if cls != "LSTM":
-            return Cost(work=steps * kept, cuda_work=steps * kept_cuda)
+            return Cost(work=steps * kept + packed, cuda_work=steps * kept_cuda + packed)
         # the CPU LSTM (oneDNN) keeps a workspace whose rows are at least 8 units wide and as wide as the layer's
         # input: per step, 20·max(H, 8) + 8·(input width − max(H, 16)) where the input is wider (measured with
         # saved-tensor hooks per sample, 1 to 3 layers, F 1-256, H 1-256: 138 values at F=1, H=1 and 1,944 at
         # F=256, H=1, where 20·H counted 20; measured is 0.78-1.2 times this formula with the kept input)
         widths = [f] + [dirs * h] * (p["num_layers"] - 1)
         cpu = sum(dirs * t * (20 * max(h, 8) + 8 * max(0, w - max(h, 16))) for w in widths)
-        return Cost(work=cpu, cuda_work=steps * kept_cuda)
+        return Cost(work=cpu + packed, cuda_work=steps * kept_cuda + packed)
     return cost
 
 
