@@ -281,7 +281,7 @@ class Cost:
     ``work``: per sample, intermediates of one forward pass that stay alive for the backward pass beyond the
     input or output the layer saves (:attr:`LayerSpec.saves`): attention weights, pooling indices, recurrent
     gates, dropout masks;
-    ``note``: what the buffer is, for budget messages;
+    ``note``: what the buffer or the kept intermediates are, for budget messages;
     ``cuda_work``: ``work`` where CUDA's kernels keep a different amount (cuDNN's recurrent layers); None: the same.
     """
 
