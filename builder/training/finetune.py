@@ -105,8 +105,9 @@ def apply_finetune(graph, cfg: Any) -> tuple[Graph, Any]:
 
 
 def settings_problems(graph, cfg: Any, *, report: Any = None) -> list[Problem]:
-    """Every way a run's settings that name or need layers do not fit ``graph``: ``freeze`` naming a node that is
-    not a layer with weights (the trainer stopped the run at its first step: "cannot freeze 'x': no such node"),
+    """Every way a run's settings that name or need layers do not fit ``graph``: ``freeze`` or ``init_nodes`` naming
+    a node that is not a layer with weights (the run was recorded and failed: "cannot freeze 'x': no such node",
+    "no weights of run R fit this graph"; or trained with the name ignored),
     ``finetune`` ``lora`` on a graph with no LoRA node and no attention projection to add one to, and settings
     that freeze every layer with weights (nothing would train). ``layerlab validate`` reports them and a run is
     refused with them before it is recorded (:func:`builder.runs.pipeline.prepare`).
@@ -125,13 +126,14 @@ def settings_problems(graph, cfg: Any, *, report: Any = None) -> list[Problem]:
     some = ", ".join(weighted[:8]) + (", ..." if len(weighted) > 8 else "")
     problems = []
     freeze = [str(n) for n in get("freeze") or []]
-    for nid in freeze:
-        if nid not in weighted:
-            what = "a node without weights" if nid in ids else "no node of this graph"
-            problems.append(Problem("training", f"training.freeze must name layers with weights; received: "
-                                    f"{nid[:60]!r}, {what}. Fix: remove it"
-                                    + (f" (layers with weights: {some})" if weighted else ""),
-                                    node=nid if nid in ids else None))
+    for key, named in (("freeze", freeze), ("init_nodes", [str(n) for n in get("init_nodes") or []])):
+        for nid in named:
+            if nid not in weighted:
+                what = "a node without weights" if nid in ids else "no node of this graph"
+                problems.append(Problem("training", f"training.{key} must name layers with weights; received: "
+                                        f"{nid[:60]!r}, {what}. Fix: remove it"
+                                        + (f" (layers with weights: {some})" if weighted else ""),
+                                        node=nid if nid in ids else None))
     mode = get("finetune", "full") or "full"
     if mode == "lora" and not any(n.type == "LoRA" for n in graph.nodes):
         try:

@@ -22,7 +22,8 @@ CASES = [({"freeze": ["nope"]}, "no node of this graph"),
          ({"freeze": ["act1"]}, "a node without weights"),
          ({"finetune": "lora"}, "attention projections"),
          ({"freeze": ["fc1", "fc2", "head"]}, "every layer with weights"),
-         ({"finetune": "linear_probe", "freeze": ["head"]}, "every layer with weights")]
+         ({"finetune": "linear_probe", "freeze": ["head"]}, "every layer with weights"),
+         ({"init_nodes": ["fc1", "ghost"]}, "init_nodes must name layers with weights")]
 
 
 def _project(training: dict) -> Project:
