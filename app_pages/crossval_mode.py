@@ -43,13 +43,15 @@ def render(ds, spec: dict, problems: list) -> None:  # noqa: ARG001  (spec: same
         return
     d, _ = TrainConfig.form_values(ds.info.task, len(ds.train), ui.project().training,  # Train's form says what
                                    {"epochs": (1, 1000), "seed": (0, 2**31 - 1)})  # it left out
-    with st.form("ll_cv", border=True, enter_to_submit=False):
+    with st.container(border=True, key="ll_cv"):  # no form: the fields are kept over a page trip (as Search's)
         c = st.columns(3)
-        folds = c[0].number_input("Folds (K)", 2, 10, 5, key="ll_cv_folds", help="Runs to train; each tests on one fold")
-        epochs = c[1].number_input("Epochs per fold", 1, 1000, int(d["epochs"]), key="ll_cv_epochs")
-        seed = c[2].number_input("Seed", 0, 2**31 - 1, int(d["seed"]), key="ll_cv_seed")
-        go = st.form_submit_button("Run cross-validation", type="primary", icon=":material/view_week:",
-                                   disabled=bool(problems))
+        folds = c[0].number_input("Folds (K)", 2, 10, 5, key="ll_cv_folds", persist_state="session",
+                                  help="Runs to train; each tests on one fold")
+        epochs = c[1].number_input("Epochs per fold", 1, 1000, int(d["epochs"]), key="ll_cv_epochs",
+                                   persist_state="session")
+        seed = c[2].number_input("Seed", 0, 2**31 - 1, int(d["seed"]), key="ll_cv_seed", persist_state="session")
+        go = st.button("Run cross-validation", type="primary", icon=":material/view_week:", key="ll_cv_start",
+                       disabled=bool(problems))
     if problems:
         st.warning("Fix the problems above first: every fold trains this graph.", icon=":material/warning:")
     if go and not problems:

@@ -64,11 +64,12 @@ def node_params_expander() -> list[str]:
             # md_text: the label shows literally and reads as itself (md's backslashes before every '.' and '_'
             # stayed in its accessible name: "fc1\\.out\\_features")
             body = st.text_input(md_text(f"{p['node']}.{p['param']}"), key=f"ll_s_node_{p['key']}",
-                                 placeholder=f"now {p['value']!r}; allowed {rng}",
+                                 persist_state="session", placeholder=f"now {p['value']!r}; allowed {rng}",
                                  help=f"{p['type']} · {p['help']}")
             if body.strip():
                 specs.append(f"{p['key']}={body.strip()}")
-        blocks = st.text_area("Blocks to repeat or skip (one per line)", key="ll_s_blocks", height=68,
+        blocks = st.text_area("Blocks to repeat or skip (one per line)", key="ll_s_blocks", persist_state="session",
+                              height=68,
                               placeholder="block:fc2..act2=0..3",
                               help="block:FIRST..LAST=0..3 searches how many times the straight run of layers "
                                    "FIRST..LAST appears (0 skips it); its output shape must be its input shape")
@@ -79,40 +80,48 @@ def node_params_expander() -> list[str]:
 def search_form(task: str) -> dict | None:
     """The Search form; returns the study request on submit."""
     saved = ui.project().training or {}
-    with st.form("ll_search", border=True, enter_to_submit=False):  # Enter in a range started 20 trials
+    # a container, no form: each field keeps its value for the session (a form's values lived in the browser until
+    # submitted, so a trip to Data lost them) and Enter commits a field, never starts a study (it started 20 trials)
+    with st.container(border=True, key="ll_search"):
         st.markdown("**Search space** — ranges `LOW..HIGH` (add `:log` for a log scale) or choices `{A,B}`")
         specs = []
         cols = st.columns(3)
         for i, (key, label, default, hint) in enumerate(TRAINING):
-            body = cols[i % 3].text_input(label, value=default, key=f"ll_s_tr_{key}", help=hint)
+            body = cols[i % 3].text_input(label, value=default, key=f"ll_s_tr_{key}", persist_state="session",
+                                          help=hint)
             if body.strip():
                 specs.append(f"{key}={body.strip()}")
         specs += node_params_expander()
         st.markdown("**Study**")
         c = st.columns(4)
         objs = _objectives(task)
-        objective = c[0].selectbox("Objective", objs, format_func=OBJECTIVES.get, key="ll_s_objective")
-        trials = c[1].number_input("Trials", 1, 10_000, 20, key="ll_s_trials")
-        minutes = c[2].number_input("Time budget (minutes, 0 = none)", 0, 100_000, 0, key="ll_s_minutes")
+        objective = c[0].selectbox("Objective", objs, format_func=OBJECTIVES.get, key="ll_s_objective",
+                                   persist_state="session")
+        trials = c[1].number_input("Trials", 1, 10_000, 20, key="ll_s_trials", persist_state="session")
+        minutes = c[2].number_input("Time budget (minutes, 0 = none)", 0, 100_000, 0, key="ll_s_minutes",
+                                    persist_state="session")
         sampler = c[3].selectbox("Sampler", ["tpe", "random"], format_func={"tpe": "TPE", "random": "Random"}.get,
-                                 key="ll_s_sampler")
+                                 key="ll_s_sampler", persist_state="session")
         c = st.columns(4)
-        prune = c[0].checkbox("Median pruning", value=True, key="ll_s_prune",
+        prune = c[0].checkbox("Median pruning", value=True, key="ll_s_prune", persist_state="session",
                               help="Stop trials whose per-epoch validation value falls below the median")
-        epochs = c[1].number_input("Epochs per trial", 1, 10_000, int(saved.get("epochs") or 20), key="ll_s_epochs")
+        epochs = c[1].number_input("Epochs per trial", 1, 10_000, int(saved.get("epochs") or 20), key="ll_s_epochs",
+                                   persist_state="session")
         name = c[2].text_input("Study name", value=st.session_state.get("ll_s_default_name") or _default_name(),
-                               key="ll_s_name", help="Your existing study of this name is resumed; study names are yours alone "
+                               key="ll_s_name", persist_state="session",
+                               help="Your existing study of this name is resumed; study names are yours alone "
                                     "(someone else's study of the same name is another study)")
-        seed = c[3].number_input("Sampler seed", 0, 2**31 - 1, 0, key="ll_s_seed")
+        seed = c[3].number_input("Sampler seed", 0, 2**31 - 1, 0, key="ll_s_seed", persist_state="session")
         c = st.columns(4)
-        max_params = c[0].number_input("Max parameters", 1, None, None, key="ll_s_max_params", placeholder="no limit",
+        max_params = c[0].number_input("Max parameters", 1, None, None, key="ll_s_max_params", persist_state="session",
+                                       placeholder="no limit",
                                        help="Trials whose graph has more parameters fail before training")
         max_macs = c[1].number_input("Max multiply-adds per sample", 1, None, None, key="ll_s_max_macs",
-                                     placeholder="no limit",
+                                     persist_state="session", placeholder="no limit",
                                      help="Trials whose graph needs more multiply-adds fail before training; every "
                                           "trial's cost is recorded and the Objective vs cost view shows the "
                                           "Pareto front")
-        go_ = st.form_submit_button("Start search", type="primary", icon=":material/travel_explore:")
+        go_ = st.button("Start search", type="primary", icon=":material/travel_explore:", key="ll_s_start")
     if not go_:
         return None
     return {"specs": specs, "objective": objective, "trials": int(trials), "timeout": float(minutes) * 60 or None,
@@ -232,7 +241,8 @@ def actions(ds) -> None:
         request_stop(_storage(), name, owner=ui.owner(), workspace=ui.workspace())
         ui.flash(f"Stopping study {name}: running trials are stopped")
         st.rerun()
-    more = c[1].number_input("Trials in all", 1, 100_000, value=None, key="ll_s_more", placeholder="same",
+    more = c[1].number_input("Trials in all", 1, 100_000, value=None, key="ll_s_more", persist_state="session",
+                             placeholder="same",
                              label_visibility="collapsed", help="Resume with this many trials in all")
     if c[1].button("Resume search", key="ll_s_resume", icon=":material/play_arrow:", disabled=running):
         try:

@@ -523,7 +523,7 @@ if "ll_mode_next" in st.session_state:
     st.session_state.ll_train_mode = st.session_state.pop("ll_mode_next")
 search_mode.tracking_setting()
 mode = st.segmented_control("Mode", ["Train", "Search", "Cross-validate"], default="Train", key="ll_train_mode",
-                            label_visibility="collapsed")
+                            persist_state="session", label_visibility="collapsed")  # kept over a page trip
 if mode == "Search":
     search_mode.render(ds, spec, problems)
     st.stop()

@@ -190,6 +190,7 @@ def start_training(page, epochs: int) -> None:
     """On the Train page: set the epochs, as a user does, and press Start training."""
     goto_page(page, "Train")
     fill_field(page, "Epochs", epochs)
+    wait_idle(page, 60)  # the field's rerun (it is the project's setting at once) ended: a click during it can be lost
     page.locator("button", has_text="Start training").first.click()
 
 

@@ -234,6 +234,7 @@ def test_a_model_that_crashes_torch_through_every_door_leaves_the_server_serving
     fill_field(page, "Trials", "1")
     fill_field(page, "Epochs per trial", "1")
     fill_field(page, "Study name", f"{CRASH}-study")
+    wait_idle(page, 60)  # the last field's rerun ended: a click during it can be lost
     start.click()
     (trial,) = until(lambda: [r for r in store.list_runs(limit=30)
                               if str(r.get("name")).endswith(f" · trial 0 of {CRASH}-study")],

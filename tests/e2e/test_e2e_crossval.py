@@ -48,6 +48,7 @@ def test_a_crashing_fold_fails_with_one_line_and_the_server_keeps_serving(browse
     wait_idle(page)
     fill_field(page, "Folds (K)", "2")
     fill_field(page, "Epochs per fold", "1")
+    wait_idle(page)  # the last field's rerun ended: a click during it can be lost
     go.click()
 
     main = page.locator("[data-testid=stMain]")

@@ -31,6 +31,7 @@ def test_search_runs_live_and_puts_the_best_on_the_canvas(page):
     fill_field(page, "Trials", "2")
     fill_field(page, "Epochs per trial", "2")
     fill_field(page, "Study name", "e2e-study")
+    wait_idle(page)  # the last field's rerun ended: a click during it can be lost
     start.click()
 
     # the study shows up running, then both trials finish (each trial is a job; the page polls the study)
