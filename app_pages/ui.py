@@ -173,10 +173,15 @@ def spec_key(spec: dict) -> str:
 
 
 def _for_project(spec: dict) -> dict:
-    """``spec`` with the task the project's training settings ask for (a built-in's), as the job trains it."""
+    """``spec`` with the task the project's training settings ask for (a built-in's) and their seed, as the job
+    loads it (:func:`builder.runs.pipeline.prepare`: the run's seed generates and splits its data). The Data page
+    showed seed 0's moons and split beside a run that trained on seed 5's."""
     task = project_task(project().training)
     if task and spec.get("kind", "builtin") == "builtin" and "task" not in (spec.get("options") or {}):
         spec = {**spec, "options": {**(spec.get("options") or {}), **task}}
+    seed = (project().training or {}).get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool) and seed > 0 and "seed" not in (spec.get("options") or {}):
+        spec = {**spec, "options": {**(spec.get("options") or {}), "seed": seed}}  # 0: the loaders' own default
     return spec
 
 

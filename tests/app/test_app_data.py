@@ -495,3 +495,20 @@ def test_a_dataset_loading_hides_the_preview_of_the_one_before(at, monkeypatch):
     during.clear()
     at.selectbox(key="ll_ds_name").set_value("iris").run()  # loaded already: nothing loads, nothing is emptied
     assert during == {} and any(m.label == "Input shape" and m.value == "4" for m in at.metric)
+
+
+def test_the_data_page_shows_the_data_the_training_seed_makes(workspace):
+    """The job loads its data with the run's seed (a built-in's generation and every split); the Data page loaded
+    seed 0's: with Seed 5 on the Train page it showed other moons and another split than the run trained on."""
+    import numpy as np
+
+    from builder.data import load_dataset
+
+    at = open_app("app_pages/train.py", owner=ME, template="mlp")  # MLP on moons
+    next(n for n in at.number_input if n.label == "Seed").set_value(5).run()
+    at.switch_page("app_pages/data.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = at.session_state["ll_dataset"][1]
+    trained = load_dataset("moons", seed=5)  # as builder.runs.pipeline loads it for a run of seed 5
+    assert np.array_equal(shown.train.X.numpy(), trained.train.X.numpy())
+    assert not np.array_equal(shown.train.X.numpy(), load_dataset("moons").train.X.numpy())
