@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 
 from builder.errors import Problem
 from builder.graph.project import Edge
@@ -140,13 +141,27 @@ def human_bytes(n: float) -> str:
 
 
 def human_count(n: int) -> str:
-    """12345 -> '12.3k'."""
-    if n < 1000:
+    """A count as people read it, as the canvas writes it (``frontend/src/graph.js`` ``formatCount``; both are
+    tested on ``frontend/src/counts.cases.json``): three significant digits, trailing zeros dropped, the next unit
+    when rounding reaches 1000. A node read "4.64k params" on the canvas beside "4.6k" in the layer table.
+
+    >>> human_count(12345), human_count(4640), human_count(1000), human_count(999999), human_count(7)
+    ('12.3k', '4.64k', '1k', '1M', '7')
+    """
+    n = int(n)
+    if abs(n) < 1000:
         return str(n)
-    for unit, div in (("k", 1e3), ("M", 1e6), ("B", 1e9)):
-        if n < div * 1000 or unit == "B":
-            return f"{n / div:.1f}{unit}"
-    return str(n)
+    units = (("k", 1e3), ("M", 1e6), ("B", 1e9))
+    i = max(k for k, (_, div) in enumerate(units) if abs(n) >= div)
+    while True:
+        x = abs(n) / units[i][1]
+        places = 2 if x < 10 else 1 if x < 100 else 0  # halves rounded up, as JavaScript's toFixed rounds them
+        text = str(Decimal(x).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+        if float(text) >= 1000 and i < len(units) - 1:  # 999,999 rounds to 1000k: 1M
+            i += 1
+            continue
+        text = text.rstrip("0").rstrip(".") if "." in text else text
+        return ("-" if n < 0 else "") + text + units[i][0]
 
 
 def human_number(v: float) -> str:

@@ -319,16 +319,21 @@ export function connectionProblem(conn, nodes, edges, paletteMap, annNodes) {
   return connectionCheck(conn, nodes, edges, paletteMap, annNodes)?.message ?? null;
 }
 
-function short(x) {
-  const s = x < 10 ? x.toFixed(2) : x < 100 ? x.toFixed(1) : x.toFixed(0);
-  return s.includes('.') ? s.replace(/0+$/, '').replace(/\.$/, '') : s;
-}
+const COUNT_UNITS = [['k', 1e3], ['M', 1e6], ['B', 1e9]];
 
+// A count as people read it, as Python writes it (builder.graph.report.human_count; both are tested on
+// counts.cases.json): three significant digits, trailing zeros dropped, the next unit when rounding reaches 1000.
 export function formatCount(n) {
-  if (n == null || !Number.isFinite(Number(n))) return null;
-  const v = Number(n);
-  if (v >= 1e9) return `${short(v / 1e9)}B`;
-  if (v >= 1e6) return `${short(v / 1e6)}M`;
-  if (v >= 1e3) return `${short(v / 1e3)}k`;
-  return String(v);
+  if (n == null || n === '' || !Number.isFinite(Number(n))) return null;
+  const v = Math.trunc(Number(n));
+  const a = Math.abs(v);
+  if (a < 1000) return String(v);
+  let i = COUNT_UNITS.findLastIndex(([, div]) => a >= div);
+  for (;;) {
+    const x = a / COUNT_UNITS[i][1];
+    const s = x < 10 ? x.toFixed(2) : x < 100 ? x.toFixed(1) : x.toFixed(0);
+    if (Number(s) >= 1000 && i < COUNT_UNITS.length - 1) { i += 1; continue; }
+    const t = s.includes('.') ? s.replace(/0+$/, '').replace(/\.$/, '') : s;
+    return `${v < 0 ? '-' : ''}${t}${COUNT_UNITS[i][0]}`;
+  }
 }

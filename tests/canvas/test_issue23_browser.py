@@ -79,7 +79,7 @@ def test_cost_overlay_tints_and_labels_nodes(page):
     expect(select.locator("option")).to_have_count(5)
     select.select_option("macs")
     cost = page.locator("[data-testid=cost-conv1]")
-    expect(cost).to_have_text("9.2k10 %", timeout=10_000)
+    expect(cost).to_have_text("9.22k10 %", timeout=10_000)
     expect(page.locator("[data-testid=cost-relu1]")).to_have_text("00 %")
     tint = page.locator("[data-testid=node-conv1]").evaluate("el => getComputedStyle(el).backgroundColor")
     assert tint.startswith("rgba(249, 115, 22"), tint  # orange by its share

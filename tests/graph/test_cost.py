@@ -134,7 +134,7 @@ def test_cost_overlay_values_and_shares_for_the_canvas():
     ann = canvas_annotations(graph, report)
     assert ann["summary"]["cost_modes"] == ["params", "macs", "memory"]  # no latency measured
     conv1 = ann["nodes"]["conv1"]["cost"]
-    assert conv1["macs"] == ["9.2k", round(9_216 / 91_776, 4)]
+    assert conv1["macs"] == ["9.22k", round(9_216 / 91_776, 4)]
     assert conv1["params"][0] == "160" and ann["nodes"]["relu1"]["cost"]["macs"] == ["0", 0.0]
     costs = node_costs(report)
     for mode, field in (("params", "params"), ("macs", "macs"), ("memory", "activation_bytes")):
