@@ -36,7 +36,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from builder.data.access import CONTROL, LOCAL_OWNER, STOP, SYSTEM, Actor, check, refusal
-from builder.errors import AccessDenied, DiskFullError, LayerLabError, RunStoreError, TrainingError
+from builder.errors import (
+    AccessDenied,
+    DatasetError,
+    DiskFullError,
+    LayerLabError,
+    RunStoreError,
+    TrainingError,
+)
 from builder.graph.memory import training_memory
 from builder.graph.project import load_project
 from builder.graph.shapes import infer_shapes, one_analysis_per_graph
@@ -199,7 +206,15 @@ def _check_content(store: RunStore, spec: JobSpec) -> None:
     from builder.data.sources import DatasetSource, check_content, check_project  # lazy: heavy (numpy)
 
     if spec.kind == "prune":
-        store.get(str(spec.prune["parent"]), actor=Actor.of_job(spec.owner))
+        parent = store.get(str(spec.prune["parent"]), actor=Actor.of_job(spec.owner))
+        source = DatasetSource.from_run(parent)
+        if (owner_of(parent) != spec.owner and source is not None and source.upload is not None
+                and not store.folder(parent.id, actor=SYSTEM).dataset.is_file()):
+            # the job measures the parent on its data: another person's upload, which only its owner's jobs read
+            # (shared mode: the job failed at its start, 'Permission denied' on the workspace's key)
+            raise DatasetError(f"run {parent.id} trained on its owner's uploaded file, which only they can read; "
+                               "received: a prune by another person. Fix: ask the run's owner to prune it, or "
+                               "train your own run on your data and prune that")
     elif not spec.resume_run and spec.owner != LOCAL_OWNER:
         check_content(DatasetSource(spec.dataset, dict(spec.dataset_options or {})))
         check_project(load_project(spec.project))

@@ -27,7 +27,9 @@ def prune_job_spec(store: Any, run_id: str, amount: float = 0.5, *, structured: 
     records the pruned run (queued, the parent's graph and data until the job prunes it, ``parent_id`` and the
     prune tags set) and its own process runs :func:`prune_run` into it, so it is quota-checked, shown on Runs
     with its status and curves, and stoppable like training. The arguments are :func:`prune_run`'s (checked
-    here, before anything is recorded); ``owner`` defaults to the parent's.
+    here, before anything is recorded); ``owner`` defaults to who prunes (the store's actor; the parent's owner for
+    the system), whose run the pruned one is: the Runs page's Prune on another person's run (shared mode) made a job
+    of that person's, refused as "a job runs for the actor of the run store".
 
     Raises:
         RunStoreError: unknown run. LayerLabError: bad amount, criterion or epochs.
@@ -49,7 +51,14 @@ def prune_job_spec(store: Any, run_id: str, amount: float = 0.5, *, structured: 
                    dataset_options=dict(run.get("dataset_options") or {}),
                    config=(finetune_config(run.get("config") or {}, finetune_epochs, config) if finetune_epochs
                            else run.config.model_dump()),  # 0: the pruned weights as they are, nothing trains
-                   owner=owner or run.get("owner") or "local", name=label, tags=tags, kind="prune", prune=args)
+                   owner=owner or _pruner(store) or run.get("owner") or "local", name=label, tags=tags, kind="prune",
+                   prune=args)
+
+
+def _pruner(store: Any) -> str | None:
+    """Who prunes: the store's actor (a person's store), None for the system (the parent's owner then)."""
+    actor = getattr(store, "actor", None)
+    return None if actor is None or actor.system else actor.owner
 
 
 def crossval_job_specs(project: Any, dataset: str, config: dict | None = None, *, folds: int = 5,

@@ -127,3 +127,36 @@ def test_the_cli_resumes_a_stopped_unstructured_fine_tune_with_its_mask(tmp_path
     assert main(["runs", "resume", rid, "--workspace", str(tmp_path), "--quiet"]) == 0
     rep = store.folder(rid).read_prune()
     assert store.get(rid)["status"] == "finished" and rep["after"]["nonzero"] < 0.5 * rep["before"]["nonzero"]
+
+
+def test_another_persons_run_is_pruned_as_the_pruners_job_and_never_from_their_upload(tmp_path, no_launch,
+                                                                                       monkeypatch):
+    """Shared mode: the Runs page's Prune on another person's run made a job of that person's (refused: "a job runs
+    for the actor of the run store"); with the owner given, a run trained on its owner's upload failed at the
+    job's start ("Permission denied" on the workspace's key: only its owner's jobs read that file). The pruned run
+    is the pruner's, and another person's upload is refused at the door, nothing recorded."""
+    from builder.data.access import Actor
+    from builder.data.uploads import UploadFolder
+    from builder.errors import DatasetError
+    from builder.runs.owners import upload_dir
+
+    monkeypatch.setenv("LAYERLAB_SHARED_RUNS", "1")
+    ann, bob = "anon:" + "a" * 32, "anon:" + "b" * 32
+    system = RunStore(tmp_path, actor=SYSTEM)
+    ref = UploadFolder(upload_dir(tmp_path, ann)).save("a.csv", b"x1,x2,y\n" + b"1,2,0\n" * 40)
+    on_upload = system.create_run(load_template("mlp"), "csv", {"upload": ref, "target": "y"}, {"epochs": 1},
+                                  owner=ann)
+    on_moons = system.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ann)
+    for rid in (on_upload, on_moons):
+        system.finish(rid, "finished")
+    bobs = RunStore(tmp_path, actor=Actor(bob, shared=True))
+    spec = prune_job_spec(bobs, on_moons, 0.5, finetune_epochs=0)
+    assert spec.owner == bob  # the pruner's job
+    pruned = jobs.submit(bobs, spec)
+    assert bobs.get(pruned)["owner"] == bob and bobs.get(pruned)["parent_id"] == on_moons
+    before = len(system.list_runs())
+    with pytest.raises(DatasetError, match="trained on its owner's uploaded file"):
+        jobs.submit(bobs, prune_job_spec(bobs, on_upload, 0.5, finetune_epochs=0))
+    assert len(system.list_runs()) == before  # nothing recorded
+    annes = RunStore(tmp_path, actor=Actor(ann))
+    assert prune_job_spec(annes, on_upload, 0.5, finetune_epochs=0).owner == ann  # its owner may
