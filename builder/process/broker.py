@@ -155,16 +155,26 @@ def _owners_shown(store: RunStore, answer: Any) -> Any:
     its owner by pseudonym (:func:`builder.runs.owners.pseudonym`), never by id, which for an anonymous owner is its
     browser's cookie: a shared-mode job listed every owner's id, so a model that took its process over could write
     them into its own run for its owner to read. The process's own runs keep their owner (its uploads' folder), as
-    do a model probe's child's runs of the one owner it is narrowed to (:meth:`~builder.data.access.Actor.only_of`)."""
+    do a model probe's child's runs of the one owner it is narrowed to (:meth:`~builder.data.access.Actor.only_of`).
+    Another owner's data options are as people see them (:meth:`~builder.data.sources.DatasetSource.shown_options`):
+    a command-line run's file path on the server reached every shared-mode job (found by a trust review)."""
+    from builder.data.sources import DatasetSource  # lazy: the rows' data only
     from builder.runs.owners import owner_of, pseudonym  # lazy: the rows' owners only
 
     actor = store.actor if isinstance(store.actor, Actor) else None
     mine = {actor.owner, actor.only} - {None} if actor is not None else set()  # a probe's child: its model's owner
 
+    def shown(name: Any, options: Any) -> Any:
+        return DatasetSource(str(name), dict(options)).shown_options() if name and isinstance(options, dict) else options
+
     def one(run: Any) -> Any:
         if not isinstance(run, Run | dict) or owner_of(run) in mine:
             return run
         row = {**(run.row if isinstance(run, Run) else run), "owner": pseudonym(store.workspace, owner_of(run))}
+        row["dataset_options"] = shown(row.get("dataset_name"), row.get("dataset_options"))
+        info = row.get("dataset_info")
+        if isinstance(info, dict) and isinstance(info.get("options"), dict):
+            row["dataset_info"] = {**info, "options": shown(row.get("dataset_name"), info["options"])}
         return Run(row) if isinstance(run, Run) else row
     return [one(r) for r in answer] if isinstance(answer, list) else one(answer)
 

@@ -438,3 +438,25 @@ def test_a_confined_process_gets_other_owners_by_pseudonym_never_by_id(runs, mon
         client.close()
     assert listed == {mine: ANN, theirs: pseudonym(store.workspace, BOB)}
     assert read == pseudonym(store.workspace, BOB) and "b" * 32 not in read and own == ANN
+
+
+def test_a_confined_process_gets_no_file_path_of_another_owners_run(tmp_path, monkeypatch):
+    """Shared mode: a command-line run keeps its data file's path on the server (its own runs reload it), and every
+    shared-mode job's broker handed it on (dataset_options and dataset_info's options) to whatever the job runs.
+    Another owner's data options are as people see them: the file's name, no path."""
+    monkeypatch.setenv("LAYERLAB_SHARED_RUNS", "1")
+    store = RunStore(tmp_path, actor=SYSTEM)
+    secret = "/home/ops/SECRETDIR/private_people.csv"
+    local = store.create_run(load_template("mlp"), "csv", {"path": secret, "target": "y"}, {}, owner="local",
+                             dataset_info={"name": "csv:private_people.csv", "options": {"path": secret, "target": "y"}})
+    mine = store.create_run(load_template("mlp"), "csv", {"path": "/tmp/mine.csv"}, {}, owner=ANN)
+    client = broker.start(store.as_actor(Actor.of_job(ANN)))
+    try:
+        rows = {r["id"]: r for r in client.list_runs()}
+        read = client.get(local)
+    finally:
+        client.close()
+    for row in (rows[local], read):
+        assert "SECRETDIR" not in json.dumps(row.row if hasattr(row, "row") else row, default=str), row
+        assert row["dataset_options"]["target"] == "y"
+    assert rows[mine]["dataset_options"]["path"] == "/tmp/mine.csv"  # the process's own run, as recorded
