@@ -47,6 +47,7 @@ from builder.data.access import (
     CONTROL,
     DELETE,
     DELETE_CLASS_RUN,
+    LOCAL_OWNER,
     READ,
     STOP,
     SYSTEM,
@@ -58,7 +59,7 @@ from builder.data.access import (
 from builder.data.cache import ENV_WORKSPACE, workspace_root
 from builder.data.disk import on_full_disk, write_atomic
 from builder.errors import AccessDenied, RunStoreError
-from builder.escape import add_server_folder, hide_paths, resolves_inside
+from builder.escape import add_server_folder, hide_paths, resolves_inside, shown_uri
 from builder.graph.project import Project, graph_hash, load_project
 from builder.runs import db as _db
 from builder.runs import run_time as _run_time
@@ -302,8 +303,14 @@ class RunStore:
         return RunFolder(self.run_dir(run_id, actor=actor, write=write), writable=write)
 
     def job_spec(self, run_id: str, *, actor: Actor | None = None) -> dict | None:
-        """The job spec a run was started with (``job.json``), or None for a run without one (a CLI run)."""
-        return self.folder(run_id, actor=actor).read_job_spec()
+        """The job spec a run was started with (``job.json``), or None for a run without one (a CLI run); its
+        tracker's credentials as ``***`` for anyone but the run's owner (a teacher, shared mode, an admin read an
+        owner's ``https://user:password@...`` whole)."""
+        spec, who = self.folder(run_id, actor=actor).read_job_spec(), actor or self.who()
+        if isinstance(spec, dict) and isinstance(spec.get("tracking"), str) and not who.system \
+                and str(self._row(run_id).get("owner") or LOCAL_OWNER) != who.owner:
+            spec = {**spec, "tracking": shown_uri(spec["tracking"])}
+        return spec
 
     def _safe_path(self, path: Path) -> Path:
         """``path`` after checking that it resolves inside ``<workspace>/runs``. Raises RunStoreError."""

@@ -459,3 +459,19 @@ def test_a_jobs_metric_rows_read_back_as_the_trainer_writes_them(tmp_path):
     after = store.metrics_after(rid, "epoch")[0]
     assert [r["epoch"] for r in after] == [None, 1] and after[0]["train_loss"] is None
     assert store.get(rid)["epochs_done"] == 1
+
+
+def test_a_runs_tracker_credentials_are_its_owners_alone(tmp_path, monkeypatch):
+    """A visitor's own allowed tracker may carry a user and password (https://u:pw@host); job.json kept it and
+    RunStore.job_spec handed it whole to every reader of the run (a teacher, shared mode, an admin)."""
+    from builder.data.access import Actor
+
+    monkeypatch.setenv("LAYERLAB_SHARED_RUNS", "1")
+    ann, bob = "anon:" + "a" * 32, "anon:" + "b" * 32
+    store = RunStore(tmp_path, actor=SYSTEM)
+    rid = store.create_run(load_template("mlp"), "moons", {}, {}, owner=ann,
+                           job_spec={"tracking": "https://ann:s3cret@ml.school.org/x", "owner": ann})
+    assert RunStore(tmp_path, actor=Actor(ann)).job_spec(rid)["tracking"] == "https://ann:s3cret@ml.school.org/x"
+    for other in (Actor(bob, shared=True), Actor("user:admin@school.org", admin=True, shared=True)):
+        shown = RunStore(tmp_path, actor=other).job_spec(rid)
+        assert "s3cret" not in shown["tracking"] and shown["tracking"].endswith("@ml.school.org/x"), shown
