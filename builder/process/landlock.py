@@ -34,7 +34,8 @@ from builder.data.access import LOCAL_OWNER, SYSTEM, Actor
 from builder.data.cache import cache_dir
 from builder.process.launcher import counted_owner, package_root
 from builder.runs import db as _db
-from builder.runs.owners import owner_path, pin, upload_dir
+from builder.runs.owners import owner_of, owner_path, pin, upload_dir
+from builder.training.run_folder import RunFolder
 
 _CREATE_RULESET, _ADD_RULE, _RESTRICT_SELF = 444, 445, 446
 _VERSION = 1  # LANDLOCK_CREATE_RULESET_VERSION
@@ -263,8 +264,25 @@ def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: I
     # its owner's folder name and the server config (without its secrets, but for its own ``tracker``'s URI),
     # read now: identity.key and server.json close
     pin(Path(store.workspace), owner, [tracker] if tracker else [])
-    return _rules(store, owner, [*read, *[store.folder(r["id"], actor=SYSTEM).path for r in readable]],
+    return _rules(store, owner, [*read, *[p for r in readable for p in _run_files(store, r, owner)]],
                   [store.folder(run_id, actor=SYSTEM).path, *write], database=database)
+
+
+#: What a job never reads of another owner's run (shared mode): its job spec (the owner's id, for an anonymous one
+#: its browser's cookie, and its tracker's URI) and its process output.
+_THEIRS_SHUT = (RunFolder.JOB_SPEC, RunFolder.JOB_LOG)
+
+
+def _run_files(store, run, owner: str) -> list[Path]:
+    """The paths of a readable run a job of ``owner`` may read: its own runs' folders whole, another owner's (shared
+    mode) entry by entry but its job spec and log (:data:`_THEIRS_SHUT`): a job read every owner's job.json."""
+    folder = store.folder(run["id"], actor=SYSTEM).path
+    if owner_of(run) == owner:
+        return [folder]
+    try:
+        return [p for p in folder.iterdir() if p.name not in _THEIRS_SHUT and not p.is_symlink()]
+    except OSError:  # no folder (yet): nothing of it to read
+        return []
 
 
 def _refused(store, write: Iterable) -> str | None:

@@ -702,6 +702,48 @@ print(json.dumps(out))
     assert seen["sql"] == "refused" and isinstance(seen["mine"], int), seen
 
 
+def test_a_shared_mode_job_reads_another_owners_weights_but_never_its_job_spec(tmp_path):
+    """Shared mode: a job may read every run (an init_from, a teacher of another person), and Landlock opened their
+    folders whole, job.json included: each names its owner by id (an anonymous owner's is its browser's cookie)
+    and its tracker with any credentials. Another owner's run is now opened entry by entry, but its job spec and
+    its log."""
+    from builder.process import landlock
+
+    seen = _run_python(f"""
+import json, os
+from pathlib import Path
+os.environ["LAYERLAB_SHARED_RUNS"] = "1"
+from builder.data.access import SYSTEM, Actor
+from builder.graph.templates import load_template
+from builder.jobs import job_sandbox
+from builder.process import landlock
+from builder.runs.store import RunStore
+ws = Path({str(tmp_path / 'ws')!r})
+store = RunStore(ws, actor=SYSTEM)
+a, b = "anon:" + "a" * 32, "anon:" + "b" * 32
+mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a, job_spec={{"owner": a}})
+theirs = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=b, job_spec={{"owner": b}})
+store.folder(theirs).weights.write_bytes(b"weights")
+rules = job_sandbox.confinement(store, mine, a)
+store = job_sandbox.brokered(store.as_actor(Actor.of_job(a)))
+out = {{"line": landlock.confine(rules)}}
+for name, path in (("their_weights", ws / "runs" / theirs / "model.safetensors"),
+                   ("their_spec", ws / "runs" / theirs / "job.json"), ("my_spec", ws / "runs" / mine / "job.json")):
+    try:
+        out[name] = path.read_text()
+    except (PermissionError, FileNotFoundError) as e:
+        out[name] = type(e).__name__
+store.close()
+print(json.dumps(out))
+""")
+    if landlock.abi() == 0:
+        assert seen["line"].startswith("files not confined: this kernel has no Landlock")
+        return
+    assert seen["their_weights"] == "weights", seen  # what an init_from reads
+    assert seen["their_spec"] == "PermissionError", seen
+    assert "a" * 32 in seen["my_spec"], seen
+
+
 def test_a_confined_job_reaches_no_database_server_with_the_address_it_started_with_but_its_tracker(tmp_path,
                                                                                                     pg_url):
     """With the run database on PostgreSQL, a job starts with its address (and any password) in its environment,
