@@ -241,8 +241,10 @@ _FILE_URI = re.compile(rf"(?i)(?<![\w+.-])(file|sqlite(?:\+[a-z0-9]+)?):/{{2,}}(
 # a Windows path (a drive's "C:\\Users\\ann\\owners\\x", "C:/Users/..", a share's "\\\\srv\\share\\x", their repr's doubled
 # backslashes): a folder may hold single spaces ("C:\\Users\\Ann Smith\\..."), its last part ends at one
 _WSEG = r"[^\s\\/'\"`<>|;,()\[\]{}:*?]"
-_WIN_PATH = re.compile(rf"(?<![\w\\/.:-])(?:[A-Za-z]:[\\/]+|\\\\\\*(?={_WSEG}+(?: +{_WSEG}+)*\\))"
+_WIN_PATH = re.compile(rf"(?<![\w\\/.:-])(?:\\\\[?.]\\)?(?:[A-Za-z]:[\\/]+|\\\\\\*(?={_WSEG}+(?: +{_WSEG}+)*\\))"
                        rf"(?:{_WSEG}+(?: +{_WSEG}+)*[\\/]+)*({_WSEG}*)")
+# a path from a home folder (~/data/x.csv, ~ann/data/x.csv): the home is a server folder too
+_HOME_PATH = re.compile(rf"(?<![\w/.:~\\-])~(?:[A-Za-z_][\w.-]*)?/+(?:{_SEG}+/+)*({_SEG}*)")
 _SERVER_FOLDERS: set[str] = set()
 _NAMED_FOLDERS: set[str] = set()  # what add_server_folder was given (the store names its workspace at every open)
 _UNSAFE_IN_PATH = re.compile(r"[\s'\"`<>|;,()\[\]{}]")  # what ends a path to _ABS_PATH
@@ -292,6 +294,8 @@ def hide_paths(text: object) -> str:
     'artifacts at file://.../mlartifacts, db sqlite://.../m.db'
     >>> hide_paths(r"no file 'C:\\Users\\Ann Smith\\ws\\owners\\3fa9\\a.csv' nor \\\\srv\\share\\b.pt at c:/x/y")
     "no file '.../a.csv' nor .../b.pt at .../y"
+    >>> hide_paths(r"read ~/secret/people.csv, ~ann/data/x.csv and \\\\?\\C:\\Users\\ann\\a.csv")
+    'read .../people.csv, .../x.csv and .../a.csv'
     """
     def short(m: re.Match) -> str:
         last = m.group(1) or m.group(0).rstrip("/").rsplit("/", 1)[-1]
@@ -305,7 +309,7 @@ def hide_paths(text: object) -> str:
         return f".../{m.group(1) or parts[-1]}"
 
     text = _FILE_URI.sub(uri, _known_folders(str(text)))
-    return _ABS_PATH.sub(short, _WIN_PATH.sub(windows, text))
+    return _ABS_PATH.sub(short, _HOME_PATH.sub(short, _WIN_PATH.sub(windows, text)))
 
 
 with contextlib.suppress(OSError, RuntimeError):  # RuntimeError: a user without a home
