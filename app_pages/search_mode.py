@@ -150,7 +150,7 @@ def start(req: dict, ds) -> None:
     except LayerLabError as e:
         ui.show_error(e)
         return
-    st.session_state.ll_study = {"name": req["name"], "pid": proc.pid, "proc": proc}
+    st.session_state.ll_study = {"name": req["name"], "pid": proc.pid, "proc": proc, "trials": req["trials"]}
     st.session_state.ll_s_default_name = None
     st.rerun()
 
@@ -184,7 +184,8 @@ def study_view() -> None:
     rows = trials_table(study)
     c = st.columns(4)
     c[0].metric("Study", ui.md(name))
-    target = (study.user_attrs.get("layerlab") or {}).get("n_trials")
+    # the runner records its target when it starts: until then the one asked for ("Trials 0 / ?" in the first seconds)
+    target = (study.user_attrs.get("layerlab") or {}).get("n_trials") or cur.get("trials")
     status = "running" if running else "finished" if target and len(rows) >= target else "stopped"
     c[1].metric("Status", status)
     c[2].metric("Trials", f"{len(rows)} / {target or '?'}")
@@ -242,8 +243,7 @@ def actions(ds) -> None:
         ui.flash(f"Stopping study {name}: running trials are stopped")
         st.rerun()
     more = c[1].number_input("Trials in all", 1, 100_000, value=None, key="ll_s_more", persist_state="session",
-                             placeholder="same",
-                             label_visibility="collapsed", help="Resume with this many trials in all")
+                             placeholder="same as before", help="Resume with this many trials in all")
     if c[1].button("Resume search", key="ll_s_resume", icon=":material/play_arrow:", disabled=running):
         try:
             proc = resume_study(ui.workspace(), _storage(), name, n_trials=more, owner=ui.owner())

@@ -59,7 +59,7 @@ def test_search_runs_shows_trials_and_puts_the_best_on_the_canvas(at, tmp_path):
     at.text_input(key="ll_s_name").set_value("app-study")
     _submit(at)
     study = at.session_state["ll_study"]
-    assert study["name"] == "app-study"
+    assert study["name"] == "app-study" and study["trials"] == 2  # "Trials 0 / 2" before the runner records it
     assert study["proc"].wait(timeout=600) == 0  # the study process, with its trial jobs, ends
     at.run()
     assert not at.exception, [e.value for e in at.exception]
