@@ -170,10 +170,12 @@ def prepare(project, dataset: str | Dataset | None, config: TrainConfig | dict |
     """
     project = load_project(project).model_copy(deep=True)
     ds, cfg = _data_and_settings(project, dataset, config, dataset_options, store, uploads)
-    if wrong := settings_problems(project.graph, cfg):  # before a run is recorded, as `layerlab validate` says
-        raise TrainingError("; ".join(str(p) for p in wrong))
+    report, drawn = infer_shapes(project.graph), project.graph
+    if wrong := settings_problems(project.graph, cfg, report=report):  # before a run is recorded, as `layerlab
+        raise TrainingError("; ".join(str(p) for p in wrong))  # validate` says them
     project.graph, cfg = apply_finetune(project.graph, cfg)  # linear probe / LoRA: what trains
-    report = infer_shapes(project.graph)
+    if project.graph is not drawn:  # LoRA added: the graph that trains has its own analysis (else it is this one)
+        report = infer_shapes(project.graph)
     if adapt:  # adapting reads the structure only; a changed graph's shapes need their own analysis
         adapted = adapt_graph(project.graph, ds.info, report)
         if adapted.model_dump() != project.graph.model_dump():

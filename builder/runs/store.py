@@ -69,6 +69,7 @@ from builder.training.config import TrainConfig
 from builder.training.events import typed_event
 from builder.training.run_folder import RunFolder
 from builder.training.run_status import (
+    CREATED,
     LIVE,
     RunStatus,
     host_name,
@@ -334,7 +335,7 @@ class RunStore:
         import torch  # lazy: heavy (torch)
 
         project, status = load_project(project), _checked_status(status)
-        if status not in (RunStatus.QUEUED, RunStatus.IMPORTED):
+        if status not in CREATED:
             raise RunStoreError(f"a new run is queued or imported; received: {status}")
         cfg = TrainConfig.from_dict(config)
         env = {"torch": torch.__version__, "python": ".".join(map(str, __import__("sys").version_info[:3])),

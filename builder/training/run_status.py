@@ -69,6 +69,8 @@ HALTED: frozenset[RunStatus] = frozenset({RunStatus.PAUSED, RunStatus.STOPPED, R
 """The trainer halted before its last epoch (a pause or stop request, an error): its message says why."""
 CUT_SHORT: frozenset[RunStatus] = frozenset({RunStatus.STOPPED, RunStatus.INTERRUPTED})
 """Ended before its last epoch by a stop request or a dead process (not by an error of its own)."""
+CREATED: frozenset[RunStatus] = frozenset({RunStatus.QUEUED, RunStatus.IMPORTED})
+"""What a new run is recorded as: queued for its job, or imported once its files are whole."""
 
 
 def _status(value: Any) -> Any:
@@ -138,7 +140,7 @@ def live_label(statuses: Iterable[str | Mapping]) -> str:
 
 
 __all__ = ["pid_alive", "reaping", "is_orphaned", "BEAT_S", "STALE_S", "ENV_BEAT_S", "ENV_STALE_S", "ENV_HOST", "beat_s",
-           "stale_s", "host_name", "RunStatus", "LIVE", "STARTED", "FINAL", "RESUMABLE", "TRAINER_END", "ENDED_BY_ERROR", "ENDED_CLEANLY", "HALTED", "CUT_SHORT",
+           "stale_s", "host_name", "RunStatus", "LIVE", "STARTED", "FINAL", "RESUMABLE", "TRAINER_END", "ENDED_BY_ERROR", "ENDED_CLEANLY", "HALTED", "CUT_SHORT", "CREATED",
            "is_live", "is_final", "can_resume",
            "resume_refusal", "live_label"]
 

@@ -38,7 +38,7 @@ def test_library_model_goes_on_the_canvas_with_its_weights(workspace, library):
     assert not at.session_state["ll_canvas_error"]
     proj = at.session_state["ll_project"]
     ids = {n.id for n in proj.graph.nodes}
-    assert "m_transformer_layer_0_attention_q_lin" in ids
+    assert "transformer_layer_0_attention_q_lin" in ids  # its module path (transformer.layer.0.attention.q_lin)
     run = RunStore(workspace, actor=SYSTEM).get(proj.training["init_from"])
     assert run["status"] == "imported" and run["owner"] == "local"
     # fine-tuning mode LoRA set on the Train page, no LoRA node drawn: the count includes the adapters the run

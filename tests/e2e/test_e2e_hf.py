@@ -22,7 +22,7 @@ def test_library_model_from_the_palette_onto_the_canvas(page, model_library):
     expect(size).to_contain_text("params", timeout=60_000)
     expect(size).to_contain_text("to train on")  # the training memory on this server's device, before placing
     page.locator("[data-testid=palette-library\\:tiny-distilbert]").click()
-    node = page.locator("[data-testid=node-m_transformer_layer_0_attention_q_lin]")
+    node = page.locator("[data-testid=node-transformer_layer_0_attention_q_lin]")
     expect(node).to_be_visible(timeout=180_000)  # the import runs in the worker first
     wait_idle(page)
     # the starter network, untouched, is replaced without a question
