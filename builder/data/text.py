@@ -22,6 +22,7 @@ the ids alone carry it to the attention layers. The tokenizer travels with the d
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import re
@@ -205,27 +206,29 @@ def load_tokenizer(text: str) -> Tokenizer:
     return tok
 
 
-def _encodings(tok: Tokenizer, texts: list[str], special: bool) -> list[Any]:
-    """``tok.encode_batch``, its failures one DatasetError: a rule of the file that panics in the library's Rust
-    code (a regular expression past its backtracking limit) raises ``PanicException``, which is no ``Exception``."""
+@contextlib.contextmanager
+def _library_errors() -> Iterator[None]:
+    """The tokenizers library's failures as one DatasetError: a rule of the file that panics in its Rust code (a
+    regular expression past its backtracking limit) raises ``PanicException``, which is no ``Exception``."""
     try:
-        return tok.encode_batch(texts, add_special_tokens=special)
+        yield
     except BaseException as e:
         if not isinstance(e, Exception) and type(e).__name__ != "PanicException":  # Ctrl-C, exit: theirs
             raise
         raise DatasetError(f"the tokenizer failed on this text ({str(e)[:80]}). Fix: a shorter or plainer text, or "
                            "tokenizer 'word' or 'bpe' (learned on your texts)") from None
+
+
+def _encodings(tok: Tokenizer, texts: list[str], special: bool) -> list[Any]:
+    """``tok.encode_batch``, its failures one DatasetError (:func:`_library_errors`)."""
+    with _library_errors():
+        return tok.encode_batch(texts, add_special_tokens=special)
 
 
 def _post_processed(tok: Tokenizer, encoding: Any) -> Any:
-    """``tok.post_process`` (its special tokens added), its failures one DatasetError as :func:`_encodings`'."""
-    try:
+    """``tok.post_process`` (its special tokens added), its failures one DatasetError (:func:`_library_errors`)."""
+    with _library_errors():
         return tok.post_process(encoding, add_special_tokens=True)
-    except BaseException as e:
-        if not isinstance(e, Exception) and type(e).__name__ != "PanicException":  # Ctrl-C, exit: theirs
-            raise
-        raise DatasetError(f"the tokenizer failed on this text ({str(e)[:80]}). Fix: a shorter or plainer text, or "
-                           "tokenizer 'word' or 'bpe' (learned on your texts)") from None
 
 
 def token_ids(tok: Tokenizer, text: str) -> list[int]:

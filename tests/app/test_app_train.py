@@ -344,21 +344,29 @@ def test_a_run_resumed_here_shows_as_running_not_stopping(at, ws):
     assert wait(store, [rid], TIMEOUT) == {rid: "stopped"}
 
 
-def test_a_scaled_targets_test_errors_show_in_its_own_units(ws):
-    """A forecaster (or a regression) trains on standardised targets: its Test results showed MAE 1.016 for
-    sunspots that vary by ~34 (34.8 in sunspots), beside a Runs table that now gives its best MAE in units."""
+def _scaled_run(ws, std: float, test: dict, epochs: int = 1):
+    """The Train page (MLP template) beside a finished run of ``epochs`` epochs on a target scaled by ``std`` (mean
+    3), its MAE 0.75 / 0.5 (train / validation) each epoch, and ``test`` as its test figures; (app, run id)."""
     import builder
     from tests.helpers import ME
 
     at = open_app("app_pages/train.py", owner=ME, template="mlp")
     store = RunStore(ws, actor=SYSTEM)
-    rid = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME,
-                           dataset_info={"task": "regression", "target_std": [10.0], "target_mean": [3.0]})
-    store.log_metrics(rid, [{"type": "epoch", "epoch": 1, "train_loss": 0.3, "val_loss": 0.3, "metric_name": "mae",
-                             "train_metric": 0.75, "val_metric": 0.5}])
-    store.finish(rid, "finished", test={"mae": 0.5, "mse": 0.25, "r2": 0.9, "loss": 0.25, "n": 12})
+    rid = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": epochs}, owner=ME,
+                           dataset_info={"task": "regression", "target_std": [std], "target_mean": [3.0]})
+    store.log_metrics(rid, [{"type": "epoch", "epoch": e, "step": 2 * e, "train_loss": 0.3, "val_loss": 0.3,
+                             "metric_name": "mae", "train_metric": 0.75, "val_metric": 0.5}
+                            for e in range(1, epochs + 1)])
+    store.finish(rid, "finished", test=test)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+    return at, rid
+
+
+def test_a_scaled_targets_test_errors_show_in_its_own_units(ws):
+    """A forecaster (or a regression) trains on standardised targets: its Test results showed MAE 1.016 for
+    sunspots that vary by ~34 (34.8 in sunspots), beside a Runs table that now gives its best MAE in units."""
+    at, _ = _scaled_run(ws, 10.0, {"mae": 0.5, "mse": 0.25, "r2": 0.9, "loss": 0.25, "n": 12})
     shown = {m.label: m.value for m in at.metric}
     # were 0.5 and 0.25; each figure names what it is measured in (the target has no name here: a built-in's). "MSE
     # 1.794" stood beside "Loss 0.007947" for one regression with no word of units (the loss is in deviations)
@@ -379,18 +387,7 @@ def test_an_ended_runs_replay_keeps_its_curves_in_the_targets_units(ws):
     (curve_upto), so a finished forecaster's MAE chart read 0.5 standard deviations beside Test results' 5."""
     import json
 
-    import builder
-    from tests.helpers import ME
-
-    at = open_app("app_pages/train.py", owner=ME, template="mlp")
-    store = RunStore(ws, actor=SYSTEM)
-    rid = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 3}, owner=ME,
-                           dataset_info={"task": "regression", "target_std": [10.0], "target_mean": [3.0]})
-    store.log_metrics(rid, [{"type": "epoch", "epoch": e, "step": 2 * e, "train_loss": 0.3, "val_loss": 0.3,
-                             "metric_name": "mae", "train_metric": 0.75, "val_metric": 0.5} for e in (1, 2, 3)])
-    store.finish(rid, "finished", test={"mae": 0.5, "loss": 0.25, "n": 12})
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at, rid = _scaled_run(ws, 10.0, {"mae": 0.5, "loss": 0.25, "n": 12}, epochs=3)
     assert at.select_slider(key=f"ll_replay_epoch_{rid}").value == 3  # the replay's last frame is shown
     (fig,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "ll_fig_metric" in c.proto.id]
     assert {t["name"]: t["y"] for t in fig["data"]} == {"train": [7.5] * 3, "validation": [5.0] * 3}
@@ -403,18 +400,7 @@ def test_every_measured_test_figure_is_shown(ws):
     """Usability review: a GPT on a corpus showed "Loss 0.1572 · Test samples 9" as its Test results, while its run
     held the test perplexity (its headline figure, the one its curves show); a forecast's RMSE was measured and
     never shown either."""
-    import builder
-    from tests.helpers import ME
-
-    at = open_app("app_pages/train.py", owner=ME, template="mlp")
-    store = RunStore(ws, actor=SYSTEM)
-    rid = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME,
-                           dataset_info={"task": "regression", "target_std": [2.0], "target_mean": [0.0]})
-    store.log_metrics(rid, [{"type": "epoch", "epoch": 1, "train_loss": 0.3, "val_loss": 0.3, "metric_name": "mae",
-                             "train_metric": 0.75, "val_metric": 0.5}])
-    store.finish(rid, "finished", test={"loss": 0.16, "perplexity": 1.17, "rmse": 0.5, "n": 9})
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at, _ = _scaled_run(ws, 2.0, {"loss": 0.16, "perplexity": 1.17, "rmse": 0.5, "n": 9})
     shown = {m.label: m.value for m in at.metric}
     assert (shown["Perplexity"], shown["RMSE (target units)"], shown["Test samples"]) == ("1.17", "1", "9"), shown
 
