@@ -296,13 +296,7 @@ def inspect_folder(folder: str | os.PathLike, *, budget: int | None = None, seq_
     cfg: dict[str, Any] = {}
     if CONFIG in names:
         try:
-            with open(folder / CONFIG, "rb") as f:
-                raw = f.read(MAX_CONFIG_BYTES + 1)
-            if len(raw) > MAX_CONFIG_BYTES:
-                raise ValueError(f"{CONFIG} is larger than {MAX_CONFIG_BYTES:,} bytes")
-            cfg = json.loads(raw)
-            if not isinstance(cfg, dict):
-                raise ValueError(f"{CONFIG} is not a JSON object")
+            cfg = _json_object(folder / CONFIG)
         except (OSError, ValueError, RecursionError) as e:  # RecursionError: nesting deeper than json's stack
             problems.append(f"unreadable {CONFIG} ({type(e).__name__})")
             cfg = {}
@@ -366,6 +360,19 @@ def offline() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
+def _json_object(path: Path) -> dict:
+    """A model folder's small JSON file (``config.json``, ``preprocessor_config.json``) as a dict, read within
+    :data:`MAX_CONFIG_BYTES`. Raises OSError, ValueError (too large, not JSON, not an object) or RecursionError."""
+    with open(path, "rb") as f:
+        raw = f.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ValueError(f"{Path(path).name} is larger than {MAX_CONFIG_BYTES:,} bytes")
+    obj = json.loads(raw)
+    if not isinstance(obj, dict):
+        raise ValueError(f"{Path(path).name} is not a JSON object")
+    return obj
+
+
 def pixel_scaling(path: Path | None, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The ``(mean, std)`` per channel that turn LayerLab's pixels (0 to 1) into what an image model was trained on,
     from its folder's ``preprocessor_config.json`` (``do_rescale``/``rescale_factor``, ``do_normalize``,
@@ -383,13 +390,10 @@ def pixel_scaling(path: Path | None, channels: int) -> tuple[tuple[float, ...], 
     cfg: Any = {}
     if path is not None:
         try:
-            with open(path, "rb") as f:
-                raw = f.read(MAX_CONFIG_BYTES + 1)
-            cfg = json.loads(raw) if len(raw) <= MAX_CONFIG_BYTES else None
+            cfg = _json_object(path)
         except (OSError, ValueError, RecursionError):
-            cfg = None
-        if not isinstance(cfg, dict):
-            raise ValueError(f"unreadable {PREPROCESSOR}")
+            raise ValueError(f"unreadable {PREPROCESSOR}") from None
+
     def number(a: Any) -> bool:
         return isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a)
 
