@@ -413,7 +413,8 @@ def _write_ends(store: RunStore, job_pid: int, ends: _Ends) -> None:
         except Exception as e:  # noqa: BLE001  the job has ended: its log says what was not written
             print(f"job: its {call} after it recorded its end was not written: {type(e).__name__}: {e}",
                   file=sys.stderr, flush=True)
-    for run_id in ends.status:  # ended: its record names the job's process again, not this broker
+    for run_id in ends.status:  # a held end that was not written: its record names the job's process again (a
+        # written final status did so itself, in its own statement: RunStore.for_pid)
         with contextlib.suppress(LayerLabError):
             store.as_actor(SYSTEM).update_run(run_id, pid=job_pid)
 

@@ -541,9 +541,12 @@ class RunStore:
         if status == RunStatus.RUNNING:
             sets += ["pid = ?", "host = ?", "started_at = COALESCE(started_at, ?)", "beat_at = ?"]
             args += [self.for_pid or os.getpid(), host_name(), _now(), time.time()]
-        if is_final(status):
-            sets.append("finished_at = ?")
+        if is_final(status):  # a job's broker that held its end (builder.process.broker) names the job's process
+            sets.append("finished_at = ?")  # again in the same statement: never a final status with the broker's pid
             args.append(_now())
+            if self.for_pid:
+                sets.append("pid = ?")
+                args.append(self.for_pid)
         for k, v in fields.items():
             sets.append(f"{k} = ?")
             args.append(_dumps(v) if k in _JSON_COLS else v)

@@ -460,3 +460,28 @@ def test_a_confined_process_gets_no_file_path_of_another_owners_run(tmp_path, mo
         assert "SECRETDIR" not in json.dumps(row.row if hasattr(row, "row") else row, default=str), row
         assert row["dataset_options"]["target"] == "y"
     assert rows[mine]["dataset_options"]["path"] == "/tmp/mine.csv"  # the process's own run, as recorded
+
+
+def test_a_held_end_names_the_jobs_process_in_the_statement_that_makes_it_final(runs, monkeypatch):
+    """A job's broker holds its end and stands as the run's process meanwhile (its pid on the run); once the job
+    has gone it writes the end, then named the job's process again in a later statement: a reader between the two
+    saw a finished run whose process was the broker (CI: ``test_later_jobs_fork_from_the_warm_launcher``)."""
+    store, mine, _ = runs
+    job_pid, broker_pid = 4_000_001, 4_000_002  # neither this process's parent: the job has ended
+    store.as_actor(SYSTEM).update_run(mine, pid=broker_pid)
+    job = store.as_actor(Actor.of_job(ANN))
+    job.for_pid = job_pid
+    ends = broker._Ends()
+    ends.add(mine, "finish", [mine, "finished"], {"final": {"loss": 0.5}})
+    seen: list = []
+    write = RunStore._write
+
+    def spy(self, sql, args=()):
+        n = write(self, sql, args)
+        row = store.get(mine)
+        seen.append((row["status"], row["pid"]))
+        return n
+
+    monkeypatch.setattr(RunStore, "_write", spy)
+    broker._write_ends(job, job_pid, ends)
+    assert ("finished", broker_pid) not in seen and seen[-1] == ("finished", job_pid), seen
