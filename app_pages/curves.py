@@ -12,7 +12,7 @@ import streamlit as st
 
 from app_pages.fmt import curve_mode, share_axis, split_marker, whole_epoch_ticks
 from builder.escape import plotly_text
-from builder.training.metrics_units import metric_in_units
+from builder.training.metrics_units import metric_in_units, metric_label
 from builder.training.run_status import is_live
 
 COLORS = {"train": "#6366f1", "val": "#f59e0b", "lr": "#10b981"}
@@ -130,8 +130,8 @@ def metric_figure(sess: Curve) -> go.Figure:
                                      name="validation" if split == "val" else "train",
                                      line=dict(color=COLORS[split], width=2), marker=split_marker(split)))
     _empty_note(fig, sess, per_epoch=True)
-    shown = {"r2": "R²", "mae": "MAE", "rmse": "RMSE", "mse": "MSE", "f1": "F1"}.get(name, name)  # as the results
-    fig = _layout(fig, shown[:1].upper() + shown[1:] if shown else "Metric", shown, sess)
+    shown = metric_label(name)  # as the Test results name it
+    fig = _layout(fig, shown, shown, sess)
     return share_axis(fig) if name in ("accuracy", "f1") else fig
 
 

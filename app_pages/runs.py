@@ -28,7 +28,7 @@ from builder.runs.summary import (
     run_label,
 )
 from builder.training.lineage import baseline_line, init_line
-from builder.training.metrics_units import metric_in_units
+from builder.training.metrics_units import metric_in_units, metric_label
 from builder.training.run_status import RESUMABLE, RunStatus, can_resume, is_live
 
 if ui.shared_runs():  # everyone's runs, with an owner column of pseudonyms
@@ -104,7 +104,8 @@ def overlay(runs: list[dict]) -> None:
             figs["metric"].add_trace(go.Scatter(x=x, y=y, name=f"{rid} val {plotly_text(shown)}",
                                                 line=dict(color=color, width=2)))
     named = {str(e.get("metric_name")) for r in metric for e in r.get("epochs") or [] if e.get("metric_name")}
-    metric_title = f"Validation {plotly_text(named.pop())}" if len(named) == 1 else "Validation metric (see legend)"
+    metric_title = (f"Validation {plotly_text(metric_label(named.pop()))}" if len(named) == 1
+                    else "Validation metric (see legend)")
     for (name, fig), col in zip(figs.items(), st.columns(2)):
         fig.update_layout(title=dict(text="Loss (solid: validation, dotted: train)" if name == "loss" else
                                      metric_title, font=dict(size=14)),

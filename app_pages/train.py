@@ -16,7 +16,7 @@ from builder.runs.record import shown_time
 from builder.runs.run_time import stamp
 from builder.runs.summary import current_run, run_label
 from builder.training.lineage import baseline_line, baseline_tag, init_line
-from builder.training.metrics_units import metric_in_units, metric_units
+from builder.training.metrics_units import metric_in_units, metric_label, metric_units
 from builder.training.objectives import has_objective, objective_kind, train_verdict, with_teacher
 from builder.training.run_status import (
     CUT_SHORT,
@@ -400,10 +400,8 @@ def results(run: dict, rs) -> None:
         st.caption(ui.md(line))
     # every figure the evaluation measures (builder.training.metrics.evaluate): a language model's perplexity and a
     # forecast's RMSE were measured and never shown (a GPT's Test results read "Loss 0.1572 · Test samples 9")
-    keys = [("accuracy", "Accuracy", True), ("macro_f1", "Macro F1", False), ("perplexity", "Perplexity", False),
-            ("r2", "R²", False), ("mse", "MSE", False), ("rmse", "RMSE", False), ("mae", "MAE", False),
-            ("loss", "Loss", False)]
-    shown = [(k, lab, pct) for k, lab, pct in keys if test.get(k) is not None]
+    keys = ("accuracy", "macro_f1", "perplexity", "r2", "mse", "rmse", "mae", "loss")
+    shown = [(k, metric_label(k), k == "accuracy") for k in keys if test.get(k) is not None]
     if test.get("n") is not None:  # (a drawn objective's run older than its count: no "Test samples —")
         shown.append(("n", "Test samples", False))
     if not shown:

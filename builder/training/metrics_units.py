@@ -35,6 +35,20 @@ SCORED = ("accuracy", "macro_f1", "r2", "mse", "rmse", "mae", "perplexity", "los
 _TARGET_POWER = {"mae": 1, "rmse": 1, "mse": 2}
 
 
+_LABELS = {"accuracy": "Accuracy", "macro_f1": "Macro F1", "f1": "F1", "perplexity": "Perplexity", "r2": "R²",
+           "mse": "MSE", "rmse": "RMSE", "mae": "MAE", "loss": "Loss"}
+
+
+def metric_label(name: str) -> str:
+    """A metric's name as a title, a chart's axis or a figure's label shows it (the one home of these names).
+
+    >>> metric_label("r2"), metric_label("macro_f1"), metric_label("accuracy"), metric_label("psnr"), metric_label("")
+    ('R²', 'Macro F1', 'Accuracy', 'Psnr', 'Metric')
+    """
+    name = str(name or "")
+    return _LABELS.get(name) or (name[:1].upper() + name[1:] if name else "Metric")
+
+
 def has_units(name: str) -> bool:
     """Whether metric ``name`` is measured in the target's units (an error: mae, rmse, mse), so scaled targets
     change it.
@@ -100,4 +114,4 @@ def metric_units(name: str, dataset_info: Mapping[str, Any] | None) -> tuple[str
     return f" ({shown})", f"In the target's own units ({shown})"
 
 
-__all__ = ["has_units", "metric_in_units", "metric_units", "scored_metrics", "LOWER_IS_BETTER", "SCORED"]
+__all__ = ["has_units", "metric_label", "metric_in_units", "metric_units", "scored_metrics", "LOWER_IS_BETTER", "SCORED"]

@@ -235,7 +235,7 @@ def test_a_gan_run_shows_no_metric_that_repeats_its_loss(ws):
     assert sum("Validation " in t for t in titles) == 0 and sum("Loss (solid" in t for t in titles) == 1
     at.multiselect(key="ll_runs_pick").set_value([gan, mlp]).run()
     titles = [c.proto.spec for c in at.get("plotly_chart")]
-    assert sum("Validation accuracy" in t for t in titles) == 1  # named (it said "Validation metric")
+    assert sum("Validation Accuracy" in t for t in titles) == 1  # named (it said "Validation metric")
     # the runs are named in the legends and the settings' columns by name and time (the end of the id said
     # nothing), and counts and durations read as in the run's details (17476 and 3.178 beside 17.5k and 3.2s)
     import json
