@@ -43,6 +43,20 @@ def upload_label(kind: str, file: str) -> str:
     return f"{kind}: {file}"
 
 
+def named_targets(options: Any, task: str | None) -> list[str]:
+    """The names the data gives its targets: a table's ``target`` column(s), a forecast's series ``columns``;
+    [] where it names none. The one rule for a target's name (:attr:`DatasetInfo.target_names`, a metric's units).
+
+    >>> named_targets({"target": "price"}, "regression"), named_targets({"columns": ["spots"]}, "forecast")
+    (['price'], ['spots'])
+    >>> named_targets({"target": "price"}, "forecast"), named_targets({"target": ["a", ""]}, "regression")
+    ([], [])
+    """
+    named = (options or {}).get("columns" if task == "forecast" else "target") if isinstance(options, dict) else None
+    named = [named] if isinstance(named, str) else list(named) if isinstance(named, (list, tuple)) else []
+    return [str(t) for t in named] if named and all(isinstance(t, str) and t for t in named) else []
+
+
 # --------------------------------------------------------------------------------------------- bundle
 @dataclass
 class DatasetInfo:
@@ -90,10 +104,9 @@ class DatasetInfo:
         """A regression's targets by their column names (a CSV's ``target`` option), ``target`` (``target 1``,
         ``target 2``, ...) where the data names none: the Data page's table called a CSV's price "target" beside a
         histogram of "price"."""
-        named = self.options.get("target")
-        named = [named] if isinstance(named, str) else list(named) if isinstance(named, (list, tuple)) else []
-        if len(named) == self.out_size and all(isinstance(t, str) and t for t in named):
-            return [str(t) for t in named]
+        named = named_targets(self.options, self.task)
+        if named and len(named) == self.out_size:
+            return named
         return ["target"] if self.out_size == 1 else [f"target {i + 1}" for i in range(self.out_size)]
 
     def own_units(self, values: Any, part: str = "target") -> np.ndarray:
@@ -620,5 +633,5 @@ def finish_pixels(pixels: np.ndarray, y: np.ndarray, info: DatasetInfo, *, task:
 
 
 
-__all__ = ["DatasetInfo", "Split", "PixelSplit", "Dataset", "split_indices", "fold_indices", "fold_split", "finish", "finish_pixels", "TASKS",
+__all__ = ["DatasetInfo", "named_targets", "Split", "PixelSplit", "Dataset", "split_indices", "fold_indices", "fold_split", "finish", "finish_pixels", "TASKS",
            "MODALITIES", "SEQUENCE_TASKS"]

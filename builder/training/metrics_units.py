@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from builder.data.splits import named_targets
+
 LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "perplexity")  # the figures that rank a smaller value first
 
 
@@ -105,11 +107,8 @@ def metric_units(name: str, dataset_info: Mapping[str, Any] | None) -> tuple[str
         return "", None
     if metric_in_units(name, 1.0, dataset_info)[1]:
         return " (scaled)", "In standard deviations of each target (several targets, each scaled by its own)"
-    options = (dataset_info or {}).get("options") or {}
-    named = options.get("target") if (dataset_info or {}).get("task") != "forecast" else None  # a CSV's column
-    columns = options.get("columns")  # a series' one column
-    named = named or (columns[0] if isinstance(columns, list) and len(columns) == 1 else None)
-    unit = named if isinstance(named, str) and named else "target units"
+    named = named_targets((dataset_info or {}).get("options"), (dataset_info or {}).get("task"))
+    unit = named[0] if len(named) == 1 else "target units"  # a CSV's target column, a series' one column
     shown = unit + ("²" if power == 2 else "")
     return f" ({shown})", f"In the target's own units ({shown})"
 
