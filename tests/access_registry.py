@@ -264,7 +264,14 @@ def _doors() -> list[Door]:
     )
     from builder.runs.prune_run import prune_run, resume_pruned, run_prune_job
     from builder.runs.store import workspace_of
-    from builder.runs.summary import current_run, finished_run, has_trained, run_overview, runs_of_graph
+    from builder.runs.summary import (
+        current_run,
+        finished_run,
+        has_trained,
+        run_data,
+        run_overview,
+        runs_of_graph,
+    )
     from builder.search.runner import resume_study
     from builder.search.settings import StudySettings
     from builder.search.storage import claim_study, list_studies, load_study, request_stop, resolve_study
@@ -467,6 +474,7 @@ def _doors() -> list[Door]:
         # ---- a whole run record: its id is read (or written) through the store, as the actor
         Door("builder.runs.pipeline.open_run", (RUN,), lambda w, s: open_run(s, ann_record(w))),
         Door("builder.runs.pipeline.load_run_dataset", (RUN,), lambda w, s: load_run_dataset(s, ann_record(w))),
+        Door("builder.runs.summary.run_data", (RUN,), lambda w, s: run_data(s, ann_record(w))),
         Door("builder.runs.pipeline.resume_objective", (RUN,), lambda w, s: resume_objective(
             ann_record(w), s, w.project, None, None, [], [], w.ws / "none.safetensors"), writes=True),
         Door("builder.interpret.live.live_playback", (RUN,), lambda w, s: live_playback(s, ann_record(w))),

@@ -60,7 +60,7 @@ from builder.runs.owners import owner_of
 from builder.runs.record import stopped_tags
 from builder.runs.run_time import SPEC_DIGEST
 from builder.runs.store import CONTROL_ACTIONS, RunStore
-from builder.runs.summary import run_source
+from builder.runs.summary import run_data, run_source
 from builder.tracking import tracker  # mlflow itself stays unimported here
 from builder.tracking_destinations import (
     check_destination,
@@ -207,9 +207,8 @@ def _check_content(store: RunStore, spec: JobSpec) -> None:
 
     if spec.kind == "prune":
         parent = store.get(str(spec.prune["parent"]), actor=Actor.of_job(spec.owner))
-        source = DatasetSource.from_run(parent)
-        if (owner_of(parent) != spec.owner and source is not None and source.upload is not None
-                and not store.folder(parent.id, actor=SYSTEM).dataset.is_file()):
+        data = run_data(store, parent, actor=SYSTEM)  # what the job loads: its snapshot, else its owner's source
+        if owner_of(parent) != spec.owner and isinstance(data, DatasetSource) and data.upload is not None:
             # the job measures the parent on its data: another person's upload, which only its owner's jobs read
             # (shared mode: the job failed at its start, 'Permission denied' on the workspace's key)
             raise DatasetError(f"run {parent.id} trained on its owner's uploaded file, which only they can read; "

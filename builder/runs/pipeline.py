@@ -43,7 +43,7 @@ from builder.runs.classes import class_for
 from builder.runs.owners import owner_of, upload_dir
 from builder.runs.run_logger import RunLogger
 from builder.runs.store import Run, RunStore
-from builder.runs.summary import run_source
+from builder.runs.summary import run_data
 from builder.training.callbacks import Callback, RecordLatency, freeze_nodes
 from builder.training.checkpoint import previous_path, read_checkpoint, read_resumable
 from builder.training.config import TrainConfig, resolve_device
@@ -498,17 +498,16 @@ def owner_uploads(store: RunStore | None, owner: str) -> UploadFolder | None:
 
 def load_run_dataset(store: RunStore, run: Run) -> Dataset:
     """The dataset a run trained on: its saved snapshot, or its source reloaded as its owner's
-    (:func:`builder.runs.summary.run_source`: an upload inside the owner's folder, a built-in).
+    (:func:`builder.runs.summary.run_data`: an upload inside the owner's folder, a built-in).
 
     Only ``run``'s id counts: the owner and the dataset are those the store holds for it, read as the store's actor
     (a caller's copy of the record, edited or made up, names no other owner's upload and no file)."""
     run = store.get(run.id)
-    snapshot = store.folder(run.id).dataset
-    if snapshot.is_file():
-        return load_saved_dataset(snapshot)
+    data = run_data(store, run)
+    if isinstance(data, Path):
+        return load_saved_dataset(data)
     with use_cache_dir(store.workspace):
-        return load_dataset(run_source(store.workspace, run), uploads=owner_uploads(store, owner_of(run)),
-                            **pretrained_of(store, run))
+        return load_dataset(data, uploads=owner_uploads(store, owner_of(run)), **pretrained_of(store, run))
 
 
 def load_run(store: RunStore, run_id: str | Run, *, weights: str = "final",

@@ -193,6 +193,15 @@ def run_source(workspace: str | Path | None, run: dict) -> DatasetSource | None:
     return DatasetSource.from_run(run, uploads, local=owner == LOCAL_OWNER)
 
 
+def run_data(store: RunStore, run: Run, *, actor: Any = None) -> Path | DatasetSource | None:
+    """What a run's dataset is loaded from (the one rule: :func:`builder.runs.pipeline.load_run_dataset` loads it,
+    a prune job's door asks whether it is another person's upload): the snapshot saved in its folder, else its
+    source as its owner's (:func:`run_source`); None when it names none. ``actor`` reads the folder (the store's
+    own when None)."""
+    snapshot = store.folder(run.id, actor=actor).dataset
+    return snapshot if snapshot.is_file() else run_source(store.workspace, run)
+
+
 def shown_dataset_options(run: dict) -> dict:
     """A run's dataset options as shown to people (model cards, tables, MLflow, ``runs show``): an upload as its
     name or id, never a path on the server (:meth:`builder.data.sources.DatasetSource.shown_options`)."""
@@ -323,7 +332,7 @@ def device_options() -> list[tuple[str, str]]:
     return opts
 
 
-__all__ = ["best_epoch", "figures_on_test", "best_metric", "best_metric_text", "best_loss_text", "metric_in_units", "has_own_metric", "duration_s", "run_overview", "run_source", "shown_dataset_options", "shown_record", "dataset_label", "run_label", "legend_label", "legend_labels", "runs_of_graph", "current_run", "has_trained",
+__all__ = ["best_epoch", "figures_on_test", "best_metric", "best_metric_text", "best_loss_text", "metric_in_units", "has_own_metric", "duration_s", "run_overview", "run_source", "run_data", "shown_dataset_options", "shown_record", "dataset_label", "run_label", "legend_label", "legend_labels", "runs_of_graph", "current_run", "has_trained",
            "finished_run", "dataset_spec_of_run", "device_options"]
 
 

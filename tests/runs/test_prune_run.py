@@ -160,3 +160,28 @@ def test_another_persons_run_is_pruned_as_the_pruners_job_and_never_from_their_u
     assert len(system.list_runs()) == before  # nothing recorded
     annes = RunStore(tmp_path, actor=Actor(ann))
     assert prune_job_spec(annes, on_upload, 0.5, finetune_epochs=0).owner == ann  # its owner may
+
+
+def test_a_run_recorded_before_upload_ids_is_another_persons_upload_at_the_prune_door(tmp_path, no_launch,
+                                                                                      monkeypatch):
+    """The door and the job ask one question (:func:`builder.runs.summary.run_data`): a run recorded with its
+    upload's path (before upload ids) loads its owner's upload, so another person's prune is refused at the door;
+    the door read the path as no upload and recorded a job that failed at its start."""
+    from builder.data.access import Actor
+    from builder.data.uploads import UploadFolder
+    from builder.errors import DatasetError
+    from builder.runs.owners import upload_dir
+
+    monkeypatch.setenv("LAYERLAB_SHARED_RUNS", "1")
+    ann, bob = "anon:" + "a" * 32, "anon:" + "b" * 32
+    system = RunStore(tmp_path, actor=SYSTEM)
+    uploads = UploadFolder(upload_dir(tmp_path, ann))
+    ref = uploads.save("a.csv", b"x1,x2,y\n" + b"1,2,0\n" * 40)
+    old = system.create_run(load_template("mlp"), "csv", {"upload": ref, "target": "y"}, {"epochs": 1}, owner=ann)
+    system.update_run(old, dataset_options={"path": str(uploads.resolve(ref)), "target": "y"})
+    system.finish(old, "finished")
+    bobs = RunStore(tmp_path, actor=Actor(bob, shared=True))
+    before = len(system.list_runs())
+    with pytest.raises(DatasetError, match="trained on its owner's uploaded file"):
+        jobs.submit(bobs, prune_job_spec(bobs, old, 0.5, finetune_epochs=0))
+    assert len(system.list_runs()) == before
