@@ -72,7 +72,7 @@ from builder.tracking_destinations import (
 from builder.training import gpus as _gpus
 from builder.training.callbacks import Callback
 from builder.training.config import TrainConfig
-from builder.training.run_folder import RunFolder, read_json_file
+from builder.training.run_folder import read_json_file
 from builder.training.run_status import (
     RunStatus,
     beat_s,
@@ -264,8 +264,7 @@ def _record(store: RunStore, spec: JobSpec, share: int = 1) -> str:
                                   parent_id=spec.prune.get("parent") if spec.kind == "prune" else None)
         store.requeue(run_id)  # queued at the back, pid = this process until the job process takes over
         store.as_actor(SYSTEM).set_environment(run_id, storage_room=_room(room, share),  # its broker holds it to
-                                               gpu_quota=gpu_limit(store, spec.owner),  # them while it runs
-                                               **{SPEC_DIGEST: spec_digest(data)})  # what a resume may trust
+                                               gpu_quota=gpu_limit(store, spec.owner))  # them while it runs
         return run_id
     store.mark_interrupted()
     run = store.get(spec.resume_run, actor=Actor.of_job(spec.owner))
@@ -313,17 +312,6 @@ def _tracking(store: RunStore, spec: JobSpec) -> str | None:
     if spec.tracking:
         return check_destination(spec.tracking, store.workspace, spec.owner)
     return resolve_tracking(store.workspace, spec.owner)
-
-
-def spec_digest(data: dict) -> str:
-    """The SHA-256 of a job spec as written (:meth:`RunFolder.write_job_spec`, ``RunStore.create_run``): recorded
-    with its run (:data:`SPEC_DIGEST`, a key only the system writes), so a resume trusts a ``job.json`` only as
-    written, not as the run's job (whose process may write its folder) left it.
-
-    >>> spec_digest({"a": 1}) == RunFolder.digest(RunFolder.job_spec_bytes({"a": 1}))
-    True
-    """
-    return RunFolder.digest(RunFolder.job_spec_bytes(data))
 
 
 def _credentials(job_spec: Path) -> bool:

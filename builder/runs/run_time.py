@@ -34,7 +34,7 @@ WINDOW_S = 24 * 3600.0  # the GPU-time quota counts the last day (a rolling wind
 LEDGER = "gpu_used"  # environment key: the run's closed GPU segments, [start, end, processes] (epoch seconds)
 MAX_SEGMENTS = 256  # a ledger longer than this folds its oldest segments together (never counting less)
 PLACEMENT = ("device", "gpu", "gpu_need")  # environment keys of where a job runs: on_gpu reads the first two
-SPEC_DIGEST = "job_spec_sha256"  # the job spec's digest as the server wrote it (builder.jobs.queue.spec_digest)
+SPEC_DIGEST = "job_spec_sha256"  # the job spec's digest as the server wrote it (RunFolder.write_job_spec)
 SYSTEM_KEYS = (LEDGER, "gpu", "gpu_need", "executor", "ray_address", "resources", "storage_room", "gpu_quota",
                SPEC_DIGEST)
 """Environment keys only the system writes: the ledger, what the schedulers read of a live job (its GPU slot

@@ -329,7 +329,7 @@ class RunStore:
                    files: Callable[[RunFolder], Any] | None = None) -> str:
         """Insert a ``queued`` run owned by ``owner`` (made for class ``class_id``, already checked by the caller:
         :func:`builder.runs.classes.check_class_for`) and create its folder, with ``job_spec`` as its ``job.json``
-        when given (:func:`builder.jobs.queue.submit`); returns the run id. An import is inserted ``imported``
+        (:func:`builder.jobs.queue.submit`; its digest recorded); returns the run id. An import is inserted ``imported``
         once ``files`` wrote its files into the folder. All or nothing: a full disk leaves neither a folder nor a
         row (an import's failed copy left a queued run, counted against its owner's queue)."""
         import torch  # lazy: heavy (torch)
@@ -348,8 +348,8 @@ class RunStore:
                     if not folder.claim():
                         continue
                     write_atomic(folder.project, project.to_json(), "the run's project")
-                    if job_spec is not None:
-                        folder.write_job_spec(job_spec)
+                    if job_spec is not None:  # its digest: what a resume may trust (builder.jobs.queue.submit)
+                        env[_run_time.SPEC_DIGEST] = folder.write_job_spec(job_spec)
                 if files is not None:
                     files(folder)
                 self._write("INSERT INTO runs (id, name, status, created_at, updated_at, pid, host, project, "
