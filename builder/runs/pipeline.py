@@ -288,15 +288,15 @@ def open_run_row(store: RunStore, run_id: str | None, project: Project, ds: Data
 
 
 def record_environment(store: RunStore, run_id: str, trainer: Any, report: ShapeReport, world_size: int = 1,
-                       graph: Any = None) -> None:
+                       graph: Any = None, **more: Any) -> None:
     """Record where a run trains (device, precision, processes) and its size (parameters, multiply-adds; with
     ``graph``, the parameters that train and the fine-tuning mode), so the model card and the Runs page read them
-    instead of analysing the graph again."""
+    instead of analysing the graph again; ``more`` in the same write (a fine-tuned run's init record)."""
 
     counts = trainable_params(graph, trainer.config.freeze, report=report) if graph is not None else {}
     store.set_environment(run_id, device=str(trainer.device), precision=trainer.precision, world_size=world_size,
                           params=int(report.total_params), macs=total_macs(node_costs(report)),
-                          trainable=counts.get("trainable"), finetune=trainer.config.finetune)
+                          trainable=counts.get("trainable"), finetune=trainer.config.finetune, **more)
 
 
 def _load_init(store: RunStore | None, model: torch.nn.Module, cfg: TrainConfig) -> dict | None:
@@ -388,11 +388,10 @@ def run_training(project, dataset: str | Dataset | None = None, config: TrainCon
         trainer = Trainer(model, ds, cfg, callbacks, run_dir, on_event=listeners, dist=dist)
     trainer.run_id = run_id
     if run_id is not None:
-        record_environment(store, run_id, trainer, report,
-                           world_size=getattr(dist, "world_size", 1) if dist is not None else 1, graph=project.graph)
-        if init is not None:  # which layers came from the source run and which started random (shown, carded)
-            store.set_environment(run_id, **{INIT_KEY: init_record(str(cfg.init_from), init,
-                                                                  asked=cfg.init_nodes is not None)})
+        # with, when fine-tuned, which layers came from the source run and which started random (shown, carded)
+        more = {} if init is None else {INIT_KEY: init_record(str(cfg.init_from), init, asked=cfg.init_nodes is not None)}
+        record_environment(store, run_id, trainer, report, graph=project.graph, **more,
+                           world_size=getattr(dist, "world_size", 1) if dist is not None else 1)
     return _launch(trainer, background, run_id)
 
 
