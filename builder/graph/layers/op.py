@@ -45,6 +45,11 @@ from builder.graph.layers.op_call import (  # the call's reading and binding; re
     resolve_op,
     walk_call,
 )
+from builder.graph.layers.op_meta import (  # the call on meta: outputs, what autograd saves
+    run_call,
+    run_call_any,
+    saved_cost,
+)
 from builder.graph.layers.op_onnx import onnx_lint, pool_args
 from builder.graph.layers.tensor import ANY
 from builder.graph.spec import (
@@ -57,85 +62,6 @@ from builder.graph.spec import (
     register,
     short_repr,
 )
-
-
-def _materialise(v: Any, tensors: list, consts_: dict, batch: int, device: str | None) -> Any:
-    torch = _torch()
-
-    def leaf(d):
-        if "t" in d:
-            return tensors[d["t"]]
-        if "w" in d:  # a bool constant kept among the float buffers is read back as bool (op_call.const_ref)
-            return consts_[d["w"]].bool() if d.get("dtype") == "bool" else consts_[d["w"]]
-        if "b" in d:
-            return d["b"] * batch
-        if set(d) == {"dtype"}:
-            return dtype_of(d["dtype"])
-        return torch.tensor(d["tensor"], dtype=dtype_of(d["dtype"]), device=device).reshape(d["shape"])
-    return walk_call(v, leaf)
-
-
-def _in_dtype(t: TensorType, bools: bool):
-    torch = _torch()
-    if t.kind != TOKENS:
-        return torch.float32
-    return torch.bool if bools and t.vocab == 2 else torch.int64
-
-
-def _run(p: dict, ins: list[TensorType], batch: int, bools: bool = False) -> list:
-    """The operator's outputs on torch's ``meta`` device for inputs of ``ins`` (token inputs as int64, or with
-    ``bools`` those of a vocabulary of 2 as bool: an Op's bool output, e.g. ``aten.lt``'s, is typed as tokens of
-    vocabulary 2). Nothing is allocated: inputs, constants and every factory operator's result (``aten.full``,
-    ``aten.arange`` ...: their ``device`` is set to meta) are meta tensors, whatever sizes the call names. Float
-    inputs and learned constants carry gradients, as in training and in Explain's input gradients: an operator
-    autograd refuses there (a float input summed into ``dtype=uint8``) is refused here."""
-    torch = _torch()
-    fn, args, kwargs = parse_call(p, len(ins))
-    w, b = consts(p)
-    grad = not torch.is_inference_mode_enabled()
-
-    def meta(shape: tuple, dtype: Any, requires_grad: bool) -> Any:
-        x = torch.empty(shape, dtype=dtype, device="meta")
-        return x.requires_grad_() if grad and requires_grad and x.is_floating_point() else x
-
-    # inputs as a layer's outputs (not leaves), learned constants as parameters (leaves)
-    tensors = [meta((batch, *t.shape), _in_dtype(t, bools), True) for t in ins]
-    tensors = [x.clone() if x.requires_grad else x for x in tensors]
-    cs = {k: meta(s, torch.float32, k in w) for k, s in {**w, **b}.items()}
-    kw = {k: _materialise(v, tensors, cs, batch, "meta") for k, v in kwargs.items()}
-    if any(a.name == "device" for a in fn._schema.arguments):
-        kw["device"] = "meta"  # a factory operator: its result is a meta tensor too
-    try:
-        with torch.enable_grad():
-            out = fn(*_materialise(args, tensors, cs, batch, "meta"), **kw)
-    except RuntimeError as ex:
-        if "Autograd not support dtype" not in str(ex):
-            raise
-        raise ShapeError(f"{p['op']} computes on values that carry gradients, so it must return floating-point "
-                         f"values; received: a result of dtype {str(ex).rsplit(':', 1)[-1].strip()}. Fix: leave out "
-                         "the dtype argument, or cast the result with an Op aten.to after it") from None
-    out = list(out) if isinstance(out, tuple | list) else [out]
-    if not all(isinstance(o, torch.Tensor) and o.device.type == "meta" for o in out):
-        raise ShapeError(f"{p['op']} returns something other than tensors; received: "
-                         f"{', '.join(type(o).__name__ for o in out)}. Fix: re-import the model")
-    return out
-
-
-def _run_any(p: dict, ins: list[TensorType], batch: int) -> list:
-    """:func:`_run`; token inputs of a vocabulary of 2 are tried as bool when int64 is refused."""
-    try:
-        return _run(p, ins, batch)
-    except ShapeError:
-        raise
-    except Exception:  # noqa: BLE001 - retried with bools below, else re-raised
-        if not any(t.kind == TOKENS and t.vocab == 2 for t in ins):
-            raise
-        try:
-            return _run(p, ins, batch, True)
-        except Exception:  # noqa: BLE001 - the first refusal is the one to show
-            pass
-        raise
-
 
 #: Operators whose CPU kernels take integer (and bool) tensors: views, indexing, comparisons, integer arithmetic,
 #: reductions. Meta kernels do not check dtypes (``aten.hardswish`` of int64 runs on meta, not on the CPU), so token
@@ -622,7 +548,7 @@ def _op_shape(p: dict, ins: list[TensorType]):
     results = []
     for batch in (2, 3, 1):  # batch 1 too: aten.squeeze drops every size-1 dimension, the batch's included
         try:
-            out = _run_any(p, ins, batch)
+            out = run_call_any(p, ins, batch)
         except ShapeError:
             raise
         except Exception as ex:  # noqa: BLE001 - torch's own refusal of these inputs, shown as a shape problem
@@ -656,12 +582,12 @@ def _op_shape(p: dict, ins: list[TensorType]):
 
 
 def _takes_bools(p: dict, types: list[TensorType]) -> bool:
-    """Whether the analysis ran the call with its vocabulary-2 token inputs as bool (:func:`_run_any`: int64 was
+    """Whether the analysis ran the call with its vocabulary-2 token inputs as bool (:func:`run_call_any`: int64 was
     refused, e.g. ``aten.masked_fill``'s mask); the compiled call casts them so, as analysed."""
     if not any(t.kind == TOKENS and t.vocab == 2 for t in types):
         return False
     try:
-        _run(p, types, 2)
+        run_call(p, types, 2)
     except Exception:  # noqa: BLE001 - the analysis then ran it with bools (it passed validation so)
         return True
     return False
@@ -675,7 +601,7 @@ def _op_emit(e, attr, p, ins, types):
     fn, args, kwargs = parse_call(p, len(ins))
     batch: dict = {}
     bools = _takes_bools(p, types)
-    out_bool = [o.dtype == torch.bool for o in _run_any(p, types, 2)]
+    out_bool = [o.dtype == torch.bool for o in run_call_any(p, types, 2)]
 
     def leaf(d):
         if "t" in d:
@@ -716,9 +642,9 @@ def _returns_sequence(fn: Any) -> bool:
 
 
 def _op_grad(p: dict, ins: list[TensorType]) -> bool:
-    """Whether any result of the call carries a gradient from its float inputs or learned constants (:func:`_run`
+    """Whether any result of the call carries a gradient from its float inputs or learned constants (:func:`run_call`
     gives them ``requires_grad``): ``aten.detach`` and factories such as ``aten.zeros_like`` carry none."""
-    return any(o.requires_grad for o in _run_any(p, ins, 2))
+    return any(o.requires_grad for o in run_call_any(p, ins, 2))
 
 
 def make_module(p: dict, ins: list[TensorType]):
@@ -765,6 +691,7 @@ OP = register(LayerSpec(
                   max=MAX_OUTPUTS)],
     shape=_op_shape, emit=_op_emit, export_init=_export_init, variadic=True, min_inputs=1, input_kind=ANY,
     outputs=OUTPUT_PORTS, output_count="outputs", strides="any", make_module=make_module, counts=counts, grad=_op_grad,
+    cost=saved_cost,
     lint=onnx_lint,
     # its shape rule ran the call on fresh (canonical) meta inputs: a transpose before aten.view failed in the
     # forward only ("view size is not compatible with input tensor's size and stride"), and an allow-listed norm

@@ -1,0 +1,135 @@
+"""An Op node's call on torch's ``meta`` device (nothing allocated): its outputs, and what autograd saves for
+its backward pass, which the training-memory estimate counts (:func:`saved_cost`).
+
+What an operator keeps is read from autograd itself rather than written per operator: the call runs with its float
+inputs carrying gradients under ``saved_tensors_hooks``, and every saved tensor that is not an input or a constant
+counts (the attention weights of ``aten.scaled_dot_product_attention``, a pooling's indices, ``aten.pow``'s
+result). Before, an Op node counted no such tensor: attention over T steps kept T × T values per sample where
+the estimate had T × features (measured: 6 to 23 times the estimate at T = 128 to 512).
+
+>>> from builder.graph.spec import TensorType
+>>> p = {"op": "aten.scaled_dot_product_attention", "args": '[{"t": 0}, {"t": 1}, {"t": 2}]', "kwargs": "{}",
+...      "weights": "{}", "buffers": "{}", "outputs": 1}
+>>> saved_cost(p, [TensorType((64, 8))] * 3, {}).work >= 64 * 64  # the (T, T) attention weights
+True
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from builder.graph.layers._common import _torch
+from builder.graph.layers.op_call import consts, dtype_of, parse_call, walk_call
+from builder.graph.spec import TOKENS, Cost, ShapeError, TensorType
+
+
+def _materialise(v: Any, tensors: list, consts_: dict, batch: int, device: str | None) -> Any:
+    torch = _torch()
+
+    def leaf(d):
+        if "t" in d:
+            return tensors[d["t"]]
+        if "w" in d:  # a bool constant kept among the float buffers is read back as bool (op_call.const_ref)
+            return consts_[d["w"]].bool() if d.get("dtype") == "bool" else consts_[d["w"]]
+        if "b" in d:
+            return d["b"] * batch
+        if set(d) == {"dtype"}:
+            return dtype_of(d["dtype"])
+        return torch.tensor(d["tensor"], dtype=dtype_of(d["dtype"]), device=device).reshape(d["shape"])
+    return walk_call(v, leaf)
+
+
+def _in_dtype(t: TensorType, bools: bool):
+    torch = _torch()
+    if t.kind != TOKENS:
+        return torch.float32
+    return torch.bool if bools and t.vocab == 2 else torch.int64
+
+
+def run_call(p: dict, ins: list[TensorType], batch: int, bools: bool = False, saved: dict | None = None) -> list:
+    """The operator's outputs on torch's ``meta`` device for inputs of ``ins`` (token inputs as int64, or with
+    ``bools`` those of a vocabulary of 2 as bool: an Op's bool output, e.g. ``aten.lt``'s, is typed as tokens of
+    vocabulary 2). Nothing is allocated: inputs, constants and every factory operator's result (``aten.full``,
+    ``aten.arange`` ...: their ``device`` is set to meta) are meta tensors, whatever sizes the call names. Float
+    inputs and learned constants carry gradients, as in training and in Explain's input gradients: an operator
+    autograd refuses there (a float input summed into ``dtype=uint8``) is refused here. With ``saved``, the tensors
+    autograd saves for the call's backward pass beyond its inputs and constants are put in it (by id)."""
+    torch = _torch()
+    fn, args, kwargs = parse_call(p, len(ins))
+    w, b = consts(p)
+    grad = not torch.is_inference_mode_enabled()
+
+    def meta(shape: tuple, dtype: Any, requires_grad: bool) -> Any:
+        x = torch.empty(shape, dtype=dtype, device="meta")
+        return x.requires_grad_() if grad and requires_grad and x.is_floating_point() else x
+
+    # inputs as a layer's outputs (not leaves), learned constants as parameters (leaves)
+    tensors = [meta((batch, *t.shape), _in_dtype(t, bools), True) for t in ins]
+    tensors = [x.clone() if x.requires_grad else x for x in tensors]
+    cs = {k: meta(s, torch.float32, k in w) for k, s in {**w, **b}.items()}
+    kw = {k: _materialise(v, tensors, cs, batch, "meta") for k, v in kwargs.items()}
+    if any(a.name == "device" for a in fn._schema.arguments):
+        kw["device"] = "meta"  # a factory operator: its result is a meta tensor too
+    kept: list = []  # what autograd saves for the backward pass (the memory estimate: saved_cost)
+    hooks = torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t)
+    try:
+        with torch.enable_grad(), hooks:
+            out = fn(*_materialise(args, tensors, cs, batch, "meta"), **kw)
+    except RuntimeError as ex:
+        if "Autograd not support dtype" not in str(ex):
+            raise
+        raise ShapeError(f"{p['op']} computes on values that carry gradients, so it must return floating-point "
+                         f"values; received: a result of dtype {str(ex).rsplit(':', 1)[-1].strip()}. Fix: leave out "
+                         "the dtype argument, or cast the result with an Op aten.to after it") from None
+    out = list(out) if isinstance(out, tuple | list) else [out]
+    if not all(isinstance(o, torch.Tensor) and o.device.type == "meta" for o in out):
+        raise ShapeError(f"{p['op']} returns something other than tensors; received: "
+                         f"{', '.join(type(o).__name__ for o in out)}. Fix: re-import the model")
+    if saved is not None:  # each saved tensor's storage once (a view counts as its base), inputs and constants not
+        given = {id(x) for x in (*tensors, *cs.values())}
+        for t in kept:
+            base = t if t._base is None else t._base
+            if id(base) not in given:
+                saved[id(base)] = base
+    return out
+
+
+def run_call_any(p: dict, ins: list[TensorType], batch: int, saved: dict | None = None) -> list:
+    """:func:`run_call`; token inputs of a vocabulary of 2 are tried as bool when int64 is refused."""
+    try:
+        return run_call(p, ins, batch, saved=saved)
+    except ShapeError:
+        raise
+    except Exception:  # noqa: BLE001 - retried with bools below, else re-raised
+        if not any(t.kind == TOKENS and t.vocab == 2 for t in ins):
+            raise
+        try:
+            return run_call(p, ins, batch, True, saved)
+        except Exception:  # noqa: BLE001 - the first refusal is the one to show
+            pass
+        raise
+
+
+def saved_cost(p: dict, ins: list[TensorType], outs: Any) -> Cost:
+    """Values per sample (float32 units: an int64 index counts two) that autograd keeps for the call's backward pass
+    beyond its inputs, its output included where the backward reads it: measured on the meta device at batches 2
+    and 3, the difference. On meta, attention runs as its math backend, which keeps the T × T weights; a fused CPU
+    or CUDA kernel keeps less, so the figure is an upper bound there.
+
+    >>> from builder.graph.spec import TensorType
+    >>> p = {"op": "aten.erf", "args": '[{"t": 0}]', "kwargs": "{}", "weights": "{}", "buffers": "{}", "outputs": 1}
+    >>> saved_cost(p, [TensorType((3, 4))], {}).work  # erf's backward reads its input only
+    0
+    """
+    sizes = []
+    for batch in (2, 3):
+        saved: dict = {}
+        run_call_any(p, ins, batch, saved)
+        sizes.append(sum(math.prod(t.shape) * t.element_size() for t in saved.values()))
+    per_sample = max(0, sizes[1] - sizes[0])
+    return Cost(work=-(-per_sample // 4), note=f"{p.get('op')} keeps intermediates for its backward pass"
+                if per_sample else "")
+
+
+__all__ = ["run_call", "run_call_any", "saved_cost"]
