@@ -10,7 +10,8 @@ The estimate follows what autograd actually keeps rather than every intermediate
   attention weights, recurrent gates). Convolutions keep no unfolded (im2col) copy: cuDNN and oneDNN do not
   materialise one;
 - **transient per sample**: during the backward pass the gradient of one node's output and of its input are
-  alive together: the largest such pair;
+  alive together, with the gradients of what the node saved between them (``Cost.backward``: an Op node's
+  attention weights): the largest such set;
 - **the loss** (``loss``, a :func:`builder.training.metrics.loss_kind`): the training loop holds the output until
   the step ends, and at the loss's backward :data:`LOSS_VALUES` more of its size are alive (cross-entropy: its
   log-softmax and two gradients: a language model's (T, vocabulary) logits four times);
@@ -123,7 +124,7 @@ def _kept(report: ShapeReport, cuda: bool = False) -> tuple[int, int]:
             for c in consumers.get(nid, ()) if c in report.nodes) or not has_spec(info.type)
         work = info.cuda_work_values if cuda and info.cuda_work_values is not None else info.work_values
         saved += (out if keeps else 0) + work
-        transient = max(transient, out + sum(t.numel for t in info.inputs))
+        transient = max(transient, out + sum(t.numel for t in info.inputs) + info.backward_values)
     return saved, transient
 
 

@@ -58,6 +58,7 @@ class NodeInfo:
     build_values: int = 0  # temporaries while constructing the module
     work_values: int = 0  # per sample: intermediates kept for backward beyond the outputs
     cuda_work_values: int | None = None  # the same on CUDA where its kernels keep another amount
+    backward_values: int = 0  # per sample: alive during its backward beyond its output's and inputs' gradients
     cost_note: str = ""
     inferred: dict = field(default_factory=dict)
     cause: str | None = None  # for status "upstream": the broken node to fix first

@@ -361,7 +361,7 @@ def _apply_rule(a: Analysis, nid: str, spec: LayerSpec, ins: list[TensorType], p
         cost = spec.cost(info.params, ins, outs) if spec.cost else Cost()
         info.num_buffers += cost.buffers
         info.build_values, info.work_values, info.cost_note = cost.build, cost.work, cost.note
-        info.cuda_work_values = cost.cuda_work
+        info.cuda_work_values, info.backward_values = cost.cuda_work, cost.backward
     except ShapeError as ex:
         a.error(nid, "shape", _located(ex, preds))
         return

@@ -282,7 +282,9 @@ class Cost:
     input or output the layer saves (:attr:`LayerSpec.saves`): attention weights, pooling indices, recurrent
     gates, dropout masks;
     ``note``: what the buffer or the kept intermediates are, for budget messages;
-    ``cuda_work``: ``work`` where CUDA's kernels keep a different amount (cuDNN's recurrent layers); None: the same.
+    ``cuda_work``: ``work`` where CUDA's kernels keep a different amount (cuDNN's recurrent layers); None: the same;
+    ``backward``: per sample, values alive during the layer's own backward beyond the gradients of its output and
+    inputs (the gradients of the intermediates it saved: an Op node's attention weights).
     """
 
     buffers: int = 0
@@ -290,6 +292,7 @@ class Cost:
     work: int = 0
     note: str = ""
     cuda_work: int | None = None
+    backward: int = 0
 
 
 class Inputs(list):

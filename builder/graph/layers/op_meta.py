@@ -114,7 +114,8 @@ def run_call_any(p: dict, ins: list[TensorType], batch: int, saved: dict | None 
 def saved_cost(p: dict, ins: list[TensorType], outs: Any) -> Cost:
     """Values per sample (float32 units: an int64 index counts two) that autograd keeps for the call's backward pass
     beyond its inputs, its output included where the backward reads it: measured on the meta device at batches 2
-    and 3, the difference. On meta, attention runs as its math backend, which keeps the T × T weights; a fused CPU
+    and 3, the difference. ``backward``: the float ones that are not an output, whose gradients its backward pass
+    materialises (attention's (T, T) weights: a training step's peak was 2.0-2.6 times the estimate without them). On meta, attention runs as its math backend, which keeps the T × T weights; a fused CPU
     or CUDA kernel keeps less, so the figure is an upper bound there.
 
     >>> from builder.graph.spec import TensorType
@@ -122,14 +123,17 @@ def saved_cost(p: dict, ins: list[TensorType], outs: Any) -> Cost:
     >>> saved_cost(p, [TensorType((3, 4))], {}).work  # erf's backward reads its input only
     0
     """
-    sizes = []
+    sizes, between = [], []
     for batch in (2, 3):
         saved: dict = {}
-        run_call_any(p, ins, batch, saved)
+        outs = {id(o if o._base is None else o._base) for o in run_call_any(p, ins, batch, saved)}
         sizes.append(sum(math.prod(t.shape) * t.element_size() for t in saved.values()))
-    per_sample = max(0, sizes[1] - sizes[0])
-    return Cost(work=-(-per_sample // 4), note=f"{p.get('op')} keeps intermediates for its backward pass"
-                if per_sample else "")
+        # float intermediates (not an output): their gradients are materialised by the call's backward
+        between.append(sum(math.prod(t.shape) * t.element_size() for k, t in saved.items()
+                           if k not in outs and t.is_floating_point()))
+    per_sample, grads = max(0, sizes[1] - sizes[0]), max(0, between[1] - between[0])
+    return Cost(work=-(-per_sample // 4), backward=-(-grads // 4),
+                note=f"{p.get('op')} keeps intermediates for its backward pass" if per_sample else "")
 
 
 __all__ = ["run_call", "run_call_any", "saved_cost"]
