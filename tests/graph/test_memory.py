@@ -157,6 +157,7 @@ def test_an_operator_nodes_backward_is_counted_in_the_peak(tmp_path):
     ("LSTM", (20, 256), {"hidden_size": 1}, False),  # oneDNN's workspace as wide as the input: 1,944 values per step
     ("GRU", (20, 256), {"hidden_size": 1}, True),  # under a padding mask: the packed copy of the input
     ("LoRA", (16, 64), {"out_features": 8, "rank": 4, "dropout": 0.1, "train_base": True}, False),
+    ("Mean", (256, 64), {"dim": 1}, True),  # under a padding mask: its input and the mask's weights (nothing counted)
 ])
 def test_what_a_layer_keeps_beyond_its_input_is_counted(layer, shape, params, masks):
     """Measured cases the drawn sizes rarely reach, each far under the old estimate: local response norm (size 1,024
