@@ -49,6 +49,7 @@ from builder.graph.layers.op_meta import (  # the call on meta: outputs, what au
     run_call,
     run_call_any,
     saved_cost,
+    saved_sizes,
 )
 from builder.graph.layers.op_onnx import onnx_lint, pool_args
 from builder.graph.layers.tensor import ANY
@@ -547,8 +548,11 @@ def _op_shape(p: dict, ins: list[TensorType]):
     _check_values(p, fn, bound, ins)
     results = []
     for batch in (2, 3, 1):  # batch 1 too: aten.squeeze drops every size-1 dimension, the batch's included
+        saved: dict = {}
         try:
-            out = run_call_any(p, ins, batch)
+            out = run_call_any(p, ins, batch, saved)
+            if batch > 1:  # what autograd saved, for the memory estimate (saved_cost)
+                saved_sizes(p, ins, batch, out, saved)
         except ShapeError:
             raise
         except Exception as ex:  # noqa: BLE001 - torch's own refusal of these inputs, shown as a shape problem

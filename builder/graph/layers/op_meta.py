@@ -111,29 +111,52 @@ def run_call_any(p: dict, ins: list[TensorType], batch: int, saved: dict | None 
         raise
 
 
+#: the saved sizes the shape rule measured at batches 2 and 3, by call and inputs, for :func:`saved_cost` to take
+#: (the analysis runs the rule, then the cost, of one node: the calls are not run twice)
+_MEASURED: dict[str, tuple[tuple[int, int] | None, tuple[int, int] | None]] = {}
+
+
+def _key(p: dict, ins: list[TensorType]) -> str:
+    return repr(([p.get(k) for k in ("op", "args", "kwargs", "weights", "buffers", "outputs")], ins))
+
+
+def saved_sizes(p: dict, ins: list[TensorType], batch: int, outs: list, saved: dict) -> tuple[int, int]:
+    """Note what a call at ``batch`` (2 or 3) saved (``saved`` filled by :func:`run_call_any`, ``outs`` its
+    results): bytes of every saved tensor, and of the float ones that are not an output; returns the two."""
+    results = {id(o if o._base is None else o._base) for o in outs}
+    every = sum(math.prod(t.shape) * t.element_size() for t in saved.values())
+    # float intermediates (not an output): their gradients are materialised by the call's backward
+    between = sum(math.prod(t.shape) * t.element_size() for k, t in saved.items()
+                  if k not in results and t.is_floating_point())
+    if len(_MEASURED) > 4096:
+        _MEASURED.clear()
+    old = _MEASURED.get(_key(p, ins), (None, None))
+    _MEASURED[_key(p, ins)] = (old[0], (every, between)) if batch == 3 else ((every, between), old[1])
+    return every, between
+
+
 def saved_cost(p: dict, ins: list[TensorType], outs: Any) -> Cost:
     """Values per sample (float32 units: an int64 index counts two) that autograd keeps for the call's backward pass
     beyond its inputs, its output included where the backward reads it: measured on the meta device at batches 2
-    and 3, the difference. ``backward``: the float ones that are not an output, whose gradients its backward pass
-    materialises (attention's (T, T) weights: a training step's peak was 2.0-2.6 times the estimate without them). On meta, attention runs as its math backend, which keeps the T × T weights; a fused CPU
-    or CUDA kernel keeps less, so the figure is an upper bound there.
+    and 3 (by the shape rule, else here), the difference. ``backward``: the float ones that are not an output,
+    whose gradients its backward pass materialises (attention's (T, T) weights: a training step's peak was 2.0-2.6
+    times the estimate without them). On meta, attention runs as its math backend, which keeps the T × T weights;
+    a fused CPU or CUDA kernel keeps less, so the figure is an upper bound there.
 
     >>> from builder.graph.spec import TensorType
     >>> p = {"op": "aten.erf", "args": '[{"t": 0}]', "kwargs": "{}", "weights": "{}", "buffers": "{}", "outputs": 1}
     >>> saved_cost(p, [TensorType((3, 4))], {}).work  # erf's backward reads its input only
     0
     """
-    sizes, between = [], []
-    for batch in (2, 3):
-        saved: dict = {}
-        outs = {id(o if o._base is None else o._base) for o in run_call_any(p, ins, batch, saved)}
-        sizes.append(sum(math.prod(t.shape) * t.element_size() for t in saved.values()))
-        # float intermediates (not an output): their gradients are materialised by the call's backward
-        between.append(sum(math.prod(t.shape) * t.element_size() for k, t in saved.items()
-                           if k not in outs and t.is_floating_point()))
-    per_sample, grads = max(0, sizes[1] - sizes[0]), max(0, between[1] - between[0])
+    key = _key(p, ins)
+    two, three = _MEASURED.get(key, (None, None))
+    if two is None or three is None:  # not measured by the shape rule (or only half, by another thread)
+        two, three = (saved_sizes(p, ins, batch, run_call_any(p, ins, batch, saved), saved)
+                      for batch, saved in ((2, {}), (3, {})))
+    (every2, between2), (every3, between3) = two, three
+    per_sample, grads = max(0, every3 - every2), max(0, between3 - between2)
     return Cost(work=-(-per_sample // 4), backward=-(-grads // 4),
                 note=f"{p.get('op')} keeps intermediates for its backward pass" if per_sample else "")
 
 
-__all__ = ["run_call", "run_call_any", "saved_cost"]
+__all__ = ["run_call", "run_call_any", "saved_cost", "saved_sizes"]
