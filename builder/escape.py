@@ -238,10 +238,10 @@ _SEG = r"[^\s/'\"`<>|;,()\[\]{}]"
 _ABS_PATH = re.compile(rf"(?:(?<![\w/.:~\\-])|(?<=:)(?=/[^/]))/+(?:{_SEG}+/+)+({_SEG}*)")
 # a local file named as a URI (file:///srv/ws/x, file://localhost/srv/ws/x, sqlite:////srv/ws/x.db): the path in it
 _FILE_URI = re.compile(rf"(?i)(?<![\w+.-])(file|sqlite(?:\+[a-z0-9]+)?):/{{2,}}(?:{_SEG}+/+)*({_SEG}*)")
-# a Windows path (a drive's "C:\\Users\\ann\\owners\\x", "C:/Users/..", a share's "\\\\srv\\share\\x", their repr's doubled
+# a Windows path (a drive's "C:\\Users\\ann\\owners\\x", "C:/Users/..", a share's "\\\\srv\\share\\x" or "\\\\?\\UNC\\srv\\share\\x", their repr's doubled
 # backslashes): a folder may hold single spaces ("C:\\Users\\Ann Smith\\..."), its last part ends at one
 _WSEG = r"[^\s\\/'\"`<>|;,()\[\]{}:*?]"
-_WIN_PATH = re.compile(rf"(?<![\w\\/.:-])(?:\\\\[?.]\\)?(?:[A-Za-z]:[\\/]+|\\\\\\*(?={_WSEG}+(?: +{_WSEG}+)*\\))"
+_WIN_PATH = re.compile(rf"(?<![\w\\/.:-])(?:\\\\[?.]\\)?(?:[A-Za-z]:[\\/]+|(?:\\\\[?.]\\UNC\\|\\\\\\*)(?={_WSEG}+(?: +{_WSEG}+)*\\))"
                        rf"(?:{_WSEG}+(?: +{_WSEG}+)*[\\/]+)*({_WSEG}*)")
 # a path from a home folder (~/data/x.csv, ~ann/data/x.csv): the home is a server folder too
 _HOME_PATH = re.compile(rf"(?<![\w/.:~\\-])~(?:[A-Za-z_][\w.-]*)?/+(?:{_SEG}+/+)*({_SEG}*)")

@@ -175,11 +175,12 @@ def test_hide_paths_leaves_words_with_slashes(parts):
 
 
 @given(st.lists(_PART, min_size=1, max_size=5), st.sampled_from(["~/", "~ann/", "~www-data/", "\\\\?\\C:\\",
-                                                                 "\\\\.\\D:\\"]),
+                                                                 "\\\\.\\D:\\", "\\\\?\\UNC\\srv\\share\\"]),
        st.sampled_from(["", "'", "received: "]))
 def test_hide_paths_hides_a_home_folders_path_and_a_windows_long_path(parts, head, before):
-    """A path from a home folder (~/secret/people.csv) or a Windows long path (\\\\?\\C:\\Users\\...) stayed whole
-    (found by a trust review); its last part alone is left, and "~5/10" is no path."""
+    """A path from a home folder (~/secret/people.csv) or a Windows long path (\\\\?\\C:\\Users\\..., a share's
+    \\\\?\\UNC\\srv\\share\\...) stayed whole (found by a trust review); its last part alone is left, and "~5/10"
+    is no path."""
     sep = "\\" if head.startswith("\\") else "/"
     out = hide_paths(f"cannot read {before}{head}{sep.join(parts)} now")
     assert out == f"cannot read {before}.../{parts[-1]} now", out
