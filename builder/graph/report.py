@@ -127,18 +127,24 @@ def kinds_of(report: ShapeReport) -> dict[str, str]:
 
 
 def human_bytes(n: float) -> str:
-    """1536 -> '1.5 KB'; past an exabyte, the power of ten (an integer of any size: no float overflows).
+    """1536 -> '1.5 KB'; the next unit when rounding reaches 1024 (1,048,575 bytes read '1024.0 KB', as counts
+    read '1000k' before :func:`human_count`'s rule); past an exabyte, the power of ten (an integer of any size: no
+    float overflows).
 
-    >>> human_bytes(1536), human_bytes(3 * 1024 ** 4), human_bytes(10 ** 40)
-    ('1.5 KB', '3.0 TB', 'about 10^40 B')
+    >>> human_bytes(1536), human_bytes(3 * 1024 ** 4), human_bytes(10 ** 40), human_bytes(1024 ** 2 - 1)
+    ('1.5 KB', '3.0 TB', 'about 10^40 B', '1.0 MB')
+    >>> human_bytes(3 * 1024 ** 5)
+    '3.0 PB'
     """
     if abs(n) >= 1024 ** 6:
         return f"about 10^{len(str(int(abs(n)))) - 1} B"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    units = ("B", "KB", "MB", "GB", "TB", "PB", "EB")
+    for unit in units:
+        text = f"{n:.0f}" if unit == "B" else f"{n:.1f}"
+        if abs(float(text)) < 1024 or unit == units[-1]:
+            return f"{text} {unit}"
         n /= 1024
-    return f"{n:.1f} TB"
+    return f"{n:.1f} EB"
 
 
 def human_count(n: int) -> str:
