@@ -555,17 +555,16 @@ def _Gpt2(model, seq_len):  # noqa: N802
     return _modules()[2](model, seq_len).eval()
 
 
-def _fixed_pixel_scaling(graph):
-    """The image model's first steps, ``(x - mean) / std`` (:func:`pixel_scaling`), named as such and their
-    constants fixed (buffers): the export gives them as the file's initializers, which the import learns, so a
-    fine-tune moved the model's pixel scaling."""
+def _labelled_pixel_scaling(graph):
+    """The image model's first steps, ``(x - mean) / std`` (:func:`pixel_scaling`), named as such (their
+    constants are fixed by the import's one rule: the export records them as the module's constants, not its
+    parameters, ``OnnxImporter.learned``)."""
     first = {e.target for e in graph.edges if graph.node(e.source).type == "Input"}
     nodes, scaling = [], {"aten.sub": "pixel scaling: minus the mean", "aten.div": "pixel scaling: over the std"}
     for n in graph.nodes:
         op = n.params.get("op") if n.type == "Op" else None
         if op in scaling and (n.id in first or any(e.target == n.id and e.source in first for e in graph.edges)):
-            n = n.model_copy(update={"label": scaling[op], "params": {**n.params, "weights": "{}",
-                                                                    "buffers": n.params.get("weights", "{}")}})
+            n = n.model_copy(update={"label": scaling[op]})
         nodes.append(n)
     return graph.model_copy(update={"nodes": nodes})
 
@@ -629,7 +628,7 @@ def import_hf_folder(folder: str | os.PathLike, *, name: str | None = None, seq_
     result = build_from_onnx(proto, name or info.folder.name, "hf", info.folder.name)
     result.project.graph = _label_modules(result.project.graph, reference)
     if info.pixels is not None:
-        result.project.graph = _fixed_pixel_scaling(result.project.graph)
+        result.project.graph = _labelled_pixel_scaling(result.project.graph)
     result.report.update(architecture=info.model_type, tokenizer=info.tokenizer, seq_len=info.seq_len,
                          source=info.folder.name)
     if info.pixels is not None:  # said where the import is reported: the model's first step is the data's scaling

@@ -40,7 +40,7 @@ from builder.interchange.onnx_modules import ModuleGroups
 from builder.interchange.onnx_norm_pool import NormPoolOps
 from builder.interchange.onnx_ops import NO_TORCH, generic
 from builder.interchange.onnx_read import node_attributes as _attrs
-from builder.interchange.onnx_read import readable_name, to_array
+from builder.interchange.onnx_read import parameter_initializers, readable_name, to_array
 from builder.interchange.onnx_rnn import (
     RNN_OPS,
     TIME_MAJOR_FIX,
@@ -109,6 +109,7 @@ class OnnxImporter(ModuleGroups, TensorOps, NormPoolOps):
         self.g = model.graph
         self.vals: dict[str, Any] = {}
         self.inits = {t.name: t for t in self.g.initializer}
+        self.param_inits = parameter_initializers(self.g)  # not its buffers or constants: what may be learned()
         self.weights = sum(math.prod(t.dims) for t in self.g.initializer)  # values the file holds (read_onnx: bounded)
         self.folded = 0  # values constant folding has computed so far: within fold_room (_fold_count)
         self.fold_room = 2 * self.weights + 8 * MAX_FOLD_ELEMENTS
@@ -536,7 +537,7 @@ class OnnxImporter(ModuleGroups, TensorOps, NormPoolOps):
     def _op_Gemm(self, n, ins, a):
         x, w = ins[0], ins[1]
         b = ins[2] if len(ins) > 2 else None
-        if not (isinstance(x, T) and isinstance(w, Const)) or a.get("transA", 0) or \
+        if not (isinstance(x, T) and isinstance(w, Const) and not self.fixed(w, n.input)) or a.get("transA", 0) or \
                 a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 or (b is not None and not isinstance(b, Const)):
             return None
         W = w.value if a.get("transB", 0) else w.value.T
@@ -550,8 +551,8 @@ class OnnxImporter(ModuleGroups, TensorOps, NormPoolOps):
 
     def _op_MatMul(self, n, ins, a):
         x, w = ins
-        if not (isinstance(x, T) and isinstance(w, Const) and w.value.ndim == 2):
-            return None
+        if not (isinstance(x, T) and isinstance(w, Const) and w.value.ndim == 2 and not self.fixed(w, n.input)):
+            return None  # a fixed matrix (a buffer) is an Op's constant, not a Linear's weight
         nid = self.add(self.node_name(n), "Linear", {"out_features": int(w.value.shape[1]), "bias": False}, [x],
                        {"weight": w.value.T})
         if len(self.consumers[n.output[0]]) == 1:
@@ -596,6 +597,8 @@ class OnnxImporter(ModuleGroups, TensorOps, NormPoolOps):
         if v.shape[1] % 2 == 0 and np.allclose(full, sinusoid_table(max_len, v.shape[1]).numpy(), atol=1e-6):
             return T(self.add(base, "PositionalEncoding", {"kind": "sinusoidal", "max_len": int(max_len)}, [x],
                               {"": full}))
+        if not self.learned(table, n.input):  # a fixed table (a causal mask, a buffer): an Op adding a constant
+            return None
         return T(self.add(base, "PositionalEncoding", {"kind": "learned", "max_len": int(max_len)}, [x],
                           {"weight": full}))
 
@@ -614,7 +617,8 @@ class OnnxImporter(ModuleGroups, TensorOps, NormPoolOps):
     def _op_Conv(self, n, ins, a):
         x, w = ins[0], ins[1]
         b = ins[2] if len(ins) > 2 else None
-        if not (isinstance(x, T) and isinstance(w, Const)) or text_of(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
+        if not (isinstance(x, T) and isinstance(w, Const) and not self.fixed(w, n.input)) or \
+                text_of(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
             return None
         W = w.value
         dims = W.ndim - 2

@@ -572,7 +572,8 @@ class ModuleGroups:
         reads, self.reads = self.reads, self.made_of([name])
         origin = sorted(self.reads)
         v = self._parameter(self.producer.get(name), Const(self.value(name).value,
-                                                           src=origin[0] if len(origin) == 1 else name), like)
+                                                           src=origin[0] if len(origin) == 1 else name), like,
+                            self.reads)
         self.reads = reads - self.reads  # the module's own weights: the constant is the Parameter's
         if not isinstance(v, T):
             self.bad(f"{cls} fed a constant that differs between samples", where,

@@ -2,9 +2,9 @@
 
 Each ONNX operator here maps to one allow-listed ATen operator plus an attribute adapter (:data:`ADAPTERS`);
 its constant inputs become inline literals (scalars, up to 64 values) or constants stored with the node's
-weights (learned when they are the file's initializers, fixed otherwise). What cannot be represented is refused
-by name (:data:`REFUSED`: data-dependent control flow, random sampling, sequences); operators with no adapter are
-refused as "no torch equivalent in the allow-list". Recognition of layers stays in :mod:`onnx_import`; this
+weights (learned when made of the module's parameters, fixed otherwise: ``OnnxImporter.learned``). What cannot be
+represented is refused by name (:data:`REFUSED`: data-dependent control flow, random sampling, sequences);
+operators with no adapter are refused as "no torch equivalent in the allow-list". Recognition of layers stays in :mod:`onnx_import`; this
 module only runs when no layer fits.
 """
 
@@ -80,7 +80,7 @@ class Call:
         if isinstance(v, Const):
             a = np.asarray(v.value)
             dtype = _np_dtype(a)
-            learned = bool(v.src and v.src in self.imp.inits and a.dtype.kind == "f" and a.ndim)
+            learned = self.imp.learned(v, self.n.input)
             if a.size <= INLINE and dtype is not None and not learned:
                 vals = a.reshape(-1).tolist()
                 return {"tensor": [float(x) if a.dtype.kind == "f" else int(x) for x in vals], "dtype": dtype,
@@ -295,6 +295,11 @@ def generic(imp, n, ins: list, a: dict):
             return None
         b = c.arg(ins[2]) if len(ins) > 2 and ins[2] is not None else None
         return c.node("layer_norm", [c.arg(ins[0]), norm, c.arg(ins[1]), b, float(a.get("epsilon", 1e-5))])
+    if op == "Gemm" and isinstance(ins[1], Const) and imp.fixed(ins[1], n.input) and not a.get("transA", 0) \
+            and a.get("alpha", 1.0) == 1.0 and a.get("beta", 1.0) == 1.0:  # a buffer: no Linear (which learns it)
+        w = ins[1].value if a.get("transB", 0) else ins[1].value.T
+        b = c.arg(ins[2]) if len(ins) > 2 and ins[2] is not None else None
+        return c.node("linear", [c.arg(ins[0]), c.arg(Const(np.ascontiguousarray(w))), b])
     if op in ("Conv", "ConvTranspose"):
         return _conv(c, imp, n, ins, a)
     if op in ("AveragePool", "MaxPool"):

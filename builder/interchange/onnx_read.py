@@ -226,6 +226,22 @@ def node_scopes(node) -> tuple[list[str] | None, list[str] | None]:
     return _str_list(md.get("pkg.torch.onnx.name_scopes")), _str_list(md.get("pkg.torch.onnx.class_hierarchy"))
 
 
+#: what torch's exporter records on an initializer it lifted from the module (torch.export's InputSpec.kind)
+_KIND = "pkg.torch.export.graph_signature.InputSpec.kind"
+_FLOAT_TYPES = (1, 10, 11, 16)  # ONNX float, float16, double, bfloat16
+
+
+def parameter_initializers(g) -> frozenset[str]:
+    """The float initializers of graph ``g`` that are the module's parameters: all but those the exporter recorded
+    as no parameter, the module's buffers (a BatchNorm's statistics, a causal mask, a position table registered
+    with ``register_buffer``) and its code's tensor constants (``torch.tensor(mean)`` in ``forward``). torch's
+    exporter (``dynamo=True``, a ``.pt2``) writes the kind on each initializer's value; in a file that says
+    nothing (the classic exporter, other tools) every float initializer counts as a parameter."""
+    kinds = {v.name: p.value for v in [*g.value_info, *g.input] for p in v.metadata_props if p.key == _KIND}
+    return frozenset(t.name for t in g.initializer if t.data_type in _FLOAT_TYPES
+                     and kinds.get(t.name) not in ("BUFFER", "CONSTANT_TENSOR"))
+
+
 def generated_name(name: str, op: bool = False) -> str:
     """A name an exporter made up, made readable: the dynamo exporter's ``node_`` prefix and the ``_<n>``
     counters dropped, lower case (``node_Reshape_7`` -> ``reshape``; ``op``: an operator's name in a scope,
@@ -281,4 +297,4 @@ def _str_list(text: str | None) -> list[str] | None:
     return None
 
 
-__all__ = ["generated_name", "readable_name", "node_attributes", "node_scopes", "read_onnx", "to_array", "MAX_FILE_BYTES"]
+__all__ = ["parameter_initializers", "generated_name", "readable_name", "node_attributes", "node_scopes", "read_onnx", "to_array", "MAX_FILE_BYTES"]

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from builder.interchange.onnx_values import INTEGER_TYPES, Const, Pieces, RnnHalf, T
+from builder.interchange.onnx_ops import Call
+from builder.interchange.onnx_values import INTEGER_TYPES, Const, Pieces, RnnHalf, Sym, T
 
 
 class TensorOps:
@@ -118,12 +119,50 @@ class TensorOps:
         return T(self.add(f"{h.node}.{h.which}", "Chunk", {"chunks": 2, "dim": 1, "index": int(h.which == "bwd")},
                           [T(h.node, "h_n")]))
 
-    def _parameter(self, n, c: Const, like: T):
-        """A constant concatenated on a tensor (a class token, batch 1 or the file's batch) → a Parameter node."""
+    def learned(self, c: Const, near=(), made: frozenset[str] | None = None) -> bool:
+        """Whether constant ``c`` is learned on the canvas (the one rule of the import): a float tensor made of an
+        initializer the module held as a parameter. A buffer or a constant of the module's code (what the
+        exporter recorded: :func:`~builder.interchange.onnx_read.parameter_initializers`) and a value computed
+        from no float initializer stay fixed. ``near``: the ONNX names ``c`` may be the value of; what it was
+        folded from (a gathered or transposed weight) is read through them; ``made``: what it was computed from,
+        when the caller knows (:meth:`~builder.interchange.onnx_import.OnnxImporter.made_of`).
+
+        Returns:
+            True when fine-tuning may change the constant.
+        """
+        return bool(c.value.dtype.kind == "f" and c.value.ndim and self._made_of(c, near, made) & self.param_inits)
+
+    def fixed(self, c: Const, near=()) -> bool:
+        """Whether constant ``c`` is made of initializers none of which is a parameter (:meth:`learned`): a
+        buffer is no layer's weight (a Linear or Conv learns its weight); a constant of no initializer (a weight
+        some tools write as a Constant node) may still be one."""
+        made = self._made_of(c, near)
+        return bool(made) and not made & self.param_inits
+
+    def _made_of(self, c: Const, near, made: frozenset[str] | None = None) -> frozenset[str]:
+        """The initializers ``c`` was computed from (a parameter's own copy, ``g.weight = Identity(f.weight)``,
+        by the initializer it copies)."""
+        if made is None:
+            names = [nm for nm in near if nm and self.vals.get(nm) is c]
+            made = self.made_of(names) if names else frozenset({c.src} & self.inits.keys())
+        made = set(made)
+        while copies := {v for v in made if v not in self.inits and getattr(self.producer.get(v), "op_type", "")
+                         == "Identity"}:
+            made = made - copies | {self.producer[v].input[0] for v in copies}
+        return frozenset(made)
+
+    def _parameter(self, n, c: Const, like: T, made: frozenset[str] | None = None):
+        """A constant concatenated on a tensor (a class token, batch 1 or the file's batch) → a Parameter node, or
+        when it is fixed (a buffer, :meth:`learned`; ``made``: what it was computed from) an Op expanding it over
+        the batch."""
         v = np.asarray(c.value)
         sb = getattr(self, "static_batch", None)
         if v.dtype.kind != "f" or v.ndim < 2 or v.shape[0] not in (1, sb) or not np.all(v == v[:1]):
             return c
+        if not self.learned(c, [*n.output, *n.input] if n is not None else (), made):
+            call = Call(self, n) if n is not None else None
+            return c if call is None else call.node("expand", [call.arg(Const(v[:1])), [call.arg(Sym(1)),
+                                                                                        *[-1] * (v.ndim - 1)]])
         base = (c.src or f"{self.node_name(n)}.token").removesuffix(".weight")
         return T(self.add(base, "Parameter", {"shape": [int(d) for d in v.shape[1:]], "init": "normal"}, [like],
                           {"weight": v[:1].reshape(1, -1).astype(np.float32)}, ports=["like"]))

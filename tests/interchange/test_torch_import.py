@@ -88,6 +88,57 @@ def test_gpt_style_masks_import_from_every_export(how, tmp_path):
     assert any(n.type == "Op" for n in res.project.graph.nodes)
 
 
+class _Buffers(torch.nn.Module):
+    """Each way a module's buffers reach an import: arithmetic on the input (a pixel scaling), a position table added, a fixed projection, a class token concatenated, a causal table."""
+
+    def __init__(self, use: str):
+        super().__init__()
+        self.use, self.lin = use, torch.nn.Linear(6, 3)
+        self.register_buffer("mean", torch.linspace(0.1, 0.6, 6))
+        self.register_buffer("std", torch.linspace(0.5, 3.0, 6))
+        self.register_buffer("pos", torch.randn(5, 6), persistent=False)
+        self.register_buffer("proj", torch.randn(6, 6))
+        self.register_buffer("token", torch.randn(1, 1, 6))
+        self.register_buffer("causal", torch.full((5, 5), -1e9).triu(1))
+
+    def example_inputs(self):
+        return (torch.randn(2, 5, 6),)
+
+    def forward(self, x):  # (B, 5, 6)
+        if self.use == "scaling":
+            x = (x - self.mean) / self.std
+        elif self.use == "positions":
+            x = x + self.pos
+        elif self.use == "projection":
+            x = torch.nn.functional.linear(x[:, 0], self.proj)
+        elif self.use == "token":
+            x = torch.cat([self.token.expand(x.shape[0], -1, -1), x], 1)
+        else:
+            x = ((x @ x.transpose(1, 2)) + self.causal).softmax(-1) @ x
+        return self.lin(x)
+
+
+@pytest.mark.parametrize("how", ["onnx", "pt2"])
+@pytest.mark.parametrize("use", ["scaling", "positions", "projection", "token", "causal"])
+def test_a_modules_buffers_stay_fixed_after_import(use, how, tmp_path):
+    """An exported module's buffers and constants are fixed on the canvas, its parameters learned: the import
+    learned every float initializer of the file, so a fine-tune moved a pixel scaling, a position table, a
+    projection, a class token or a causal mask the model was built with (learned 33 values of 21 with 'scaling';
+    the canvas counted them as parameters). torch's exporter records which initializer is which."""
+    torch.manual_seed(0)
+    model = _Buffers(use).eval()
+    path = tmp_path / f"m.{how}"
+    if how == "onnx":
+        path.write_bytes(to_onnx_proto(model, model.example_inputs(), ["x"]).SerializeToString())
+    else:
+        torch.export.save(torch.export.export(model, model.example_inputs(), dynamic_shapes=(
+            {0: torch.export.Dim("batch")},)), path)
+    res = import_model(path)
+    assert res.report["max_abs_diff"] <= 1e-5
+    assert res.report["total_params"] == _params(model)
+    assert _compare(res, model) <= 1e-5
+
+
 def test_python_source_and_cli(tmp_path, capsys):
     res = import_model(f"{MODELS_FILE}:SmallResNet(classes=4)")
     types = {n.type for n in res.project.graph.nodes}
