@@ -99,12 +99,35 @@ def handled(version: int) -> int:
     return rights
 
 
+OWN_PROC = "/proc/self"  # resolved by the process that confines itself (:func:`restrict`): its own /proc/<pid>
+
+
+def proc_read_paths() -> list[Path]:
+    """What of ``/proc`` a confined process reads: the system's entries (``meminfo``, ``cpuinfo``, ``sys``, ...) and
+    its own process's folder (:data:`OWN_PROC`), never another process's ``/proc/<pid>``. The server's other
+    processes run as the same user: a job read a study runner's ``environ`` (its owner's id, for an anonymous owner
+    the browser's cookie), and any job's ``maps``, which names the dataset cache entries it trains on (their names,
+    their content's SHA-256, are what lets a confined process open one: :func:`confinement`'s ``named``).
+
+    >>> paths = proc_read_paths()
+    >>> Path(OWN_PROC) in paths and not any(p.name.isdigit() for p in paths)
+    True
+    """
+    try:
+        names = os.listdir("/proc")
+    except OSError:  # no /proc on this system
+        return []
+    return [Path("/proc", n) for n in sorted(names) if not n.isdigit() and n not in ("self", "thread-self")] + \
+        [Path(OWN_PROC)]
+
+
 def system_read_paths() -> list[Path]:
     """What any Python process of this server reads: the interpreter and its libraries (``sys.prefix``, the
     base and exec prefixes, every folder on ``sys.path``), the system's programs and libraries, ``/etc``,
-    ``/proc`` and ``/sys``."""
-    paths = [Path(p) for p in ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/opt", "/proc", "/sys",
+    ``/sys`` and of ``/proc`` the system's entries and the process's own (:func:`proc_read_paths`)."""
+    paths = [Path(p) for p in ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/opt", "/sys",
                                "/run", "/var/lib")]
+    paths += proc_read_paths()
     for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *sys.path}:
         if p:
             paths.append(Path(p))
@@ -162,11 +185,20 @@ def net_abi() -> bool:
     return abi() >= 4
 
 
+_HELD: list[int] = []
+"""O_PATH descriptors of this process's own ``/proc/<pid>`` (:data:`OWN_PROC`), kept open while it lives: procfs
+makes a new inode for a pid's folder whenever its dropped dentry is looked up again, and a Landlock rule holds to
+the inode it was given, so the folder stays the one the rule names."""
+
+
 def _add(libc: ctypes.CDLL, ruleset: int, path: str, allowed: int) -> None:
     try:
         fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
     except OSError:
         return  # not there: nothing to allow
+    if path == OWN_PROC:
+        _HELD.append(fd)
+        fd = os.dup(fd)
     try:
         if not os.path.isdir(path):
             allowed &= FILE_RIGHTS
@@ -410,6 +442,7 @@ def confine(rules: Confinement | str | None) -> str:
     return f"files confined by Landlock (ABI {version}): its own folders and the runs it may read{tcp}{left}"
 
 
-__all__ = ["abi", "net_abi", "handled", "restrict", "system_read_paths", "beside", "READ", "WRITE", "NO_LINKS",
+__all__ = ["abi", "net_abi", "handled", "restrict", "system_read_paths", "proc_read_paths", "OWN_PROC", "beside",
+           "READ", "WRITE", "NO_LINKS",
            "NO_SPECIAL_FILES", "Confinement", "confinement", "db_files",
            "confine", "ReaderRules", "reader_confinement", "LOCAL_REASON", "holds_workspace"]

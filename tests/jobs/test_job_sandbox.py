@@ -1006,3 +1006,64 @@ def test_the_clis_local_user_is_not_confined(tmp_path):
     store = RunStore(tmp_path / "ws", actor=SYSTEM)
     rid = store.create_run(load_template("mlp"), "moons", {}, {}, owner=LOCAL_OWNER)
     assert "local user" in confinement(store, rid, LOCAL_OWNER)
+
+
+def test_a_confined_job_reads_no_other_process_in_proc_but_its_own(tmp_path):
+    """Landlock (where the kernel has it): /proc of the server's other processes stays shut to a job, which runs a
+    person's model as the server's user. A study runner keeps its owner's id in its environment (an anonymous id is
+    the browser's cookie), and any job maps the dataset cache's entries it trains on, whose names (their content's
+    SHA-256) are what lets a confined process open one: a job read both from /proc/<pid>/environ and
+    /proc/<pid>/maps, then opened another owner's decoded images by the name it found. Its own /proc/self and
+    the system's files in /proc (meminfo, cpuinfo) it still reads."""
+    from builder.process import landlock
+
+    ws = tmp_path / "ws"
+    entry = ws / "cache" / "images" / ("c" * 64)
+    entry.mkdir(parents=True)
+    np.save(entry / "x.npy", np.arange(4096, dtype=np.uint8))  # another owner's pixels, mapped by their job
+    victim = subprocess.Popen(
+        [sys.executable, "-c", f"import numpy, sys, time; x = numpy.load({str(entry / 'x.npy')!r}, mmap_mode='r'); "
+         "print('ready', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True, env={**child_env(), "LAYERLAB_STUDY_OWNER": "anon:" + "b" * 32})
+    try:
+        assert victim.stdout.readline().strip() == "ready"
+        seen = _run_python(f"""
+import json, re
+from pathlib import Path
+from builder.data.access import SYSTEM
+from builder.graph.templates import load_template
+from builder.jobs import job_sandbox
+from builder.process import landlock
+from builder.runs.store import RunStore
+ws = Path({str(ws)!r})
+store = RunStore(ws, actor=SYSTEM)
+a = "anon:" + "a" * 32
+mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
+rules = job_sandbox.confinement(store, mine, a)
+out = {{"line": landlock.confine(rules)}}
+def read(name, path):
+    try:
+        out[name] = Path(path).read_bytes().decode(errors="replace")
+    except OSError as e:
+        out[name] = e.errno
+for name in ("environ", "maps", "cmdline", "status"):
+    read(name, f"/proc/{victim.pid}/{{name}}")
+read("own", "/proc/self/status")
+read("meminfo", "/proc/meminfo")
+found = re.findall(r"\\S*/cache/images/\\S+", out["maps"]) if isinstance(out["maps"], str) else []
+if found:
+    read("pixels", found[0])
+print(json.dumps(out))
+""")
+    finally:
+        victim.kill()
+        victim.wait()
+    if landlock.abi() == 0:
+        assert seen["line"].startswith("files not confined: this kernel has no Landlock")
+        return
+    assert seen["line"].startswith("files confined by Landlock"), seen["line"]
+    leaked = {k: str(seen[k])[:120] for k in ("environ", "maps", "cmdline", "status", "pixels")
+              if isinstance(seen.get(k), str)}
+    assert not leaked, leaked
+    assert "VmRSS" in seen["own"] and "MemTotal" in seen["meminfo"], seen
+
