@@ -256,11 +256,13 @@ def _child_main() -> None:
 
 
 def _workspaces() -> list[str]:
-    """The server's workspaces a worker's rules keep shut (its configured one, and the dataset cache's): the
-    worker's clean environment does not name them."""
+    """What a worker's rules keep shut: the server's workspaces (its configured one, and the dataset cache's) and
+    the secrets it keeps beside them (:func:`builder.process.landlock.server_secrets`: Streamlit's secrets.toml,
+    the config file, an SQLite database elsewhere): the worker's clean environment does not name them."""
     from builder.data.cache import cache_dir  # lazy: light
 
-    return list(dict.fromkeys(str(Path(p).expanduser().absolute()) for p in (default_workspace(), cache_dir().parent)))
+    spaces = [Path(p).expanduser().absolute() for p in (default_workspace(), cache_dir().parent)]
+    return list(dict.fromkeys(str(p) for p in [*spaces, *landlock.server_secrets(spaces[0])]))
 
 
 def _rules(task: str, kwargs: dict, private: Path, shut: list[str]) -> landlock.Confinement | str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import pwd
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from builder.data.access import LOCAL_OWNER, SYSTEM, Actor
 from builder.data.cache import cache_dir
 from builder.process.launcher import counted_owner, package_root
 from builder.runs import db as _db
-from builder.runs.owners import owner_of, owner_path, pin, upload_dir
+from builder.runs.owners import owner_of, owner_path, pin, server_config_path, upload_dir
 from builder.training.run_folder import RunFolder
 
 _CREATE_RULESET, _ADD_RULE, _RESTRICT_SELF = 444, 445, 446
@@ -323,20 +324,76 @@ def _refused(store, write: Iterable) -> str | None:
     return files if isinstance(files, str) else holds_workspace(list(write), store.workspace)
 
 
+STREAMLIT_SECRETS = Path(".streamlit", "secrets.toml")
+RUN_SECRETS = ("/run/credentials", "/run/secrets")  # systemd's credentials; Docker's and Kubernetes' secrets
+
+
+def server_secrets(workspace: str | os.PathLike, db_url: str | None = None) -> list[Path]:
+    """The server's secrets a confined process never reads, wherever they are kept (the workspace is shut on its
+    own): Streamlit's secrets files (``.streamlit/secrets.toml`` in the app's folder, which is this package's and on
+    every process's path, in the working folder and in the home folder: ``st.login``'s ``cookie_secret`` signs every
+    signed-in person's identity cookie, beside the identity provider's client secret), the server's config file
+    (:func:`builder.runs.owners.server_config_path`: ``LAYERLAB_SERVER_CONFIG`` may name one in ``/etc``; it may
+    hold a database password), an SQLite run database kept outside the workspace (``db_url``, default the
+    workspace's: every owner's id) and the credentials a service manager or container hands the server under
+    ``/run`` (:data:`RUN_SECRETS`: systemd's ``LoadCredential=``, Docker's and Kubernetes' secrets). A process that
+    writes the database gets its files by name all the same (:func:`db_files`).
+
+    What lies inside the workspace is not listed: the workspace is shut whole, and a job's working and home folders
+    are its private ones there (listed, its own folders would lose their rules: :func:`beside`).
+
+    >>> import tempfile
+    >>> ws = Path(tempfile.mkdtemp())
+    >>> shut = server_secrets(ws, "sqlite:////srv/db/runs.db")
+    >>> package_root() / STREAMLIT_SECRETS in shut, Path("/srv/db/runs.db-wal") in shut, Path("/run/credentials") in shut
+    (True, True, True)
+    >>> ws / "server.json" in shut or ws / "layerlab.db" in server_secrets(ws, f"sqlite:///{ws}/layerlab.db")
+    False
+    """
+    folders = [package_root()]
+    for where in (Path.cwd, Path.home, lambda: Path(pwd.getpwuid(os.getuid()).pw_dir)):  # a job's HOME is private
+        try:
+            folders.append(where())
+        except (OSError, RuntimeError, KeyError):  # no working folder any more, no home
+            continue
+    out = [Path(os.path.abspath(f / STREAMLIT_SECRETS)) for f in folders] + [Path(p) for p in RUN_SECRETS]
+    out.append(Path(os.path.abspath(server_config_path(workspace))))
+    url = _db.database_url(workspace) if db_url is None else db_url
+    if _db.is_sqlite(url):
+        import sqlalchemy as sa  # lazy: heavy (sqlalchemy)
+
+        name = sa.engine.make_url(url).database
+        if name and name != ":memory:":
+            db = os.path.abspath(name)
+            out += [Path(db + end) for end in ("", "-wal", "-shm", "-journal")]
+    inside = Path(os.path.abspath(workspace))
+    return [p for p in dict.fromkeys(out) if inside not in p.parents]
+
+
+def shut_out(paths: Iterable[str | os.PathLike], shut: Iterable[str | os.PathLike]) -> list[Path]:
+    """``paths`` with every one of ``shut`` left out (:func:`beside`, once for each)."""
+    out = [Path(p) for p in paths]
+    for s in shut:
+        out = beside(out, s)
+    return out
+
+
 def _rules(store, owner: str, read: list, write: list, *, database: bool = True) -> Confinement:
     """The rules every confined process of ``owner`` shares, with its own ``read`` and ``write``: read the
     interpreter and system, this package and the owner's folder; the dataset cache's files by name only (shared
     by every owner: never written by a process that runs a person's model, nor listed, so it opens only the
     entries of data it has, their names being their content's SHA-256); write ``/dev`` and the SQLite files. The
-    workspace stays shut even where it lies inside a folder every process reads (a server's /var/lib/layerlab, a
-    checkout, the working directory on sys.path): such a folder is opened entry by entry around it
-    (:func:`beside`)."""
+    workspace and the server's secrets kept beside it (:func:`server_secrets`) stay shut even where they lie inside
+    a folder every process reads (a server's /var/lib/layerlab, a checkout, the working directory on sys.path):
+    such a folder is opened entry by entry around them (:func:`beside`)."""
     ws = Path(store.workspace)
     upload_dir(ws, owner)  # created now: read-only from here on
     files = db_files(store)
-    return Confinement(beside([*system_read_paths(), package_root(), owner_path(ws, owner), *read], ws),
-                       beside([*write, Path("/dev")], ws),
-                       files if isinstance(files, list) and database else [], beside([ws / "cache", cache_dir()], ws))
+    shut = [ws, *server_secrets(ws, store.db_url)]  # Streamlit's secrets, the config and database kept elsewhere
+    return Confinement(shut_out([*system_read_paths(), package_root(), owner_path(ws, owner), *read], shut),
+                       shut_out([*write, Path("/dev")], shut),
+                       files if isinstance(files, list) and database else [],
+                       shut_out([ws / "cache", cache_dir()], shut))
 
 
 LOCAL_REASON = "the CLI's local user's (its paths are its own)"
@@ -443,6 +500,6 @@ def confine(rules: Confinement | str | None) -> str:
 
 
 __all__ = ["abi", "net_abi", "handled", "restrict", "system_read_paths", "proc_read_paths", "OWN_PROC", "beside",
-           "READ", "WRITE", "NO_LINKS",
+           "server_secrets", "shut_out", "STREAMLIT_SECRETS", "RUN_SECRETS", "READ", "WRITE", "NO_LINKS",
            "NO_SPECIAL_FILES", "Confinement", "confinement", "db_files",
            "confine", "ReaderRules", "reader_confinement", "LOCAL_REASON", "holds_workspace"]

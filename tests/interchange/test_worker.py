@@ -282,6 +282,26 @@ def test_a_worker_reads_no_workspace_inside_a_folder_it_may_read(hostile, monkey
     assert seen == {"key": "denied", "near": "read"}, seen
 
 
+def test_a_worker_reads_no_server_secret_kept_outside_the_workspace(hostile, monkeypatch, tmp_path):
+    """The server's secrets kept beside the workspace stay shut to a worker as to jobs
+    (:func:`builder.process.landlock.server_secrets`): a config file named by LAYERLAB_SERVER_CONFIG in a folder the
+    worker reads (here the one its request names) was read whole (a database password); the request's own file
+    still reads."""
+    from builder.process import landlock
+
+    srv = tmp_path / "srv"
+    (srv / "conf").mkdir(parents=True)
+    (srv / "conf" / "server.json").write_text('{"database_url": "postgresql://u:pw@db/x"}')
+    (srv / "data.bin").write_bytes(b"x")
+    monkeypatch.setenv("LAYERLAB_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("LAYERLAB_SERVER_CONFIG", str(srv / "conf" / "server.json"))
+    monkeypatch.setitem(worker_mod().TEST_TASKS, "read", f"{__name__}:_task_read")
+    seen = hostile("read", 60, key=list((srv / "conf" / "server.json").parts), near=str(srv / "data.bin"))
+    if landlock.abi() == 0:
+        return
+    assert seen == {"key": "denied", "near": "read"}, seen
+
+
 def worker_mod():
     from builder.interchange import worker
 

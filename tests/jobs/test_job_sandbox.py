@@ -1067,3 +1067,53 @@ print(json.dumps(out))
     assert not leaked, leaked
     assert "VmRSS" in seen["own"] and "MemTotal" in seen["meminfo"], seen
 
+
+def test_a_confined_job_reads_none_of_the_servers_secrets_kept_outside_the_workspace(tmp_path):
+    """Landlock: the server's secrets stay shut wherever they are kept, not only inside the workspace. The app's
+    folder is on every process's path (this package's, the working folder) and a job read it whole, with
+    Streamlit's ``.streamlit/secrets.toml`` (``st.login``'s cookie_secret signs every signed-in person's identity
+    cookie); a config file named by LAYERLAB_SERVER_CONFIG and an SQLite run database outside the workspace were
+    read as well wherever a folder the job reads held them (/etc, /var/lib, the app's folder). The rest of the
+    app's folder it still reads."""
+    from builder.process import landlock
+
+    app = tmp_path / "app"
+    for name, text in ((".streamlit/secrets.toml", '[auth]\ncookie_secret = "sign-anyone-in"\n'),
+                       (".streamlit/config.toml", "[server]\n"), ("conf/server.json", '{"admins": ["user:root@x"]}'),
+                       ("app.py", "")):
+        (app / name).parent.mkdir(parents=True, exist_ok=True)
+        (app / name).write_text(text)
+    (app / "db").mkdir()
+    env = {**child_env(), "LAYERLAB_SERVER_CONFIG": str(app / "conf" / "server.json"),
+           "LAYERLAB_DB_URL": f"sqlite:///{app / 'db' / 'runs.db'}"}
+    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(app)])  # the app's folder, as the server's is
+    code = f"""
+import json, os
+from pathlib import Path
+from builder.data.access import SYSTEM
+from builder.graph.templates import load_template
+from builder.jobs import job_sandbox
+from builder.process import landlock
+from builder.runs.store import RunStore
+store = RunStore(Path({str(tmp_path / 'ws')!r}), actor=SYSTEM)
+a = "anon:" + "a" * 32
+mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
+rules = job_sandbox.confinement(store, mine, a)
+out = {{"line": landlock.confine(rules) if not isinstance(rules, str) else rules}}
+for name in (".streamlit/secrets.toml", "conf/server.json", "db/runs.db", ".streamlit/config.toml", "app.py"):
+    try:
+        out[name] = len(Path({str(app)!r}, name).read_bytes())
+    except OSError as e:
+        out[name] = "denied" if e.errno == 13 else e.errno
+print(json.dumps(out))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd=app)
+    assert run.returncode == 0, run.stderr[-2000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    if landlock.abi() == 0:
+        assert seen["line"].startswith("files not confined: this kernel has no Landlock")
+        return
+    assert seen["line"].startswith("files confined by Landlock"), seen
+    assert seen[".streamlit/secrets.toml"] == seen["conf/server.json"] == seen["db/runs.db"] == "denied", seen
+    assert isinstance(seen[".streamlit/config.toml"], int) and isinstance(seen["app.py"], int), seen
+
