@@ -258,11 +258,12 @@ def _child_main() -> None:
 def _workspaces() -> list[str]:
     """What a worker's rules keep shut: the server's workspaces (its configured one, and the dataset cache's) and
     the secrets it keeps beside them (:func:`builder.process.landlock.server_secrets`: Streamlit's secrets.toml,
-    the config file, an SQLite database elsewhere): the worker's clean environment does not name them."""
+    the config file, an SQLite database elsewhere) and the host's shared memory
+    (:data:`~builder.process.landlock.SHARED_MEMORY`): the worker's clean environment does not name them."""
     from builder.data.cache import cache_dir  # lazy: light
 
     spaces = [Path(p).expanduser().absolute() for p in (default_workspace(), cache_dir().parent)]
-    return list(dict.fromkeys(str(p) for p in [*spaces, *landlock.server_secrets(spaces[0])]))
+    return list(dict.fromkeys(str(p) for p in [*spaces, *landlock.server_secrets(spaces[0]), *landlock.SHARED_MEMORY]))
 
 
 def _rules(task: str, kwargs: dict, private: Path, shut: list[str]) -> landlock.Confinement | str:

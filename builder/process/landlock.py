@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import os
 import pwd
+import stat
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -197,6 +198,9 @@ def _add(libc: ctypes.CDLL, ruleset: int, path: str, allowed: int) -> None:
         fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
     except OSError:
         return  # not there: nothing to allow
+    if stat.S_ISFIFO(mode := os.fstat(fd).st_mode) or stat.S_ISSOCK(mode):  # Landlock names files and folders
+        os.close(fd)  # only: /dev/stdout of a process writing to a pipe (an entry of /dev opened around /dev/shm)
+        return
     if path == OWN_PROC:
         _HELD.append(fd)
         fd = os.dup(fd)
@@ -263,6 +267,10 @@ def beside(paths: Iterable[str | os.PathLike], shut: str | os.PathLike) -> list[
     out: list[Path] = []
     for p in paths:
         p = Path(os.path.abspath(p))
+        if p.is_symlink() and _reaches(target := p.resolve(), shut):  # a rule is given to what a link names
+            if target not in shut.parents:
+                continue  # a link to it or into it: left out
+            p = target  # a link to a folder holding it: that folder, opened around it
         if p != shut and shut not in p.parents and p not in shut.parents:
             out.append(p)  # beside it
         elif shut in p.parents:
@@ -272,8 +280,14 @@ def beside(paths: Iterable[str | os.PathLike], shut: str | os.PathLike) -> list[
                 entries = list(p.iterdir())
             except OSError:
                 continue
-            out += beside([e for e in entries if not e.is_symlink() or e.resolve() != shut], shut)
+            out += beside(entries, shut)
     return out
+
+
+def _reaches(target: Path, shut: Path) -> bool:
+    """Whether a link to ``target`` reaches ``shut``: it is ``shut``, lies inside it or holds it (a rule is given
+    to what a link names: ``/run/shm`` is ``/dev/shm``, ``/var/run`` all of ``/run``)."""
+    return target == shut or shut in target.parents or target in shut.parents
 
 
 def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: Iterable = (),
@@ -324,6 +338,12 @@ def _refused(store, write: Iterable) -> str | None:
     return files if isinstance(files, str) else holds_workspace(list(write), store.workspace)
 
 
+SHARED_MEMORY = ("/dev/shm", "/dev/mqueue")
+"""What every process of the host shares under ``/dev`` (POSIX shared memory, message queues), shut to a confined
+process, which writes ``/dev`` for its devices: a file one owner's confined process left in ``/dev/shm`` another
+owner's confined process read (a model explained in another person's probe, whose rules open that person's
+uploads, handed them to its owner's job that way), and a database server of the same user keeps its shared memory
+segments there. No confined process needs it (a job trains in one process; torchrun is the command line's)."""
 STREAMLIT_SECRETS = Path(".streamlit", "secrets.toml")
 RUN_SECRETS = ("/run/credentials", "/run/secrets")  # systemd's credentials; Docker's and Kubernetes' secrets
 
@@ -389,7 +409,8 @@ def _rules(store, owner: str, read: list, write: list, *, database: bool = True)
     ws = Path(store.workspace)
     upload_dir(ws, owner)  # created now: read-only from here on
     files = db_files(store)
-    shut = [ws, *server_secrets(ws, store.db_url)]  # Streamlit's secrets, the config and database kept elsewhere
+    shut = [ws, *server_secrets(ws, store.db_url), *SHARED_MEMORY]  # Streamlit's secrets, the config and database
+    # kept elsewhere, and the host's shared memory (a channel between two owners' confined processes)
     return Confinement(shut_out([*system_read_paths(), package_root(), owner_path(ws, owner), *read], shut),
                        shut_out([*write, Path("/dev")], shut),
                        files if isinstance(files, list) and database else [],
@@ -500,6 +521,6 @@ def confine(rules: Confinement | str | None) -> str:
 
 
 __all__ = ["abi", "net_abi", "handled", "restrict", "system_read_paths", "proc_read_paths", "OWN_PROC", "beside",
-           "server_secrets", "shut_out", "STREAMLIT_SECRETS", "RUN_SECRETS", "READ", "WRITE", "NO_LINKS",
+           "server_secrets", "shut_out", "STREAMLIT_SECRETS", "RUN_SECRETS", "SHARED_MEMORY", "READ", "WRITE", "NO_LINKS",
            "NO_SPECIAL_FILES", "Confinement", "confinement", "db_files",
            "confine", "ReaderRules", "reader_confinement", "LOCAL_REASON", "holds_workspace"]

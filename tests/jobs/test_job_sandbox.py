@@ -1117,3 +1117,43 @@ print(json.dumps(out))
     assert seen[".streamlit/secrets.toml"] == seen["conf/server.json"] == seen["db/runs.db"] == "denied", seen
     assert isinstance(seen[".streamlit/config.toml"], int) and isinstance(seen["app.py"], int), seen
 
+
+def test_confined_jobs_of_two_owners_share_no_file_in_the_hosts_shared_memory(tmp_path):
+    """/dev is among what a confined process writes (its devices), and /dev/shm with it: a confined process of one
+    owner left a file there that a confined process of another owner then read (a model explained in another
+    person's probe hands that person's upload to its owner's job), and a database server of the same user keeps its
+    shared memory segments there. Now neither writes nor reads there; /dev/null still takes writes."""
+    from builder.process import landlock
+
+    left = Path("/dev/shm") / f"layerlab-test-{os.getpid()}"
+    if not left.parent.is_dir():
+        pytest.skip("this host has no /dev/shm")
+    left.write_text("another owner's upload")
+    try:
+        seen = _run_python(f"""
+import json
+from pathlib import Path
+from builder.data.access import SYSTEM
+from builder.graph.templates import load_template
+from builder.jobs import job_sandbox
+from builder.process import landlock
+from builder.runs.store import RunStore
+store = RunStore(Path({str(tmp_path / 'ws')!r}), actor=SYSTEM)
+a = "anon:" + "a" * 32
+mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
+rules = job_sandbox.confinement(store, mine, a)
+{TRIED}
+out["line"] = landlock.confine(rules)
+tried("write", lambda: Path({str(left)!r} + "-drop").write_text("mine"))
+tried("read", lambda: Path({str(left)!r}).read_text())
+tried("null", lambda: Path("/dev/null").write_text("x"))
+print(json.dumps(out))
+""")
+    finally:
+        left.unlink()
+        Path(f"{left}-drop").unlink(missing_ok=True)
+    if landlock.abi() == 0:
+        assert seen["line"].startswith("files not confined: this kernel has no Landlock")
+        return
+    assert seen["line"].startswith("files confined by Landlock"), seen["line"]
+    assert seen["write"] == seen["read"] == 13 and seen["null"] == "ran", seen
