@@ -333,17 +333,43 @@ def travels(spec: Any) -> bool:
     if not isinstance(spec, dict) or spec.get("kind", "builtin") != "builtin" or content_problems(spec):
         return False
     src = DatasetSource.of(spec)
-    return _BY_ALIAS.get(src.name) is None and "upload" not in src.options
+    return _BY_ALIAS.get(src.name) is None and "upload" not in src.options and not _names_upload(src.options)
+
+
+def _names_upload(value: Any, depth: int = 0) -> bool:
+    """Whether an option value holds an upload id anywhere inside it (a list, an option of an option); too deep
+    to tell counts as holding one.
+
+    >>> _names_upload({"x": [{"y": "upload:" + "0" * 64}]}), _names_upload({"noise": 0.1, "classes": ["a"]})
+    (True, False)
+    """
+    if isinstance(value, str):
+        return is_upload_id(value)
+    if depth > 16:
+        return True
+    if isinstance(value, dict):
+        return any(_names_upload(k, depth + 1) or _names_upload(v, depth + 1) for k, v in value.items())
+    return isinstance(value, list) and any(_names_upload(v, depth + 1) for v in value)
 
 
 def for_link(project: Any) -> tuple[Any, list[str]]:
     """The part of a project a link carries (:func:`builder.graph.share.shareable`: no run ids of the sender's
-    workspace) and what was left out, with a dataset that does not :func:`travel <travels>` left out too."""
+    workspace) and what was left out, with a dataset that does not :func:`travel <travels>` left out too: the
+    project's ``dataset`` and the one its training settings name (``training.dataset`` with its
+    ``dataset_options``, which a project made on the command line or crafted may hold)."""
 
     proj, left = shareable(project)
     if proj.dataset is not None and not travels(proj.dataset):
         left.append("the dataset (your own file: whoever opens the link picks theirs)")
         proj = proj.model_copy(update={"dataset": None})
+    training = proj.training or {}
+    if "dataset" in training or "dataset_options" in training:
+        name, opts = training.get("dataset"), training.get("dataset_options")
+        if not travels({"kind": "builtin", "name": name if isinstance(name, str) else "",
+                        "options": opts if isinstance(opts, dict) else {"options": opts}}):
+            left.append("the training settings' dataset (your own file: whoever opens the link picks theirs)")
+            proj = proj.model_copy(update={"training": {k: v for k, v in training.items()
+                                                        if k not in ("dataset", "dataset_options")}})
     return proj, left
 
 

@@ -40,3 +40,29 @@ def test_a_class_starter_with_the_teachers_upload_is_refused(workspace, monkeypa
     proj = builder.load_template("mlp").model_copy(update={"dataset": CSV_UPLOAD})
     with pytest.raises(ClassError, match="built-in dataset"):
         classes.create_class(workspace, "user:t", "ML", proj)
+
+
+@pytest.mark.parametrize("dataset, training", [
+    (None, {"dataset": "csv", "dataset_options": {"upload": UPLOAD, "target": "y"}}),
+    ({"kind": "builtin", "name": "moons"}, {"dataset": "csv", "dataset_options": {"upload": UPLOAD}}),
+    ({"kind": "builtin", "name": "moons", "options": {"noise": 0.1, "extra": [{"x": UPLOAD}]}}, {}),
+    (None, {"dataset": "moons", "dataset_options": {"extra": {"x": UPLOAD}}}),
+], ids=["training's csv", "training's csv beside a built-in", "nested in a built-in's options", "nested in training's"])
+def test_a_link_carries_no_upload_id_of_the_sender_from_anywhere_in_the_project(dataset, training):
+    """A link left out the project's ``dataset`` when it named a file, but an upload id in the training settings'
+    ``dataset_options`` (a project made on the command line, or crafted) or nested inside a built-in's options
+    travelled in the link: the sender's upload id (their file's SHA-256, the name of its cache entries) reached
+    whoever opened it. The network still opens."""
+    proj = builder.load_template("mlp")
+    proj = proj.model_copy(update={"dataset": dataset, "training": {**(proj.training or {}), **training}})
+    sent, left = for_link(proj)
+    assert UPLOAD not in sent.to_json() and left, left
+    assert UPLOAD not in decode_project(encode_project(sent)).to_json()
+    assert [n.id for n in sent.graph.nodes] == [n.id for n in proj.graph.nodes]
+
+
+def test_a_link_keeps_a_builtins_training_settings():
+    proj = builder.load_template("mlp")
+    proj = proj.model_copy(update={"training": {**(proj.training or {}), "dataset_options": {"noise": 0.3}}})
+    sent, left = for_link(proj)
+    assert sent.training["dataset"] == "moons" and sent.training["dataset_options"] == {"noise": 0.3} and not left
