@@ -32,7 +32,7 @@ from typing import Any
 from builder._moved import moved_name
 from builder.data.access import READ, TEACH, TRAIN_FOR, Actor, Resource, check, may, refusal, shared_runs
 from builder.data.disk import write_atomic
-from builder.data.sources import content_problems, option_value_problems, project_problems, travels
+from builder.data.sources import content_problems, for_link, option_value_problems, project_problems, travels
 from builder.errors import LayerLabError
 from builder.escape import hide_paths, terminal_line
 from builder.graph.project import Project, load_project
@@ -212,7 +212,8 @@ def _starter(project: Project | dict) -> dict:
         raise ClassError(f"a class's starter uses a built-in dataset (every student can load it); received: a "
                          f"{str(ds.get('name') or ds.get('kind'))[:20]} file. Fix: pick a built-in dataset on "
                          "the Data page")
-    return json.loads(proj.to_json(indent=None))
+    # what goes to another person, as a link carries it: an upload id in the training settings stays behind too
+    return json.loads(for_link(proj)[0].to_json(indent=None))
 
 
 def _check_metric(metric: object) -> str:

@@ -66,3 +66,15 @@ def test_a_link_keeps_a_builtins_training_settings():
     proj = proj.model_copy(update={"training": {**(proj.training or {}), "dataset_options": {"noise": 0.3}}})
     sent, left = for_link(proj)
     assert sent.training["dataset"] == "moons" and sent.training["dataset_options"] == {"noise": 0.3} and not left
+
+
+def test_a_class_starter_keeps_no_upload_id_of_the_teacher_in_its_training_settings(workspace, monkeypatch):
+    """A starter is refused when its dataset is the teacher's file; an upload id in its training settings (a
+    project made on the command line) was stored and opened by every student."""
+    monkeypatch.setenv("LAYERLAB_TEACHERS", "user:t")
+    proj = builder.load_template("mlp")
+    proj = proj.model_copy(update={"training": {**(proj.training or {}), "dataset": "csv",
+                                                "dataset_options": {"upload": UPLOAD, "target": "y"}}})
+    cls = classes.create_class(workspace, "user:t", "ML", proj)
+    assert UPLOAD not in str(cls["starter"]) and [n["id"] for n in cls["starter"]["graph"]["nodes"]] == \
+        [n.id for n in proj.graph.nodes]
