@@ -206,8 +206,13 @@ def train_problems(graph, ds, report: ShapeReport | None = None) -> list[Problem
     return check_compat(graph, fit_dataset(graph, ds).info, report)
 
 
-# the template that fits a kind of data when a graph cannot be adapted to it (builder/graph/templates)
-_FITTING = {"next_token": "gpt", "tokens": "lstm", "series": "rnn_forecaster", "image": "cnn", "vector": "mlp"}
+# the template that fits a kind of data when a graph cannot be adapted to it (builder/graph/templates). Texts with
+# classes ("text": a tokenizer pads them to max length) get the LSTM that reads the Input's padding_mask: the LSTM
+# sequence classifier reads its final state after the padding, and on uploaded 4-word reviews padded to 16 it stayed
+# at 51 % test accuracy after 6 epochs where the Sentiment LSTM reached 100 %. Token ids with no padding (the
+# built-in sequence task, whose id 0 is a real token) keep the plain LSTM.
+_FITTING = {"next_token": "gpt", "text": "sentiment_lstm", "tokens": "lstm", "series": "rnn_forecaster", "image": "cnn",
+            "vector": "mlp"}
 
 
 _KINDS = {"image": "images", "tabular": "table rows", "vector": "vectors", "points2d": "2-D points", "tokens": "texts (token ids)",
@@ -287,15 +292,20 @@ def template_title(name: str) -> str:
 
 def fitting_template(info: DatasetInfo) -> str:
     """The name of the template whose kind of network fits ``info``'s samples: a GPT for next-token prediction (logits
-    per position), an LSTM for other token ids, the RNN forecaster for time-series windows (the page named "MLP for
+    per position), an LSTM that reads the padding mask for tokenized texts with classes (padded to max length), a
+    plain LSTM for other token ids, the RNN forecaster for time-series windows (the page named "MLP for
     tabular data" for sunspots), a CNN for images (channels, height, width), an MLP for feature vectors.
 
     >>> from builder.data import load_dataset
     >>> fitting_template(load_dataset("digits").info), fitting_template(load_dataset("moons").info)
     ('cnn', 'mlp')
+    >>> fitting_template(load_dataset("text_sentiment").info), fitting_template(load_dataset("sequence").info)
+    ('sentiment_lstm', 'lstm')
     """
     if info.modality == "tokens":
-        return _FITTING["next_token" if info.task == "next_token" else "tokens"]
+        if info.task == "next_token":
+            return _FITTING["next_token"]
+        return _FITTING["text" if info.tokenizer else "tokens"]
     if info.modality == "series":
         return _FITTING["series"]
     return _FITTING["image"] if len(info.input_shape) == 3 else _FITTING["vector"]
