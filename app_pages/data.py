@@ -14,7 +14,13 @@ from app_pages import nav, ui
 from app_pages.fmt import whole_number_ticks
 from builder.data import list_datasets, source_kinds
 from builder.data.builtin import option_range
-from builder.data.compat import adapt_graph, fits_at_length, fitting_template, template_title
+from builder.data.compat import (
+    adapt_graph,
+    fits_at_length,
+    fitting_template,
+    template_title,
+    text_classifier_head,
+)
 from builder.data.series import numeric_columns, series_windows
 from builder.data.tabular import preview_csv
 from builder.data.text import TOKENIZER_KINDS, text_preview
@@ -396,6 +402,29 @@ def _load_fitting(name: str, ds) -> None:
     ui.replace_project(proj, f"Loaded template “{proj.name}” for this dataset{note}", relayout=True, data=spec)
 
 
+def _add_head(headed) -> None:
+    ui.set_graph(headed, bump=True)
+    ui.flash("Added a classifier head (first_token, head); every other layer keeps its weights")
+
+
+def _offer_head(g, ds) -> bool:
+    """For a network that starts from a run's weights (an imported pretrained encoder) and gives a vector per token,
+    on texts with classes: offer the classifier head it needs (:func:`builder.data.compat.text_classifier_head`);
+    True when offered. The page offered to replace an imported DistilBERT by the Sentiment LSTM template, which
+    threw the pretrained model away, and called it "a language model"."""
+    start = (ui.project().training or {}).get("init_from")
+    headed = text_classifier_head(g, ds.info) if start else None
+    if headed is None:
+        return False
+    n = int(ds.info.num_classes or ds.info.out_size)
+    st.info(f"This network gives a vector per token and starts from the weights of run {md_code(start)}. A "
+            f"classifier reads the first token's vector through a Linear layer with {n:d} outputs, one per class: "
+            "add them, and every layer of the network keeps its weights.", icon=":material/lightbulb:")
+    st.button("Add a classifier head", type="primary", key="ll_add_head", icon=":material/add_circle:",
+              on_click=_add_head, args=(headed,))
+    return True
+
+
 def _offer_model_length(g, ds) -> bool:
     """For texts read at another length than the canvas's Input takes (a pretrained model's 32 tokens, texts at
     20), offer to read the texts at the model's length; True when offered. A usability review was told to load the
@@ -438,6 +467,8 @@ def compat(ds) -> None:
             st.warning(ui.md(line), icon=":material/warning:")
         st.button("Fix the graph for this dataset", type="primary", icon=":material/build:", on_click=_adapt,
                   args=(ds,), help="Sets the Input shape/modality and the last Linear layer's width so that it trains")
+        return
+    if _offer_head(g, ds):  # pretrained weights and a vector per token: the head it needs, not another network
         return
     if _offer_model_length(g, ds):  # the data is made to fit a network that reads a fixed number of tokens
         return

@@ -15,7 +15,7 @@ import numpy as np
 
 from builder.data.splits import DatasetInfo
 from builder.errors import Problem
-from builder.graph.project import Graph, as_graph
+from builder.graph.project import Edge, Graph, Node, Position, as_graph
 from builder.graph.shapes import ShapeReport, infer_shapes
 from builder.graph.templates import load_template
 
@@ -248,20 +248,27 @@ def network_kind(graph) -> str:
     if modality in (None, "auto"):  # read from the shape, as the Input does
         modality = {3: "image", 2: "sequence"}.get(len(shape), "vector")
     kind = f"{_KINDS.get(modality, modality)} of {_shape_text(shape, modality)}"
-    return kind + (_LANGUAGE_MODEL if modality == "tokens" and _per_position(as_graph(graph)) else "")
+    width = _per_position(as_graph(graph)) if modality == "tokens" else None
+    if width is None:
+        return kind
+    return kind + (_LANGUAGE_MODEL if width == int(inp.params.get("vocab_size") or 0) else _ENCODER.format(width))
 
 
 # what a network that answers at every position is (said beside texts with classes, a GPT read "takes texts (token
-# ids) of 32 tokens; received: texts (token ids) of 32 tokens with 2 classes": the same words for both sides)
+# ids) of 32 tokens; received: texts (token ids) of 32 tokens with 2 classes": the same words for both sides): a
+# language model when its values per position are one per token of its vocabulary, else an encoder (an imported
+# DistilBERT, 16 values per token, was called "a language model" that "guesses the next token")
 _LANGUAGE_MODEL = " and guesses the next token at each position (a language model)"
+_ENCODER = " and gives {} values per token (an encoder: a classifier needs a head after it)"
 
 
-def _per_position(graph: Graph) -> bool:
-    """Does the graph's one output keep a position axis ((T, V) per sample: a language model's logits)?"""
+def _per_position(graph: Graph) -> int | None:
+    """The values per position of the graph's one output when it keeps a position axis ((T, V) per sample: a
+    language model's logits, an encoder's vectors); None when it has none."""
     report = infer_shapes(graph)
     outs = list(report.output_nodes)
     shape = getattr(report.nodes.get(outs[0]), "shape", None) if len(outs) == 1 else None
-    return bool(shape) and len(shape) >= 2
+    return int(shape[-1]) if shape and len(shape) >= 2 and isinstance(shape[-1], int) else None
 
 
 def data_kind(info: DatasetInfo) -> str:
@@ -283,6 +290,50 @@ def data_kind(info: DatasetInfo) -> str:
         columns = int(info.input_shape[0]) - levels + len(info.categories)
         shape = f"{columns} columns ({shape} once its text columns are one-hot encoded)"
     return f"{what} of {shape}{classes}"
+
+
+def text_classifier_head(graph, info: DatasetInfo, report: ShapeReport | None = None) -> Graph | None:
+    """A copy of ``graph`` with a classifier head after its one output, when that output gives a vector per token
+    (``(T, H)``: an encoder, such as an imported DistilBERT or BERT) and ``info`` is texts with classes: the first
+    token's vector (``Select`` dim 1, index 0, BERT's ``[CLS]`` position) into a ``Linear`` with one output per class.
+    Every layer of the graph is kept, so a network that starts from pretrained weights keeps them (the Data page
+    offered to replace an imported DistilBERT by the Sentiment LSTM template). None when it does not apply.
+
+    >>> from builder.data import load_dataset
+    >>> from builder.graph.project import Graph
+    >>> enc = Graph.model_validate({"nodes": [
+    ...     {"id": "tokens", "type": "Input", "params": {"shape": [20], "modality": "tokens", "vocab_size": 500}},
+    ...     {"id": "embed", "type": "Embedding", "params": {"embedding_dim": 8}}],
+    ...     "edges": [{"source": "tokens", "target": "embed"}]})
+    >>> g = text_classifier_head(enc, load_dataset("text_sentiment").info)
+    >>> [(n.id, n.type) for n in g.nodes[2:]], tuple(infer_shapes(g).nodes["head"].shape)
+    ([('first_token', 'Select'), ('head', 'Linear')], (2,))
+    >>> text_classifier_head(load_template("sentiment_lstm").graph, load_dataset("text_sentiment").info) is None
+    True
+    """
+    graph = as_graph(graph)
+    if info.modality != "tokens" or info.task not in ("multiclass", "binary"):
+        return None
+    report = report if report is not None else infer_shapes(graph)
+    outs = list(report.output_nodes)
+    shape = getattr(report.nodes.get(outs[0]), "shape", None) if len(outs) == 1 else None
+    if not shape or len(shape) != 2:
+        return None
+    g = graph.model_copy(deep=True)
+    taken = {n.id for n in g.nodes}
+
+    def fresh(base: str) -> str:
+        return next(f"{base}{'' if i == 0 else f'_{i}'}" for i in range(len(taken) + 1)
+                    if f"{base}{'' if i == 0 else f'_{i}'}" not in taken)
+
+    last = g.node(outs[0])
+    x, y = (last.position.x, last.position.y) if last.position is not None else (0.0, 0.0)
+    first, head = fresh("first_token"), fresh("head")
+    g.nodes += [Node(id=first, type="Select", params={"dim": 1, "index": 0}, position=Position(x=x + 260, y=y)),
+                Node(id=head, type="Linear", params={"out_features": int(info.num_classes or info.out_size)},
+                     position=Position(x=x + 520, y=y))]
+    g.edges += [Edge(source=last.id, target=first), Edge(source=first, target=head)]
+    return g
 
 
 def template_title(name: str) -> str:
@@ -312,4 +363,4 @@ def fitting_template(info: DatasetInfo) -> str:
 
 
 __all__ = ["check_compat", "adapt_graph", "train_problems", "fits_at_length", "fitting_template", "fixed_by_data", "network_kind",
-           "data_kind", "template_title"]
+           "data_kind", "template_title", "text_classifier_head"]

@@ -512,3 +512,38 @@ def test_the_data_page_shows_the_data_the_training_seed_makes(workspace):
     trained = load_dataset("moons", seed=5)  # as builder.runs.pipeline loads it for a run of seed 5
     assert np.array_equal(shown.train.X.numpy(), trained.train.X.numpy())
     assert not np.array_equal(shown.train.X.numpy(), load_dataset("moons").train.X.numpy())
+
+
+def test_a_pretrained_encoder_over_texts_with_labels_is_offered_a_head_not_another_network(at):
+    """helper-75: an imported DistilBERT (it starts from the import's run; 16 values per token, no head) with a CSV
+    of labelled reviews was called "a language model" that "guesses the next token", and the page's one click was
+    "Load the Sentiment LSTM template", which throws the pretrained model away. The page names an encoder, offers
+    the head it needs, keeps every layer, and the length offer then makes it train."""
+    from builder.graph.project import Project
+
+    graph = {"nodes": [{"id": "ids", "type": "Input", "params": {"shape": [12], "modality": "tokens", "vocab_size": 40}},
+                       {"id": "emb", "type": "Embedding", "params": {"embedding_dim": 4}},
+                       {"id": "pos", "type": "Parameter", "params": {"shape": [12, 4]}},
+                       {"id": "add", "type": "Add", "params": {}},
+                       {"id": "norm", "type": "LayerNorm", "params": {}}],
+             "edges": [{"source": "ids", "target": "emb"}, {"source": "emb", "target": "add"},
+                       {"source": "ids", "target": "pos"}, {"source": "pos", "target": "add"},
+                       {"source": "add", "target": "norm"}]}
+    at.session_state["ll_project"] = Project.model_validate({"name": "imported encoder", "graph": graph,
+                                                             "training": {"init_from": "20261129-000000-abcdef"}})
+    rows = "".join(f"the film was {'great' if i % 2 else 'awful'} really,{'pos' if i % 2 else 'neg'}\n"
+                   for i in range(80))
+    at.session_state["ll_data"] = {"kind": "text", "name": "r.csv", "file": _upload("r.csv", b"text,label\n" + rows.encode()),
+                                   "task": None, "options": {"target": "label", "text_column": "text",
+                                                             "vocab_size": 40}}
+    at.segmented_control(key="ll_ds_kind").set_value("text").run()
+    assert not at.exception, [e.value for e in at.exception]
+    advice = " ".join(i.value for i in at.info)
+    assert "ll_fit_template" not in [b.key for b in at.button], advice  # no template over the pretrained network
+    assert "language model" not in advice and "a vector per token" in advice, advice
+    at.button(key="ll_add_head").click().run()
+    g = at.session_state["ll_project"].graph
+    assert {n.id for n in g.nodes} >= {"ids", "emb", "pos", "add", "norm", "first_token", "head"}
+    assert g.node("head").params["out_features"] == 2
+    at.button(key="ll_txt_len_model").click().run()  # its own length (12), as before
+    assert not at.exception and any("fit this dataset" in s.value for s in at.success), [i.value for i in at.info]
