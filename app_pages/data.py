@@ -238,6 +238,15 @@ def _set_max_length(n: int) -> None:
     st.session_state.ll_txt_len = n  # the Max length field (the dataset loads again with it)
 
 
+def _breaks_fit(ds, n: int) -> bool:
+    """Would reading the texts at ``n`` tokens break a canvas network that trains on them at their length now (a
+    pretrained encoder with 32 positions)? Then "Use max length n" is no advice: the page offered 16 for an
+    imported DistilBERT read at 32, and after that click offered 32 again ("This network reads 32 tokens")."""
+    g = ui.graph()
+    length = int(ds.train.X.shape[1])
+    return bool(g.nodes) and fits_at_length(g, ds.info, length) and not fits_at_length(g, ds.info, n)
+
+
 def _text_view(ds) -> None:
     view = text_preview(ds, 10)
     import pandas as pd  # lazy: heavy (pandas)
@@ -249,7 +258,7 @@ def _text_view(ds) -> None:
     c[1].metric("Unknown tokens (val + test)", f"{view['oov_rate']:.1%}",
                 help="Tokens of the validation and test text the tokenizer never saw in training (<unk>)")
     c[2].metric("Samples at max length", f"{view['cut']:.0%}", help="Probably cut: raise max length if many are")
-    if (n := view.get("shorter_max_length")) and "ll_txt_len" in st.session_state:
+    if (n := view.get("shorter_max_length")) and "ll_txt_len" in st.session_state and not _breaks_fit(ds, n):
         longest, length = max(view["lengths"]), int(ds.train.X.shape[1])
         st.warning(f"Your longest text is {longest:d} tokens, but every sample is padded to {length:d}: mostly padding. "
                    "An LSTM or GRU that reads the last step must carry its answer through all of it and may not "
