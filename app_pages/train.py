@@ -286,8 +286,17 @@ def _epochs(sess: Curve) -> list[int]:
 def _replay(run_id: str, playing: bool) -> None:
     eps = _epochs(st.session_state.ll_curve)
     st.session_state.ll_replay = {"run": run_id, "epoch": eps[0]} if playing else None
-    if not playing:  # the slider stays where the replay stopped
-        st.session_state[f"ll_replay_epoch_{run_id}"] = st.session_state.get("ll_replay_at", eps[-1])
+    if not playing:  # the slider stays where the replay stopped: a new slider (key) that starts there
+        st.session_state.ll_replay_stop = {"run": run_id, "epoch": st.session_state.get("ll_replay_at", eps[-1])}
+        st.session_state.ll_replay_gen = st.session_state.get("ll_replay_gen", 0) + 1
+
+
+def _slider_key(run_id: str) -> str:
+    """The epoch slider's key: a new one after each replay (``ll_replay_gen``). The replay's end set the old key's
+    state, and the browser drew the slider at its first epoch ("Epoch shown 1") beside charts of all 12 epochs:
+    a slider that comes back after the replay is a new widget whose value is where the replay stopped."""
+    gen = st.session_state.get("ll_replay_gen", 0)
+    return f"ll_replay_epoch_{run_id}" + (f"_{gen}" if gen else "")
 
 
 def replay_controls(sess: Curve, run_id: str) -> int | None:
@@ -306,10 +315,13 @@ def replay_controls(sess: Curve, run_id: str) -> int | None:
         return epoch
     c[0].button("Replay", icon=":material/replay:", key="ll_replay_play", on_click=_replay, args=(run_id, True),
                 width="stretch", help="Watch the run learn again: its curves (and decision boundary) epoch by epoch")
-    key = f"ll_replay_epoch_{run_id}"
-    if st.session_state.get(key) not in eps:  # the last epoch at first; where a replay stopped after one
-        st.session_state[key] = eps[-1]  # (a default value beside a state set by the replay: Streamlit warns)
-    return c[1].select_slider("Epoch shown", eps, key=key, help="The charts as they stood after this epoch")
+    key = _slider_key(run_id)
+    if key in st.session_state and st.session_state[key] not in eps:
+        del st.session_state[key]  # (an epoch the curve no longer has)
+    stop = st.session_state.get("ll_replay_stop") or {}
+    start = stop["epoch"] if stop.get("run") == run_id and stop.get("epoch") in eps else eps[-1]
+    # the last epoch at first; where a replay stopped after one (its value, never a state set beside it)
+    return c[1].select_slider("Epoch shown", eps, value=start, key=key, help="The charts as they stood after this epoch")
 
 
 def replay_every(run_id: str) -> float | None:

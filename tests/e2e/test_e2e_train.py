@@ -183,3 +183,24 @@ def test_a_run_stopped_and_resumed_on_the_train_page_is_followed_live(page):
     shot(page, "train-resumed")
     page.locator(".st-key-ll_stop button").click()  # end the long run
     expect(main).to_contain_text("Stopped", timeout=30_000)
+
+
+# the epoch slider's value as the browser draws it (its thumb's label)
+SLIDER_SHOWS_JS = """() => [...document.querySelectorAll('[data-testid=stSliderThumbValue]')].map((e) => e.innerText)"""
+
+
+def test_after_a_replay_the_epoch_slider_shows_the_epoch_the_charts_show(page):
+    """helper-75: when a replay ended, the charts stood at the run's last epoch and the slider under "Epoch shown"
+    read 1, at its far left (12-epoch MLP at 900x900 and 1440x900; reloading the page drew 12)."""
+    open_app(page)
+    load_cnn(page)
+    start(page, 3)
+    main = page.locator("[data-testid=stMain]")
+    expect(main).to_contain_text("Test results", timeout=120_000)
+    expect(main.get_by_text("Epoch shown")).to_be_visible(timeout=60_000)  # a quick run's own replay has ended
+    wait_idle(page)
+    page.locator(".st-key-ll_replay_play button").first.click()  # (a button with help is drawn twice)
+    expect(main).to_contain_text("Replaying the run", timeout=30_000)
+    expect(main.get_by_text("Epoch shown")).to_be_visible(timeout=60_000)
+    wait_idle(page)
+    assert page.evaluate(SLIDER_SHOWS_JS) == ["3"]
