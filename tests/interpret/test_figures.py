@@ -251,3 +251,24 @@ def test_a_series_heatmap_names_its_rows():
     seq2 = nn.Sequential(nn.Flatten(), nn.Linear(6, 1))
     fig = explanation_figure(explain(seq2, two, "saliency"), two, modality="sequence")
     assert list(fig.data[0].y) == ["feature 1", "feature 2"]
+
+
+def test_attribution_scales_are_labelled_in_plain_numbers():
+    """helper-75: a sentiment LSTM's word attributions (about 1e-4) had a colour bar reading "100µ, 50µ, 0, -50µ,
+    -100µ" (plotly's SI prefixes: a micro-something to a newcomer). Every attribution colour bar and signed
+    attribution axis names its tick format: plain numbers, 3 significant digits."""
+    from torch import nn
+
+    from builder.interpret.attributions import explain
+
+    small, img, s3 = rng.normal(size=6) * 1e-4, torch.rand(1, 4, 4), torch.randn(1, 3, 2)
+    figures = [token_attribution_figure(list("abcdef"), small),
+               image_attribution_figure(img, torch.randn(1, 4, 4) * 1e-4, mode="heatmap", show_input=False),
+               image_attribution_figure(img, torch.randn(1, 4, 4) * 1e-4, mode="heatmap", show_input=False,
+                                        signed=False),
+               explanation_figure(explain(nn.Sequential(nn.Flatten(), nn.Linear(6, 2)), s3, "saliency"), s3),
+               live_attribution_figure([{"epoch": 1, "attributions": small[None]}], tokens=list("abcdef"))]
+    heatmaps = [t for f in figures for t in _ok(f).data if isinstance(t, go.Heatmap)]
+    assert len(heatmaps) >= len(figures)
+    assert all(t.colorbar.tickformat == ".3~g" for t in heatmaps), [t.colorbar.tickformat for t in heatmaps]
+    assert _ok(tabular_attribution_figure(small, list("abcdef"))).layout.xaxis.tickformat == ".3~g"
