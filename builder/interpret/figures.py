@@ -42,7 +42,7 @@ SIGNED_SCALE = "RdBu_r"  # blue negative, red positive, white 0
 MAGNITUDE_SCALE = "Inferno"
 # an attribution colour bar's ticks as plain numbers (3 significant digits): plotly's default SI prefixes labelled
 # a sentiment LSTM's word attributions "100µ, 50µ, 0, -50µ" (a micro-something, not 0.0001)
-COLORBAR = dict(tickformat=".3~g")
+TICK_FORMAT = ".3~g"
 
 
 def _np(x: Any) -> np.ndarray:
@@ -134,10 +134,10 @@ def _heat(a: np.ndarray, signed: bool, opacity: float = 1.0, showscale: bool = F
           name: str = "") -> go.Heatmap:
     if signed:
         m = float(np.abs(a).max()) or 1.0
-        return go.Heatmap(z=a, colorscale=SIGNED_SCALE, zmin=-m, zmax=m, zmid=0, opacity=opacity, colorbar=COLORBAR,
+        return go.Heatmap(z=a, colorscale=SIGNED_SCALE, zmin=-m, zmax=m, zmid=0, opacity=opacity, colorbar=dict(tickformat=TICK_FORMAT),
                           showscale=showscale, name=name, hovertemplate="x=%{x} y=%{y}<br>%{z:.4g}<extra></extra>")
     return go.Heatmap(z=a, colorscale=MAGNITUDE_SCALE, opacity=opacity, showscale=showscale, name=name,
-                      colorbar=COLORBAR,
+                      colorbar=dict(tickformat=TICK_FORMAT),
                       hovertemplate="x=%{x} y=%{y}<br>%{z:.4g}<extra></extra>")
 
 
@@ -241,7 +241,7 @@ def tabular_attribution_figure(attributions: Any, feature_names: Sequence[str] |
         colors = None if len(a) > 1 else ["#d62728" if v >= 0 else "#1f77b4" for v in vals]
         fig.add_bar(x=vals, y=[names[j] for j in order], orientation="h", name=snames[i],
                     marker_color=colors, hovertemplate="%{y}: %{x:.4g}<extra>" + snames[i] + "</extra>")
-    fig.update_xaxes(tickformat=COLORBAR["tickformat"])  # (plain numbers, as on the colour bars)
+    fig.update_xaxes(tickformat=TICK_FORMAT)  # (plain numbers, as on the colour bars)
     fig.update_layout(barmode="group", title=_title(title), xaxis_title="attribution (signed)",
                       height=max(250, 22 * len(order) * max(1, len(a) // 2) + 100),
                       showlegend=len(a) > 1, margin=dict(l=10, r=10, t=50, b=40))
@@ -314,7 +314,7 @@ def token_attribution_figure(tokens: Sequence[str], attributions: Any, *, per_ro
         text[i // per_row, i % per_row] = plotly_text(cell_token(tok))
     m = float(np.nanmax(np.abs(a))) if a.size else 1.0
     fig = go.Figure(go.Heatmap(z=z, text=text, texttemplate="%{text}", colorscale=SIGNED_SCALE,
-                               zmin=-(m or 1.0), zmax=m or 1.0, zmid=0, xgap=3, ygap=3, colorbar=COLORBAR,
+                               zmin=-(m or 1.0), zmax=m or 1.0, zmid=0, xgap=3, ygap=3, colorbar=dict(tickformat=TICK_FORMAT),
                                hovertemplate="%{text}: %{z:.4g}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", **_BARE)
     fig.update_xaxes(**_BARE)
@@ -524,13 +524,13 @@ def live_attribution_figure(frames: Sequence[Mapping[str, Any]], *, sample: int 
         if is_image:
             z = _as_map(a)
             heat = go.Heatmap(z=z if signed else np.abs(z), colorscale=SIGNED_SCALE if signed else MAGNITUDE_SCALE,
-                              zmin=-m if signed else 0, zmax=m, zmid=0 if signed else None, colorbar=COLORBAR,
+                              zmin=-m if signed else 0, zmax=m, zmid=0 if signed else None, colorbar=dict(tickformat=TICK_FORMAT),
                               opacity=0.55 if image is not None else 1.0)
             return ([_image_trace(image)] if image is not None else []) + [heat]
         v = a.reshape(-1)
         if tokens is not None:
             return [go.Heatmap(z=v[None], x=_labels(tokens, v.size), colorscale=SIGNED_SCALE, zmin=-m, zmax=m,
-                               zmid=0, xgap=2, colorbar=COLORBAR, hovertemplate="%{x}: %{z:.4g}<extra></extra>")]
+                               zmid=0, xgap=2, colorbar=dict(tickformat=TICK_FORMAT), hovertemplate="%{x}: %{z:.4g}<extra></extra>")]
         names = [plotly_text(n) for n in feature_names] if feature_names is not None else [
             f"x{i}" for i in range(v.size)]
         return [go.Bar(x=v, y=names, orientation="h", marker_color=["#d62728" if t >= 0 else "#1f77b4" for t in v])]
@@ -621,7 +621,7 @@ def explanation_figure(explanation: Any, inputs: Any, sample: int = 0, *, modali
         a = _np(attr[sample])
         m = float(np.abs(a).max()) or 1.0
         fig = go.Figure(go.Heatmap(z=a.T, y=_series_rows(a.shape[-1], feature_names),
-                                   colorscale=SIGNED_SCALE, zmin=-m, zmax=m, zmid=0, colorbar=COLORBAR,
+                                   colorscale=SIGNED_SCALE, zmin=-m, zmax=m, zmid=0, colorbar=dict(tickformat=TICK_FORMAT),
                                    hovertemplate="t=%{x} %{y}: %{z:.4g}<extra></extra>"))
         fig.update_yaxes(type="category")
         fig.update_layout(title=_title(title), xaxis_title="time step", height=320, margin=dict(l=10, r=10, t=50, b=40))
