@@ -37,11 +37,22 @@ def fmt_duration(s: float | None) -> str:
     return f"{s // 3600}h {(s % 3600) // 60:02d}m"
 
 
-def fmt_metric(v: Any, pct: bool = False) -> str:
+SCORE_DIGITS = 3  # a score's decimals (F1, R²), as the class leaderboard and the per-class table show them
+
+
+def fmt_metric(v: Any, pct: bool = False, score: bool = False) -> str:
     """A metric with 4 significant digits, from 10,000 up a whole number (``30,411``, not ``3.041e+04``: an
-    error in a price's units), or a percentage; ``—`` when missing or not finite."""
+    error in a price's units), or a percentage; a ``score`` (F1, R²: at most 1) with :data:`SCORE_DIGITS` decimals,
+    so a perfect one reads ``1.000`` beside ``0.338`` (Test results read "Macro F1 1" beside "Loss 0.0113"); ``—``
+    when missing or not finite.
+
+    >>> fmt_metric(1.0, score=True), fmt_metric(0.33823, score=True), fmt_metric(-0.04222, score=True)
+    ('1.000', '0.338', '-0.042')
+    """
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "—"
+    if score:
+        return f"{float(v) + 0.0:.{SCORE_DIGITS}f}"
     return f"{v:.1%}" if pct else human_number(v)
 
 

@@ -385,6 +385,7 @@ def _resume(run_id: str) -> None:
 
 
 SUMMED_LOSS = "Summed loss (all terms)"  # a GAN's: its networks' losses added, which need not fall
+SCORES = frozenset({"macro_f1", "r2"})  # Test results shown as scores (fixed decimals: ui.fmt_metric)
 
 
 def _adversarial(run) -> bool:
@@ -426,7 +427,7 @@ def results(run: dict, rs) -> None:
         if k == "loss" and adversarial:  # a GAN's summed loss on the test split is no score of its samples
             lab, helptext = SUMMED_LOSS, ("The generator's and the discriminator's losses added on the test split: "
                                           "they play against each other, so this is not a score of the samples")
-        col.metric(lab + ("" if k == "loss" and adversarial else unit), test[k] if k == "n" else ui.fmt_metric(value, pct),
+        col.metric(lab + ("" if k == "loss" and adversarial else unit), test[k] if k == "n" else ui.fmt_metric(value, pct, score=k in SCORES),
                    help=helptext)
     if test.get("confusion_matrix"):
         left, right = st.columns([1, 1], gap="large")

@@ -302,7 +302,7 @@ _BARE_LABELS = {  # labels passed as a bare value that hold no person's text (co
     "explain.py: xs.layer_help(m)", "explain_checks.py: f['count']", "explain_tryit.py: conf", "runs.py: why",
     "runs.py: why_q", "runs.py: too_big", "runs.py: str(run.status)", "search_mode.py: status",
     "search_mode.py: target", "search_mode.py: ui.fmt_metric(res.best_value)", "server.py: use['n_runs']",
-    "train.py: objective_kind(g)", "train.py: ds.info.task", "train.py: test[k]", "train.py: ui.fmt_metric(value, pct)",
+    "train.py: objective_kind(g)", "train.py: ds.info.task", "train.py: test[k]", "train.py: ui.fmt_metric(value, pct, score=k in SCORES)",
     "runs.py: whose", "train.py: by",  # escaped where they are assigned (ui.md)
 }
 

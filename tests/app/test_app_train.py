@@ -371,7 +371,7 @@ def test_a_scaled_targets_test_errors_show_in_its_own_units(ws):
     # were 0.5 and 0.25; each figure names what it is measured in (the target has no name here: a built-in's). "MSE
     # 1.794" stood beside "Loss 0.007947" for one regression with no word of units (the loss is in deviations)
     assert (shown["MAE (target units)"], shown["MSE (target units²)"], shown["R²"], shown["Loss (scaled)"]) == (
-        "5", "25", "0.9", "0.25"), shown
+        "5", "25", "0.900", "0.25"), shown
     helps = {m.label: m.help for m in at.metric}
     assert "standardised" in helps["Loss (scaled)"] and "own units" in helps["MAE (target units)"]
     import json
@@ -566,3 +566,21 @@ def test_every_frame_of_a_replay_draws_each_curve_it_lists(workspace):
             assert len(figs) >= 3
             bad = [b for f in figs for b in _unreadable(f)]
             assert not bad, (template, epoch, bad)
+
+
+def test_a_perfect_score_reads_with_the_decimals_of_any_other(ws):
+    """helper-75 (a known defect): a Sentiment LSTM's Test results read "Macro F1 1" beside "Loss 0.0113", and a
+    forecaster's "R² -0.04222"; the class leaderboard and the per-class table give scores with 3 decimals. F1 and R²
+    are scores: 3 decimals wherever Test results show them."""
+    import builder
+    from tests.helpers import ME
+
+    at = open_app("app_pages/train.py", owner=ME, template="mlp")
+    store = RunStore(ws, actor=SYSTEM)
+    rid = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME)
+    store.log_metrics(rid, [{"type": "epoch", "epoch": 1, "step": 2, "train_loss": 0.3, "val_loss": 0.3}])
+    store.finish(rid, "finished", test={"accuracy": 1.0, "macro_f1": 1.0, "loss": 0.0113, "n": 45})
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = {m.label: m.value for m in at.metric}
+    assert (shown["Accuracy"], shown["Macro F1"], shown["Loss"]) == ("100.0%", "1.000", "0.0113"), shown
