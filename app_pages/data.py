@@ -15,6 +15,7 @@ from app_pages.fmt import whole_number_ticks
 from builder.data import list_datasets, source_kinds
 from builder.data.builtin import option_range
 from builder.data.compat import (
+    adapt_changes,
     adapt_graph,
     fits_at_length,
     fitting_template,
@@ -471,9 +472,15 @@ def compat(ds) -> None:
                    icon=":material/check_circle:")
         return
     lines = [f"{p.node}: {p.message}" if p.node else p.message for p in probs]
-    if not _refused(adapt_graph(g, ds.info), ds):  # the Input and the last layer are all that is wrong
-        for line in lines:
-            st.warning(ui.md(line), icon=":material/warning:")
+    fixed = adapt_graph(g, ds.info)
+    if not _refused(fixed, ds):  # the Input and the last layer are all that is wrong
+        # what the button changes (its own words: the mismatches' per-layer fixes said "set shape to [3, 32, 32]"
+        # where the button flattened the images for an MLP)
+        st.warning(ui.md("The graph does not fit this dataset yet. The fix changes: "
+                         + "; ".join(adapt_changes(g, fixed))), icon=":material/warning:")
+        with st.expander("What does not fit"):
+            for line in lines:
+                st.caption(ui.md(line))
         st.button("Fix the graph for this dataset", type="primary", icon=":material/build:", on_click=_adapt,
                   args=(ds,), help="Sets the Input shape/modality and the last Linear layer's width so that it trains")
         return

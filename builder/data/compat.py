@@ -292,6 +292,30 @@ def data_kind(info: DatasetInfo) -> str:
     return f"{what} of {shape}{classes}"
 
 
+def adapt_changes(graph, fixed) -> list[str]:
+    """What :func:`adapt_graph` changed, one line per changed parameter ("input: shape [2] → [192]"), in the graph's
+    node order: the Data page lists these beside its "Fix the graph" button. It listed the mismatches instead, whose
+    fixes are per-layer ("set shape to [3, 8, 8]"), while the button flattened the images for an MLP (an Input of
+    [192]): the words said one thing and the click did another.
+
+    >>> from builder.data import load_dataset
+    >>> mlp = load_template("mlp").graph
+    >>> adapt_changes(mlp, adapt_graph(mlp, load_dataset("digits").info))
+    ['input: shape [2] → [64]', 'head: out_features 2 → 10']
+    """
+    graph, fixed = as_graph(graph), as_graph(fixed)
+    before = {n.id: n.params for n in graph.nodes}
+    lines = []
+    for n in fixed.nodes:
+        old = before.get(n.id, {})
+        lines += [f"{n.id}: {k} {_shown(old.get(k))} → {_shown(v)}" for k, v in n.params.items() if old.get(k) != v]
+    return lines
+
+
+def _shown(v) -> str:
+    return "(unset)" if v is None else str(list(v)) if isinstance(v, list | tuple) else str(v)
+
+
 def text_classifier_head(graph, info: DatasetInfo, report: ShapeReport | None = None) -> Graph | None:
     """A copy of ``graph`` with a classifier head after its one output, when that output gives a vector per token
     (``(T, H)``: an encoder, such as an imported DistilBERT or BERT) and ``info`` is texts with classes: the first
@@ -363,4 +387,4 @@ def fitting_template(info: DatasetInfo) -> str:
 
 
 __all__ = ["check_compat", "adapt_graph", "train_problems", "fits_at_length", "fitting_template", "fixed_by_data", "network_kind",
-           "data_kind", "template_title", "text_classifier_head"]
+           "data_kind", "template_title", "text_classifier_head", "adapt_changes"]

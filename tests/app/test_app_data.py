@@ -111,6 +111,10 @@ def test_image_zip_dataset(at, tmp_path):
     # the MLP on these images (issue 29, item 4: "Graph adapted" left its head at (B, 1, 8, 2)): the fix trains
     at.session_state["ll_project"] = builder.load_template("mlp")
     at.run()
+    # the words above the button say what it does (helper-75: they said "set shape to [1, 8, 8]", the per-layer
+    # fix, while the button flattened the images into an Input of [64])
+    said = " ".join(w.value for w in at.warning).replace("\\", "")  # (Markdown escapes of the brackets)
+    assert "shape [2] → [64]" in said and "set shape to" not in said, said
     button(at, "Fix the graph for this dataset").click().run()
     assert any("fit this dataset" in s.value for s in at.success), [w.value for w in at.warning]
     g = at.session_state["ll_project"].graph
@@ -283,7 +287,8 @@ def test_the_autoencoder_trains_on_its_digits_as_its_project_says(workspace):
     assert any("fit this dataset" in s.value for s in at.success), [w.value for w in at.warning]
     at.selectbox(key="ll_ds_name").set_value("iris").run()  # another table: its fix keeps an autoencoder
     assert {m.label: m.value for m in at.metric}["Task"] == "reconstruction"
-    assert any("(the flattened input)" in w.value for w in at.warning), [w.value for w in at.warning]
+    # the mismatch in its words, under "What does not fit" beside the fix's own list of changes
+    assert any("(the flattened input)" in w.value for w in [*at.warning, *at.caption]), [w.value for w in at.warning]
     at.switch_page("app_pages/train.py").run()
     assert {m.label: m.value for m in at.metric}["Task"] == "reconstruction"
 
