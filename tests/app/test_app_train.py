@@ -91,7 +91,10 @@ def test_start_runs_a_job_process_and_shows_results(at, ws):
     assert len(epoch_axes) >= 3 and all(a.get("dtick") == 1 for a in epoch_axes)
     last = _boundary(at)
     # ... and the slider shows any epoch
-    at.select_slider(key=f"ll_replay_epoch_{rid}").set_value(1).run()
+    # (after a replay the slider is a new widget that starts where the replay stopped: one per page, by its label)
+    (slider,) = [s for s in at.select_slider if s.label == "Epoch shown"]
+    assert slider.value == 3  # where the replay stopped: the charts' epoch
+    slider.set_value(1).run()
     assert _validation_epochs(at) == [1]  # the charts (and the boundary) as they stood after epoch 1
     assert _boundary(at) != last
     at.button(key="ll_replay_play").click().run()  # Replay plays it again from epoch 1
