@@ -254,6 +254,22 @@ def network_kind(graph) -> str:
     return kind + (_LANGUAGE_MODEL if width == int(inp.params.get("vocab_size") or 0) else _ENCODER.format(width))
 
 
+def token_encoder(graph) -> bool:
+    """Does ``graph`` take token ids and give a vector per token that is no vocabulary's logits (an encoder such as
+    an imported DistilBERT, which needs a head to classify; a language model's values per position are one per token
+    of its vocabulary)?
+
+    >>> token_encoder(load_template("gpt").graph), token_encoder(load_template("sentiment_lstm").graph)
+    (False, False)
+    """
+    graph = as_graph(graph)
+    inp = next((n for n in graph.nodes if n.type == "Input"), None)
+    if inp is None or inp.params.get("modality") != "tokens":
+        return False
+    width = _per_position(graph)
+    return width is not None and width != int(inp.params.get("vocab_size") or 0)
+
+
 # what a network that answers at every position is (said beside texts with classes, a GPT read "takes texts (token
 # ids) of 32 tokens; received: texts (token ids) of 32 tokens with 2 classes": the same words for both sides): a
 # language model when its values per position are one per token of its vocabulary, else an encoder (an imported
@@ -387,4 +403,4 @@ def fitting_template(info: DatasetInfo) -> str:
 
 
 __all__ = ["check_compat", "adapt_graph", "train_problems", "fits_at_length", "fitting_template", "fixed_by_data", "network_kind",
-           "data_kind", "template_title", "text_classifier_head", "adapt_changes"]
+           "data_kind", "template_title", "text_classifier_head", "adapt_changes", "token_encoder"]

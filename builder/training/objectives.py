@@ -387,11 +387,24 @@ def network_mismatch(graph: Any, info: Any, *, where: str = "the Data page does 
     for it: what it takes, what the data is, and the template whose kind of network fits
     (:func:`~builder.data.compat.fitting_template`); the Data page's words, said by Train too. ``where``: where
     the one click is, as the reader's page says it (the Data page says "the button below does it")."""
-    from builder.data.compat import data_kind, fitting_template, network_kind, template_title  # lazy: numpy
+    from builder.data.compat import (  # lazy: numpy
+        data_kind,
+        fitting_template,
+        network_kind,
+        template_title,
+        text_classifier_head,
+        token_encoder,
+    )
 
+    # an encoder (a vector per token) on texts with classes needs a head, not another network: its pretrained
+    # weights would be thrown away (Train said only "load the Sentiment LSTM template" for an imported DistilBERT,
+    # while the Data page offers the head)
+    head = (f"add a classifier head after it (the first token's vector into a Linear with "
+            f"{int(info.num_classes or info.out_size)} outputs; the Data page adds it for a network that starts from "
+            "a run's weights), or " if token_encoder(graph) and text_classifier_head(graph, info) is not None else "")
     return Problem("network_kind", f"The network on the canvas takes {network_kind(graph)}; received: "
-                                   f"{data_kind(info)}. Changing its Input and last layer is not enough. Fix: load "
-                                   f"the {template_title(fitting_template(info))} template, a network that fits "
+                                   f"{data_kind(info)}. Changing its Input and last layer is not enough. Fix: {head}"
+                                   f"load the {template_title(fitting_template(info))} template, a network that fits "
                                    f"this data ({where})")
 
 

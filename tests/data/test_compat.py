@@ -81,3 +81,22 @@ def test_padded_texts_get_a_network_that_reads_the_padding_mask():
     assert any(e.source_port == "padding_mask" and e.target == lstm for e in graph.edges), name
     assert train_problems(graph, texts) == []
     assert fitting_template(load_dataset("sequence").info) == "lstm"
+
+
+def test_trains_verdict_for_an_encoder_on_labelled_texts_names_the_head():
+    """helper-75: Train's verdict for an imported DistilBERT (16 values per token) on labelled reviews was only
+    "Fix: load the Sentiment LSTM template", which throws the pretrained model away, while the Data page offers the
+    head it needs. The verdict names the head first; a language model's (the GPT template) does not."""
+    from builder.graph.project import Graph
+    from builder.training.objectives import network_mismatch
+
+    info = load_dataset("text_sentiment").info
+    encoder = Graph.model_validate({"nodes": [
+        {"id": "tokens", "type": "Input", "params": {"shape": [20], "modality": "tokens", "vocab_size": 500}},
+        {"id": "embed", "type": "Embedding", "params": {"embedding_dim": 16}}],
+        "edges": [{"source": "tokens", "target": "embed"}]})
+    said = network_mismatch(encoder, info).message
+    assert "gives 16 values per token (an encoder" in said and "Fix: add a classifier head" in said, said
+    assert "a language model" not in said, said
+    gpt = network_mismatch(load_template("gpt").graph, info).message
+    assert "a language model" in gpt and "classifier head" not in gpt, gpt
