@@ -398,9 +398,9 @@ def shut_out(paths: Iterable[str | os.PathLike], shut: Iterable[str | os.PathLik
     return out
 
 
-def _rules(store, owner: str, read: list, write: list, *, database: bool = True) -> Confinement:
+def _rules(store, owner: str, read: list, write: list, *, database: bool = True, own: Path | None = None) -> Confinement:
     """The rules every confined process of ``owner`` shares, with its own ``read`` and ``write``: read the
-    interpreter and system, this package and the owner's folder; the dataset cache's files by name only (shared
+    interpreter and system, this package and ``own`` (the owner's folder when None); the dataset cache's files by name only (shared
     by every owner: never written by a process that runs a person's model, nor listed, so it opens only the
     entries of data it has, their names being their content's SHA-256); write ``/dev`` and the SQLite files. The
     workspace and the server's secrets kept beside it (:func:`server_secrets`) stay shut even where they lie inside
@@ -411,7 +411,8 @@ def _rules(store, owner: str, read: list, write: list, *, database: bool = True)
     files = db_files(store)
     shut = [ws, *server_secrets(ws, store.db_url), *SHARED_MEMORY]  # Streamlit's secrets, the config and database
     # kept elsewhere, and the host's shared memory (a channel between two owners' confined processes)
-    return Confinement(shut_out([*system_read_paths(), package_root(), owner_path(ws, owner), *read], shut),
+    own = owner_path(ws, owner) if own is None else own
+    return Confinement(shut_out([*system_read_paths(), package_root(), own, *read], shut),
                        shut_out([*write, Path("/dev")], shut),
                        files if isinstance(files, list) and database else [],
                        shut_out([ws / "cache", cache_dir()], shut))
@@ -470,8 +471,8 @@ def reader_confinement(store, private: str | os.PathLike, *, read: Iterable = ()
                        write: Iterable = (), model_owner: str | None = None) -> ReaderRules:
     """What a long-lived process that runs the models of the runs ``store``'s actor may read (a page session's
     model probe: Explain, Try it, drift, the VAE view, held-out scores) may touch once confined: read the
-    interpreter and system (:func:`system_read_paths`), this package, the actor's own owner folder (its uploads:
-    drift and Try it files), the folders of the runs the actor may read now (``store.list_runs`` as that actor)
+    interpreter and system (:func:`system_read_paths`), this package, the actor's own upload folder (drift and
+    Try it files; not its projects, history nor profile), the folders of the runs the actor may read now (``store.list_runs`` as that actor)
     and the upload folders of their owners (the data those runs trained on), the dataset cache's entries by name
     and ``read``; read and write ``private`` (its home and temporary folder, where it builds the cache entries it
     lacks), ``/dev`` and ``write``; not the run database (the process reads runs through its broker as the
@@ -500,7 +501,10 @@ def reader_confinement(store, private: str | os.PathLike, *, read: Iterable = ()
     # the upload folders of the runs' owners (a teacher explains a student's run on the student's upload): that
     # folder of theirs only, not their autosaved canvas nor profile
     theirs = [upload_dir(ws, o) for o in owners if o not in (owner, LOCAL_OWNER)]
-    rules = _rules(store, owner, [*read, *runs.values(), *theirs], [Path(private), *write], database=False)
+    # of the actor's own folder, its uploads only (drift and Try it files): a probe that runs another owner's model
+    # (a teacher's held-out scores, shared mode's Explain) read the actor's projects, history and profile
+    rules = _rules(store, owner, [*read, *runs.values(), *theirs], [Path(private), *write], database=False,
+                   own=upload_dir(ws, owner))
     return ReaderRules(rules, frozenset(runs), tuple(owners))
 
 

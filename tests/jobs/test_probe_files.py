@@ -79,6 +79,7 @@ def test_a_probe_for_one_owner_reads_no_secret_nor_another_owners_run_yet_explai
     owners.set_server_config(ws, admins=["user:root@x"])
     mine_id, theirs = _train(store, A), _train(store, B)
     (owners.upload_dir(ws, A) / "new.csv").write_text("x1,x2\n0,1\n")
+    (owners.owner_path(ws, A) / "canvas.json").write_text("{}")  # its own folder beside its uploads: a project
     mine = store.as_actor(Actor(A))
     monkeypatch.setattr(ModelProbe, "TEST_HOOK", f"{__name__}:_reader")
     probe = ModelProbe()
@@ -93,7 +94,8 @@ def test_a_probe_for_one_owner_reads_no_secret_nor_another_owners_run_yet_explai
         seen = {"key": read(ws / owners.SECRET_FILE), "config": read(ws / "server.json"),
                 "database": read(ws / "layerlab.db"),  # every owner id (a cookie): its broker reads runs for it
                 "theirs": read(store.folder(theirs).project), "mine": read(store.folder(mine_id).project),
-                "upload": read(owners.upload_dir(ws, A) / "new.csv")}
+                "upload": read(owners.upload_dir(ws, A) / "new.csv"),
+                "own canvas": read(owners.owner_path(ws, A) / "canvas.json")}  # not its to read: its uploads only
         with socket.socket() as service:  # a database server, or any other service of this host
             service.bind(("127.0.0.1", 0))
             service.listen(1)
@@ -110,7 +112,8 @@ def test_a_probe_for_one_owner_reads_no_secret_nor_another_owners_run_yet_explai
         else:
             assert seen["tcp"] == ("denied" if landlock.net_abi() else "connected"), seen
         if landlock.abi():
-            assert seen["key"] == seen["config"] == seen["theirs"] == seen["database"] == "denied", seen
+            assert seen["key"] == seen["config"] == seen["theirs"] == seen["database"] == seen["own canvas"] == \
+                "denied", seen
             assert probe.files.startswith("files confined by Landlock"), probe.files
             assert "started before it" not in probe.files, probe.files  # no thread of it left unconfined
         else:
