@@ -16,7 +16,7 @@ from builder.runs.record import shown_time
 from builder.runs.run_time import stamp
 from builder.runs.summary import current_run, run_label
 from builder.training.lineage import baseline_line, baseline_tag, init_line
-from builder.training.metrics_units import metric_in_units, metric_label, metric_units
+from builder.training.metrics_units import SCORES, metric_in_units, metric_label, metric_units
 from builder.training.objectives import has_objective, objective_kind, train_verdict, with_teacher
 from builder.training.run_status import (
     CUT_SHORT,
@@ -385,7 +385,6 @@ def _resume(run_id: str) -> None:
 
 
 SUMMED_LOSS = "Summed loss (all terms)"  # a GAN's: its networks' losses added, which need not fall
-SCORES = frozenset({"macro_f1", "r2"})  # Test results shown as scores (fixed decimals: ui.fmt_metric)
 
 
 def _adversarial(run) -> bool:

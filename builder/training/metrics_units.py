@@ -29,6 +29,7 @@ def scored_metrics(task: str) -> tuple[str, ...]:
     return "r2", "mse", "rmse", "mae", "loss"  # regression; reconstruction against the input
 
 
+SCORES = frozenset({"macro_f1", "f1", "r2"})  # figures of at most 1 (not percentages): shown with fixed decimals
 SCORED = ("accuracy", "macro_f1", "r2", "mse", "rmse", "mae", "perplexity", "loss")  # every task's, together
 
 
@@ -113,4 +114,4 @@ def metric_units(name: str, dataset_info: Mapping[str, Any] | None) -> tuple[str
     return f" ({shown})", f"In the target's own units ({shown})"
 
 
-__all__ = ["has_units", "metric_label", "metric_in_units", "metric_units", "scored_metrics", "LOWER_IS_BETTER", "SCORED"]
+__all__ = ["has_units", "metric_label", "metric_in_units", "metric_units", "scored_metrics", "LOWER_IS_BETTER", "SCORED", "SCORES"]
