@@ -9,7 +9,7 @@ import streamlit as st
 
 from app_pages import ui
 from builder.runs.summary import run_label
-from builder.training.config import TrainConfig
+from builder.training.config import FEW_STEPS, TrainConfig, steps_per_epoch
 from builder.training.objectives import has_objective
 
 OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]
@@ -103,6 +103,7 @@ def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
                                help="Step size of the optimizer (peak rate for one-cycle)")
         opt = c[3].selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(d["optimizer"])
                              if d["optimizer"] in OPTIMIZERS else 0, **keep("optimizer"))
+        _steps_line(n_train, int(batch), int(epochs))
         c = st.columns(4)
         sched = c[0].selectbox("LR schedule", list(SCHEDULERS), format_func=SCHEDULERS.get,
                                index=list(SCHEDULERS).index(d["scheduler"]) if d["scheduler"] in SCHEDULERS else 0,
@@ -137,6 +138,22 @@ def settings_form(task: str, n_train: int, disabled: bool) -> dict | None:
     return {"epochs": int(epochs), "batch_size": int(batch), "lr": float(lr), "optimizer": opt, "scheduler": sched,
             "weight_decay": float(wd), "early_stopping": int(es) or None, "seed": int(seed), "device": dev,
             "freeze": list(frozen), "finetune": finetune, "live_attributions": bool(live), "teacher": teacher or None}
+
+
+def _steps_line(n_train: int, batch: int, epochs: int) -> None:
+    """How many optimizer steps the settings make, and a word when they are too few to learn from: a zip of 60
+    images at batch 64 for 5 epochs is 5 steps in all, and its run ended at chance with nothing to say why."""
+    if n_train < 2:
+        return
+    per = steps_per_epoch(n_train, batch)
+    total = per * epochs
+    line = (f"{n_train:,} training samples at batch size {min(batch, n_train):,}: {per:,} optimizer "
+            f"step{'s' if per != 1 else ''} per epoch, {total:,} in all")
+    if total < FEW_STEPS:
+        st.warning(f"{line}: too few for the model to learn much. Fix: a smaller batch size or more epochs "
+                   f"(at least {FEW_STEPS} steps)", icon=":material/warning:")
+    else:
+        st.caption(line + (" (fewer if early stopping ends it)" if epochs > 1 else ""))
 
 
 def _finetune_inputs(d: dict, keep) -> tuple[str, str | None]:

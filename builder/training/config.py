@@ -269,6 +269,22 @@ class TrainConfig(BaseModel):
                 raise TrainingError(str(e)) from None
 
 
+FEW_STEPS = 10  # optimizer steps in all below which a run has too few to learn from (the Train page says so)
+
+
+def steps_per_epoch(n_train: int, batch_size: int, world: int = 1) -> int:
+    """Optimizer steps in one epoch over ``n_train`` samples at ``batch_size`` (the one rule: the trainers and the
+    Train page's count of steps). A last batch smaller than 2 (or than the processes, ``world``) is dropped:
+    BatchNorm and DDP need samples.
+
+    >>> steps_per_epoch(60, 64), steps_per_epoch(130, 64), steps_per_epoch(129, 64), steps_per_epoch(2, 64)
+    (1, 3, 2, 1)
+    """
+    batch = max(1, min(int(batch_size), int(n_train)))
+    nb, rem = divmod(int(n_train), batch)
+    return nb + (1 if rem >= max(2, world) else 0)
+
+
 # ----------------------------------------------------------------------------------- device, precision
 def check_device(spec: str = "auto") -> None:
     """Raise TrainingError unless ``spec`` names a device (auto, cpu, cuda, cuda:N, mps). Whether this host has it
@@ -362,4 +378,4 @@ def precision_label(dtype: torch.dtype | None) -> str:
     return f"{name} autocast" + (" + GradScaler" if name == "float16" else "")
 
 
-__all__ = ["TrainConfig", "SCHEDULER_PARAMS", "SCHEDULER_RULES", "scheduler_problems", "HEALTH_EVERY", "CHECKPOINT_INTERVAL_S", "check_device", "resolve_device", "amp_dtype", "precision_label"]
+__all__ = ["TrainConfig", "SCHEDULER_PARAMS", "SCHEDULER_RULES", "scheduler_problems", "steps_per_epoch", "FEW_STEPS", "HEALTH_EVERY", "CHECKPOINT_INTERVAL_S", "check_device", "resolve_device", "amp_dtype", "precision_label"]

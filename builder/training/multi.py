@@ -42,7 +42,7 @@ from builder.training.checkpoint import (
     save_checkpoint,
     split_optimizer,
 )
-from builder.training.config import TrainConfig, resolve_device
+from builder.training.config import TrainConfig, resolve_device, steps_per_epoch
 from builder.training.control import RunControl, call_hook
 from builder.training.events import History
 from builder.training.nonfinite import Cause, diagnose, nonfinite_message
@@ -289,8 +289,7 @@ class ObjectiveTrainer(RunControl):
         torch.manual_seed(cfg.seed)
         self._gen = torch.Generator().manual_seed(cfg.seed)
         self.batch_size = min(cfg.batch_size, n)
-        nb, rem = divmod(n, self.batch_size)
-        self.steps_per_epoch = nb + (1 if rem >= 2 else 0)
+        self.steps_per_epoch = steps_per_epoch(n, self.batch_size)
         self._epoch_times: list[float] = []
         self._ckpt_t = time.perf_counter()
         try:  # probe once: a model that does not fit the data fails here with a clear message

@@ -45,7 +45,14 @@ from builder.training.callbacks import (
     number,
 )
 from builder.training.checkpoint import load_checkpoint, save_checkpoint
-from builder.training.config import SCHEDULER_PARAMS, TrainConfig, amp_dtype, precision_label, resolve_device
+from builder.training.config import (
+    SCHEDULER_PARAMS,
+    TrainConfig,
+    amp_dtype,
+    precision_label,
+    resolve_device,
+    steps_per_epoch,
+)
 from builder.training.control import RunControl, StopRequested, call_hook
 from builder.training.events import Channel, History
 from builder.training.health import HealthMonitor
@@ -274,9 +281,7 @@ class Trainer(RunControl):
         self.world = getattr(self.dist, "world_size", 1) or 1
         self.rank = getattr(self.dist, "rank", 0) or 0
         self.batch_size = min(cfg.batch_size, n)
-        nb, rem = divmod(n, self.batch_size)
-        # a last batch smaller than 2 (or than the world size) is dropped: BatchNorm and DDP need samples
-        self.steps_per_epoch = nb + (1 if rem >= max(2, self.world) else 0)
+        self.steps_per_epoch = steps_per_epoch(n, self.batch_size, self.world)  # a last batch of 1 dropped
         self.optimizer = build_optimizer(self.params, cfg)
         self.scheduler, self._sched_when = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
         self._fwd: torch.nn.Module = self.model

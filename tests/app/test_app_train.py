@@ -587,3 +587,24 @@ def test_a_perfect_score_reads_with_the_decimals_of_any_other(ws):
     assert not at.exception, [e.value for e in at.exception]
     shown = {m.label: m.value for m in at.metric}
     assert (shown["Accuracy"], shown["Macro F1"], shown["Loss"]) == ("100.0%", "1.000", "0.0113"), shown
+
+
+def test_the_form_says_how_many_steps_the_settings_make_and_when_they_are_too_few(at):
+    """A zip of 60 images at batch 64 for 5 epochs is 5 optimizer steps in all: its run ended at chance and the
+    page gave no hint why. The form counts the steps (the trainers' rule, builder.training.config.steps_per_epoch)
+    and warns below FEW_STEPS."""
+    from builder.runs.pipeline import prepare
+    from builder.training.config import FEW_STEPS, steps_per_epoch
+
+    n = len(prepare(at.session_state["ll_project"], None)[1].train)
+    batch = next(b for b in at.number_input if b.label == "Batch size").value
+    epochs = next(b for b in at.number_input if b.label == "Epochs").value
+    per = steps_per_epoch(n, batch)
+    assert any(f"{per:,} optimizer steps per epoch, {per * epochs:,} in all" in c.value for c in at.caption), \
+        [c.value for c in at.caption]
+    assert not any("too few" in w.value for w in at.warning)
+    next(b for b in at.number_input if b.label == "Batch size").set_value(n).run()
+    next(b for b in at.number_input if b.label == "Epochs").set_value(2).run()
+    warned = [w.value for w in at.warning if "too few for the model to learn" in w.value]
+    assert warned and f"{2 * steps_per_epoch(n, n):,} in all" in warned[0] and str(FEW_STEPS) in warned[0], \
+        [w.value for w in at.warning]
