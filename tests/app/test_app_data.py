@@ -352,6 +352,17 @@ def test_a_series_csv_with_a_date_column_offers_the_date_as_time_and_the_numbers
     assert "month" not in series.options and series.value == ["sales", "promo"]
 
 
+def _reviews(at) -> None:
+    """80 short labelled reviews (4 words each, two classes) chosen on the Data page's Text tab."""
+    rows = "".join(f"the film was {'great' if i % 2 else 'awful'} really,{'pos' if i % 2 else 'neg'}\n"
+                   for i in range(80))
+    at.session_state["ll_data"] = {"kind": "text", "name": "r.csv", "file": _upload("r.csv", b"text,label\n" + rows.encode()),
+                                   "task": None, "options": {"target": "label", "text_column": "text",
+                                                             "vocab_size": 40}}
+    at.segmented_control(key="ll_ds_kind").set_value("text").run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
 def test_texts_read_at_another_length_than_a_fixed_length_network_are_offered_its_length(at):
     """A usability review: a pretrained BERT (32 positions) with texts read at 20 tokens was told to load the LSTM
     template, which would have thrown the pretrained model away. A network whose length is fixed (a learned
@@ -369,13 +380,7 @@ def test_texts_read_at_another_length_than_a_fixed_length_network_are_offered_it
                        {"source": "pos", "target": "add"}, {"source": "add", "target": "flat"},
                        {"source": "flat", "target": "head"}]}
     at.session_state["ll_project"] = Project.model_validate({"name": "fixed length", "graph": graph})
-    rows = "".join(f"the film was {'great' if i % 2 else 'awful'} really,{'pos' if i % 2 else 'neg'}\n"
-                   for i in range(80))
-    at.session_state["ll_data"] = {"kind": "text", "name": "r.csv", "file": _upload("r.csv", b"text,label\n" + rows.encode()),
-                                   "task": None, "options": {"target": "label", "text_column": "text",
-                                                             "vocab_size": 40}}
-    at.segmented_control(key="ll_ds_kind").set_value("text").run()
-    assert not at.exception, [e.value for e in at.exception]
+    _reviews(at)
     assert "ll_fit_template" not in [b.key for b in at.button]  # no template offered over this network
     assert any("This network reads 12 tokens per sample" in i.value for i in at.info), [i.value for i in at.info]
     at.button(key="ll_txt_len_model").click().run()
@@ -536,13 +541,7 @@ def test_a_pretrained_encoder_over_texts_with_labels_is_offered_a_head_not_anoth
                        {"source": "add", "target": "norm"}]}
     at.session_state["ll_project"] = Project.model_validate({"name": "imported encoder", "graph": graph,
                                                              "training": {"init_from": "20261129-000000-abcdef"}})
-    rows = "".join(f"the film was {'great' if i % 2 else 'awful'} really,{'pos' if i % 2 else 'neg'}\n"
-                   for i in range(80))
-    at.session_state["ll_data"] = {"kind": "text", "name": "r.csv", "file": _upload("r.csv", b"text,label\n" + rows.encode()),
-                                   "task": None, "options": {"target": "label", "text_column": "text",
-                                                             "vocab_size": 40}}
-    at.segmented_control(key="ll_ds_kind").set_value("text").run()
-    assert not at.exception, [e.value for e in at.exception]
+    _reviews(at)
     advice = " ".join(i.value for i in at.info)
     assert "ll_fit_template" not in [b.key for b in at.button], advice  # no template over the pretrained network
     assert "language model" not in advice and "a vector per token" in advice, advice
