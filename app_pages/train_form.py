@@ -150,10 +150,10 @@ def _steps_line(n_train: int, batch: int, epochs: int) -> None:
     line = (f"{n_train:,} training samples at batch size {min(batch, n_train):,}: {per:,} optimizer "
             f"step{'s' if per != 1 else ''} per epoch, {total:,} in all")
     if total < FEW_STEPS:
-        st.warning(f"{line}: too few for the model to learn much. Fix: a smaller batch size or more epochs "
-                   f"(at least {FEW_STEPS} steps)", icon=":material/warning:")
+        st.warning(f"{ui.md(line)}: too few for the model to learn much. Fix: a smaller batch size or more epochs "
+                   f"(at least {FEW_STEPS:d} steps)", icon=":material/warning:")
     else:
-        st.caption(line + (" (fewer if early stopping ends it)" if epochs > 1 else ""))
+        st.caption(ui.md(line) + (" (fewer if early stopping ends it)" if epochs > 1 else ""))
 
 
 def _finetune_inputs(d: dict, keep) -> tuple[str, str | None]:
