@@ -248,10 +248,10 @@ def network_kind(graph) -> str:
     if modality in (None, "auto"):  # read from the shape, as the Input does
         modality = {3: "image", 2: "sequence"}.get(len(shape), "vector")
     kind = f"{_KINDS.get(modality, modality)} of {_shape_text(shape, modality)}"
-    width = _per_position(as_graph(graph)) if modality == "tokens" else None
-    if width is None:
+    per = _per_token(as_graph(graph))
+    if per is None:
         return kind
-    return kind + (_LANGUAGE_MODEL if width == int(inp.params.get("vocab_size") or 0) else _ENCODER.format(width))
+    return kind + (_LANGUAGE_MODEL if per[1] else _ENCODER.format(per[0]))
 
 
 def token_encoder(graph) -> bool:
@@ -262,12 +262,19 @@ def token_encoder(graph) -> bool:
     >>> token_encoder(load_template("gpt").graph), token_encoder(load_template("sentiment_lstm").graph)
     (False, False)
     """
-    graph = as_graph(graph)
+    per = _per_token(as_graph(graph))
+    return per is not None and not per[1]
+
+
+def _per_token(graph: Graph) -> tuple[int, bool] | None:
+    """``(values per position, whether they are one per token of its vocabulary: a language model)`` of a network
+    that takes token ids and answers at every position (an encoder otherwise); None for any other network. The one
+    rule :func:`network_kind` and :func:`token_encoder` read."""
     inp = next((n for n in graph.nodes if n.type == "Input"), None)
     if inp is None or inp.params.get("modality") != "tokens":
-        return False
+        return None
     width = _per_position(graph)
-    return width is not None and width != int(inp.params.get("vocab_size") or 0)
+    return None if width is None else (width, width == int(inp.params.get("vocab_size") or 0))
 
 
 # what a network that answers at every position is (said beside texts with classes, a GPT read "takes texts (token
