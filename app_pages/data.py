@@ -376,11 +376,11 @@ def _table_head(ds) -> None:
     st.dataframe(pd.DataFrame(ds.first_rows(10)), hide_index=True, width="stretch")
 
 
-def _refused(g, ds) -> list:
+def _refused(g, ds, report=None) -> list:
     """What Train refuses for ``g`` on ``ds`` (:func:`builder.training.objectives.dataset_problems`: a GAN's or VAE's
-    drawn losses too); data that cannot fit a drawn objective's Input is one problem."""
+    drawn losses too); data that cannot fit a drawn objective's Input is one problem. ``report``: ``g``'s analysis."""
     try:
-        return dataset_problems(g, ds)
+        return dataset_problems(g, ds, report)
     except LayerLabError as e:
         return [Problem("dataset", str(e))]
 
@@ -417,13 +417,13 @@ def _add_head(headed) -> None:
     ui.flash("Added a classifier head (first_token, head); every other layer keeps its weights")
 
 
-def _offer_head(g, ds) -> bool:
+def _offer_head(g, ds, report) -> bool:
     """For a network that starts from a run's weights (an imported pretrained encoder) and gives a vector per token,
     on texts with classes: offer the classifier head it needs (:func:`builder.data.compat.text_classifier_head`);
     True when offered. The page offered to replace an imported DistilBERT by the Sentiment LSTM template, which
     threw the pretrained model away, and called it "a language model"."""
     start = (ui.project().training or {}).get("init_from")
-    headed = text_classifier_head(g, ds.info) if start else None
+    headed = text_classifier_head(g, ds.info, report) if start else None
     if headed is None:
         return False
     n = int(ds.info.num_classes or ds.info.out_size)
@@ -466,13 +466,14 @@ def compat(ds) -> None:
         st.info("The canvas is empty: build a network or load a template on the Build page.", icon=":material/info:")
         st.page_link(nav.BUILD, label="Open the Build page", icon=":material/account_tree:")
         return
-    probs = _refused(g, ds)
+    report = ui.analyse(g)[0]  # the canvas's analysis (cached per session): every question below reads it
+    probs = _refused(g, ds, report)
     if not probs:
         st.success("The graph trains on this dataset: its Input, shapes and output fit this dataset.",
                    icon=":material/check_circle:")
         return
     lines = [f"{p.node}: {p.message}" if p.node else p.message for p in probs]
-    fixed = adapt_graph(g, ds.info)
+    fixed = adapt_graph(g, ds.info, report)
     if not _refused(fixed, ds):  # the Input and the last layer are all that is wrong
         # what the button changes (its own words: the mismatches' per-layer fixes said "set shape to [3, 32, 32]"
         # where the button flattened the images for an MLP)
@@ -484,7 +485,7 @@ def compat(ds) -> None:
         st.button("Fix the graph for this dataset", type="primary", icon=":material/build:", on_click=_adapt,
                   args=(ds,), help="Sets the Input shape/modality and the last Linear layer's width so that it trains")
         return
-    if _offer_head(g, ds):  # pretrained weights and a vector per token: the head it needs, not another network
+    if _offer_head(g, ds, report):  # pretrained weights and a vector per token: the head it needs, not another network
         return
     if _offer_model_length(g, ds):  # the data is made to fit a network that reads a fixed number of tokens
         return
@@ -494,7 +495,7 @@ def compat(ds) -> None:
     title = template_title(name)
     kind = next((p for p in probs if p.code == "network_kind"), None)  # a GAN or VAE: builder's own verdict
     # the words Train says too (builder.training.objectives.network_mismatch)
-    st.info(ui.md((kind or network_mismatch(g, ds.info, where="the button below does it")).message),
+    st.info(ui.md((kind or network_mismatch(g, ds.info, report, where="the button below does it")).message),
             icon=":material/lightbulb:")
     st.button(f"Load the {title} template", type="primary", icon=":material/swap_horiz:", on_click=_load_fitting,
               args=(name, ds), key="ll_fit_template", help="Replace the canvas (undoable) with a network for this data")

@@ -228,8 +228,8 @@ def _shape_text(shape, modality: str) -> str:
     return "×".join(map(str, dims)) if dims else "any shape"
 
 
-def network_kind(graph) -> str:
-    """What a graph's network takes, in a person's words.
+def network_kind(graph, report: ShapeReport | None = None) -> str:
+    """What a graph's network takes, in a person's words (``report``: its analysis, when the caller has it).
 
     >>> from builder.graph.templates import load_template
     >>> network_kind(load_template("cnn").graph), network_kind(load_template("gan").graph)
@@ -248,13 +248,13 @@ def network_kind(graph) -> str:
     if modality in (None, "auto"):  # read from the shape, as the Input does
         modality = {3: "image", 2: "sequence"}.get(len(shape), "vector")
     kind = f"{_KINDS.get(modality, modality)} of {_shape_text(shape, modality)}"
-    per = _per_token(as_graph(graph))
+    per = _per_token(as_graph(graph), report)
     if per is None:
         return kind
     return kind + (_LANGUAGE_MODEL if per[1] else _ENCODER.format(per[0]))
 
 
-def token_encoder(graph) -> bool:
+def token_encoder(graph, report: ShapeReport | None = None) -> bool:
     """Does ``graph`` take token ids and give a vector per token that is no vocabulary's logits (an encoder such as
     an imported DistilBERT, which needs a head to classify; a language model's values per position are one per token
     of its vocabulary)?
@@ -262,18 +262,18 @@ def token_encoder(graph) -> bool:
     >>> token_encoder(load_template("gpt").graph), token_encoder(load_template("sentiment_lstm").graph)
     (False, False)
     """
-    per = _per_token(as_graph(graph))
+    per = _per_token(as_graph(graph), report)
     return per is not None and not per[1]
 
 
-def _per_token(graph: Graph) -> tuple[int, bool] | None:
+def _per_token(graph: Graph, report: ShapeReport | None) -> tuple[int, bool] | None:
     """``(values per position, whether they are one per token of its vocabulary: a language model)`` of a network
     that takes token ids and answers at every position (an encoder otherwise); None for any other network. The one
     rule :func:`network_kind` and :func:`token_encoder` read."""
     inp = next((n for n in graph.nodes if n.type == "Input"), None)
     if inp is None or inp.params.get("modality") != "tokens":
         return None
-    width = _per_position(graph)
+    width = _per_position(graph, report)
     return None if width is None else (width, width == int(inp.params.get("vocab_size") or 0))
 
 
@@ -285,13 +285,18 @@ _LANGUAGE_MODEL = " and guesses the next token at each position (a language mode
 _ENCODER = " and gives {} values per token (an encoder: a classifier needs a head after it)"
 
 
-def _per_position(graph: Graph) -> int | None:
+def _per_position(graph: Graph, report: ShapeReport | None = None) -> int | None:
     """The values per position of the graph's one output when it keeps a position axis ((T, V) per sample: a
     language model's logits, an encoder's vectors); None when it has none."""
-    report = infer_shapes(graph)
-    outs = list(report.output_nodes)
-    shape = getattr(report.nodes.get(outs[0]), "shape", None) if len(outs) == 1 else None
+    shape = _one_output(graph, report)[1]
     return int(shape[-1]) if shape and len(shape) >= 2 and isinstance(shape[-1], int) else None
+
+
+def _one_output(graph: Graph, report: ShapeReport | None) -> tuple[str, tuple | None]:
+    """The graph's one output node and its per-sample shape (``("", None)`` with several or none)."""
+    report = report if report is not None else infer_shapes(graph)
+    outs = list(report.output_nodes)
+    return (outs[0], getattr(report.nodes.get(outs[0]), "shape", None)) if len(outs) == 1 else ("", None)
 
 
 def data_kind(info: DatasetInfo) -> str:
@@ -361,9 +366,7 @@ def text_classifier_head(graph, info: DatasetInfo, report: ShapeReport | None = 
     graph = as_graph(graph)
     if info.modality != "tokens" or info.task not in ("multiclass", "binary"):
         return None
-    report = report if report is not None else infer_shapes(graph)
-    outs = list(report.output_nodes)
-    shape = getattr(report.nodes.get(outs[0]), "shape", None) if len(outs) == 1 else None
+    out, shape = _one_output(graph, report)
     if not shape or len(shape) != 2:
         return None
     g = graph.model_copy(deep=True)
@@ -373,7 +376,7 @@ def text_classifier_head(graph, info: DatasetInfo, report: ShapeReport | None = 
         return next(f"{base}{'' if i == 0 else f'_{i}'}" for i in range(len(taken) + 1)
                     if f"{base}{'' if i == 0 else f'_{i}'}" not in taken)
 
-    last = g.node(outs[0])
+    last = g.node(out)
     x, y = (last.position.x, last.position.y) if last.position is not None else (0.0, 0.0)
     first, head = fresh("first_token"), fresh("head")
     g.nodes += [Node(id=first, type="Select", params={"dim": 1, "index": 0}, position=Position(x=x + 260, y=y)),

@@ -313,7 +313,7 @@ def dataset_problems(graph: Any, dataset: Any, report: Any = None) -> list:
         if refused is not None:
             raise refused
         return problems
-    return [objective_mismatch(graph, dataset.info)]
+    return [objective_mismatch(graph, dataset.info, report)]
 
 
 _KIND_CODES = ("input_shape_mismatch", "input_modality_mismatch")
@@ -360,11 +360,11 @@ def is_adversarial(project: Any) -> bool:
         return False
 
 
-def objective_mismatch(graph: Any, info: Any) -> Problem:
+def objective_mismatch(graph: Any, info: Any, report: Any = None) -> Problem:
     """The verdict for a drawn objective (a GAN, a VAE) on data whose samples do not fit its Input, when setting
     the Input would not make it train: what it learns from, what the data is, and the template whose kind of
     network fits the data (:func:`~builder.data.compat.fitting_template`). The Data page, Train and Build said
-    "set shape to [4]" for a GAN on a table, which left its generator making 64 values."""
+    "set shape to [4]" for a GAN on a table, which left its generator making 64 values. ``report``: the graph's analysis, when the caller has it."""
     from builder.data.compat import data_kind, fitting_template, network_kind, template_title  # lazy: numpy
 
     kind = objective_kind(graph)
@@ -377,16 +377,18 @@ def objective_mismatch(graph: Any, info: Any) -> Problem:
     name = fitting_template(info)
     # what that network does instead (a GPT writes text too: "makes no new ones" was said of it)
     does = "it learns to continue texts" if info.task == "next_token" else "it predicts from a sample and makes no new ones"
-    return Problem("network_kind", f"The {kind} on the canvas {learns}, {network_kind(graph)}; received: "
+    return Problem("network_kind", f"The {kind} on the canvas {learns}, {network_kind(graph, report)}; received: "
                                    f"{data_kind(info)}. Fix: load the {template_title(name)} template, a network "
                                    f"that fits this data ({does}){same}{digits}")
 
 
-def network_mismatch(graph: Any, info: Any, *, where: str = "the Data page does it in one click") -> Problem:
+def network_mismatch(graph: Any, info: Any, report: Any = None, *,
+                     where: str = "the Data page does it in one click") -> Problem:
     """The verdict for a network (no drawn objective) on data it cannot take even with its Input and last layer set
     for it: what it takes, what the data is, and the template whose kind of network fits
     (:func:`~builder.data.compat.fitting_template`); the Data page's words, said by Train too. ``where``: where
-    the one click is, as the reader's page says it (the Data page says "the button below does it")."""
+    the one click is, as the reader's page says it (the Data page says "the button below does it"); ``report``: the graph's
+    analysis, when the caller has it (read once for the three questions below)."""
     from builder.data.compat import (  # lazy: numpy
         data_kind,
         fitting_template,
@@ -401,8 +403,9 @@ def network_mismatch(graph: Any, info: Any, *, where: str = "the Data page does 
     # while the Data page offers the head)
     head = (f"add a classifier head after it (the first token's vector into a Linear with "
             f"{int(info.num_classes or info.out_size)} outputs; the Data page adds it for a network that starts from "
-            "a run's weights), or " if token_encoder(graph) and text_classifier_head(graph, info) is not None else "")
-    return Problem("network_kind", f"The network on the canvas takes {network_kind(graph)}; received: "
+            "a run's weights), or " if token_encoder(graph, report) and text_classifier_head(graph, info, report) is not None
+            else "")
+    return Problem("network_kind", f"The network on the canvas takes {network_kind(graph, report)}; received: "
                                    f"{data_kind(info)}. Changing its Input and last layer is not enough. Fix: {head}"
                                    f"load the {template_title(fitting_template(info))} template, a network that fits "
                                    f"this data ({where})")
@@ -423,15 +426,16 @@ def train_verdict(graph: Any, dataset: Any, report: Any = None) -> list[Problem]
     """
     from builder.data.compat import adapt_graph  # lazy: heavy (numpy)
 
+    report = report if report is not None else infer_shapes(as_graph(graph))  # one analysis for every question
     problems = dataset_problems(graph, dataset, report)
     if not problems or has_objective(graph) or any(p.code == "network_kind" for p in problems):
         return problems
-    fixed = adapt_graph(as_graph(graph), dataset.info)
+    fixed = adapt_graph(as_graph(graph), dataset.info, report)
     try:
         adapts = not dataset_problems(fixed, dataset)
     except LayerLabError:
         adapts = False
-    return problems if adapts else [network_mismatch(graph, dataset.info)]
+    return problems if adapts else [network_mismatch(graph, dataset.info, report)]
 
 
 def output_node(project: Any) -> str | None:
