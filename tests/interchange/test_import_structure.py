@@ -124,7 +124,7 @@ def test_shared_encoder_imports_once_and_training_keeps_it_tied(source, tmp_path
     X = torch.randn(24, *x.shape[1:])
     y = torch.randint(0, 3, (24,))
     empty = Split(X[:0], y[:0])
-    assert Trainer(imported, Dataset(info, Split(X, y), empty, empty), {"epochs": 2, "batch_size": 8}).fit().status \
+    assert Trainer(imported, Dataset(info, Split(X, y), empty, empty), {"epochs": 2, "batch_size": 8, "device": "cpu"}).fit().status \
         == "finished"
     for tied, first in shared.items():
         w_tied, w_first = (imported.get_submodule(names[n]).weight for n in (tied, first))
