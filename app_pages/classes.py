@@ -13,7 +13,7 @@ from builder.data.sources import travels
 from builder.errors import LayerLabError
 from builder.runs import classes, owners
 from builder.runs.summary import dataset_label, epoch_figures, figures_on_test, has_own_metric
-from builder.training.metrics_units import SCORED, scored_metrics
+from builder.training.metrics_units import SCORED, metric_label, scored_metrics
 from builder.training.run_status import is_live
 
 ui.page_header("Classes", "Join your class with the code your teacher shows, and start from the class's network. "
@@ -208,14 +208,14 @@ def run_view(cls: dict, run_id: str) -> None:
             test, _ = classes.holdout_result(store, cls, run)
             if test is not None:
                 st.markdown(f"**Held-out (class) test** (the leaderboard's figure, on data students never see): "
-                            f"{ui.md(cls['metric'])} {_fmt(test)}")
+                            f"{_figure(cls['metric'], test)}")
         final = epoch_figures(run.get("final_metrics") or {}, run.get("dataset_info"))
         if final:  # named by split and metric ("val_metric 0.84 · eta_s 0.000" said neither)
-            st.markdown("**Final epoch:** " + " · ".join(f"{ui.md(k)} {_fmt(v)}" for k, v in final.items()))
+            st.markdown("**Final epoch:** " + " · ".join(_split_figure(k, v) for k, v in final.items()))
         own = figures_on_test(run)
         if own:  # the figure the student's own Train page calls "Test results": told apart from the class's
             st.markdown("**The run's own test split** (the student's Test results): "
-                        + " · ".join(f"{ui.md(k)} {_fmt(float(v))}" for k, v in own.items()))
+                        + " · ".join(_figure(k, v) for k, v in own.items()))
 
 
 def test_label(cls: dict) -> str:
@@ -226,12 +226,23 @@ def test_label(cls: dict) -> str:
 def best_label(row: dict) -> str:
     """A class run's best figure, named: its validation metric at its best epoch (the lowest validation loss,
     :func:`builder.runs.summary.best_epoch`). The row said "best 0.848", best of nothing named."""
-    name = row.get("metric_name") or "metric"
-    return f"val {ui.md(str(name))} {_fmt(row['best'])}  \nat the best epoch"
+    return f"{_split_figure('val ' + str(row.get('metric_name') or 'metric'), row['best'])}  \nat the best epoch"
 
 
-def _fmt(v, digits: int = 3) -> str:
-    return "—" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+def _figure(name: str, value) -> str:
+    """A metric's figure as the Train page writes it: its label and its value (``Accuracy 87.5%``, ``MAE 5``);
+    the page wrote raw names with 3 decimals ("accuracy 0.875", "mae 5.000")."""
+    return f"{ui.md(metric_label(name))} {ui.metric_text(name, value)}"
+
+
+def _split_figure(key: str, value) -> str:
+    """An epoch's figure named by its split and metric (``val accuracy`` -> ``Validation Accuracy 84.8%``, as the
+    Runs page titles its charts)."""
+    split, _, name = key.partition(" ")
+    return f"{_SPLITS.get(split, ui.md(split))} {_figure(name, value)}"
+
+
+_SPLITS = {"train": "Training", "val": "Validation"}
 
 
 def _class_usage(cls: dict) -> None:
@@ -263,7 +274,7 @@ def teacher_view() -> None:
     with st.expander("Create a class", expanded=not classes.list_classes(ui.workspace(), teacher=ui.owner())):
         c1, c2 = st.columns([2, 1])
         c1.text_input("Class name", key="ll_class_name", max_chars=100, placeholder="ML 101, group B")
-        c2.selectbox("Leaderboard metric", _canvas_metrics(), key="ll_class_metric",
+        c2.selectbox("Leaderboard metric", _canvas_metrics(), key="ll_class_metric", format_func=metric_label,
                      help="Measured on the held-out set below (else on the test split each run holds out); the "
                      "figures the canvas's dataset's task measures")
         h1, h2 = st.columns([2, 1])
@@ -296,6 +307,7 @@ def teacher_view() -> None:
     b1.button("Post the canvas as starter", key="ll_class_post", on_click=_post, args=(cid,),
               icon=":material/publish:")
     b3.selectbox("Leaderboard metric", SCORED, index=SCORED.index(cls["metric"]) if cls["metric"] in SCORED else 0,
+                 format_func=metric_label,
                  key=f"ll_class_metric_{cid}", on_change=_set_metric, args=(cid,),
                  help="The figure the leaderboard ranks by (lower first for a loss or an error)")
     with b2.popover("Delete class", icon=":material/delete:"):
@@ -334,14 +346,14 @@ def members_view(cid: str) -> None:
     st.subheader("Leaderboard")
     board = classes.leaderboard(store, cls, rows)
     if board:
-        lines = [f"| # | student | run | {test_label(cls)}: {ui.md(cls['metric'])} | params |",
+        lines = [f"| # | student | run | {test_label(cls)}: {ui.md(metric_label(cls['metric']))} | params |",
                  "|---:|---|---|---:|---:|"]
         for r in board:
             lines.append(f"| {r['rank']} | {ui.md(classes.member_label(cls, r['owner'], ui.workspace()))} | {ui.md(r['name'] or '')} "
-                         f"| {_fmt(r['test'])} | {ui.human_count(r['params'] or 0)} |")
+                         f"| {ui.metric_text(cls['metric'], r['test'])} | {ui.human_count(r['params'] or 0)} |")
         st.markdown("\n".join(lines))
     elif any(r["status"] == "finished" and r["test"] is None and not r.get("test_error") for r in rows):
-        st.warning(f"No finished run has a {ui.md(cls['metric'])} figure: the runs' task measures others. Fix: "
+        st.warning(f"No finished run has a {ui.md(metric_label(cls['metric']))} figure: the runs' task measures others. Fix: "
                    "pick one it measures as the leaderboard metric above",
                    icon=":material/leaderboard:")
     else:
@@ -358,7 +370,7 @@ def members_view(cid: str) -> None:
             c[1].markdown(f"{ui.md(r['name'] or '')}  \n`{r['id']}`")
             c[2].markdown(f"{r['status']}  \n{r['epochs'] or 0} ep")
             c[3].markdown(best_label(r))
-            c[4].markdown(f"{ui.md(cls['metric'])} {_fmt(r['test'])}  \n{test_label(cls)}")
+            c[4].markdown(f"{_figure(cls['metric'], r['test'])}  \n{test_label(cls)}")
             if r.get("test_error"):
                 st.warning(f"Not scored on the held-out set: {ui.md(r['test_error'])}", icon=":material/warning:")
             c[5].markdown(f"{ui.human_count(r['params'] or 0)} params  \n{ui.fmt_duration(r['time_s'])}")

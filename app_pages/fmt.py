@@ -10,6 +10,7 @@ from typing import Any
 from builder.graph.report import human_number
 from builder.graph.shapes import human_bytes as hb
 from builder.graph.shapes import human_count as hc
+from builder.training.metrics_units import SCORES
 
 
 def human_count(n: int) -> str:
@@ -54,6 +55,18 @@ def fmt_metric(v: Any, pct: bool = False, score: bool = False) -> str:
     if score:
         return f"{float(v) + 0.0:.{SCORE_DIGITS}f}"
     return f"{v:.1%}" if pct else human_number(v)
+
+
+def metric_text(name: str, v: Any) -> str:
+    """Metric ``name``'s value as every page writes it (the one rule, :func:`fmt_metric`): accuracy as a percentage,
+    a score (:data:`~builder.training.metrics_units.SCORES`: F1, R²) with :data:`SCORE_DIGITS` decimals, any other
+    with 4 significant digits. The class page wrote its own 3 decimals for every metric ("accuracy 0.875", "mae
+    5.000") beside the Train page's "87.5%" and "5".
+
+    >>> metric_text("accuracy", 0.875), metric_text("macro_f1", 1.0), metric_text("mae", 5.0), metric_text("loss", 0.25)
+    ('87.5%', '1.000', '5', '0.25')
+    """
+    return fmt_metric(v, pct=name == "accuracy", score=name in SCORES)
 
 
 def fmt_setting(v: Any) -> str:

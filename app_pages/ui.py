@@ -17,7 +17,15 @@ import streamlit as st
 
 import builder
 from app_pages import nav
-from app_pages.fmt import fmt_duration, fmt_metric, fmt_setting, human_bytes, human_count, zip_dir_bytes
+from app_pages.fmt import (
+    fmt_duration,
+    fmt_metric,
+    fmt_setting,
+    human_bytes,
+    human_count,
+    metric_text,
+    zip_dir_bytes,
+)
 from app_pages.state import (
     actor,
     analyse,
@@ -430,7 +438,7 @@ __all__ = ["init_state", "sidebar", "style", "analyse", "annotations", "set_proj
            "spec_loaded",
            "open_spec", "uploads", "save_upload", "visible_runs", "get_run", "live_runs", "owner", "owner_label",
            "replace_project", "autosave", "autosave_after_page", "md", "md_value", "error_md",
-           "page_header", "fmt_duration", "fmt_metric", "fmt_setting", "human_count", "human_bytes", "zip_dir_bytes",
+           "page_header", "fmt_duration", "fmt_metric", "metric_text", "fmt_setting", "human_count", "human_bytes", "zip_dir_bytes",
            "with_edge_ids", "new_project", "flash", "show_flash", "graph_key", "make_block", "palette_with_blocks",
            "keep_in_history", "confirm_replace", "stale_prompt", "entered_page", "can_control", "can_see", "shared_runs",
            "fresh_roles",

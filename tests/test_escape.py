@@ -264,8 +264,8 @@ _MD_ELEMENTS = {"markdown", "caption", "info", "warning", "error", "success", "w
                 "button", "checkbox", "radio", "selectbox", "multiselect", "text_input", "number_input", "slider",
                 "select_slider", "toggle", "download_button", "popover", "text_area", "file_uploader", "page_link",
                 "form_submit_button", "metric", "spinner", "status", "tabs", "dialog"}
-_ESCAPED_BY = {"md", "md_value", "error_md", "md_code", "md_text", "_esc", "human_bytes", "human_count", "len", "int", "float", "round", "fmt_duration", "_fmt",
-               "test_label", "key_of", "none_found"}
+_ESCAPED_BY = {"md", "md_value", "error_md", "md_code", "md_text", "_esc", "human_bytes", "human_count", "len", "int", "float", "round", "fmt_duration",
+               "test_label", "key_of", "none_found", "metric_text", "_figure"}
 _NOT_TEXT = {  # numbers, run ids (RUN_ID_RE), statuses, split names, registry names, constants of the page
     "MAX_UPLOAD_BYTES // 2 ** 20", "spec.type", "spec.doc_url", "title", "text", "run['id']", "run['status']",
     "run.get('epochs_done') or 0", "r['id']", "r['status']", "r['epochs'] or 0", "r['fold']", "r['run']",

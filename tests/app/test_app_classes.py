@@ -142,7 +142,7 @@ def test_class_page_teacher_and_students(workspace, monkeypatch):
                             class_id=cls["id"])
     store.update_status(live, "running")
     teacher.run()
-    assert any("0.875" in m.value for m in teacher.markdown), repr((  # a str: pytest cuts a tuple message to ~240
+    assert any("87.5%" in m.value for m in teacher.markdown), repr((  # a str: pytest cuts a tuple message to ~240
         # characters at -q (the page and the runs never reached CI's log). This failed about once in 100 runs under
         # load, the data right (the run finished, 0.875, the class's) and the page without it
         "holdout", classes.get_class(workspace, cls["id"], SYSTEM).get("holdout"), "metric", cls.get("metric"),
@@ -153,9 +153,9 @@ def test_class_page_teacher_and_students(workspace, monkeypatch):
         [c.value[:120] for c in teacher.caption], [w.value[:120] for w in teacher.warning],
         "runs", [(r["status"], r["class_id"] == cls["id"], r["test_metrics"]) for r in store.list_runs(class_id=cls["id"])]))
     # which test a figure is: the leaderboard's and the run view's say the same (no held-out set here)
-    assert any("the run's own test split: accuracy" in m.value for m in teacher.markdown)
+    assert any("the run's own test split: Accuracy" in m.value for m in teacher.markdown)
     teacher.button(key=f"ll_class_view_{done}").click().run()
-    assert any(m.value.startswith("**The run's own test split** (the student's Test results): accuracy 0.875")
+    assert any(m.value.startswith("**The run's own test split** (the student's Test results): Accuracy 87.5%")
                for m in teacher.markdown)
     teacher.button(key=f"ll_class_stop_{live}").click().run()
     assert_no_exception(teacher)
@@ -284,10 +284,11 @@ def test_a_teacher_is_offered_the_leaderboard_metrics_of_the_canvas_task_and_may
 
     monkeypatch.setenv("LAYERLAB_TEACHERS", TEACHER)
     teacher = open_app("app_pages/classes.py", owner=TEACHER, template="mlp")
-    assert teacher.selectbox(key="ll_class_metric").options == ["accuracy", "macro_f1", "loss"]  # moons: binary
+    # moons: binary; shown by the labels the Train page gives them (metric_label)
+    assert teacher.selectbox(key="ll_class_metric").options == ["Accuracy", "Macro F1", "Loss"]
     teacher.session_state["ll_data"] = {"kind": "builtin", "name": "diabetes", "options": {}}
     teacher.run()
-    assert teacher.selectbox(key="ll_class_metric").options == ["r2", "mse", "rmse", "mae", "loss"]
+    assert teacher.selectbox(key="ll_class_metric").options == ["R²", "MSE", "RMSE", "MAE", "Loss"]
     teacher.text_input(key="ll_class_name").set_value("Stats")
     teacher.checkbox(key="ll_class_holdout").uncheck()
     teacher.button(key="ll_class_create").click().run()
@@ -308,7 +309,7 @@ def test_every_number_on_the_teachers_class_page_says_what_it_measures(workspace
 
     from builder.runs import classes
     from builder.runs.store import RunStore
-    from builder.training.metrics_units import SCORED
+    from builder.training.metrics_units import SCORED, metric_label
 
     monkeypatch.setenv("LAYERLAB_TEACHERS", TEACHER)
     teacher = open_app("app_pages/classes.py", owner=TEACHER, template="mlp")
@@ -330,16 +331,17 @@ def test_every_number_on_the_teachers_class_page_says_what_it_measures(workspace
     teacher.button(key=f"ll_class_view_{rid}").click().run()
     assert_no_exception(teacher)
     shown = [m.value for m in teacher.markdown if "<style>" not in m.value]
-    assert any("val accuracy 0.848" in v and "best epoch" in v for v in shown), shown
-    assert any(v.startswith("accuracy 0.875") and "own test split" in v for v in shown), shown
+    assert any("Validation Accuracy 84.8%" in v and "best epoch" in v for v in shown), shown
+    assert any(v.startswith("Accuracy 87.5%") and "own test split" in v for v in shown), shown
     final = next(v for v in shown if v.startswith("**Final epoch:**"))
-    assert "val accuracy 0.848" in final and "train loss 0.250" in final and "_" not in final, final
+    assert "Validation Accuracy 84.8%" in final and "Training Loss 0.25" in final and "_" not in final, final
     own = next(v for v in shown if v.startswith("**The run's own test split**"))
-    assert "Test results" in own and "accuracy 0.875" in own, own
+    assert "Test results" in own and "Accuracy 87.5%" in own, own
     # the rule for the class: a number is preceded by the metric it is, never alone at the start of a line (a
-    # table cell, "|", is named by its column: the leaderboard's says "the run's own test split: accuracy")
-    assert any("| the run's own test split: accuracy |" in v for v in shown)
-    words = {*SCORED, "ep", "|"}
+    # table cell, "|", is named by its column: the leaderboard's says "the run's own test split: Accuracy"),
+    # by the label the Train page gives it (metric_label), with the value written as the Train page writes it
+    assert any("| the run's own test split: Accuracy |" in v for v in shown)
+    words = {*(metric_label(m).split()[-1] for m in SCORED), "ep", "|"}
     for v in shown:
         for m in re.finditer(r"(?:^|(?<=\s))(\S*)\s+(\d+\.\d+)(?![\w.])", v):  # "8.5K params", "0.3s": units
             assert m.group(1) in words, (m.group(0), v)
@@ -379,5 +381,5 @@ def test_a_members_curves_in_the_teachers_view_are_drawn_as_the_students_own(wor
     assert {t["name"]: t["marker"]["symbol"] for t in metric["data"]} == {"train": "circle-open",
                                                                           "validation": "circle"}
     own = next(m.value for m in teacher.markdown if m.value.startswith("**The run's own test split**"))
-    assert "mae 5.000" in own, own  # its test figure in the target's units too (was 0.500)
+    assert "MAE 5" in own, own  # its test figure in the target's units too (was 0.500), written as Train writes it
 
