@@ -16,7 +16,7 @@ from builder.runs.record import shown_time
 from builder.runs.run_time import stamp
 from builder.runs.summary import current_run, run_label
 from builder.training.lineage import baseline_line, baseline_tag, init_line
-from builder.training.metrics_units import SCORES, metric_in_units, metric_label, metric_units
+from builder.training.metrics_units import metric_in_units, metric_label, metric_units
 from builder.training.objectives import has_objective, objective_kind, train_verdict, with_teacher
 from builder.training.run_status import (
     CUT_SHORT,
@@ -413,20 +413,20 @@ def results(run: dict, rs) -> None:
     # every figure the evaluation measures (builder.training.metrics.evaluate): a language model's perplexity and a
     # forecast's RMSE were measured and never shown (a GPT's Test results read "Loss 0.1572 · Test samples 9")
     keys = ("accuracy", "macro_f1", "perplexity", "r2", "mse", "rmse", "mae", "loss")
-    shown = [(k, metric_label(k), k == "accuracy") for k in keys if test.get(k) is not None]
+    shown = [(k, metric_label(k)) for k in keys if test.get(k) is not None]
     if test.get("n") is not None:  # (a drawn objective's run older than its count: no "Test samples —")
-        shown.append(("n", "Test samples", False))
+        shown.append(("n", "Test samples"))
     if not shown:
         return
     adversarial = "loss" in test and _adversarial(run)
     cols = st.columns(len(shown))
-    for col, (k, lab, pct) in zip(cols, shown):
+    for col, (k, lab) in zip(cols, shown):
         value, _ = metric_in_units(k, test[k], run.get("dataset_info"))  # a scaled target's errors in its units
         unit, helptext = metric_units(k, run.get("dataset_info"))  # " (price)", " (scaled)", or nothing
         if k == "loss" and adversarial:  # a GAN's summed loss on the test split is no score of its samples
             lab, helptext = SUMMED_LOSS, ("The generator's and the discriminator's losses added on the test split: "
                                           "they play against each other, so this is not a score of the samples")
-        col.metric(lab + ("" if k == "loss" and adversarial else unit), test[k] if k == "n" else ui.fmt_metric(value, pct, score=k in SCORES),
+        col.metric(lab + ("" if k == "loss" and adversarial else unit), test[k] if k == "n" else ui.metric_text(k, value),
                    help=helptext)
     if test.get("confusion_matrix"):
         left, right = st.columns([1, 1], gap="large")
