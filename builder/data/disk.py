@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from builder.errors import DiskFullError
+from builder.graph.report import human_bytes
 
 SPARE_BYTES = 2**28  # kept free by check_free: a large write must leave the rest of the server room to work
 _FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
@@ -61,16 +62,13 @@ def free_bytes(path: str | os.PathLike) -> int:
 
 
 def human(n: int | float) -> str:
-    """A byte count for a message.
+    """A byte count for a message, in KiB, MiB, ... (:func:`builder.graph.report.human_bytes`, the one rule: it
+    read 1,048,575 bytes as '1024.0 KiB' and 3 TiB as '3072.00 GiB', the defect b20a218 mended there).
 
-    >>> human(10), human(3 * 2**20), human(2.5 * 2**30)
-    ('10 B', '3.0 MiB', '2.50 GiB')
+    >>> human(10), human(3 * 2**20), human(2.5 * 2**30), human(2**20 - 1), human(3 * 2**40)
+    ('10 B', '3.0 MiB', '2.5 GiB', '1.0 MiB', '3.0 TiB')
     """
-    if n < 2**10:
-        return f"{int(n)} B"
-    if n < 2**20:
-        return f"{n / 2**10:.1f} KiB"
-    return f"{n / 2**20:.1f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
+    return human_bytes(n, iec=True)
 
 
 def is_disk_full(exc: BaseException | None, path: str | os.PathLike | None = None) -> bool:

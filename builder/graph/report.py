@@ -126,10 +126,10 @@ def kinds_of(report: ShapeReport) -> dict[str, str]:
     return out
 
 
-def human_bytes(n: float) -> str:
+def human_bytes(n: float, iec: bool = False) -> str:
     """1536 -> '1.5 KB'; the next unit when rounding reaches 1024 (1,048,575 bytes read '1024.0 KB', as counts
     read '1000k' before :func:`human_count`'s rule); past an exabyte, the power of ten (an integer of any size: no
-    float overflows).
+    float overflows). ``iec``: the units named KiB, MiB, ... (a full disk's message, :func:`builder.data.disk.human`).
 
     >>> human_bytes(1536), human_bytes(3 * 1024 ** 4), human_bytes(10 ** 40), human_bytes(1024 ** 2 - 1)
     ('1.5 KB', '3.0 TB', 'about 10^40 B', '1.0 MB')
@@ -139,12 +139,14 @@ def human_bytes(n: float) -> str:
     if abs(n) >= 1024 ** 6:
         return f"about 10^{len(str(int(abs(n)))) - 1} B"
     units = ("B", "KB", "MB", "GB", "TB", "PB", "EB")
+    if iec:
+        units = ("B", *(u[0] + "iB" for u in units[1:]))
     for unit in units:
         text = f"{n:.0f}" if unit == "B" else f"{n:.1f}"
         if abs(float(text)) < 1024 or unit == units[-1]:
             return f"{text} {unit}"
         n /= 1024
-    return f"{n:.1f} EB"
+    return f"{n:.1f} {units[-1]}"
 
 
 def human_count(n: int) -> str:

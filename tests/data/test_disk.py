@@ -210,3 +210,15 @@ def test_a_file_is_renamed_into_place_only_where_the_one_atomic_write_cannot_ser
              if re.search(r"os\.replace\(|os\.rename\(|\btmp\w*\.replace\(", p.read_text(encoding="utf-8"))}
     assert found <= set(_RENAMES_OWN_FILES), f"write through builder.data.disk.write_atomic: {found - set(_RENAMES_OWN_FILES)}"
     assert set(_RENAMES_OWN_FILES) <= found, "a listed module no longer renames files: take it off the list"
+
+
+@pytest.mark.parametrize("n", [2**20 - 1, 2**30 - 1, 2**40 - 1, 3 * 2**40, 2**50 + 2**49])
+def test_a_full_disks_sizes_never_read_1024_of_a_unit(n):
+    """A full disk's message names sizes by the one rule of a size (builder.graph.report.human_bytes): its own
+    formatter read 1,048,575 bytes as '1024.0 KiB', 2**30 - 1 as '1024.0 MiB' and 3 TiB as '3072.00 GiB'."""
+    from builder.data.disk import human
+
+    value, unit = human(n).split()
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    assert float(value) < 1024 and unit in units, human(n)
+    assert abs(float(value) * 1024 ** units.index(unit) - n) <= 0.05 * n
