@@ -32,6 +32,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import tomllib
+
 from builder.data.access import LOCAL_OWNER, SYSTEM, Actor
 from builder.data.cache import cache_dir
 from builder.process.launcher import counted_owner, package_root
@@ -345,6 +347,8 @@ owner's confined process read (a model explained in another person's probe, whos
 uploads, handed them to its owner's job that way), and a database server of the same user keeps its shared memory
 segments there. No confined process needs it (a job trains in one process; torchrun is the command line's)."""
 STREAMLIT_SECRETS = Path(".streamlit", "secrets.toml")
+STREAMLIT_CONFIG = Path(".streamlit", "config.toml")  # its [secrets] files say where the secrets are; its
+# server.cookieSecret signs cookies
 RUN_SECRETS = ("/run/credentials", "/run/secrets")  # systemd's credentials; Docker's and Kubernetes' secrets
 
 
@@ -352,7 +356,9 @@ def server_secrets(workspace: str | os.PathLike, db_url: str | None = None) -> l
     """The server's secrets a confined process never reads, wherever they are kept (the workspace is shut on its
     own): Streamlit's secrets files (``.streamlit/secrets.toml`` in the app's folder, which is this package's and on
     every process's path, in the working folder and in the home folder: ``st.login``'s ``cookie_secret`` signs every
-    signed-in person's identity cookie, beside the identity provider's client secret), the server's config file
+    signed-in person's identity cookie, beside the identity provider's client secret), Streamlit's config files in
+    the same folders (``server.cookieSecret``) and the secrets files they name instead (``[secrets] files``, e.g.
+    ``/etc/layerlab/auth.toml``), the server's config file
     (:func:`builder.runs.owners.server_config_path`: ``LAYERLAB_SERVER_CONFIG`` may name one in ``/etc``; it may
     hold a database password), an SQLite run database kept outside the workspace (``db_url``, default the
     workspace's: every owner's id) and the credentials a service manager or container hands the server under
@@ -376,7 +382,8 @@ def server_secrets(workspace: str | os.PathLike, db_url: str | None = None) -> l
             folders.append(where())
         except (OSError, RuntimeError, KeyError):  # no working folder any more, no home
             continue
-    out = [Path(os.path.abspath(f / STREAMLIT_SECRETS)) for f in folders] + [Path(p) for p in RUN_SECRETS]
+    out = [Path(os.path.abspath(f / name)) for f in folders for name in (STREAMLIT_SECRETS, STREAMLIT_CONFIG)]
+    out += [*_named_secrets(out[1::2]), *(Path(p) for p in RUN_SECRETS)]
     out.append(Path(os.path.abspath(server_config_path(workspace))))
     url = _db.database_url(workspace) if db_url is None else db_url
     if _db.is_sqlite(url):
@@ -388,6 +395,28 @@ def server_secrets(workspace: str | os.PathLike, db_url: str | None = None) -> l
             out += [Path(db + end) for end in ("", "-wal", "-shm", "-journal")]
     inside = Path(os.path.abspath(workspace))
     return [p for p in dict.fromkeys(out) if inside not in p.parents]
+
+
+def _named_secrets(configs: Iterable[Path]) -> list[Path]:
+    """The secrets files Streamlit's config files name (``[secrets] files``: TOML files or folders of
+    Kubernetes-style secrets, read instead of ``.streamlit/secrets.toml``); a config that cannot be read names none.
+
+    >>> import tempfile
+    >>> cfg = Path(tempfile.mkdtemp(), "config.toml")
+    >>> _ = cfg.write_text('[secrets]\\nfiles = ["/etc/app/auth.toml", "~/k8s"]\\n')
+    >>> _named_secrets([cfg]) == [Path("/etc/app/auth.toml"), Path.home() / "k8s"]
+    True
+    """
+    out: list[Path] = []
+    for cfg in configs:
+        try:
+            files = tomllib.loads(cfg.read_text(encoding="utf-8")).get("secrets", {}).get("files")
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError):
+            continue
+        for name in [files] if isinstance(files, str) else files if isinstance(files, list) else []:
+            if isinstance(name, str) and name.strip():
+                out.append(Path(os.path.abspath(os.path.expanduser(name))))
+    return out
 
 
 def shut_out(paths: Iterable[str | os.PathLike], shut: Iterable[str | os.PathLike]) -> list[Path]:

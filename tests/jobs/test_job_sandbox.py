@@ -1073,14 +1073,17 @@ def test_a_confined_job_reads_none_of_the_servers_secrets_kept_outside_the_works
     folder is on every process's path (this package's, the working folder) and a job read it whole, with
     Streamlit's ``.streamlit/secrets.toml`` (``st.login``'s cookie_secret signs every signed-in person's identity
     cookie); a config file named by LAYERLAB_SERVER_CONFIG and an SQLite run database outside the workspace were
-    read as well wherever a folder the job reads held them (/etc, /var/lib, the app's folder). The rest of the
-    app's folder it still reads."""
+    read as well wherever a folder the job reads held them (/etc, /var/lib, the app's folder), and so were
+    Streamlit's config (server.cookieSecret) and the secrets file it names instead of secrets.toml
+    (``[secrets] files``). The rest of the app's folder it still reads."""
     from builder.process import landlock
 
     app = tmp_path / "app"
     for name, text in ((".streamlit/secrets.toml", '[auth]\ncookie_secret = "sign-anyone-in"\n'),
-                       (".streamlit/config.toml", "[server]\n"), ("conf/server.json", '{"admins": ["user:root@x"]}'),
-                       ("app.py", "")):
+                       (".streamlit/config.toml", f'[secrets]\nfiles = ["{app}/conf/auth.toml"]\n'
+                                                  '[server]\ncookieSecret = "signs-cookies"\n'),
+                       ("conf/auth.toml", '[auth]\ncookie_secret = "sign-anyone-in"\n'),
+                       ("conf/server.json", '{"admins": ["user:root@x"]}'), ("app.py", "")):
         (app / name).parent.mkdir(parents=True, exist_ok=True)
         (app / name).write_text(text)
     (app / "db").mkdir()
@@ -1100,7 +1103,8 @@ a = "anon:" + "a" * 32
 mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
 rules = job_sandbox.confinement(store, mine, a)
 out = {{"line": landlock.confine(rules) if not isinstance(rules, str) else rules}}
-for name in (".streamlit/secrets.toml", "conf/server.json", "db/runs.db", ".streamlit/config.toml", "app.py"):
+for name in (".streamlit/secrets.toml", "conf/server.json", "db/runs.db", ".streamlit/config.toml", "conf/auth.toml",
+             "app.py"):
     try:
         out[name] = len(Path({str(app)!r}, name).read_bytes())
     except OSError as e:
@@ -1115,7 +1119,8 @@ print(json.dumps(out))
         return
     assert seen["line"].startswith("files confined by Landlock"), seen
     assert seen[".streamlit/secrets.toml"] == seen["conf/server.json"] == seen["db/runs.db"] == "denied", seen
-    assert isinstance(seen[".streamlit/config.toml"], int) and isinstance(seen["app.py"], int), seen
+    assert seen[".streamlit/config.toml"] == seen["conf/auth.toml"] == "denied", seen
+    assert isinstance(seen["app.py"], int), seen
 
 
 def test_confined_jobs_of_two_owners_share_no_file_in_the_hosts_shared_memory(tmp_path):
