@@ -241,7 +241,9 @@ _FILE_URI = re.compile(rf"(?i)(?<![\w+.-])(file|sqlite(?:\+[a-z0-9]+)?):/{{2,}}(
 # a Windows path (a drive's "C:\\Users\\ann\\owners\\x", "C:/Users/..", a share's "\\\\srv\\share\\x" or "\\\\?\\UNC\\srv\\share\\x", their repr's doubled
 # backslashes): a folder may hold single spaces ("C:\\Users\\Ann Smith\\..."), its last part ends at one
 _WSEG = r"[^\s\\/'\"`<>|;,()\[\]{}:*?]"
-_WIN_PATH = re.compile(rf"(?<![\w\\/.:-])(?:\\\\[?.]\\)?(?:[A-Za-z]:[\\/]+|(?:\\\\[?.]\\UNC\\|\\\\\\*)(?={_WSEG}+(?: +{_WSEG}+)*\\))"
+# a long path's prefix ("\\\\?\\", "\\\\.\\"), or its repr's doubled form ("\\\\\\\\?\\\\"): a drive or a share ("UNC", any case) follows
+_LONG = r"\\\\(?:\\\\)?[?.]\\(?:\\)?"
+_WIN_PATH = re.compile(rf"(?<![\w\\/.:-])(?:{_LONG})?(?:[A-Za-z]:[\\/]+|(?:{_LONG}(?i:UNC)\\+|\\\\\\*)(?={_WSEG}+(?: +{_WSEG}+)*\\))"
                        rf"(?:{_WSEG}+(?: +{_WSEG}+)*[\\/]+)*({_WSEG}*)")
 # a path from a home folder (~/data/x.csv, ~ann/data/x.csv): the home is a server folder too
 _HOME_PATH = re.compile(rf"(?<![\w/.:~\\-])~(?:[A-Za-z_][\w.-]*)?/+(?:{_SEG}+/+)*({_SEG}*)")

@@ -644,6 +644,19 @@ def test_hide_paths_hides_a_windows_share(parts, head):
     assert out == f"cannot read .../{parts[-1]} now"
 
 
+@given(st.lists(_WIN_PART, min_size=1, max_size=5), st.sampled_from(["\\\\?\\C:\\", "\\\\.\\D:\\",
+                                                              "\\\\?\\UNC\\srv\\share\\", "\\\\?\\unc\\srv\\share\\"]),
+       st.sampled_from([1, 2]), st.sampled_from(["", "'", "received: "]))
+def test_hide_paths_hides_a_windows_long_path_in_a_reprs_doubled_form(parts, head, times, before):
+    """A long path's prefix doubled as a repr doubles it, and a share's UNC in lower case: the drive's form stayed
+    whole (its owners folder shown), the doubled share's kept its prefix and the lower-case share stayed whole (the
+    plain forms were mended in 61ea0c7 and 20ba054)."""
+    sep = "\\" * times
+    path = head.replace("\\", sep) + sep.join(["owners", "3fa9c0", *parts])
+    out = hide_paths(f"cannot read {before}{path} now")
+    assert out == f"cannot read {before}.../{parts[-1]} now", out
+
+
 def test_hide_paths_leaves_windows_like_words():
     """A drive-like word without a separator, a ratio or a URL is no path."""
     for text in ("ratio 3:1 of a:b", "see http://example.org/x and C: drive", "escape \\n is a newline"):
