@@ -654,8 +654,8 @@ class OnnxImporter(ModuleGroups, TensorOps, NormPoolOps):
     def _op_ConvTranspose(self, n, ins, a):
         x, w = ins[0], ins[1]
         b = ins[2] if len(ins) > 2 else None
-        if not (isinstance(x, T) and isinstance(w, Const)) or w.value.ndim != 4 or a.get("group", 1) != 1 \
-                or "output_shape" in a:
+        if not (isinstance(x, T) and isinstance(w, Const) and not self.fixed(w, n.input)) or w.value.ndim != 4 \
+                or a.get("group", 1) != 1 or "output_shape" in a:  # a fixed kernel (a buffer): an Op's constant
             return None
         W = w.value
         pads = list(a.get("pads", [0, 0, 0, 0]))
@@ -738,6 +738,8 @@ class OnnxImporter(ModuleGroups, TensorOps, NormPoolOps):
                          "an Embedding must read token ids straight from an integer Input")
                 return False
             self.vocab[idx.node] = max(self.vocab.get(idx.node, 0), int(data.value.shape[0]))
+            if self.fixed(data, n.input):  # a fixed table (a buffer): an Op looking it up (onnx_ops.generic)
+                return None
             base = data.src.removesuffix(".weight") if data.src else self.node_name(n)
             return T(self.add(base, "Embedding", {"embedding_dim": int(data.value.shape[1]), "padding_idx": None},
                               [idx], {"weight": data.value}))

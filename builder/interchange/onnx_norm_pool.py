@@ -44,6 +44,7 @@ class NormPoolOps:
         r = self.rank(n.input[0])
         axis = int(a.get("axis", -1))
         if not isinstance(x, T) or not isinstance(scale, Const) or scale.value.ndim != 1 or \
+                self.fixed(scale, n.input) or (isinstance(bias, Const) and self.fixed(bias, n.input)) or \
                 (r is not None and axis not in (-1, r - 1)):
             return None
         b = bias.value if isinstance(bias, Const) else np.zeros_like(scale.value)

@@ -242,6 +242,8 @@ def generic(imp, n, ins: list, a: dict):
             return c.node("select", [c.arg(ins[0]), axis, int(idx.value)])
         if isinstance(idx, Const) and np.asarray(idx.value).ndim == 1:
             return c.node("index_select", [c.arg(ins[0]), axis, c.arg(Const(np.asarray(idx.value, np.int64)))])
+        if isinstance(idx, T) and isinstance(ins[0], Const) and axis == 0 and np.asarray(ins[0].value).ndim == 2:
+            return c.node("embedding", [c.arg(ins[0]), c.arg(idx)])  # a fixed table's lookup (a buffer's)
         return None
     if op == "Slice":
         return _slice(imp, n, ins)
@@ -300,6 +302,8 @@ def generic(imp, n, ins: list, a: dict):
         w = ins[1].value if a.get("transB", 0) else ins[1].value.T
         b = c.arg(ins[2]) if len(ins) > 2 and ins[2] is not None else None
         return c.node("linear", [c.arg(ins[0]), c.arg(Const(np.ascontiguousarray(w))), b])
+    if op == "PRelu":  # (ONNX's slope broadcasts over the input as aten's kernel's does)
+        return c.node("_prelu_kernel", [c.arg(ins[0]), c.arg(ins[1])])
     if op in ("Conv", "ConvTranspose"):
         return _conv(c, imp, n, ins, a)
     if op in ("AveragePool", "MaxPool"):

@@ -21,8 +21,8 @@ class TensorOps:
 
     def _op_PRelu(self, n, ins, a):
         """PRelu with a learned slope: one shared, or one per channel (dim 1) → PReLU."""
-        if len(ins) < 2 or not isinstance(ins[0], T) or not isinstance(ins[1], Const):
-            return None
+        if len(ins) < 2 or not isinstance(ins[0], T) or not isinstance(ins[1], Const) or self.fixed(ins[1], n.input):
+            return None  # a fixed slope (a buffer): an Op's constant (onnx_ops.generic)
         slope = np.asarray(ins[1].value, dtype=np.float32)
         shape = self.shape(n.input[0])
         per_channel = slope.size > 1

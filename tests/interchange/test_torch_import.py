@@ -139,6 +139,56 @@ def test_a_modules_buffers_stay_fixed_after_import(use, how, tmp_path):
     assert _compare(res, model) <= 1e-5
 
 
+
+class _LayerBuffers(torch.nn.Module):
+    """A buffer where a layer's weight would be: a frozen embedding table, a transposed convolution's kernel, a
+    LayerNorm's scale and shift, a PReLU's slope."""
+
+    def __init__(self, use: str):
+        super().__init__()
+        self.use, self.lin = use, torch.nn.Linear(6, 3)
+        self.register_buffer("table", torch.randn(10, 6))
+        self.register_buffer("kernel", torch.randn(6, 6, 3, 3))
+        self.register_buffer("scale", torch.linspace(0.5, 2.0, 6))
+        self.register_buffer("shift", torch.linspace(-1.0, 1.0, 6))
+        self.register_buffer("slope", torch.linspace(0.05, 0.3, 6))
+
+    def example_inputs(self):
+        return ((torch.arange(10) % 10).reshape(2, 5),) if self.use == "embedding" else \
+            (torch.randn(2, 6, 4, 4),) if self.use == "conv_transpose" else (torch.randn(2, 6),)
+
+    def forward(self, x):
+        F = torch.nn.functional  # noqa: N806
+        if self.use == "embedding":
+            h = F.embedding(x, self.table).mean(1)
+        elif self.use == "conv_transpose":
+            h = F.conv_transpose2d(x, self.kernel).mean((2, 3))
+        elif self.use == "layer_norm":
+            h = F.layer_norm(x, (6,), self.scale, self.shift)
+        else:
+            h = F.prelu(x, self.slope)
+        return self.lin(h)
+
+
+@pytest.mark.parametrize("how", ["onnx", "pt2"])
+@pytest.mark.parametrize("use", ["embedding", "conv_transpose", "layer_norm", "prelu"])
+def test_a_buffer_where_a_layers_weight_would_be_stays_fixed_after_import(use, how, tmp_path):
+    """The import's one rule (``OnnxImporter.learned``) for every layer it recognises, not Linear and Conv only: a
+    buffer read as an Embedding's table, a ConvTranspose's kernel, a LayerNorm's scale or a PReLU's slope was
+    imported as that layer's weight, which fine-tuning moves (canvas 81, 237, 33, 27 parameters for the module's
+    21); now an Op with the buffer as its constant."""
+    torch.manual_seed(0)
+    model = _LayerBuffers(use).eval()
+    path = tmp_path / f"m.{how}"
+    if how == "onnx":
+        path.write_bytes(to_onnx_proto(model, model.example_inputs(), ["x"]).SerializeToString())
+    else:
+        torch.export.save(torch.export.export(model, model.example_inputs(), dynamic_shapes=(
+            {0: torch.export.Dim("batch")},)), path)
+    res = import_model(path)
+    assert res.report["total_params"] == _params(model) == 21
+    assert _compare(res, model) <= 1e-5
+
 def test_python_source_and_cli(tmp_path, capsys):
     res = import_model(f"{MODELS_FILE}:SmallResNet(classes=4)")
     types = {n.type for n in res.project.graph.nodes}
