@@ -303,7 +303,13 @@ def generic(imp, n, ins: list, a: dict):
         b = c.arg(ins[2]) if len(ins) > 2 and ins[2] is not None else None
         return c.node("linear", [c.arg(ins[0]), c.arg(Const(np.ascontiguousarray(w))), b])
     if op == "PRelu":  # (ONNX's slope broadcasts over the input as aten's kernel's does)
-        return c.node("_prelu_kernel", [c.arg(ins[0]), c.arg(ins[1])])
+        slope = ins[1]
+        if isinstance(slope, Const):  # (1, C), the exporter's broadcast form: the same slope as (C,), which the
+            v = slope.value  # canvas's ONNX export takes (onnxruntime refuses a PRelu broadcast)
+            while v.ndim > 1 and v.shape[0] == 1:
+                v = v[0]
+            slope = Const(v, src=slope.src)
+        return c.node("_prelu_kernel", [c.arg(ins[0]), c.arg(slope)])
     if op in ("Conv", "ConvTranspose"):
         return _conv(c, imp, n, ins, a)
     if op in ("AveragePool", "MaxPool"):

@@ -188,6 +188,7 @@ def test_a_buffer_where_a_layers_weight_would_be_stays_fixed_after_import(use, h
     res = import_model(path)
     assert res.report["total_params"] == _params(model) == 21
     assert _compare(res, model) <= 1e-5
+    assert export_onnx(res.project, None, res.weights).max_abs_diff <= 1e-5  # and it exports again
 
 def test_python_source_and_cli(tmp_path, capsys):
     res = import_model(f"{MODELS_FILE}:SmallResNet(classes=4)")
