@@ -201,7 +201,7 @@ def _add(libc: ctypes.CDLL, ruleset: int, path: str, allowed: int) -> None:
     except OSError:
         return  # not there: nothing to allow
     if stat.S_ISFIFO(mode := os.fstat(fd).st_mode) or stat.S_ISSOCK(mode):  # Landlock names files and folders
-        os.close(fd)  # only: /dev/stdout of a process writing to a pipe (an entry of /dev opened around /dev/shm)
+        os.close(fd)  # only: a pipe or socket among the entries of /dev opened around /dev/shm (/dev/initctl)
         return
     if path == OWN_PROC:
         _HELD.append(fd)
@@ -282,7 +282,9 @@ def beside(paths: Iterable[str | os.PathLike], shut: str | os.PathLike) -> list[
                 entries = list(p.iterdir())
             except OSError:
                 continue
-            out += beside(entries, shut)
+            # a link among them is left out: a rule on it is a rule on what it names, which the folder's own rule
+            # never opened (/dev/stderr: the process's log file, wherever it lies; /run/shm: /dev/shm)
+            out += beside([e for e in entries if not e.is_symlink()], shut)
     return out
 
 

@@ -1162,3 +1162,46 @@ print(json.dumps(out))
         return
     assert seen["line"].startswith("files confined by Landlock"), seen["line"]
     assert seen["write"] == seen["read"] == 13 and seen["null"] == "ran", seen
+
+
+def test_a_confined_job_opens_no_file_through_the_links_in_dev(tmp_path):
+    """/dev is opened entry by entry around /dev/shm, and its links gave their targets a rule each: /dev/stderr is
+    the process's fd 2, so a job whose output went to a log outside the workspace read that log by its path and
+    rewrote it (another job's lines, the server's). Opened around something shut, a folder's links are left out, as
+    its own rule never opened what they name; the job still writes its output and /dev/null."""
+    from builder.process import landlock
+
+    log = tmp_path / "logs" / "server.log"
+    log.parent.mkdir()
+    log.write_text("another owner's job: its lines\n")
+    code = f"""
+import json, sys
+from pathlib import Path
+from builder.data.access import SYSTEM
+from builder.graph.templates import load_template
+from builder.jobs import job_sandbox
+from builder.process import landlock
+from builder.runs.store import RunStore
+store = RunStore(Path({str(tmp_path / 'ws')!r}), actor=SYSTEM)
+a = "anon:" + "a" * 32
+mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
+rules = job_sandbox.confinement(store, mine, a)
+{TRIED}
+out["line"] = landlock.confine(rules)
+tried("read", lambda: Path({str(log)!r}).read_text())
+tried("rewrite", lambda: Path({str(log)!r}).write_text("gone"))
+tried("null", lambda: Path("/dev/null").write_text("x"))
+tried("output", lambda: print("the job's own line", file=sys.stderr, flush=True))
+print(json.dumps(out))
+"""
+    with open(log, "a") as err:
+        run = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=err, text=True, timeout=120,
+                             env=child_env())
+    assert run.returncode == 0, log.read_text()[-2000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    if landlock.abi() == 0:
+        assert seen["line"].startswith("files not confined: this kernel has no Landlock")
+        return
+    assert seen["line"].startswith("files confined by Landlock"), seen["line"]
+    assert seen["read"] == seen["rewrite"] == 13 and seen["null"] == seen["output"] == "ran", seen
+    assert log.read_text().startswith("another owner's job: its lines\n") and "the job's own line" in log.read_text()
