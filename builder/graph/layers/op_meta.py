@@ -141,22 +141,88 @@ def run_call_any(p: dict, ins: list[TensorType], batch: int, saved: dict | None 
 _MEASURED: dict[str, tuple[tuple[int, int] | None, tuple[int, int] | None]] = {}
 
 
+#: the peak bytes of a call's backward on meta (:func:`_backward_peak`) by call, inputs and batch: measured once
+_PEAKS: dict[tuple[str, int], int] = {}
+
+
 def _key(p: dict, ins: list[TensorType]) -> str:
     return repr(([p.get(k) for k in ("op", "args", "kwargs", "weights", "buffers", "outputs")], ins))
 
 
+class _LiveBytes:
+    """A dispatch mode that follows the storages the operators under it create (views and in-place results, which
+    reuse an argument's storage, are not new) and records the most bytes alive together (``peak``): C++ keeps a
+    formula's temporaries until its statement ends, so ``erf``'s backward holds five tensors of its input's size."""
+
+    def __new__(cls):  # a subclass of torch's TorchDispatchMode, made when first needed (torch is imported lazily)
+        from torch.multiprocessing.reductions import StorageWeakRef  # lazy: heavy (torch)
+        from torch.utils._python_dispatch import TorchDispatchMode  # lazy: heavy (torch)
+
+        class Live(TorchDispatchMode):
+            def __init__(self) -> None:
+                super().__init__()
+                self.live: dict[int, tuple[Any, int]] = {}
+                self.peak = 0
+
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                torch = _torch()
+                out = func(*args, **(kwargs or {}))
+                given = {a.untyped_storage()._cdata for a in torch.utils._pytree.tree_leaves((args, kwargs))
+                         if isinstance(a, torch.Tensor)}
+                for o in torch.utils._pytree.tree_leaves(out):
+                    if isinstance(o, torch.Tensor) and o.untyped_storage()._cdata not in given:
+                        st = o.untyped_storage()
+                        known = self.live.get(st._cdata)
+                        if known is None or known[0].expired():  # an address freed and reused is a new storage
+                            self.live[st._cdata] = (StorageWeakRef(st), st.nbytes())
+                for k in [k for k, (ref, _n) in self.live.items() if ref.expired()]:
+                    del self.live[k]
+                self.peak = max(self.peak, sum(n for _ref, n in self.live.values()))
+                return out
+
+        return Live()
+
+
+def _backward_peak(outs: list) -> int:
+    """Bytes of the new tensors alive together at the peak of the call's backward pass on meta (its results
+    ``outs`` given gradients), the input and constant gradients it ends with included; 0 without gradients, or
+    where a meta kernel of the backward is missing (the saved tensors' gradients then stand alone)."""
+    torch = _torch()
+    float_outs = [o for o in outs if o.requires_grad]
+    if not float_outs:
+        return 0
+    grads = [torch.empty_like(o) for o in float_outs]  # the gradient of the output: counted as the output's
+    mode = _LiveBytes()
+    try:
+        with mode:
+            torch.autograd.backward(float_outs, grads)
+    except Exception:  # noqa: BLE001 - an estimate: a backward meta cannot run is measured by its saved tensors
+        return 0
+    return mode.peak
+
+
 def saved_sizes(p: dict, ins: list[TensorType], batch: int, outs: list, saved: dict) -> tuple[int, int]:
     """Note what a call at ``batch`` (2 or 3) saved (``saved`` filled by :func:`run_call_any`, ``outs`` its
-    results): bytes of every saved tensor, and of the float ones that are not an output; returns the two."""
+    results): bytes of every saved tensor, and of what its backward holds beyond the gradients of its inputs (the
+    gradients of the saved float intermediates that are not an output, and the backward formula's temporaries);
+    returns the two. The backward runs here, on meta, once."""
     results = {id(o if o._base is None else o._base) for o in outs}
     every = sum(math.prod(t.shape) * t.element_size() for t in saved.values())
     # float intermediates (not an output): their gradients are materialised by the call's backward
     between = sum(math.prod(t.shape) * t.element_size() for k, t in saved.items()
                   if k not in results and t.is_floating_point())
+    # the backward's own temporaries: its peak of new tensors less the input gradients (the estimate counts those)
+    grads_in = sum(math.prod((batch, *t.shape)) * 4 for t in ins if t.kind != TOKENS)
+    key = _key(p, ins)
+    if (key, batch) not in _PEAKS:  # every analysis pass (the Build page's each render) runs the call again
+        if len(_PEAKS) > 4096:
+            _PEAKS.clear()
+        _PEAKS[key, batch] = _backward_peak(outs)
+    between = max(between, _PEAKS[key, batch] - grads_in)
     if len(_MEASURED) > 4096:
         _MEASURED.clear()
-    old = _MEASURED.get(_key(p, ins), (None, None))
-    _MEASURED[_key(p, ins)] = (old[0], (every, between)) if batch == 3 else ((every, between), old[1])
+    old = _MEASURED.get(key, (None, None))
+    _MEASURED[key] = (old[0], (every, between)) if batch == 3 else ((every, between), old[1])
     return every, between
 
 
@@ -165,7 +231,8 @@ def saved_cost(p: dict, ins: list[TensorType], outs: Any) -> Cost:
     beyond its inputs, its output included where the backward reads it: measured on the meta device at batches 2
     and 3 (by the shape rule, else here), the difference. ``backward``: the float ones that are not an output,
     whose gradients its backward pass materialises (attention's (T, T) weights: a training step's peak was 2.0-2.6
-    times the estimate without them). On meta, attention runs as its math backend, which keeps the T × T weights;
+    times the estimate without them), or the backward formula's temporaries where they are more (erf's: a CPU
+    step's peak was 1.40 times the estimate without them). On meta, attention runs as its math backend, which keeps the T × T weights;
     a fused CPU or CUDA kernel keeps less, so the figure is an upper bound there.
 
     >>> from builder.graph.spec import TensorType
