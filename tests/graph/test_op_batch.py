@@ -36,6 +36,13 @@ TIED = {
     "cumsum_over_the_batch": ("aten.cumsum", [T0, -2], (6,)),
     "flip_the_batch": ("aten.flip", [T0, [0]], (6,)),
     "one_chunk_of_the_batch": ("aten.chunk", [T0, 1], (6,)),  # its ONNX file took one batch size (deep fuzzer)
+    # the batch read as a matrix's rows or a sequence's steps (validated before; sample 0 of a tril kept 1 value,
+    # sample 5 all 6; attention and the einsum mixed every sample with the others of its batch)
+    "tril_of_the_batch_as_rows": ("aten.tril", [T0], (6,)),
+    "triu_of_the_batch_as_rows": ("aten.triu", [T0, 1], (6,)),
+    "attention_over_the_batch": ("aten.scaled_dot_product_attention", [T0, T0, T0], (6,)),
+    "einsum_summing_over_the_batch": ("aten.einsum", ["bi,ci->bi", [T0, T0]], (6,)),
+    "einsum_batch_not_first_in_an_input": ("aten.einsum", ["bi,ib->bi", [T0, T0]], (6, 6)),
 }
 #: batch-independent calls naming the batch or dim 0 that stay valid
 SOUND = {
@@ -51,6 +58,11 @@ SOUND = {
     "whole_slice_no_bounds": ("aten.slice.Tensor", [T0], (6,)),
     "narrow_the_whole_batch": ("aten.narrow", [T0, 0, 0, B], (6,)),  # refused before though sound (deep fuzzer)
     "native_group_norm_of_the_batch": ("aten.native_group_norm", [T0, None, None, B, 4, 3, 2, 1e-5], (4, 3), 3),
+    "tril_of_each_samples_matrix": ("aten.tril", [T0], (4, 4)),
+    "attention_over_each_samples_steps": ("aten.scaled_dot_product_attention", [T0, T0, T0], (5, 4)),
+    "einsum_outer_product_per_sample": ("aten.einsum", ["bi,bj->bij", [T0, T0]], (3,)),
+    "einsum_ellipsis_dot_per_sample": ("aten.einsum", ["...i,...i->...", [T0, T0]], (2, 3)),
+    "einsum_implicit_output_per_sample": ("aten.einsum", ["bij", [T0]], (2, 3)),
 }
 
 

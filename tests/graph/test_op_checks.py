@@ -516,16 +516,17 @@ NAMED_CONSTANTS = {
                       "cannot compute with bool values (its CPU kernel or its derivative subtracts from them); "
                       "received: a bool constant as `exponent`. Fix: write the constant as float32"),
     # the rules' order decides between two constants, whatever their order: the integer one before the bool one
+    # (a 3-d query: attention over a 2-d one reads the batch as its steps, op_batch's problem)
     "int_after_a_bool": ("aten.scaled_dot_product_attention", [T0, _const("bool", [True, False]),
                                                                _const("int64", [0, 1])],
-                         "received: an inline constant of dtype int64 as `value`"),
+                         "received: an inline constant of dtype int64 as `value`", (1, 2)),
 }
 
 
 @pytest.mark.parametrize("case", sorted(NAMED_CONSTANTS))
 def test_an_inline_constants_dtype_problem_names_its_argument_nested_ones_too(case):
-    op, args, message = NAMED_CONSTANTS[case]
-    problems = [p for p in validate(_graph(_op("o", op, args), shape=(2,))) if p.severity == "error"]
+    op, args, message, *shape = NAMED_CONSTANTS[case]
+    problems = [p for p in validate(_graph(_op("o", op, args), shape=(shape or [(2,)])[0])) if p.severity == "error"]
     assert [(p.code, p.node) for p in problems] == [("shape", "o")], problems
     assert f"{op} " in problems[0].message and message in problems[0].message, problems[0].message
 

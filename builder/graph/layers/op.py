@@ -434,7 +434,8 @@ def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
     _check_list_length(p, name, bound, ins, {**consts(p)[0], **consts(p)[1]})
     x = bound.get("self", bound.get("input"))
     rank = len(ins[x["t"]].shape) + 1 if isinstance(x, dict) and set(x) == {"t"} else None
-    if (why := batch_problem(p, fn, bound, rank)) is not None:  # the shape rule tries batches of 2, 3 and 1 only
+    ranks = {k: len(ins[v["t"]].shape) + 1 for k, v in bound.items() if isinstance(v, dict) and set(v) == {"t"}}
+    if (why := batch_problem(p, fn, bound, rank, ranks)) is not None:  # the shape rule tries batches of 2, 3 and 1 only
         raise ShapeError(why)
     if name in OP_NODE_REFUSED:
         raise ShapeError(f"{p['op']} is an internal operator whose inputs LayerLab cannot check; received: "
