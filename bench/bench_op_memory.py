@@ -33,6 +33,7 @@ SDPA = {"op": "aten.scaled_dot_product_attention", "args": '[{"t": 0}, {"t": 1},
 CAUSAL = {"op": "aten.scaled_dot_product_attention", "args": '[{"t": 0}, {"t": 1}, {"t": 2}]',
           "kwargs": '{"is_causal": true}'}
 SOFTMAX = {"op": "aten._softmax", "args": '[{"t": 0}, -1, false]'}
+ERF = {"op": "aten.erf", "args": '[{"t": 0}]'}  # its backward formula's temporaries (op_meta._backward_peak)
 
 
 def attention(shape: list[int], params: dict) -> dict:
@@ -58,6 +59,7 @@ def cases(steps: list[int]) -> dict[str, dict]:
         out[f"sdpa 4-d 4 heads T={t} d=64"] = attention([4, t, 64], SDPA)
         out[f"sdpa 4-d causal T={t} d=64"] = attention([4, t, 64], CAUSAL)
         out[f"softmax (4, T={t}, T)"] = unary([4, t, t], SOFTMAX)
+        out[f"erf (T={t}, 64)"] = unary([t, 64], ERF)
     return out
 
 
