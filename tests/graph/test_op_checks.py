@@ -734,3 +734,38 @@ def test_a_plain_op_constant_name_exports_with_the_trained_keys():
     source = export_python(graph)
     compile(source, "model.py", "exec")
     assert "scale" in source and set(compile_graph(graph).state_dict()) == {"o.scale"}
+
+
+# ------------------------------------------------------------------- a variance NaN or inf whatever the input (28)
+#: (operator, args, kwargs, input shape): each validated before; NaN or inf in training (measured on CPU), but for
+#: an eps over 1, outside the norm layers' range
+NONFINITE_STATISTICS = {
+    "layer_norm_negative_eps": ("aten.layer_norm", [T0, [4], None, None, -1.0], {}, (4,)),  # a constant row: NaN
+    "group_norm_zero_eps": ("aten.group_norm", [T0, 1, None, None, 0.0], {}, (2, 3)),  # a constant sample: 0/0
+    "batch_norm_eps_over_one": ("aten.batch_norm", [T0, None, None, None, None, True, 0.1, 2.0, False], {}, (4,)),
+    "std_of_one_value": ("aten.std.dim", [T0, [1]], {}, (1,)),  # one value less a correction of 1: 0/0
+    "var_correction_of_all": ("aten.var.correction", [T0, [-1]], {"correction": 4}, (3, 4)),
+    "var_over_a_1x1_plane": ("aten.var.dim", [T0, [1, 2]], {}, (1, 1)),
+}
+FINITE_STATISTICS = {
+    "layer_norm_eps": ("aten.layer_norm", [T0, [4], None, None, 1e-5], {}, (4,)),
+    "var_of_two": ("aten.var.correction", [T0, [1]], {"correction": 1}, (2,)),
+    "std_of_one_value_biased": ("aten.std.dim", [T0, [1], False], {}, (1,)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NONFINITE_STATISTICS))
+def test_a_variance_that_is_nan_whatever_the_input_is_a_located_problem(case):
+    op, args, kwargs, shape = NONFINITE_STATISTICS[case]
+    problems = [p for p in validate(_graph(_op("o", op, args, kwargs), shape=shape)) if p.severity == "error"]
+    assert [(p.code, p.node) for p in problems] == [("shape", "o")], problems
+    assert "received:" in problems[0].message and "Fix:" in problems[0].message, problems[0].message
+
+
+@pytest.mark.parametrize("case", sorted(FINITE_STATISTICS))
+def test_a_variance_with_values_to_spare_stays_valid_and_finite(case):
+    op, args, kwargs, shape = FINITE_STATISTICS[case]
+    graph = _graph(_op("o", op, args, kwargs), shape=shape)
+    assert not [p for p in validate(graph) if p.severity == "error"]
+    out = compile_graph(graph).train()(torch.randn(3, *shape))
+    assert all(torch.isfinite(o).all() for o in (out if isinstance(out, tuple | list) else [out]))

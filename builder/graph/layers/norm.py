@@ -21,7 +21,8 @@ from builder.graph.spec import Cost, LayerSpec, Param, ShapeError, register
 
 # ----------------------------------------------------------------------------------------- Normalisation
 
-_EPS = Param("eps", "float", 1e-5, "Added to the variance for numerical stability.", min=1e-12, max=1.0)
+#: the one range of a normalisation's eps (the norm layers' parameter, and an Op node's ``eps`` argument)
+EPS = _EPS = Param("eps", "float", 1e-5, "Added to the variance for numerical stability.", min=1e-12, max=1.0)
 
 
 def _bn_shape(ranks):

@@ -32,6 +32,7 @@ from typing import Any
 
 from builder.graph.layers._common import _torch
 from builder.graph.layers.conv import empty_pool_window
+from builder.graph.layers.norm import EPS
 from builder.graph.layers.op_batch import batch_problem
 from builder.graph.layers.op_call import (  # the call's reading and binding; re-exported: DTYPES, resolve_op
     DTYPES,
@@ -378,6 +379,32 @@ def _empty_pool_window(name: str, bound: dict, ins: list[TensorType], shapes: di
 _NORMS = ("group_norm", "native_group_norm", "instance_norm", "layer_norm", "native_layer_norm")
 
 
+def _check_statistics(p: dict, name: str, bound: dict, ins: list[TensorType], shapes: dict) -> None:
+    """A variance that is NaN or inf: a normalisation's ``eps`` outside the norm layers' range (a negative one makes
+    the root of a negative number where the variance is below it, a constant feature; zero divides by zero there),
+    a var/std whose degrees of freedom (values reduced less the correction) are none (whatever the input)."""
+    eps = bound.get("eps")
+    if isinstance(eps, int | float) and not isinstance(eps, bool) and not EPS.min <= eps <= EPS.max:
+        raise ShapeError(f"{p['op']}: `eps` is added to the variance before its square root, so it must lie in "
+                         f"[{EPS.min:g}, {EPS.max:g}] as the norm layers' eps does (at 0 or below, a constant feature "
+                         f"gives NaN or inf); received: eps={eps}. Fix: use e.g. 1e-5")
+    if name not in ("var", "std", "var_mean", "std_mean"):
+        return
+    x, dims = _shape_of(bound.get("self", bound.get("input")), ins, shapes), bound.get("dim")
+    dims = [dims] if type(dims) is int else dims
+    if x is None or not isinstance(dims, list) or not all(type(d) is int and -len(x) <= d < len(x) for d in dims):
+        return  # the whole tensor, the batch included, or a bad dim: the shape rule says what is wrong
+    reduced = {d % len(x) for d in dims}
+    correction = bound.get("correction")
+    correction = (0 if bound.get("unbiased") is False else 1) if correction is None else correction
+    count = math.prod(x[d] for d in reduced if d > 0 and isinstance(x[d], int))
+    if 0 not in reduced and isinstance(correction, int | float) and count - correction <= 0:
+        raise ShapeError(f"{p['op']} divides by the number of values reduced less the correction, which must be "
+                         f"positive (else the result is NaN or inf whatever the input); received: {count} value(s) "
+                         f"reduced over dim={bound.get('dim')} of input {list(x)}, correction={correction}. Fix: "
+                         "reduce over more values, or set correction to 0 (unbiased=false)")
+
+
 def _check_norm(p: dict, name: str, bound: dict, ins: list[TensorType], shapes: dict) -> None:
     """A normalisation over a single value (a group of one, a channel of one element, a normalized shape of one)
     gives its shift whatever its input: its kernels agree there only up to rounding noise, which 1/sqrt(eps)
@@ -479,6 +506,7 @@ def _check_values(p: dict, fn, bound: dict, ins: list[TensorType]) -> None:
     if name.startswith("conv") or name == "_convolution":
         _check_convolution(p, name, bound, ins, shapes)
     _check_norm(p, name, bound, ins, shapes)
+    _check_statistics(p, name, bound, ins, shapes)
     if name.startswith("max_pool") and (why := _empty_pool_window(name, bound, ins, shapes)) is not None:
         raise ShapeError(f"{p['op']}: {why}")
     arg = _DROP_ARGS.get(name)
