@@ -270,7 +270,8 @@ def _rules(task: str, kwargs: dict, private: Path, shut: list[str]) -> landlock.
     """What the worker may touch on disk (:mod:`builder.process.landlock`): a quantization its run's
     (:func:`builder.process.landlock.confinement`); any other task reads the interpreter, this package and the
     files and folders its request names (a folder, or a file's folder), and writes its private folder and its
-    output's folder: never the workspace's secrets or another person's files. The workspaces ``shut`` stay shut
+    output's folder, and of ``/dev`` its device files only: never the workspace's secrets or another person's
+    files. The workspaces ``shut`` stay shut
     where a folder it reads or writes holds one (``/var/lib`` holding ``/var/lib/layerlab``, a checkout on
     ``sys.path``): that folder is opened entry by entry around it (:func:`builder.process.landlock.beside`);
     what it names inside one (an upload, the decoder's folder in the cache) stays named."""
@@ -284,10 +285,10 @@ def _rules(task: str, kwargs: dict, private: Path, shut: list[str]) -> landlock.
     named = [Path(v) for v in kwargs.values() if isinstance(v, str) and v.startswith("/") and len(v) < 4096]
     read = [p if p.is_dir() else p.parent for p in named if p.exists()]
     out = [Path(kwargs["out"]).parent] if isinstance(kwargs.get("out"), str) else []
-    reads, writes = [*landlock.system_read_paths(), launcher.package_root(), *read], [private, Path("/dev"), *out]
+    reads, writes = [*landlock.system_read_paths(), launcher.package_root(), *read], [private, *out]
     for ws in shut:
         reads, writes = landlock.beside(reads, ws), landlock.beside(writes, ws)
-    return landlock.Confinement(reads, writes)
+    return landlock.Confinement(reads, writes, landlock.device_paths())  # of /dev, its device files only
 
 
 def _resolve(task: str, test: str | None):

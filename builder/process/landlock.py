@@ -301,7 +301,7 @@ def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: I
     (its uploads), the folders of the runs the owner may read (``store.list_runs`` as the job's actor: an
     ``init_from``, a teacher, a pruned parent), the dataset cache's entries by name and ``read``; read and write
     its own run folder (a job's private HOME is inside, where it builds the cache entries it lacks:
-    :func:`builder.data.cache.keep_own`), ``/dev`` and ``write``; read and write the SQLite run database and its
+    :func:`builder.data.cache.keep_own`) and ``write``, its device files (:func:`device_paths`); read and write the SQLite run database and its
     WAL files unless ``database`` is False (a job, whose run store is its broker: :mod:`builder.process.broker`),
     not the workspace folder beside them (``identity.key``, ``server.json``, other owners' folders stay shut). The owner's folder name and the server config are read now (:func:`builder.runs.owners.pin`).
     A string says why it is left unconfined: the CLI's local user (its paths are its own), an SQLite database
@@ -344,10 +344,63 @@ def _refused(store, write: Iterable) -> str | None:
 
 SHARED_MEMORY = ("/dev/shm", "/dev/mqueue")
 """What every process of the host shares under ``/dev`` (POSIX shared memory, message queues), shut to a confined
-process, which writes ``/dev`` for its devices: a file one owner's confined process left in ``/dev/shm`` another
+process, which opens only its device files (:func:`device_paths`) of ``/dev``, also where a link names these
+(``/run/shm``): a file one owner's confined process left in ``/dev/shm`` another
 owner's confined process read (a model explained in another person's probe, whose rules open that person's
 uploads, handed them to its owner's job that way), and a database server of the same user keeps its shared memory
 segments there. No confined process needs it (a job trains in one process; torchrun is the command line's)."""
+#: The devices every confined process opens, by name under ``/dev``: the null, zero, full and random devices.
+STANDARD_DEVICES = ("null", "zero", "full", "random", "urandom")
+#: The entries of ``/dev`` an accelerator's runtime opens, by the start of their names: NVIDIA's (``nvidiactl``,
+#: ``nvidia0``, ``nvidia-uvm``, ``nvidia-caps/`` of MIG), DRM render nodes (``dri/``: AMD, Intel), ROCm's ``kfd``,
+#: the kernel's ``accel/`` class and WSL's ``dxg``.
+ACCELERATOR_DEVICES = ("nvidia", "dri", "kfd", "accel", "dxg")
+
+
+def device_paths(root: str | os.PathLike = "/dev") -> list[Path]:
+    """The device files a confined process reads and writes, each by name (:data:`STANDARD_DEVICES`, and every file
+    under :data:`ACCELERATOR_DEVICES`' entries of ``root``): never ``/dev`` whole. Whatever else of ``/dev`` the
+    server's user may open is a door to another process: a terminal (``/dev/pts/<n>``, an admin's shell in which a
+    confined job read the password typed and wrote escape sequences; ``/dev/ptmx``, through which two owners' jobs
+    talked), the host's shared memory and message queues (:data:`SHARED_MEMORY`), FUSE, input devices, a folder it
+    could make files in (a server run as root). Symbolic links are left out (a rule holds to what a link names).
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for name in ("null", "ptmx", "nvidia0", "pts/0", "dri/renderD128", "shm/x"):
+    ...     (d / name).parent.mkdir(parents=True, exist_ok=True); (d / name).touch()
+    >>> sorted(str(p.relative_to(d)) for p in device_paths(d))
+    ['dri/renderD128', 'null', 'nvidia0']
+    """
+    root = Path(root)
+    out = [root / n for n in STANDARD_DEVICES]
+    try:
+        entries = sorted(root.iterdir())
+    except OSError:  # no /dev here
+        return []
+    for entry in entries:
+        if entry.name.startswith(ACCELERATOR_DEVICES) and not entry.is_symlink():
+            out += [entry] if not entry.is_dir() else _files_below(entry)
+    return [p for p in out if p.exists() and not p.is_symlink()]
+
+
+def _files_below(folder: Path, depth: int = 3) -> list[Path]:
+    """The files (no links, no folders) below ``folder``, ``depth`` levels down at most."""
+    out: list[Path] = []
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return out
+    for p in entries:
+        if p.is_symlink():
+            continue
+        if p.is_dir():
+            out += _files_below(p, depth - 1) if depth > 1 else []
+        else:
+            out.append(p)
+    return out
+
+
 STREAMLIT_SECRETS = Path(".streamlit", "secrets.toml")
 STREAMLIT_CONFIG = Path(".streamlit", "config.toml")  # its [secrets] files say where the secrets are; its
 # server.cookieSecret signs cookies
@@ -433,7 +486,8 @@ def _rules(store, owner: str, read: list, write: list, *, database: bool = True,
     """The rules every confined process of ``owner`` shares, with its own ``read`` and ``write``: read the
     interpreter and system, this package and ``own`` (the owner's folder when None); the dataset cache's files by name only (shared
     by every owner: never written by a process that runs a person's model, nor listed, so it opens only the
-    entries of data it has, their names being their content's SHA-256); write ``/dev`` and the SQLite files. The
+    entries of data it has, their names being their content's SHA-256); read and write its device files
+    (:func:`device_paths`, never ``/dev`` whole) and the SQLite files. The
     workspace and the server's secrets kept beside it (:func:`server_secrets`) stay shut even where they lie inside
     a folder every process reads (a server's /var/lib/layerlab, a checkout, the working directory on sys.path):
     such a folder is opened entry by entry around them (:func:`beside`)."""
@@ -444,8 +498,8 @@ def _rules(store, owner: str, read: list, write: list, *, database: bool = True,
     # kept elsewhere, and the host's shared memory (a channel between two owners' confined processes)
     own = owner_path(ws, owner) if own is None else own
     return Confinement(shut_out([*system_read_paths(), package_root(), own, *read], shut),
-                       shut_out([*write, Path("/dev")], shut),
-                       files if isinstance(files, list) and database else [],
+                       shut_out(write, shut),
+                       [*(files if isinstance(files, list) and database else []), *device_paths()],
                        shut_out([ws / "cache", cache_dir()], shut))
 
 
@@ -506,7 +560,7 @@ def reader_confinement(store, private: str | os.PathLike, *, read: Iterable = ()
     Try it files; not its projects, history nor profile), the folders of the runs the actor may read now (``store.list_runs`` as that actor)
     and the upload folders of their owners (the data those runs trained on), the dataset cache's entries by name
     and ``read``; read and write ``private`` (its home and temporary folder, where it builds the cache entries it
-    lacks), ``/dev`` and ``write``; not the run database (the process reads runs through its broker as the
+    lacks) and ``write``, its device files (:func:`device_paths`); not the run database (the process reads runs through its broker as the
     actor: :mod:`builder.process.broker`). ``identity.key``, ``server.json`` and other owners' folders stay shut.
     ``model_owner``: only that owner's runs (and upload folder) are opened, for a process that runs their models
     alone (a teacher's held-out scores of each student). Unconfined (a string) for trusted code and the CLI's local user
@@ -556,6 +610,6 @@ def confine(rules: Confinement | str | None) -> str:
 
 
 __all__ = ["abi", "net_abi", "handled", "restrict", "system_read_paths", "proc_read_paths", "OWN_PROC", "beside",
-           "server_secrets", "shut_out", "STREAMLIT_SECRETS", "RUN_SECRETS", "SHARED_MEMORY", "READ", "WRITE", "NO_LINKS",
+           "server_secrets", "shut_out", "device_paths", "STANDARD_DEVICES", "ACCELERATOR_DEVICES", "STREAMLIT_SECRETS", "RUN_SECRETS", "SHARED_MEMORY", "READ", "WRITE", "NO_LINKS",
            "NO_SPECIAL_FILES", "Confinement", "confinement", "db_files",
            "confine", "ReaderRules", "reader_confinement", "LOCAL_REASON", "holds_workspace"]

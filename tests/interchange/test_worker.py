@@ -353,3 +353,21 @@ def test_a_run_is_quantized_only_by_whoever_controls_it(tmp_path, monkeypatch):
             with pytest.raises(AccessDenied, match=f"no run '{rid}' of yours"):
                 call(reader, rid)
     assert sorted(p.relative_to(folder.path) for p in folder.path.rglob("*")) == files
+
+
+def test_the_workers_rules_open_its_device_files_not_all_of_dev(tmp_path):
+    """The import worker wrote all of /dev (its terminals too: another process's, an admin's shell); now it reads
+    and writes its device files by name (builder.process.landlock.device_paths) and no folder of /dev."""
+    from builder.interchange import worker
+    from builder.process import landlock
+
+    upload = tmp_path / "up" / "m.onnx"
+    upload.parent.mkdir()
+    upload.write_bytes(b"x")
+    rules = worker._rules("_child_import", {"path": str(upload), "out": str(tmp_path / "out" / "a.json")},
+                          tmp_path / "private", worker._workspaces())
+    assert isinstance(rules, landlock.Confinement)
+    under_dev = [p for p in [*rules.read, *rules.write] if Path(p) == Path("/dev") or Path("/dev") in Path(p).parents]
+    assert under_dev == [], under_dev
+    assert Path("/dev/null") in [Path(p) for p in rules.files] or not Path("/dev/null").exists()
+    assert not any(Path(p).name in ("ptmx", "pts", "shm") for p in rules.files), rules.files

@@ -1205,3 +1205,53 @@ print(json.dumps(out))
     assert seen["line"].startswith("files confined by Landlock"), seen["line"]
     assert seen["read"] == seen["rewrite"] == 13 and seen["null"] == seen["output"] == "ran", seen
     assert log.read_text().startswith("another owner's job: its lines\n") and "the job's own line" in log.read_text()
+
+
+def test_a_confined_job_opens_its_device_files_and_no_terminal(tmp_path):
+    """A confined process wrote all of /dev but shared memory: it opened a terminal the server's user held (an
+    admin's shell, /dev/pts/<n>), read the password typed there and wrote escape sequences to the screen, and two
+    owners' jobs talked through a terminal pair one made (/dev/ptmx). Now it opens its device files by name (null,
+    urandom; an accelerator's), never a terminal nor a file of its own in /dev; its standard streams still work."""
+    import pty
+
+    from builder.process import landlock
+
+    master, slave = pty.openpty()
+    try:
+        os.write(master, b"hunter2\n")  # typed at the admin's prompt
+        seen = _run_python(f"""
+import json, os
+from pathlib import Path
+from builder.data.access import SYSTEM
+from builder.graph.templates import load_template
+from builder.jobs import job_sandbox
+from builder.process import landlock
+from builder.runs.store import RunStore
+store = RunStore(Path({str(tmp_path / 'ws')!r}), actor=SYSTEM)
+a = "anon:" + "a" * 32
+mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
+rules = job_sandbox.confinement(store, mine, a)
+{TRIED}
+out["line"] = landlock.confine(rules)
+tried("terminal", lambda: os.read(os.open({os.ttyname(slave)!r}, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK), 64))
+tried("pair", lambda: os.openpty())
+tried("null", lambda: Path("/dev/null").write_text("x"))
+tried("urandom", lambda: Path("/dev/urandom").open("rb").read(8))
+tried("stderr", lambda: open("/dev/stderr", "w").write(""))
+print(json.dumps(out))
+""")
+        os.set_blocking(master, False)
+        try:
+            screen = os.read(master, 256)
+        except BlockingIOError:
+            screen = b""
+    finally:
+        os.close(master)
+        os.close(slave)
+    if landlock.abi() == 0:
+        assert seen["line"].startswith("files not confined: this kernel has no Landlock")
+        return
+    assert seen["line"].startswith("files confined by Landlock"), seen["line"]
+    assert seen["terminal"] == seen["pair"] == 13, seen
+    assert seen["null"] == seen["urandom"] == seen["stderr"] == "ran", seen
+    assert screen == b"hunter2\r\n"  # nothing was written to the admin's screen
