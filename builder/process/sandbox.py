@@ -288,6 +288,20 @@ _REACH = {"x86_64": {"ptrace": 101, "process_vm_readv": 310, "process_vm_writev"
                      "io_uring_setup": 425},
           "aarch64": {"ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "pidfd_getfd": 438,
                       "io_uring_setup": 425}}
+# Changing a file's metadata: its mode, owner, times and extended attributes. Landlock handles none of these calls,
+# so a confined process changed them on any file of the server's user it could name, opened or not: the run
+# database set to mode 000 (no process of the server opens it again), another owner's weights dated 1970, a note in
+# the workspace folder's extended attributes that another owner's confined process read. Answered "done" without
+# doing it (errno 0): libraries set modes on the files they make (inductor's compiled .so, filelock's lock files)
+# and carry on; the file keeps the mode it was made with.
+_METADATA = {"x86_64": {"chmod": 90, "fchmod": 91, "chown": 92, "fchown": 93, "lchown": 94, "utime": 132,
+                        "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190, "removexattr": 197,
+                        "lremovexattr": 198, "fremovexattr": 199, "utimes": 235, "fchownat": 260, "futimesat": 261,
+                        "fchmodat": 268, "utimensat": 280, "fchmodat2": 452, "setxattrat": 463,
+                        "removexattrat": 466},
+             "aarch64": {"setxattr": 5, "lsetxattr": 6, "fsetxattr": 7, "removexattr": 14, "lremovexattr": 15,
+                         "fremovexattr": 16, "fchmod": 52, "fchmodat": 53, "fchownat": 54, "fchown": 55,
+                         "utimensat": 88, "fchmodat2": 452, "setxattrat": 463, "removexattrat": 466}}
 # A new UNIX socket (socketpair's stay: a broker's was made before): a named one is a door Landlock leaves open
 # (a database server's local socket, the warm launcher's); without network, any socket but netlink's
 _SOCKET, _AF_UNIX, _AF_NETLINK = {"x86_64": 41, "aarch64": 198}, 1, 16
@@ -332,6 +346,8 @@ def _seccomp(*, processes: bool, network: bool = True, udp: bool = True) -> bool
     ``network`` (a process that needs none: the model probe, a worker, a job without a tracker), ``socket`` of any
     domain but netlink fails too: no TCP whatever the kernel's Landlock, and no UDP, which Landlock does not
     cover; without ``udp`` (a job whose tracker is named by its address) a datagram socket of IPv4 or IPv6 fails.
+    Always, a file's mode, owner, times and extended attributes stay as they are: ``chmod``, ``chown``, ``utimensat``,
+    ``setxattr`` and their kin return 0 without doing anything (:data:`_METADATA`; Landlock handles none of them).
     Unless ``processes``:
     ``fork``/``vfork``/``execve``/``execveat`` and ``clone`` without ``CLONE_THREAD`` fail with EPERM, ``clone3``
     with ENOSYS (its flags cannot be inspected; libc falls back to ``clone``), and signals reach this process only
@@ -350,7 +366,7 @@ def _seccomp(*, processes: bool, network: bool = True, udp: bool = True) -> bool
         audit_arch, sys_seccomp = 0xC00000B7, 277
         spawn = {221: 1, 281: 1, 435: 38}  # execve, execveat: EPERM; clone3: ENOSYS
         clone = 220
-    deny = {nr: 1 for nr in _REACH[arch].values()}
+    deny = {nr: 1 for nr in _REACH[arch].values()} | {nr: 0 for nr in _METADATA[arch].values()}
     if not processes:
         deny |= spawn | {nr: 1 for nr in _SIGNAL_OTHERS[arch].values()}
     ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06

@@ -1255,3 +1255,35 @@ print(json.dumps(out))
     assert seen["terminal"] == seen["pair"] == 13, seen
     assert seen["null"] == seen["urandom"] == seen["stderr"] == "ran", seen
     assert screen == b"hunter2\r\n"  # nothing was written to the admin's screen
+
+
+@pytest.mark.skipif(not SECCOMP, reason="the seccomp filter is installed on Linux x86-64 and aarch64")
+@pytest.mark.parametrize("compiles", [False, True], ids=["job", "job that compiles"])
+def test_a_locked_down_job_changes_no_files_mode_times_or_extended_attributes(tmp_path, compiles):
+    """Landlock handles no metadata call: a confined job set the run database's mode to 000 (no process of the
+    server's user opens it again), dated another owner's weights 1970 and left a note in the workspace folder's
+    extended attributes for another owner's job to read, on files it could not open. Locked down, each such call
+    answers "done" (libraries that set a mode on the files they make carry on) and changes nothing."""
+    theirs = tmp_path / "theirs.safetensors"
+    theirs.write_bytes(b"their weights")
+    theirs.chmod(0o640)
+    before = os.stat(theirs)
+    seen = _run_python(f"""
+import json, os
+from pathlib import Path
+from builder.jobs import job_sandbox
+job_sandbox.enter({str(tmp_path / 'tmp')!r}, processes={compiles!r})
+theirs = {str(theirs)!r}
+{TRIED}
+tried("chmod", lambda: os.chmod(theirs, 0))
+tried("fchmod", lambda: os.fchmod(os.open(theirs, os.O_RDONLY), 0))
+tried("utime", lambda: os.utime(theirs, (0, 0)))
+tried("setxattr", lambda: os.setxattr({str(tmp_path)!r}, "user.note", b"from owner a"))
+tried("chown", lambda: os.chown(theirs, os.getuid(), os.getgid()))
+print(json.dumps(out))
+""", child_env())
+    after = os.stat(theirs)
+    assert (after.st_mode, after.st_mtime_ns) == (before.st_mode, before.st_mtime_ns), (oct(after.st_mode), seen)
+    with pytest.raises(OSError):  # no such attribute (or none on this file system)
+        os.getxattr(tmp_path, "user.note")
+    assert set(seen.values()) == {"ran"}, seen  # answered "done": the libraries that set modes carry on
