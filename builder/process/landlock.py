@@ -125,12 +125,43 @@ def proc_read_paths() -> list[Path]:
         [Path(OWN_PROC)]
 
 
+def run_read_paths(etc: str | os.PathLike = "/etc", run: str | os.PathLike = "/run") -> list[Path]:
+    """What a confined process reads of ``/run``: the files ``/etc``'s links lead to there (``resolv.conf`` kept by
+    systemd-resolved or resolvconf: a job looks up its tracker's host name), nothing else. ``/run`` whole was
+    readable: it holds the server user's runtime folder (``/run/user/<uid>``: podman's registry login in
+    ``containers/auth.json``, which a confined job read, a keyring's, an agent's), a database server's lock files and
+    what services keep for the machine's users.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for name in ("run/resolve/stub-resolv.conf", "run/user/1000/containers/auth.json", "etc/hosts"):
+    ...     (d / name).parent.mkdir(parents=True, exist_ok=True); (d / name).touch()
+    >>> (d / "etc/resolv.conf").symlink_to(d / "run/resolve/stub-resolv.conf")
+    >>> [str(p.relative_to(d)) for p in run_read_paths(d / "etc", d / "run")]
+    ['run/resolve/stub-resolv.conf']
+    """
+    run = Path(os.path.realpath(run))
+    out: list[Path] = []
+    try:
+        entries = sorted(Path(etc).iterdir())
+    except OSError:
+        return out
+    for entry in entries:
+        if entry.is_symlink():
+            target = Path(os.path.realpath(entry))
+            if run in target.parents and target.is_file():
+                out.append(target)
+    return out
+
+
 def system_read_paths() -> list[Path]:
     """What any Python process of this server reads: the interpreter and its libraries (``sys.prefix``, the
-    base and exec prefixes, every folder on ``sys.path``), the system's programs and libraries, ``/etc``,
-    ``/sys`` and of ``/proc`` the system's entries and the process's own (:func:`proc_read_paths`)."""
+    base and exec prefixes, every folder on ``sys.path``), the system's programs and libraries, ``/etc`` (and the
+    files its links lead to in ``/run``: :func:`run_read_paths`), ``/sys`` and of ``/proc`` the system's entries
+    and the process's own (:func:`proc_read_paths`)."""
     paths = [Path(p) for p in ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/opt", "/sys",
-                               "/run", "/var/lib")]
+                               "/var/lib")]
+    paths += run_read_paths()
     paths += proc_read_paths()
     for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *sys.path}:
         if p:
@@ -609,7 +640,7 @@ def confine(rules: Confinement | str | None) -> str:
     return f"files confined by Landlock (ABI {version}): its own folders and the runs it may read{tcp}{left}"
 
 
-__all__ = ["abi", "net_abi", "handled", "restrict", "system_read_paths", "proc_read_paths", "OWN_PROC", "beside",
+__all__ = ["abi", "net_abi", "handled", "restrict", "system_read_paths", "run_read_paths", "proc_read_paths", "OWN_PROC", "beside",
            "server_secrets", "shut_out", "device_paths", "STANDARD_DEVICES", "ACCELERATOR_DEVICES", "STREAMLIT_SECRETS", "RUN_SECRETS", "SHARED_MEMORY", "READ", "WRITE", "NO_LINKS",
            "NO_SPECIAL_FILES", "Confinement", "confinement", "db_files",
            "confine", "ReaderRules", "reader_confinement", "LOCAL_REASON", "holds_workspace"]

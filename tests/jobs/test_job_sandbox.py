@@ -1287,3 +1287,51 @@ print(json.dumps(out))
     with pytest.raises(OSError):  # no such attribute (or none on this file system)
         os.getxattr(tmp_path, "user.note")
     assert set(seen.values()) == {"ran"}, seen  # answered "done": the libraries that set modes carry on
+
+
+def test_a_confined_job_reads_of_run_only_where_etcs_links_lead(tmp_path):
+    """/run was readable whole: a confined job read the server user's runtime folder (/run/user/<uid>: podman's
+    registry login in containers/auth.json, a keyring's). Now its rules name of /run only the files /etc's links
+    lead to there (resolv.conf, for a tracker's host name), and a file left in the runtime folder stays shut."""
+    from builder.jobs import job_sandbox
+    from builder.process import landlock
+
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
+    me = "anon:" + "a" * 32
+    mine = store.create_run(load_template("mlp"), "moons", {}, {}, owner=me)
+    rules = job_sandbox.confinement(store, mine, me)
+    run = Path(os.path.realpath("/run"))
+    under_run = [Path(p) for p in rules.read if run in (real := Path(os.path.realpath(p)), *real.parents)]
+    assert all(p in landlock.run_read_paths() for p in under_run), under_run
+    runtime = Path(f"/run/user/{os.getuid()}")
+    try:
+        runtime.mkdir(parents=True, exist_ok=True)
+        left = runtime / f"layerlab-test-{os.getpid()}.json"
+        left.write_text('{"auths": {"registry": {"auth": "c2VjcmV0"}}}')
+    except OSError:  # this user cannot make it: the rules above are the check
+        return
+    try:
+        seen = _run_python(f"""
+import json
+from pathlib import Path
+from builder.data.access import SYSTEM
+from builder.graph.templates import load_template
+from builder.jobs import job_sandbox
+from builder.process import landlock
+from builder.runs.store import RunStore
+store = RunStore(Path({str(tmp_path / 'ws2')!r}), actor=SYSTEM)
+a = "anon:" + "a" * 32
+mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
+rules = job_sandbox.confinement(store, mine, a)
+{TRIED}
+out["line"] = landlock.confine(rules)
+tried("runtime", lambda: Path({str(left)!r}).read_text())
+tried("resolv", lambda: Path("/etc/resolv.conf").read_text() if Path("/etc/resolv.conf").exists() else None)
+print(json.dumps(out))
+""")
+    finally:
+        left.unlink()
+    if landlock.abi() == 0:
+        assert seen["line"].startswith("files not confined: this kernel has no Landlock")
+        return
+    assert seen["runtime"] == 13 and seen["resolv"] == "ran", seen
