@@ -286,7 +286,9 @@ def _rules(task: str, kwargs: dict, private: Path, shut: list[str]) -> landlock.
     read = [p if p.is_dir() else p.parent for p in named if p.exists()]
     out = [Path(kwargs["out"]).parent] if isinstance(kwargs.get("out"), str) else []
     reads, writes = [*landlock.system_read_paths(), launcher.package_root(), *read], [private, *out]
-    for ws in shut:
+    # what of the system not every user may read stays shut too (landlock.private_paths)
+    keep = [*landlock.interpreter_paths(), launcher.package_root(), *read, *writes]
+    for ws in [*shut, *landlock.private_paths(keep=keep, skip=shut)]:
         reads, writes = landlock.beside(reads, ws), landlock.beside(writes, ws)
     return landlock.Confinement(reads, writes, landlock.device_paths())  # of /dev, its device files only
 

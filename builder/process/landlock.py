@@ -154,6 +154,71 @@ def run_read_paths(etc: str | os.PathLike = "/etc", run: str | os.PathLike = "/r
     return out
 
 
+PRIVATE_SCAN = ("/etc", "/opt", "/var/lib")
+"""The system folders a confined process reads (:func:`system_read_paths`) where some files are for some users only:
+the machine's configuration, software installed beside the system's, services' state."""
+_SCAN_MAX = 200_000  # entries looked at in all; past it the rest of the walk is not looked at (see private_paths)
+
+
+def private_paths(roots: Iterable[str | os.PathLike] | None = None, keep: Iterable[str | os.PathLike] = (),
+                  skip: Iterable[str | os.PathLike] = (), limit: int = _SCAN_MAX) -> list[Path]:
+    """What of ``roots`` (default :data:`PRIVATE_SCAN`) not every user of the machine may read: a file others may not read, a folder others may
+    not list or enter (whole: nothing below it is looked at), links left alone. A confined process runs a person's
+    model, so of the system it reads what any user of the machine reads: one of a server run as root (a container's
+    default) read ``/etc/shadow``, PostgreSQL's ``pg_hba.conf`` and data folder (``/var/lib/postgresql``: every
+    owner's id in the run database), and one of any server user what that user keeps for itself there (an
+    ``EnvironmentFile`` with the database's password, an admin's local MLflow store in ``/var/lib``). ``keep``: the
+    paths the process is given on purpose (this package, the interpreter, its run folder, a tracker's folder): never
+    shut nor looked into (a server's umask of 077 makes every file of its own 0600), and a folder holding one is
+    walked into rather than shut; ``skip``: folders shut anyway, not looked into (the workspace). At most ``limit``
+    entries are looked at; what lies past them stays as the folder's rule has it.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for name, mode in (("etc/hosts", 0o644), ("etc/shadow", 0o640), ("etc/ssl/private/k.pem", 0o600),
+    ...                    ("lib/pg/main/PG_VERSION", 0o600), ("lib/app/venv/x.py", 0o644)):
+    ...     (d / name).parent.mkdir(parents=True, exist_ok=True); (d / name).touch(); (d / name).chmod(mode)
+    >>> for folder, mode in (("etc/ssl/private", 0o710), ("lib/pg/main", 0o700), ("lib/app", 0o750)):
+    ...     (d / folder).chmod(mode)
+    >>> (d / "lib/app/venv/x.py").chmod(0o600)  # kept: the process's own, whatever its mode
+    >>> sorted(str(p.relative_to(d)) for p in private_paths([d / "etc", d / "lib"], keep=[d / "lib/app/venv"]))
+    ['etc/shadow', 'etc/ssl/private', 'lib/pg/main']
+    """
+    kept = {os.path.abspath(k) for k in keep}  # named on purpose: neither shut nor looked into
+    held = {str(p) for k in kept for p in Path(k).parents}  # folders holding one: walked into, never shut whole
+    left = kept | {os.path.abspath(p) for p in skip}
+    out: list[Path] = []
+    budget = [int(limit)]
+
+    def walk(folder: Path) -> None:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # not ours to list: the folder's own mode decided above
+            return
+        for e in entries:
+            budget[0] -= 1
+            if budget[0] < 0:
+                return
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISLNK(st.st_mode) or e.path in left:
+                continue  # a link's rule is given to what it names, which is looked at where it lies
+            if stat.S_ISDIR(st.st_mode):
+                if st.st_mode & 0o005 != 0o005 and e.path not in held:
+                    out.append(Path(e.path))
+                else:
+                    walk(Path(e.path))
+            elif not st.st_mode & 0o004 and e.path not in held:
+                out.append(Path(e.path))
+
+    for root in PRIVATE_SCAN if roots is None else roots:
+        if Path(root).is_dir() and os.path.abspath(root) not in left:
+            walk(Path(os.path.abspath(root)))
+    return out
+
+
 def system_read_paths() -> list[Path]:
     """What any Python process of this server reads: the interpreter and its libraries (``sys.prefix``, the
     base and exec prefixes, every folder on ``sys.path``), the system's programs and libraries, ``/etc`` (and the
@@ -161,11 +226,13 @@ def system_read_paths() -> list[Path]:
     and the process's own (:func:`proc_read_paths`)."""
     paths = [Path(p) for p in ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/opt", "/sys",
                                "/var/lib")]
-    paths += run_read_paths()
-    paths += proc_read_paths()
-    for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *sys.path}:
-        if p:
-            paths.append(Path(p))
+    return paths + run_read_paths() + proc_read_paths() + interpreter_paths()
+
+
+def interpreter_paths() -> list[Path]:
+    """The interpreter's folders: ``sys.prefix``, the base and exec prefixes, every folder on ``sys.path`` and the
+    folder that holds the executable's."""
+    paths = [Path(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *sys.path} if p]
     paths.append(Path(sys.executable).resolve().parent.parent)
     return paths
 
@@ -525,9 +592,11 @@ def _rules(store, owner: str, read: list, write: list, *, database: bool = True,
     ws = Path(store.workspace)
     upload_dir(ws, owner)  # created now: read-only from here on
     files = db_files(store)
-    shut = [ws, *server_secrets(ws, store.db_url), *SHARED_MEMORY]  # Streamlit's secrets, the config and database
-    # kept elsewhere, and the host's shared memory (a channel between two owners' confined processes)
     own = owner_path(ws, owner) if own is None else own
+    shut = [ws, *server_secrets(ws, store.db_url), *SHARED_MEMORY,  # Streamlit's secrets, the config and database
+            # kept elsewhere, the host's shared memory (a channel between two owners' confined processes) and what
+            # of the system not every user may read
+            *private_paths(keep=[*interpreter_paths(), package_root(), own, *read, *write], skip=[ws])]
     return Confinement(shut_out([*system_read_paths(), package_root(), own, *read], shut),
                        shut_out(write, shut),
                        [*(files if isinstance(files, list) and database else []), *device_paths()],
@@ -640,7 +709,7 @@ def confine(rules: Confinement | str | None) -> str:
     return f"files confined by Landlock (ABI {version}): its own folders and the runs it may read{tcp}{left}"
 
 
-__all__ = ["abi", "net_abi", "handled", "restrict", "system_read_paths", "run_read_paths", "proc_read_paths", "OWN_PROC", "beside",
+__all__ = ["abi", "net_abi", "handled", "restrict", "system_read_paths", "run_read_paths", "private_paths", "PRIVATE_SCAN", "interpreter_paths", "proc_read_paths", "OWN_PROC", "beside",
            "server_secrets", "shut_out", "device_paths", "STANDARD_DEVICES", "ACCELERATOR_DEVICES", "STREAMLIT_SECRETS", "RUN_SECRETS", "SHARED_MEMORY", "READ", "WRITE", "NO_LINKS",
            "NO_SPECIAL_FILES", "Confinement", "confinement", "db_files",
            "confine", "ReaderRules", "reader_confinement", "LOCAL_REASON", "holds_workspace"]

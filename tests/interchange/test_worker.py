@@ -371,3 +371,30 @@ def test_the_workers_rules_open_its_device_files_not_all_of_dev(tmp_path):
     assert under_dev == [], under_dev
     assert Path("/dev/null") in [Path(p) for p in rules.files] or not Path("/dev/null").exists()
     assert not any(Path(p).name in ("ptmx", "pts", "shm") for p in rules.files), rules.files
+
+
+def test_the_workers_rules_leave_out_what_of_the_system_not_every_user_may_read(tmp_path, monkeypatch):
+    """The import worker read what of /etc, /opt and /var/lib only the server's user may read (run as root:
+    /etc/shadow, PostgreSQL's data folder); now those entries are left out of its rules, the rest stays."""
+    from builder.interchange import worker
+    from builder.process import landlock
+
+    system = tmp_path / "sys"
+    (system / "pg" / "main").mkdir(parents=True)
+    for name, mode in (("hosts", 0o644), ("shadow", 0o600)):
+        (system / name).write_text("x")
+        (system / name).chmod(mode)
+    (system / "pg" / "main").chmod(0o700)
+    read_before = landlock.system_read_paths
+    monkeypatch.setattr(landlock, "PRIVATE_SCAN", (*getattr(landlock, "PRIVATE_SCAN", ()), system), raising=False)
+    monkeypatch.setattr(landlock, "system_read_paths", lambda: [*read_before(), system])
+    upload = tmp_path / "up" / "m.onnx"
+    upload.parent.mkdir()
+    upload.write_bytes(b"x")
+    rules = worker._rules("_child_import", {"path": str(upload)}, tmp_path / "private", worker._workspaces())
+
+    def covered(p: Path) -> bool:
+        return any(Path(r) == p or Path(r) in p.parents for r in rules.read)
+
+    assert covered(system / "hosts") and covered(upload)
+    assert not covered(system / "shadow") and not covered(system / "pg" / "main" / "PG_VERSION"), rules.read

@@ -1335,3 +1335,50 @@ print(json.dumps(out))
         assert seen["line"].startswith("files not confined: this kernel has no Landlock")
         return
     assert seen["runtime"] == 13 and seen["resolv"] == "ran", seen
+
+
+def test_a_confined_job_reads_of_the_system_only_what_every_user_may_read(tmp_path):
+    """A confined job read what of /etc, /opt and /var/lib only the server's user may read: run as root (a
+    container's default) /etc/shadow, PostgreSQL's pg_hba.conf and data folder (every owner's id in the run
+    database), as any user a private folder it keeps there (an admin's local MLflow store). Now a file others may
+    not read, or a folder they may not enter, stays shut; the rest of the folder reads as before."""
+    system = tmp_path / "sys"
+    for name, mode in (("hosts", 0o644), ("shadow", 0o600), ("pg/main/PG_VERSION", 0o600)):
+        (system / name).parent.mkdir(parents=True, exist_ok=True)
+        (system / name).write_text("15\n")
+        (system / name).chmod(mode)
+    (system / "pg" / "main").chmod(0o700)
+    seen = _run_python(f"""
+import json, os
+from pathlib import Path
+from builder.data.access import SYSTEM
+from builder.graph.templates import load_template
+from builder.process import landlock
+from builder.runs.store import RunStore
+system, read_before = Path({str(system)!r}), landlock.system_read_paths  # a system folder of the test's own
+landlock.PRIVATE_SCAN = (*getattr(landlock, "PRIVATE_SCAN", ()), system)
+landlock.system_read_paths = lambda: [*read_before(), system]
+store = RunStore(Path({str(tmp_path / 'ws')!r}), actor=SYSTEM)
+a = "anon:" + "a" * 32
+mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
+rules = landlock.confinement(store, mine, a, database=False)
+shadow = os.access("/etc/shadow", os.R_OK)  # this user reads the machine's (root)
+{TRIED}
+out["line"] = landlock.confine(rules)
+for name in ("hosts", "shadow", "pg/main/PG_VERSION"):
+    tried(name, lambda: Path({str(system)!r}, name).read_text())
+if shadow:
+    tried("/etc/shadow", lambda: Path("/etc/shadow").read_text())
+print(json.dumps(out))
+""")
+    if landlock_abi() == 0:
+        assert seen["line"].startswith("files not confined: this kernel has no Landlock")
+        return
+    assert seen["hosts"] == "ran" and seen["shadow"] == seen["pg/main/PG_VERSION"] == 13, seen
+    assert seen.get("/etc/shadow", 13) == 13, seen
+
+
+def landlock_abi() -> int:
+    from builder.process import landlock
+
+    return landlock.abi()
