@@ -111,18 +111,35 @@ def proc_read_paths() -> list[Path]:
     its own process's folder (:data:`OWN_PROC`), never another process's ``/proc/<pid>``. The server's other
     processes run as the same user: a job read a study runner's ``environ`` (its owner's id, for an anonymous owner
     the browser's cookie), and any job's ``maps``, which names the dataset cache entries it trains on (their names,
-    their content's SHA-256, are what lets a confined process open one: :func:`confinement`'s ``named``).
+    their content's SHA-256, are what lets a confined process open one: :func:`confinement`'s ``named``). Of the
+    system's entries, those every user may read (:func:`_others_read`): a job of a server run as root read (and so
+    took from the system's log) ``kmsg``, every task's pid and name in ``timer_list``, ``slabinfo`` and
+    ``vmallocinfo``, all mode 0400.
 
     >>> paths = proc_read_paths()
     >>> Path(OWN_PROC) in paths and not any(p.name.isdigit() for p in paths)
     True
+    >>> Path("/proc/kmsg") in paths
+    False
     """
     try:
         names = os.listdir("/proc")
     except OSError:  # no /proc on this system
         return []
-    return [Path("/proc", n) for n in sorted(names) if not n.isdigit() and n not in ("self", "thread-self")] + \
-        [Path(OWN_PROC)]
+    return [Path("/proc", n) for n in sorted(names) if not n.isdigit() and n not in ("self", "thread-self")
+            and _others_read(Path("/proc", n))] + [Path(OWN_PROC)]
+
+
+def _others_read(path: Path) -> bool:
+    """Whether every user of the machine may read ``path`` (a folder: list and enter it); a link, yes (its rule is
+    given to what it names)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    if stat.S_ISLNK(mode):
+        return True
+    return mode & 0o005 == 0o005 if stat.S_ISDIR(mode) else bool(mode & 0o004)
 
 
 def run_read_paths(etc: str | os.PathLike = "/etc", run: str | os.PathLike = "/run") -> list[Path]:

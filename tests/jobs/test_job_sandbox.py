@@ -1382,3 +1382,38 @@ def landlock_abi() -> int:
     from builder.process import landlock
 
     return landlock.abi()
+
+
+def test_a_confined_job_reads_of_procs_system_entries_only_those_every_user_may_read(tmp_path):
+    """Of /proc a confined job read every system entry: run as root it read (and so took from the system's log)
+    /proc/kmsg, every task's pid and name in /proc/timer_list, /proc/slabinfo and /proc/vmallocinfo (mode 0400).
+    Now its rules name only the entries every user may read."""
+    from builder.jobs import job_sandbox
+
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
+    me = "anon:" + "a" * 32
+    rules = job_sandbox.confinement(store, store.create_run(load_template("mlp"), "moons", {}, {}, owner=me), me)
+    proc = [Path(p) for p in rules.read if Path(p).parent == Path("/proc") and Path(p).name != "self"]
+    assert proc, "no /proc entry in the rules"
+    root_only = [p for p in proc if not p.is_symlink() and not os.lstat(p).st_mode & 0o004]
+    assert root_only == [], root_only
+    if os.access("/proc/kmsg", os.R_OK):  # this user reads it (root): the confined process may not
+        seen = _run_python(f"""
+import json
+from pathlib import Path
+from builder.data.access import SYSTEM
+from builder.graph.templates import load_template
+from builder.jobs import job_sandbox
+from builder.process import landlock
+from builder.runs.store import RunStore
+store = RunStore(Path({str(tmp_path / 'ws2')!r}), actor=SYSTEM)
+a = "anon:" + "a" * 32
+rules = job_sandbox.confinement(store, store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a), a)
+{TRIED}
+out["line"] = landlock.confine(rules)
+tried("slabinfo", lambda: Path("/proc/slabinfo").read_text()[:10])
+tried("meminfo", lambda: Path("/proc/meminfo").read_text()[:10])
+print(json.dumps(out))
+""")
+        if landlock_abi():
+            assert seen["slabinfo"] == 13 and seen["meminfo"] == "ran", seen
