@@ -367,11 +367,13 @@ class Confinement:
                    ports=[int(p) for p in data.get("ports") or ()], udp=data.get("udp") is True)
 
 
-def beside(paths: Iterable[str | os.PathLike], shut: str | os.PathLike) -> list[Path]:
+def beside(paths: Iterable[str | os.PathLike], shut: str | os.PathLike,
+           links: dict[str, str | None] | None = None) -> list[Path]:
     """``paths`` with ``shut`` left out: a path that holds ``shut`` (an ancestor, or ``shut`` itself) is replaced
     by its entries that do not, down to ``shut``'s parent; paths inside ``shut`` are kept (a rule on a run folder
     inside the workspace). Landlock only adds rights, so a rule on ``/var/lib`` would open a workspace in
     ``/var/lib/layerlab`` (``identity.key``, every owner's runs) to the confined process whatever else it says.
+    ``links``: what each path's link names, kept between calls (:func:`shut_out` asks for every shut path).
 
     >>> import tempfile
     >>> root = Path(tempfile.mkdtemp())
@@ -380,33 +382,43 @@ def beside(paths: Iterable[str | os.PathLike], shut: str | os.PathLike) -> list[
     >>> sorted(str(p.relative_to(root)) for p in beside([root, root / "srv/ws/runs/a"], root / "srv/ws"))
     ['srv/other', 'srv/ws/runs/a', 'usr']
     """
-    shut = Path(os.path.abspath(shut))
+    shut = os.path.abspath(shut)
+    links = {} if links is None else links
     out: list[Path] = []
     for p in paths:
-        p = Path(os.path.abspath(p))
-        if p.is_symlink() and _reaches(target := p.resolve(), shut):  # a rule is given to what a link names
-            if target not in shut.parents:
+        p = os.path.abspath(p)
+        if p not in links:  # what a link names (a rule is given to it), looked up once per shut_out
+            links[p] = os.path.realpath(p) if os.path.islink(p) else None
+        target = links[p]
+        if target is not None and _reaches(target, shut):
+            if not _inside(shut, target):
                 continue  # a link to it or into it: left out
             p = target  # a link to a folder holding it: that folder, opened around it
-        if p != shut and shut not in p.parents and p not in shut.parents:
-            out.append(p)  # beside it
-        elif shut in p.parents:
-            out.append(p)  # inside it: named on purpose
+        if _inside(p, shut):
+            out.append(Path(p))  # inside it: named on purpose
+        elif p != shut and not _inside(shut, p):
+            out.append(Path(p))  # beside it
         elif p != shut:  # holds it: its other entries, then the same one level down
             try:
-                entries = list(p.iterdir())
+                entries = list(os.scandir(p))
             except OSError:
                 continue
             # a link among them is left out: a rule on it is a rule on what it names, which the folder's own rule
             # never opened (/dev/stderr: the process's log file, wherever it lies; /run/shm: /dev/shm)
-            out += beside([e for e in entries if not e.is_symlink()], shut)
+            out += beside([e.path for e in entries if not e.is_symlink()], shut, links)
     return out
 
 
-def _reaches(target: Path, shut: Path) -> bool:
+def _inside(path: str, folder: str) -> bool:
+    """Whether absolute ``path`` lies strictly inside absolute ``folder`` (compared as text: ``shut_out`` asks it
+    for every rule against every shut path, and ``Path.parents`` made building a job's rules take 0.16 s)."""
+    return path != folder and (folder == "/" or path.startswith(folder + "/"))
+
+
+def _reaches(target: str, shut: str) -> bool:
     """Whether a link to ``target`` reaches ``shut``: it is ``shut``, lies inside it or holds it (a rule is given
     to what a link names: ``/run/shm`` is ``/dev/shm``, ``/var/run`` all of ``/run``)."""
-    return target == shut or shut in target.parents or target in shut.parents
+    return target == shut or _inside(target, shut) or _inside(shut, target)
 
 
 def confinement(store, run_id: str, owner: str, *, read: Iterable = (), write: Iterable = (),
@@ -592,8 +604,9 @@ def _named_secrets(configs: Iterable[Path]) -> list[Path]:
 def shut_out(paths: Iterable[str | os.PathLike], shut: Iterable[str | os.PathLike]) -> list[Path]:
     """``paths`` with every one of ``shut`` left out (:func:`beside`, once for each)."""
     out = [Path(p) for p in paths]
+    links: dict[str, str | None] = {}
     for s in shut:
-        out = beside(out, s)
+        out = beside(out, s, links)
     return out
 
 
