@@ -422,6 +422,7 @@ def open_shared_link() -> None:
                  f"training settings are now yours{no_data}")
         if data is not None:
             st.session_state.ll_data = data
+        st.session_state.ll_full_rerun = True  # the sidebar, drawn before this page, shows the new name
         ui.autosave()
         return
     # at once over a template as shipped (a first visit's starting network), else after a confirmation

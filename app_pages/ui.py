@@ -9,6 +9,7 @@ processes (:mod:`builder.jobs.queue`); pages read the run store.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import time
@@ -108,7 +109,9 @@ def sidebar() -> None:
     st.logo("data:image/svg+xml;base64," + base64.b64encode(LOGO.encode()).decode(), size="large")
     with st.sidebar:
         proj = project()
-        key = f"ll_name_{st.session_state.ll_revision}"
+        # keyed by the name it shows too: a widget keeps the value it holds under its key whatever value= says, so a
+        # rename from elsewhere (a link to the network on the canvas, "keep mine as a copy") left the old name here
+        key = f"ll_name_{st.session_state.ll_revision}_{hashlib.sha1(proj.name.encode()).hexdigest()[:8]}"
         st.text_input("Project name", value=proj.name, max_chars=200, key=key, on_change=_rename_project, args=(key,))
         c1, c2 = st.columns(2)
         c1.button("New", icon=":material/note_add:", width="stretch", help="Start an empty project", key="ll_new",

@@ -100,10 +100,15 @@ def open_app(page: str | None = None, *, owner: str | None = None, template: str
     return app
 
 
+def name_box(app):
+    """The sidebar's Project name box (its key follows the revision and the name it shows: app_pages/ui.py)."""
+    return next(t for t in app.sidebar.text_input if t.label == "Project name")
+
+
 def own_work(app, name: str = "My network") -> None:
     """Name the project in the sidebar, as a person does: the canvas then holds something of theirs, and replacing
     it asks first (a template as shipped, the first visit's starter, is replaced at once)."""
-    app.sidebar.text_input(key=f"ll_name_{app.session_state['ll_revision']}").set_value(name).run()
+    name_box(app).set_value(name).run()
     assert app.session_state["ll_project"].name == name
 
 

@@ -9,7 +9,7 @@ from builder.data.access import SYSTEM
 from builder.errors import RunStoreError
 from builder.graph.share import encode_project
 from builder.training.run_status import is_live
-from tests.helpers import ME, OTHER, assert_no_exception, open_app, own_work
+from tests.helpers import ME, OTHER, assert_no_exception, name_box, open_app, own_work
 
 
 def _graph(at) -> builder.Graph:
@@ -81,6 +81,21 @@ def test_a_link_of_the_network_already_on_the_canvas_brings_its_name_and_setting
     at.switch_page("app_pages/train.py").run()
     assert any(m.label == "Project" and m.value == "MLP, slow and steady" for m in at.metric)
     assert any(n.label == "Epochs" and n.value == 7 for n in at.number_input)
+
+
+def test_the_sidebar_shows_the_name_a_link_or_a_kept_copy_gives_the_project(workspace):
+    """A usability review opened a teacher's link to the network already on the canvas: the guide card and the
+    toast said "My digits CNN", the sidebar's name box still said "Small CNN for 8×8 digits" (drawn before the page
+    renamed the project, and kept by its widget key). The name box shows the project's name whatever renamed it."""
+    at = open_app("app_pages/build.py", owner=ME, template="mlp")
+    shared = at.session_state["ll_project"].model_copy(update={"name": "MLP, slow and steady"})
+    at.query_params["p"] = encode_project(shared)
+    at.run()
+    assert_no_exception(at)
+    assert at.session_state["ll_project"].name == "MLP, slow and steady"
+    assert name_box(at).value == "MLP, slow and steady"
+    at.switch_page("app_pages/train.py").run()  # and on the next page
+    assert name_box(at).value == "MLP, slow and steady"
 
 
 TEACHER = "user:t@school.org"

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 import builder
 from app_pages import nav
 from builder.data.access import SYSTEM
-from tests.helpers import ME, open_app, own_work
+from tests.helpers import ME, name_box, open_app, own_work
 
 PAGES = [p.path for p in nav.PAGES]
 
@@ -21,7 +21,7 @@ def ws(workspace):
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_loads(page):
     at = open_app(timeout=90)
-    assert at.sidebar.text_input(key=f"ll_name_{at.session_state['ll_revision']}").value
+    assert name_box(at).value
     at.switch_page(page).run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value == page.split("/")[1][:-3].capitalize()
@@ -38,7 +38,7 @@ def test_sessions_are_independent():
 
 def test_rename_project_in_the_sidebar():
     at = open_app(timeout=90)
-    at.sidebar.text_input(key=f"ll_name_{at.session_state['ll_revision']}").set_value("My net").run()
+    name_box(at).set_value("My net").run()
     assert at.session_state["ll_project"].name == "My net"
     from app_pages import ui  # noqa: F401  (helpers are importable without a running app)
 
@@ -52,7 +52,7 @@ def test_the_project_is_autosaved_per_owner_and_restored():
 
     mlp = builder.load_template("mlp")
     a = _as("a")
-    a.sidebar.text_input(key=f"ll_name_{a.session_state['ll_revision']}").set_value("Alice's net").run()
+    name_box(a).set_value("Alice's net").run()
     a.selectbox(key="ll_tpl_pick").set_value("mlp").run()
     assert a.session_state["ll_project"].name == "Alice's net"  # replacing a project asks first
     a.button(key="ll_confirm_replace").click().run()
@@ -133,7 +133,7 @@ def test_picking_the_template_already_on_the_canvas_asks_nothing():
     assert not a.exception, [e.value for e in a.exception]
     assert "ll_pending" not in a.session_state and not [b for b in a.button if b.key == "ll_confirm_replace"]
     assert a.session_state["ll_project"].name == before.name
-    a.sidebar.text_input(key=f"ll_name_{a.session_state['ll_revision']}").set_value("My CNN").run()
+    name_box(a).set_value("My CNN").run()
     a.selectbox(key="ll_tpl_pick").set_value("cnn").run()
     assert a.session_state["ll_pending"] and a.session_state["ll_project"].name == "My CNN"
 
