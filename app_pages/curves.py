@@ -12,7 +12,7 @@ import streamlit as st
 
 from app_pages.fmt import curve_mode, share_axis, split_marker, whole_epoch_ticks
 from builder.escape import plotly_text
-from builder.training.metrics_units import metric_in_units, metric_label
+from builder.training.metrics_units import metric_in_units, metric_label, metric_units
 from builder.training.run_status import is_live
 
 COLORS = {"train": "#6366f1", "val": "#f59e0b", "lr": "#10b981"}
@@ -115,7 +115,8 @@ def loss_figure(sess: Curve, title: str = "Loss") -> go.Figure:
         fig.add_trace(go.Scatter(x=[e["epoch"] for e in ep], y=[e["val_loss"] for e in ep], mode=_mode(sess),
                                  name="validation", line=dict(color=COLORS["val"], width=2), marker=split_marker("val")))
     _empty_note(fig, sess, per_epoch=False)
-    return _layout(fig, title, "loss", sess)
+    # a scaled target's loss is in its standard deviations, as Test results' "Loss (scaled)" says
+    return _layout(fig, title + metric_units("loss", sess.info)[0], "loss", sess)
 
 
 def metric_figure(sess: Curve) -> go.Figure:
@@ -130,7 +131,9 @@ def metric_figure(sess: Curve) -> go.Figure:
                                      name="validation" if split == "val" else "train",
                                      line=dict(color=COLORS[split], width=2), marker=split_marker(split)))
     _empty_note(fig, sess, per_epoch=True)
-    shown = metric_label(name)  # as the Test results name it
+    # as the Test results name it, with what it is measured in: "MAE (price)", or "(scaled)" where several targets
+    # keep their standard deviations (a two-column forecast's chart read "MAE 0.2" for temperatures varying by 7)
+    shown = metric_label(name) + metric_units(name, sess.info)[0]
     fig = _layout(fig, shown, shown, sess)
     return share_axis(fig) if name in ("accuracy", "f1") else fig
 

@@ -392,7 +392,7 @@ def test_a_members_curves_in_the_teachers_view_are_drawn_as_the_students_own(wor
     figs = {c.proto.id: json.loads(c.proto.spec) for c in teacher.get("plotly_chart")}
     (metric,) = [f for k, f in figs.items() if "ll_class_view_metric" in k]
     assert {t["name"]: t["y"] for t in metric["data"]} == {"train": [7.5, 7.5], "validation": [5.0, 5.0]}
-    assert metric["layout"]["title"]["text"] == "MAE"
+    assert metric["layout"]["title"]["text"] == "MAE (target units)"  # in units, and says which
     assert {t["name"]: t["marker"]["symbol"] for t in metric["data"]} == {"train": "circle-open",
                                                                           "validation": "circle"}
     own = next(m.value for m in teacher.markdown if m.value.startswith("**The run's own test split**"))

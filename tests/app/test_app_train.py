@@ -382,7 +382,32 @@ def test_a_scaled_targets_test_errors_show_in_its_own_units(ws):
     (fig,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith("ll_fig_metric")
               or "ll_fig_metric" in c.proto.id]
     assert {t["name"]: t["y"] for t in fig["data"]} == {"train": [7.5], "validation": [5.0]}  # the curve too
-    assert fig["layout"]["title"]["text"] == "MAE"  # named as the results name it (the chart said "Mae", "R2")
+    # named as the results name it (the chart said "Mae", "R2"), with its units as they say them (it said "MAE")
+    assert fig["layout"]["title"]["text"] == "MAE (target units)"
+    titles = [f["layout"]["title"]["text"] for f in _figures(at)]
+    assert "Loss (scaled)" in titles, titles  # the loss is measured on the standardised target
+
+
+def test_a_forecast_of_several_columns_says_its_curves_are_in_standard_deviations(ws):
+    """A usability review forecast two columns of a CSV (temperature varying by 7, humidity by 3.5): the Train page's
+    chart said "MAE" at 0.2 and "Loss" at 0.1, both in standard deviations (each column is scaled by its own), with
+    no word of it; Test results said "(scaled)"."""
+    import builder
+    from tests.helpers import ME
+
+    at = open_app("app_pages/train.py", owner=ME, template="mlp")
+    store = RunStore(ws, actor=SYSTEM)
+    rid = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 1}, owner=ME,
+                           dataset_info={"task": "forecast", "target_std": [7.0, 3.5], "target_mean": [15.0, 60.0]})
+    store.log_metrics(rid, [{"type": "step", "step": 1, "loss": 0.1},
+                            {"type": "epoch", "epoch": 1, "step": 1, "train_loss": 0.1, "val_loss": 0.1,
+                             "metric_name": "mae", "train_metric": 0.2, "val_metric": 0.25}])
+    store.finish(rid, "finished", test={"mae": 0.2, "loss": 0.1, "n": 12})
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    figs = {f["layout"]["title"]["text"]: f for f in _figures(at)}
+    assert {"MAE (scaled)", "Loss (scaled)"} <= set(figs), list(figs)
+    assert {t["name"]: t["y"] for t in figs["MAE (scaled)"]["data"]} == {"train": [0.2], "validation": [0.25]}
 
 
 def test_an_ended_runs_replay_keeps_its_curves_in_the_targets_units(ws):
