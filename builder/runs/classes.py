@@ -41,7 +41,7 @@ from builder.runs import db as _db
 from builder.runs.owners import display_name, is_admin, is_teacher, owner_of, pseudonym
 from builder.runs.store import RunStore
 from builder.runs.summary import best_epoch, duration_s
-from builder.training.metrics_units import LOWER_IS_BETTER, SCORED, has_units, metric_in_units
+from builder.training.metrics_units import LOWER_IS_BETTER, SCORED, metric_in_units
 
 CLASSES_DIR = "classes"
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I: read aloud or from a slide
@@ -470,8 +470,8 @@ def class_runs(store: RunStore, cls: dict, limit: int = 200, *, scorer: HoldoutS
     member's), newest first: ``owner``, ``member`` (its number in the class), ``id``, ``name``,
     ``status``, ``epochs``, ``best`` (best validation metric), ``test`` (the class metric on the held-out
     split as ``scorer`` measures it: :func:`holdout_result`), ``test_error`` (its one line when scoring failed),
-    ``params`` and ``time_s``. One query per member and one per run (its epochs); parameters are counted once per
-    graph."""
+    ``params`` and ``time_s`` (the time it ran: :func:`builder.runs.summary.duration_s` of its record). One query
+    per member and two per run (its record, its epochs); parameters are counted once per graph."""
     members = {m: i + 1 for i, m in enumerate(cls.get("members", []))}
     rows = []
     # by member: a scorer runs one person's models per child process (builder.jobs.probe), so each starts once
@@ -483,9 +483,12 @@ def class_runs(store: RunStore, cls: dict, limit: int = 200, *, scorer: HoldoutS
             best = best_epoch(store.metrics(run["id"], "epoch"))
         except LayerLabError:
             best = {}
-        if has_units(cls.get("metric", "accuracy")) or has_units(str(best.get("metric_name"))):
-            with contextlib.suppress(LayerLabError):  # a scaled target's std, to show its errors in its units
-                run = {**run, "dataset_info": store.get(run["id"]).dataset_info}
+        # the record: its running clock (a list row has no environment, and its start and finish stamps are whole
+        # seconds with stopped time in them: a 0.3 s run read "0.0s", a 1.1 s one "2.0s") and a scaled target's
+        # std (to show its errors in its units)
+        with contextlib.suppress(LayerLabError):
+            full = store.get(run["id"])
+            run = {**run, "dataset_info": full.dataset_info, "environment": full.environment}
         test, error = holdout_result(store, cls, run, scorer)
         rows.append({"owner": owner, "member": members[owner], "id": run["id"], "name": run.get("name"),
                      "status": run["status"], "epochs": run.get("epochs_done"),

@@ -114,6 +114,23 @@ def test_class_runs_leaderboard_and_teacher_stop(ws):
     assert classes.list_classes(ws, actor=SYSTEM) == [] and store.get(ids[STUDENTS[0]])["owner"] == STUDENTS[0]
 
 
+def test_a_class_runs_time_is_the_time_it_ran(ws):
+    """A usability review's class: the teacher's list gave a student's 0.3 s run as "0.0s" and a 1.1 s one as
+    "2.0s": it read the list row's start and finish stamps (whole seconds, stopped time included), not the running
+    clock the Runs page reads (builder.runs.summary.duration_s of the run's record)."""
+    from builder.runs.summary import duration_s
+
+    store = RunStore(ws, actor=SYSTEM)
+    c = classes.create_class(ws, TEACHER, "ML", load_template("mlp"))
+    c = classes.join_class(ws, c["code"], STUDENTS[0])
+    rid = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner=STUDENTS[0], class_id=c["id"])
+    store.update_status(rid, "running")
+    store.finish(rid, "finished", test={"accuracy": 0.9, "loss": 0.1})
+    ran = store.get(rid)["environment"]["run_s"]  # the running clock: a fraction of a second here
+    (row,) = classes.class_runs(store.as_actor(classes.actor_for(ws, TEACHER)), c)
+    assert row["time_s"] == ran == duration_s(store.get(rid)), (row["time_s"], ran)
+
+
 def test_leaderboard_scores_the_teachers_held_out_set(ws):
     from builder.runs.pipeline import run_training
 
