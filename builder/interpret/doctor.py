@@ -30,6 +30,7 @@ from builder.data import records
 from builder.errors import LayerLabError
 from builder.graph.edit import insert_after, set_param, set_type
 from builder.graph.project import Project, load_project
+from builder.graph.report import human_number
 from builder.runs.summary import current_run
 from builder.training.health import HealthLog, read_health
 from builder.training.objectives import is_adversarial
@@ -195,7 +196,7 @@ def _nonfinite(log: HealthLog, lr: float | None, cfg: dict) -> list[Finding]:
             bad = [k for k, v in s["nodes"].get(n["id"], {}).items() if (x := _num(v)) is not None
                    and not math.isfinite(x)]
             if bad:
-                fix = ("lower the learning rate" + (f" to {lr / 10:g}" if lr else "")
+                fix = ("lower the learning rate" + (f" to {human_number(lr / 10)}" if lr else "")
                        + ("" if cfg.get("grad_clip") else ", and set grad_clip (e.g. 1.0)"))
                 return [_finding(n["id"], "nonfinite", "bad", "nan", f"{bad[0]} = {s['nodes'][n['id']][bad[0]]} "
                                  f"at step {s['step']}", fix, _lr_action(lr))]
@@ -214,7 +215,7 @@ def _gradients(log: HealthLog, lr: float | None, cfg: dict, skip: set[str]) -> l
         if now > EXPLODING_NORM or (start and len(g) > RECENT and now > GRAD_GROWTH * start > 0):
             received = f"gradient norm {now:.3g}" + (f" (was {start:.3g})" if start else "")
             fix = ("set grad_clip (e.g. 1.0)" if not cfg.get("grad_clip") else "lower the learning rate") \
-                + (f"; or lower the learning rate to {lr / 10:g}" if lr and not cfg.get("grad_clip") else "")
+                + (f"; or lower the learning rate to {human_number(lr / 10)}" if lr and not cfg.get("grad_clip") else "")
             out.append(_finding(nid, "exploding", "bad", now, received, fix,
                                 clip if not cfg.get("grad_clip") else _lr_action(lr)))
     if len(with_params) >= 2:
@@ -257,7 +258,7 @@ def _activations(log: HealthLog, n: dict[str, Any], lr: float | None) -> list[Fi
     if sat is not None and sat > SATURATED_FRACTION:
         out.append(_finding(nid, "saturated", "bad" if sat >= BAD_SATURATED else "warn", sat,
                             f"{sat:.0%} of {n.get('type', 'its')} outputs saturated",
-                            "lower the learning rate" + (f" to {lr / 10:g}" if lr else "")
+                            "lower the learning rate" + (f" to {human_number(lr / 10)}" if lr else "")
                             + ", add normalisation before it, or replace it with ReLU",
                             _lr_action(lr) or {"action": "set_type", "node": nid, "type": "ReLU"}))
     std = _series(log, nid, "act_std")
@@ -283,14 +284,14 @@ def _updates(log: HealthLog, nid: str, lr: float | None, vanishing: set[str]) ->
                default=None)
     if ratio <= UPDATE_HIGH and peak and peak[0] > UPDATE_EXTREME:  # then stopped: the units it killed stop it
         return [_finding(nid, "update_high", "warn", peak[0], f"{peak[0]:.2g} at step {peak[1]}",
-                         "lower the learning rate" + (f" to {lr / 10:g}" if lr else ""), _lr_action(lr))]
+                         "lower the learning rate" + (f" to {human_number(lr / 10)}" if lr else ""), _lr_action(lr))]
     if ratio > UPDATE_HIGH:
         return [_finding(nid, "update_high", "warn", ratio, f"{ratio:.2g}",
-                         "lower the learning rate" + (f" to {lr / 10:g}" if lr else ""), _lr_action(lr))]
+                         "lower the learning rate" + (f" to {human_number(lr / 10)}" if lr else ""), _lr_action(lr))]
     grad = _recent(_series(log, nid, "grad_norm")) or 0.0
     if ratio < UPDATE_LOW and grad > TINY_GRAD and nid not in vanishing:
         return [_finding(nid, "update_low", "warn", ratio, f"{ratio:.2g}",
-                         "raise the learning rate" + (f" to {lr * 10:g}" if lr else ""), _lr_action(lr, 10.0))]
+                         "raise the learning rate" + (f" to {human_number(lr * 10)}" if lr else ""), _lr_action(lr, 10.0))]
     return []
 
 

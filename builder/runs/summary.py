@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder.errors import LayerLabError
+from builder.graph.report import human_number
 from builder.runs.owners import LOCAL_OWNER, owner_of, upload_dir
 from builder.runs.owners import label as owner_label
 from builder.runs.run_time import stamp
@@ -270,7 +271,7 @@ def run_label(run: dict, best: dict | None = None, *, short_id: bool = True) -> 
     cfg = run.get("config") or {}
     bits = [str(run.get("name") or "run"), dataset_label(run)]
     if cfg.get("lr") is not None:
-        bits.append(f"lr {cfg['lr']:g}")
+        bits.append(f"lr {human_number(cfg['lr'])}")  # as the tables show it (``:g`` gave a searched 0.00643117)
     if cfg.get("epochs") is not None:
         bits.append(f"{cfg['epochs']} ep")
     if cfg.get("batch_size") is not None:

@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from builder.graph.report import human_number
+
 LARGE = 1e4
 """Weights larger than this (in absolute value) when the loss turns non-finite point at the learning rate."""
 
@@ -163,7 +165,7 @@ def _nodes(nodes: tuple[str, ...]) -> str:
 
 def _lr_hint(lr: float, grad_clip: float | None = None, task: str | None = None) -> str:
     """The learning rate's advice (weights grown by steps too large)."""
-    hint = (f"the learning rate ({lr:g}) is probably too high; lower it (e.g. {lr / 10:g})"
+    hint = (f"the learning rate ({human_number(lr)}) is probably too high; lower it (e.g. {human_number(lr / 10)})"
             + ("" if grad_clip else " or set grad_clip (e.g. 1.0)"))
     if task in ("regression", "reconstruction"):
         hint += "; also check the targets for extreme values"

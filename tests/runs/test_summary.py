@@ -21,6 +21,9 @@ def test_best_epoch_and_label():
            "dataset_options": {"path": "/w/owners/x/uploads/f.csv"}, "config": {"lr": 0.01, "epochs": 5,
                                                                               "batch_size": 32}}
     assert summary.run_label(run, best) == "net · csv: f.csv · lr 0.01 · 5 ep · bs 32 · best accuracy 0.900 · …abcdef"
+    # a searched learning rate as the Runs table shows it (4 digits): the picker under that table said 0.00643117
+    searched = {**run, "config": {**run["config"], "lr": 0.006431170338945217}}
+    assert " · lr 0.006431 · " in summary.run_label(searched), summary.run_label(searched)
     # a GAN's or VAE's metric is its loss: its label says no "best loss 1.964" beside nothing else
     gan = summary.best_epoch([{"epoch": 1, "val_loss": 1.9639, "val_metric": 1.9639, "metric_name": "loss"}])
     assert summary.best_metric(gan) is None and summary.best_metric(best) == ("accuracy", 0.9)
