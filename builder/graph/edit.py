@@ -15,6 +15,7 @@ from typing import Any
 
 from builder.errors import GraphError, Problem, ProjectFormatError
 from builder.graph.project import MAX_BLOCK_EDGES, MAX_BLOCK_NODES, MAX_BLOCKS, Edge, Graph, Node
+from builder.graph.registry import get_spec, has_spec
 
 MAX_LABEL = 200  # characters of a node label (the project format's limit)
 
@@ -115,6 +116,45 @@ def with_edge_ids(graph: Graph) -> Graph:
 
 
 MAX_CHAIN = 200  # nodes of a chain a search may repeat
+
+
+def port_spellings(graph: Graph) -> tuple[Graph, Graph]:
+    """``graph`` with the ports written out that an edge without them means (a source's first output; a target's
+    input where it has only one), as the canvas sends each edge back (``out`` and ``in``), and with those ports left
+    out (as templates and project files write them): the same network either way. A run started from a template as loaded is stored with the second; the canvas's
+    first edit gives the first, and the run was no longer "of this graph" (Build › Weights and Try it said to train
+    it, seconds after it trained). Other ports (a target with several inputs, unknown types) are kept as they are.
+
+    Example::
+
+        >>> g = Graph(nodes=[{"id": "a", "type": "Input"}, {"id": "r", "type": "ReLU"}],
+        ...           edges=[{"source": "a", "target": "r"}])
+        >>> named, bare = port_spellings(g)
+        >>> (named.edges[0].source_port, named.edges[0].target_port), (bare.edges[0].source_port, bare.edges[0].target_port)
+        (('out', 'in'), (None, None))
+    """
+    kinds = {n.id: n.type for n in graph.nodes}
+
+    def sole(node_id: str, inputs: bool) -> str | None:
+        t = kinds.get(node_id)
+        if t is None or not has_spec(t):
+            return None
+        spec = get_spec(t)
+        if not inputs:  # an edge without a source port reads the layer's first output (compile's rule)
+            return spec.outputs[0] if spec.outputs else None
+        return spec.inputs[0] if len(spec.inputs) == 1 and not spec.variadic else None
+
+    def spelled(e: Edge, named: bool) -> Edge:
+        src, dst = sole(e.source, False), sole(e.target, True)
+        out = {}
+        if src is not None and e.source_port in (None, "", src):
+            out["source_port"] = src if named else None
+        if dst is not None and e.target_port in (None, "", dst):
+            out["target_port"] = dst if named else None
+        return e.model_copy(update=out)
+
+    return tuple(graph.model_copy(update={"edges": [spelled(e, named) for e in graph.edges]})  # type: ignore[return-value]
+                 for named in (True, False))
 
 
 def chain_between(graph: Graph, first: str, last: str) -> list[str] | None:

@@ -51,6 +51,30 @@ def test_the_canvas_run_is_matched_by_graph_and_owner(tmp_path):
     assert summary.current_run(store, load_template("resnet").graph, "alice") is None
 
 
+def test_a_run_of_a_template_as_loaded_is_still_the_canvas_run_once_the_canvas_names_its_ports(tmp_path):
+    """A usability review pressed the guide's Train on the MLP template at once (the run stored the template's
+    edges, without ports), came back to Build and clicked a layer: the canvas sent the same edges back with their
+    ports (out, in), and Build › Weights and Try it said "train this network" seconds after it trained."""
+    from builder.graph.edit import port_spellings
+
+    store = RunStore(tmp_path, actor=SYSTEM)
+    mlp = load_template("mlp")
+    assert all(e.source_port is None and e.target_port is None for e in mlp.graph.edges)  # as shipped
+    rid = store.create_run(mlp, "moons", {}, {"epochs": 1}, owner="alice")
+    store.finish(rid, "finished")
+    store.weights_path(rid).write_bytes(b"x")
+    canvas, _ = port_spellings(mlp.graph)  # what the browser sends: every port named
+    assert {(e.source_port, e.target_port) for e in canvas.edges} == {("out", "in")}
+    assert summary.finished_run(store, canvas, "alice")["id"] == rid
+    assert summary.current_run(store, canvas, "alice")["id"] == rid
+    # and the other way round: a run of the canvas's graph is the run of the graph as a project file writes it
+    named = store.create_run(mlp.model_copy(update={"graph": canvas}), "moons", {}, {"epochs": 1}, owner="bob")
+    assert summary.current_run(store, mlp.graph, "bob")["id"] == named
+    wired = canvas.model_copy(update={"edges": [canvas.edges[0].model_copy(update={"target": "fc2"}),
+                                                *canvas.edges[1:]]})
+    assert summary.current_run(store, wired, "alice") is None  # another network is not matched
+
+
 def test_predictions_for_one_logit_and_regression():
     X = torch.randn(10, 3)
     one = torch.nn.Linear(3, 1)
