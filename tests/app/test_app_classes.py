@@ -96,6 +96,13 @@ def test_the_sidebar_shows_the_name_a_link_or_a_kept_copy_gives_the_project(work
     assert name_box(at).value == "MLP, slow and steady"
     at.switch_page("app_pages/train.py").run()  # and on the next page
     assert name_box(at).value == "MLP, slow and steady"
+    # another tab of the same person saved first: "Keep mine as a copy" renames this tab's project, and says so
+    a, b = open_app("app_pages/build.py", owner=OTHER), open_app("app_pages/build.py", owner=OTHER)
+    name_box(b).set_value("B's net").run()
+    name_box(a).set_value("A's net").run()
+    a.button(key="ll_stale_mine").click().run()
+    assert_no_exception(a)
+    assert a.session_state["ll_project"].name == "A's net (copy)" == name_box(a).value
 
 
 TEACHER = "user:t@school.org"
