@@ -147,7 +147,10 @@ def _steps_line(n_train: int, batch: int, epochs: int) -> None:
         return
     per = steps_per_epoch(n_train, batch)
     total = per * epochs
-    line = (f"{n_train:,} training samples at batch size {min(batch, n_train):,}: {per:,} optimizer "
+    # the form's batch size as set, and what it becomes when it is larger than the data (the line said "44 samples at
+    # batch size 44" beside the form's 64)
+    size = f"{batch:,}" if batch <= n_train else f"{batch:,} (one batch of all {n_train:,})"
+    line = (f"{n_train:,} training samples at batch size {size}: {per:,} optimizer "
             f"step{'s' if per != 1 else ''} per epoch, {total:,} in all")
     if total < FEW_STEPS:
         st.warning(f"{ui.md(line)}: too few for the model to learn much. Fix: a smaller batch size or more epochs "

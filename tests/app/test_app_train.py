@@ -633,3 +633,8 @@ def test_the_form_says_how_many_steps_the_settings_make_and_when_they_are_too_fe
     warned = [w.value for w in at.warning if "too few for the model to learn" in w.value]
     assert warned and f"{2 * steps_per_epoch(n, n):,} in all" in warned[0] and str(FEW_STEPS) in warned[0], \
         [w.value for w in at.warning]
+    # a batch larger than the data: the form's own number, and what it becomes (it said "at batch size <n>" beside the
+    # form's larger number)
+    next(b for b in at.number_input if b.label == "Batch size").set_value(n + 20).run()
+    warned = [w.value for w in at.warning if "too few for the model to learn" in w.value]
+    assert warned and f"at batch size {n + 20:,} (one batch of all {n:,})" in warned[0], warned
