@@ -15,16 +15,15 @@ measured here: one training step (forward, backward, Adam) at two batch sizes, t
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from bench.bench_memory import _cpu_peak  # noqa: E402
 from builder.graph.compile import compile_graph, example_inputs  # noqa: E402
 from builder.graph.memory import training_memory  # noqa: E402
 from builder.graph.shapes import infer_shapes  # noqa: E402
@@ -66,17 +65,6 @@ def cases(steps: list[int]) -> dict[str, dict]:
 def _step(model, xs, opt) -> None:
     model(*xs).float().square().mean().backward()
     opt.step()
-
-
-def _cpu_peak(fn) -> int:
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "trace.json"
-        prof.export_chrome_trace(str(path))
-        mem = [e["args"] for e in json.loads(path.read_text())["traceEvents"] if e.get("name") == "[memory]"]
-    return max(m["Total Allocated"] for m in mem) - (mem[0]["Total Allocated"] - mem[0]["Bytes"])
 
 
 def peak(graph: dict, report, batch: int, device: str) -> int:

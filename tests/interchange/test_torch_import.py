@@ -118,6 +118,19 @@ class _Buffers(torch.nn.Module):
         return self.lin(x)
 
 
+def _import_saved(model: torch.nn.Module, how: str, tmp_path) -> tuple:
+    """``model`` in eval mode, saved as torch's exporter saves it (``onnx`` or ``pt2``, a dynamic batch) and imported:
+    ``(model, ImportResult)``."""
+    model = model.eval()
+    path = tmp_path / f"m.{how}"
+    if how == "onnx":
+        path.write_bytes(to_onnx_proto(model, model.example_inputs(), ["x"]).SerializeToString())
+    else:
+        torch.export.save(torch.export.export(model, model.example_inputs(), dynamic_shapes=(
+            {0: torch.export.Dim("batch")},)), path)
+    return model, import_model(path)
+
+
 @pytest.mark.parametrize("how", ["onnx", "pt2"])
 @pytest.mark.parametrize("use", ["scaling", "positions", "projection", "token", "causal"])
 def test_a_modules_buffers_stay_fixed_after_import(use, how, tmp_path):
@@ -126,14 +139,7 @@ def test_a_modules_buffers_stay_fixed_after_import(use, how, tmp_path):
     projection, a class token or a causal mask the model was built with (learned 33 values of 21 with 'scaling';
     the canvas counted them as parameters). torch's exporter records which initializer is which."""
     torch.manual_seed(0)
-    model = _Buffers(use).eval()
-    path = tmp_path / f"m.{how}"
-    if how == "onnx":
-        path.write_bytes(to_onnx_proto(model, model.example_inputs(), ["x"]).SerializeToString())
-    else:
-        torch.export.save(torch.export.export(model, model.example_inputs(), dynamic_shapes=(
-            {0: torch.export.Dim("batch")},)), path)
-    res = import_model(path)
+    model, res = _import_saved(_Buffers(use), how, tmp_path)
     assert res.report["max_abs_diff"] <= 1e-5
     assert res.report["total_params"] == _params(model)
     assert _compare(res, model) <= 1e-5
@@ -178,14 +184,7 @@ def test_a_buffer_where_a_layers_weight_would_be_stays_fixed_after_import(use, h
     imported as that layer's weight, which fine-tuning moves (canvas 81, 237, 33, 27 parameters for the module's
     21); now an Op with the buffer as its constant."""
     torch.manual_seed(0)
-    model = _LayerBuffers(use).eval()
-    path = tmp_path / f"m.{how}"
-    if how == "onnx":
-        path.write_bytes(to_onnx_proto(model, model.example_inputs(), ["x"]).SerializeToString())
-    else:
-        torch.export.save(torch.export.export(model, model.example_inputs(), dynamic_shapes=(
-            {0: torch.export.Dim("batch")},)), path)
-    res = import_model(path)
+    model, res = _import_saved(_LayerBuffers(use), how, tmp_path)
     assert res.report["total_params"] == _params(model) == 21
     assert _compare(res, model) <= 1e-5
     assert export_onnx(res.project, None, res.weights).max_abs_diff <= 1e-5  # and it exports again

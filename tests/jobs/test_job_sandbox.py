@@ -99,6 +99,24 @@ store = job_sandbox.brokered(store.as_actor(Actor.of_job(a)))
 """
 
 
+def _confined_job(ws: Path) -> str:
+    """The start of a child's script (:func:`_run_python`): a web owner's run in workspace ``ws``, the job's rules
+    (``job_sandbox.confinement``) applied, ``out["line"]`` their line and ``tried`` at hand (:data:`TRIED`)."""
+    return f"""import json
+from pathlib import Path
+from builder.data.access import SYSTEM
+from builder.graph.templates import load_template
+from builder.jobs import job_sandbox
+from builder.process import landlock
+from builder.runs.store import RunStore
+store = RunStore(Path({str(ws)!r}), actor=SYSTEM)
+a = "anon:" + "a" * 32
+mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
+rules = job_sandbox.confinement(store, mine, a)
+{TRIED}
+out["line"] = landlock.confine(rules)"""
+
+
 def _run_python(code: str, env: dict | None = None) -> dict:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env=env or child_env())
@@ -1136,19 +1154,7 @@ def test_confined_jobs_of_two_owners_share_no_file_in_the_hosts_shared_memory(tm
     left.write_text("another owner's upload")
     try:
         seen = _run_python(f"""
-import json
-from pathlib import Path
-from builder.data.access import SYSTEM
-from builder.graph.templates import load_template
-from builder.jobs import job_sandbox
-from builder.process import landlock
-from builder.runs.store import RunStore
-store = RunStore(Path({str(tmp_path / 'ws')!r}), actor=SYSTEM)
-a = "anon:" + "a" * 32
-mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
-rules = job_sandbox.confinement(store, mine, a)
-{TRIED}
-out["line"] = landlock.confine(rules)
+{_confined_job(tmp_path / 'ws')}
 tried("write", lambda: Path({str(left)!r} + "-drop").write_text("mine"))
 tried("read", lambda: Path({str(left)!r}).read_text())
 tried("null", lambda: Path("/dev/null").write_text("x"))
@@ -1175,19 +1181,8 @@ def test_a_confined_job_opens_no_file_through_the_links_in_dev(tmp_path):
     log.parent.mkdir()
     log.write_text("another owner's job: its lines\n")
     code = f"""
-import json, sys
-from pathlib import Path
-from builder.data.access import SYSTEM
-from builder.graph.templates import load_template
-from builder.jobs import job_sandbox
-from builder.process import landlock
-from builder.runs.store import RunStore
-store = RunStore(Path({str(tmp_path / 'ws')!r}), actor=SYSTEM)
-a = "anon:" + "a" * 32
-mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
-rules = job_sandbox.confinement(store, mine, a)
-{TRIED}
-out["line"] = landlock.confine(rules)
+import sys
+{_confined_job(tmp_path / 'ws')}
 tried("read", lambda: Path({str(log)!r}).read_text())
 tried("rewrite", lambda: Path({str(log)!r}).write_text("gone"))
 tried("null", lambda: Path("/dev/null").write_text("x"))
@@ -1220,19 +1215,8 @@ def test_a_confined_job_opens_its_device_files_and_no_terminal(tmp_path):
     try:
         os.write(master, b"hunter2\n")  # typed at the admin's prompt
         seen = _run_python(f"""
-import json, os
-from pathlib import Path
-from builder.data.access import SYSTEM
-from builder.graph.templates import load_template
-from builder.jobs import job_sandbox
-from builder.process import landlock
-from builder.runs.store import RunStore
-store = RunStore(Path({str(tmp_path / 'ws')!r}), actor=SYSTEM)
-a = "anon:" + "a" * 32
-mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
-rules = job_sandbox.confinement(store, mine, a)
-{TRIED}
-out["line"] = landlock.confine(rules)
+import os
+{_confined_job(tmp_path / 'ws')}
 tried("terminal", lambda: os.read(os.open({os.ttyname(slave)!r}, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK), 64))
 tried("pair", lambda: os.openpty())
 tried("null", lambda: Path("/dev/null").write_text("x"))
@@ -1312,19 +1296,7 @@ def test_a_confined_job_reads_of_run_only_where_etcs_links_lead(tmp_path):
         return
     try:
         seen = _run_python(f"""
-import json
-from pathlib import Path
-from builder.data.access import SYSTEM
-from builder.graph.templates import load_template
-from builder.jobs import job_sandbox
-from builder.process import landlock
-from builder.runs.store import RunStore
-store = RunStore(Path({str(tmp_path / 'ws2')!r}), actor=SYSTEM)
-a = "anon:" + "a" * 32
-mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
-rules = job_sandbox.confinement(store, mine, a)
-{TRIED}
-out["line"] = landlock.confine(rules)
+{_confined_job(tmp_path / 'ws2')}
 tried("runtime", lambda: Path({str(left)!r}).read_text())
 tried("resolv", lambda: Path("/etc/resolv.conf").read_text() if Path("/etc/resolv.conf").exists() else None)
 print(json.dumps(out))
