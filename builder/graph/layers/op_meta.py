@@ -154,7 +154,11 @@ class _LiveBytes:
     reuse an argument's storage, are not new) and records the most bytes alive together (``peak``): C++ keeps a
     formula's temporaries until its statement ends, so ``erf``'s backward holds five tensors of its input's size."""
 
-    def __new__(cls):  # a subclass of torch's TorchDispatchMode, made when first needed (torch is imported lazily)
+    _made: Any = None  # the class, made once (torch is imported lazily)
+
+    def __new__(cls):  # a subclass of torch's TorchDispatchMode, made when first needed
+        if cls._made is not None:
+            return cls._made()
         from torch.multiprocessing.reductions import StorageWeakRef  # lazy: heavy (torch)
         from torch.utils._python_dispatch import TorchDispatchMode  # lazy: heavy (torch)
 
@@ -180,6 +184,7 @@ class _LiveBytes:
                 self.peak = max(self.peak, sum(n for _ref, n in self.live.values()))
                 return out
 
+        cls._made = Live
         return Live()
 
 
