@@ -288,9 +288,9 @@ def _rules(task: str, kwargs: dict, private: Path, shut: list[str]) -> landlock.
     reads, writes = [*landlock.system_read_paths(), launcher.package_root(), *read], [private, *out]
     # what of the system not every user may read stays shut too (landlock.private_paths)
     keep = [*landlock.interpreter_paths(), launcher.package_root(), *read, *writes]
-    for ws in [*shut, *landlock.private_paths(keep=keep, skip=shut)]:
-        reads, writes = landlock.beside(reads, ws), landlock.beside(writes, ws)
-    return landlock.Confinement(reads, writes, landlock.device_paths())  # of /dev, its device files only
+    shut_too = [*shut, *landlock.private_paths(keep=keep, skip=shut)]
+    return landlock.Confinement(landlock.shut_out(reads, shut_too), landlock.shut_out(writes, shut_too),
+                                landlock.device_paths())  # of /dev, its device files only
 
 
 def _resolve(task: str, test: str | None):
