@@ -119,7 +119,7 @@ def test_teacher_views_a_run_read_only_and_deletes_the_class(workspace, monkeypa
     teacher.button(key=f"ll_class_view_{done}").click().run()
     assert_no_exception(teacher)
     assert any("read-only" in m.value for m in teacher.markdown)
-    assert any("0.812" in m.value and "own test split" in m.value for m in teacher.markdown)  # named as such
+    assert any("Accuracy 81.2%" in m.value and "own test split" in m.value for m in teacher.markdown)  # named
     view_keys = {b.key for b in teacher.button if b.key and b.key.startswith("ll_class_view_")}
     assert view_keys >= {"ll_class_view_close"} and "ll_class_view_stop" not in view_keys  # finished: no Stop
     assert len(teacher.get("plotly_chart")) == 2
