@@ -334,11 +334,22 @@ def _apply_replace(pending: dict) -> None:
 
 # Brings the confirmation into view once: it is asked at the top of the page, and a button far down the page (Data's
 # "Load the ... template") asked for it out of sight, so the click seemed to do nothing. SEQ makes each
-# confirmation's script new, so the browser runs it once per question, not on every rerun.
+# confirmation's script new, so the browser runs it once per question, not on every rerun. The page may still
+# change above it for a moment after the first scroll (a fresh clone's browser test once found the question's top
+# 35 px under the header): for 1.5 s, a question not wholly below the header is brought back (its scroll margin).
 _SHOW_CONFIRM_JS = """<script>
 (() => {
   const box = document.querySelector(".st-key-ll_confirm_box");
-  if (box && box.dataset.llShown !== "SEQ") { box.dataset.llShown = "SEQ"; box.scrollIntoView({block: "nearest"}); }
+  if (!box || box.dataset.llShown === "SEQ") return;
+  box.dataset.llShown = "SEQ";
+  box.scrollIntoView({block: "nearest"});
+  const margin = parseFloat(getComputedStyle(box).scrollMarginTop) || 0, until = performance.now() + 1500;
+  const keep = () => {
+    const top = box.getBoundingClientRect().top;
+    if (top < margin - 12 || top > innerHeight - 40) box.scrollIntoView({block: "start"});
+    if (performance.now() < until) requestAnimationFrame(keep);
+  };
+  requestAnimationFrame(keep);
 })();
 </script>"""
 
