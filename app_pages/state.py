@@ -34,12 +34,11 @@ from builder.data.uploads import UploadFolder
 from builder.errors import LayerLabError, StaleProjectError, TrainingError
 from builder.escape import hide_paths
 from builder.graph.cost import canvas_annotations
-from builder.graph.edit import block_of, rebase, with_edge_ids
+from builder.graph.edit import block_of, graph_hash, rebase, with_edge_ids
 from builder.graph.layout import row_layout
 from builder.graph.project import Graph, Project
 from builder.graph.templates import TEMPLATE_NAMES, load_template
 from builder.runs import owners
-from builder.runs.store import graph_hash
 from builder.training.finetune import finetune_freeze, lora_added
 
 ENV_SHARED = owners.ENV_SHARED
@@ -292,12 +291,9 @@ def _shipped() -> frozenset:
 
 
 def _project_key(p: Project) -> tuple[str, str, str]:
-    """A project's name, training settings and network (:func:`builder.runs.store.graph_hash`: nodes' ids, types
-    and parameters, and which node feeds which), without the ports of edges: a template names none, and the canvas
-    sends each edge back with the ports it resolved (a click on a layer made the untouched template "changed")."""
-    net = graph_hash({"nodes": [n.model_dump() for n in p.graph.nodes],
-                      "edges": [{"source": e.source, "target": e.target} for e in p.graph.edges]})
-    return p.name, json.dumps(p.training or {}, sort_keys=True, default=str), net
+    """A project's name, training settings and network (:func:`builder.graph.edit.graph_hash`, which the canvas's
+    spelling of ports and defaults does not change: a click on a layer made the untouched template "changed")."""
+    return p.name, json.dumps(p.training or {}, sort_keys=True, default=str), graph_hash(p.graph)
 
 
 def _as_shipped(proj: Project) -> bool:

@@ -12,6 +12,7 @@ from app_pages.curves import Curve, curve_upto, epoch_range, loss_figure, lr_fig
 from app_pages.train_form import kept_settings, settings_form
 from builder.errors import LayerLabError
 from builder.escape import md_code, plotly_text
+from builder.graph.edit import graph_hash
 from builder.runs.record import shown_time
 from builder.runs.run_time import stamp
 from builder.runs.summary import current_run, run_label
@@ -452,7 +453,7 @@ def _started_here(current: dict | None) -> dict | None:
     a LoRA run trains the network with adapters added, so its graph is another, and the page said "No training yet"
     while it trained and after it finished (a usability review)."""
     rid = st.session_state.get("ll_run")
-    if not rid or st.session_state.get("ll_run_graph") != ui.graph_key(g) or (current and current["id"] == rid):
+    if not rid or st.session_state.get("ll_run_graph") != graph_hash(g) or (current and current["id"] == rid):
         return current
     try:
         run = ui.store().get(rid)

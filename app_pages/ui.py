@@ -71,6 +71,7 @@ from builder.data.sources import check_project, project_source, project_task
 from builder.data.uploads import UploadFolder
 from builder.errors import LayerLabError, RunStoreError
 from builder.escape import safe_filename
+from builder.graph.edit import graph_hash
 from builder.runs.record import Run
 from builder.training.lineage import child_options
 from builder.training.run_status import is_final, is_live, live_label
@@ -353,7 +354,7 @@ def start_job(proj, ds, config: dict, live: bool = False, resume_run: str | None
     run_id = submit(rs, spec)
     st.session_state.ll_run = run_id
     if not resume_run:  # the canvas it was started from (its graph may differ: LoRA adds adapters, see the Train page)
-        st.session_state.ll_run_graph = graph_key(graph())
+        st.session_state.ll_run_graph = graph_hash(graph())
     return run_id
 
 

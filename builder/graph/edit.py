@@ -9,6 +9,8 @@ have removed the node a stale widget refers to.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -118,43 +120,57 @@ def with_edge_ids(graph: Graph) -> Graph:
 MAX_CHAIN = 200  # nodes of a chain a search may repeat
 
 
-def port_spellings(graph: Graph) -> tuple[Graph, Graph]:
-    """``graph`` with the ports written out that an edge without them means (a source's first output; a target's
-    input where it has only one), as the canvas sends each edge back (``out`` and ``in``), and with those ports left
-    out (as templates and project files write them): the same network either way. A run started from a template as loaded is stored with the second; the canvas's
-    first edit gives the first, and the run was no longer "of this graph" (Build › Weights and Try it said to train
-    it, seconds after it trained). Other ports (a target with several inputs, unknown types) are kept as they are.
+def graph_hash(graph: Any) -> str:
+    """A short hash of what a graph computes: node ids, types, parameters and which output feeds which input; not
+    positions, labels, nor how an edge or a node is spelled. An edge's port is left out where it is the one an
+    edge without it means (a source's first output; a target's input where it has only one), and a parameter
+    where it equals its default: templates and project files write neither, the canvas sends both back, and the
+    same network must stay the same (a run of a template as loaded was no longer the canvas's run after a click
+    on a layer; a share link of the canvas's network was taken for another). Two projects with the same hash
+    train the same model, so a run matches the canvas when the hashes agree; the run store keeps each run's.
 
     Example::
 
-        >>> g = Graph(nodes=[{"id": "a", "type": "Input"}, {"id": "r", "type": "ReLU"}],
-        ...           edges=[{"source": "a", "target": "r"}])
-        >>> named, bare = port_spellings(g)
-        >>> (named.edges[0].source_port, named.edges[0].target_port), (bare.edges[0].source_port, bare.edges[0].target_port)
-        (('out', 'in'), (None, None))
+        >>> bare = {"nodes": [{"id": "a", "type": "Input"}, {"id": "r", "type": "ReLU"}],
+        ...         "edges": [{"source": "a", "target": "r"}]}
+        >>> named = {"nodes": [{"id": "a", "type": "Input"}, {"id": "r", "type": "ReLU", "params": {}}],
+        ...          "edges": [{"source": "a", "target": "r", "source_port": "out", "target_port": "in"}]}
+        >>> graph_hash(bare) == graph_hash(named)
+        True
     """
-    kinds = {n.id: n.type for n in graph.nodes}
+    g = graph.model_dump() if hasattr(graph, "model_dump") else dict(graph or {})
+    kinds = {str(n.get("id")): n.get("type") for n in g.get("nodes") or [] if isinstance(n, dict)}
+    nodes = sorted((str(n.get("id")), str(n.get("type")), _canonical(_set_params(n.get("type"), n.get("params"))))
+                   for n in g.get("nodes") or [] if isinstance(n, dict))
+    edges = sorted(_canonical(_bare_ports(e, kinds)) for e in g.get("edges") or [] if isinstance(e, dict))
+    return hashlib.sha256(json.dumps([nodes, edges]).encode()).hexdigest()[:16]
 
-    def sole(node_id: str, inputs: bool) -> str | None:
-        t = kinds.get(node_id)
-        if t is None or not has_spec(t):
-            return None
-        spec = get_spec(t)
-        if not inputs:  # an edge without a source port reads the layer's first output (compile's rule)
-            return spec.outputs[0] if spec.outputs else None
-        return spec.inputs[0] if len(spec.inputs) == 1 and not spec.variadic else None
 
-    def spelled(e: Edge, named: bool) -> Edge:
-        src, dst = sole(e.source, False), sole(e.target, True)
-        out = {}
-        if src is not None and e.source_port in (None, "", src):
-            out["source_port"] = src if named else None
-        if dst is not None and e.target_port in (None, "", dst):
-            out["target_port"] = dst if named else None
-        return e.model_copy(update=out)
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
-    return tuple(graph.model_copy(update={"edges": [spelled(e, named) for e in graph.edges]})  # type: ignore[return-value]
-                 for named in (True, False))
+
+def _set_params(layer_type: Any, params: Any) -> dict:
+    """The parameters a node sets, those equal to its type's default left out (an unknown type's all kept)."""
+    given = dict(params or {}) if isinstance(params, dict) else {}
+    if not isinstance(layer_type, str) or not has_spec(layer_type):
+        return given
+    defaults = {p.name: _canonical(p.default) for p in get_spec(layer_type).params}
+    return {k: v for k, v in given.items() if k not in defaults or _canonical(v) != defaults[k]}
+
+
+def _bare_ports(edge: dict, kinds: dict[str, Any]) -> dict:
+    """An edge without its id, and without the ports an edge without them means (compile's rule)."""
+    out = {k: v for k, v in edge.items() if k != "id" and v not in (None, "")}
+    src, dst = kinds.get(str(edge.get("source"))), kinds.get(str(edge.get("target")))
+    if isinstance(src, str) and has_spec(src) and get_spec(src).outputs and \
+            out.get("source_port") == get_spec(src).outputs[0]:
+        del out["source_port"]
+    if isinstance(dst, str) and has_spec(dst):
+        spec = get_spec(dst)
+        if len(spec.inputs) == 1 and not spec.variadic and out.get("target_port") == spec.inputs[0]:
+            del out["target_port"]
+    return out
 
 
 def chain_between(graph: Graph, first: str, last: str) -> list[str] | None:

@@ -11,7 +11,6 @@ The graph is plain data (ids, types, params, positions); no torch objects live h
 
 from __future__ import annotations
 
-import hashlib
 import json
 import stat
 from pathlib import Path
@@ -433,17 +432,3 @@ def as_graph(obj: Graph | Project | dict | str | Path) -> Graph:
         except ValidationError as e:
             raise ProjectFormatError(f"invalid graph: {format_validation_error(e)}. Fix: {_FORMAT_FIX}") from None
     return load_project(obj).graph
-
-
-def graph_hash(graph: Any) -> str:
-    """A short hash of what a graph computes (node ids, types, parameters, edges; not positions or names).
-
-    Two projects with the same hash train the same model, so a run matches the canvas when the hashes agree.
-    """
-    g = graph.model_dump() if hasattr(graph, "model_dump") else dict(graph or {})
-    nodes = sorted((str(n.get("id")), str(n.get("type")), json.dumps(n.get("params") or {}, sort_keys=True,
-                                                                       default=str))
-                   for n in g.get("nodes") or [])
-    edges = sorted(json.dumps({k: v for k, v in e.items() if k not in ("id",)}, sort_keys=True, default=str)
-                   for e in g.get("edges") or [])
-    return hashlib.sha256(json.dumps([nodes, edges]).encode()).hexdigest()[:16]

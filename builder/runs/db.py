@@ -37,7 +37,7 @@ from builder.escape import shown_uri
 from builder.runs.owners import server_config, set_server_config
 
 ENV_DB_URL = "LAYERLAB_DB_URL"
-HEAD = "0004"  # the newest migration in builder/runs/migrations/versions (a test checks it is Alembic's head)
+HEAD = "0005"  # the newest migration in builder/runs/migrations/versions (a test checks it is Alembic's head)
 UPGRADE_COMMAND = "layerlab db upgrade"
 MIGRATIONS = Path(__file__).with_name("migrations")
 

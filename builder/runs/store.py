@@ -60,7 +60,8 @@ from builder.data.cache import ENV_WORKSPACE, workspace_root
 from builder.data.disk import on_full_disk, write_atomic
 from builder.errors import AccessDenied, RunStoreError
 from builder.escape import add_server_folder, hide_paths, resolves_inside, shown_uri
-from builder.graph.project import Project, graph_hash, load_project
+from builder.graph.edit import graph_hash
+from builder.graph.project import Project, load_project
 from builder.runs import db as _db
 from builder.runs import run_time as _run_time
 from builder.runs.owners import check_sees
@@ -796,5 +797,4 @@ def _db_errors(url: str) -> Iterator[None]:
 
 
 __all__ = ["RunStore", "Run", "RunFolder", "workspace_of", "RunStatus", "check_run_id", "RUN_ID_RE", "default_workspace",
-           "filesystem_type", "NETWORK_FILESYSTEMS",
-           "graph_hash", "ENV_WORKSPACE", "CONTROL_ACTIONS"]
+           "filesystem_type", "NETWORK_FILESYSTEMS", "graph_hash", "ENV_WORKSPACE", "CONTROL_ACTIONS"]

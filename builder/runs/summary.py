@@ -12,7 +12,6 @@ train on, and a model's predictions with their confidence. Example::
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections import Counter
 from datetime import datetime, timezone
@@ -20,8 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder.errors import LayerLabError
-from builder.graph.edit import port_spellings
-from builder.graph.project import as_graph
 from builder.graph.report import human_number
 from builder.runs.owners import LOCAL_OWNER, owner_of, upload_dir
 from builder.runs.owners import label as owner_label
@@ -289,10 +286,8 @@ def run_label(run: dict, best: dict | None = None, *, short_id: bool = True) -> 
 
 def runs_of_graph(store: RunStore, graph: Any, owner: str | None, limit: int = 200) -> list[Run]:
     """An owner's runs (all owners for None) of this very graph (same :func:`graph_hash`), newest first."""
-    hashes = {graph_hash(graph)}
-    with contextlib.suppress(LayerLabError):  # the ports of one-port layers written or not: the same network
-        hashes |= {graph_hash(g) for g in port_spellings(as_graph(graph))}
-    return [r for r in store.list_runs(limit=limit, owner=owner) if r.get("graph_hash") in hashes]
+    key = graph_hash(graph)
+    return [r for r in store.list_runs(limit=limit, owner=owner) if r.get("graph_hash") == key]
 
 
 def current_run(store: RunStore, graph: Any, owner: str | None) -> Run | None:

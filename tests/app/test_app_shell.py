@@ -164,6 +164,23 @@ def test_a_first_visitor_picks_templates_without_a_question_and_undo_brings_each
     assert a.session_state["ll_pending"] and a.session_state["ll_project"].name == "My MLP"
 
 
+def test_a_template_rewired_between_its_inputs_is_no_longer_the_template_as_shipped():
+    """"Is this the template as shipped?" dropped every edge's port, so a GAN whose discriminator's two inputs were
+    swapped (the fake images into the concatenation's first input) counted as untouched and was replaced without a
+    question: the one network hash (:func:`builder.graph.edit.graph_hash`) counts ports that say which input."""
+    a = _as("g")
+    a.selectbox(key="ll_tpl_pick").set_value("gan").run()
+    g = a.session_state["ll_project"].graph.model_dump(mode="json")
+    for e in g["edges"]:
+        if e["target"] == "real_fake":
+            e["target_port"] = {"0": "1", "1": "0"}[e["target_port"]]
+    a.session_state["ll_canvas"] = {"value": {"graph": g, "revision": a.session_state["ll_revision"]}}
+    a.run()
+    assert not a.exception, [e.value for e in a.exception]
+    a.selectbox(key="ll_tpl_pick").set_value("mlp").run()
+    assert a.session_state["ll_pending"] and a.session_state["ll_project"].name == builder.load_template("gan").name
+
+
 def test_an_uncaught_error_shows_its_type_not_the_server_folders_it_names(monkeypatch):
     """Issue 28 (messages carry no secrets): an error no page caught was drawn by Streamlit with its message and
     traceback, which name the server's folders (the install, the workspace, an owner's upload) and can quote a file

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from builder.graph.edit import MAX_LABEL, relabel_node, remove_nodes, set_param, with_edge_ids
+from builder.graph.edit import MAX_LABEL, graph_hash, relabel_node, remove_nodes, set_param, with_edge_ids
 from builder.graph.project import Graph
+from builder.graph.templates import TEMPLATE_NAMES, load_template
 from tests.fuzz_budget import budget
 
 
@@ -172,3 +175,52 @@ def test_rebase_gives_a_layer_added_under_an_id_python_used_a_free_id():
     got = rebase(base, local, current)
     assert [(n.id, n.type) for n in got.nodes] == [("x", "Input"), ("relu_1", "Sigmoid"), ("relu_1_2", "ReLU")]
     assert [(e.source, e.target) for e in got.edges] == [("x", "relu_1_2")]
+
+
+def _respelled(g: Graph, data) -> Graph:  # noqa: ANN001
+    """``g`` as another writer may spell it: implied ports named or not, defaults written or not, positions moved."""
+    from builder.graph.registry import get_spec
+
+    edges = []
+    for e in g.edges:
+        src, dst = get_spec(g.node(e.source).type), get_spec(g.node(e.target).type)
+        update = {}
+        if e.source_port is None and src.outputs and data.draw(st.booleans()):
+            update["source_port"] = src.outputs[0]
+        if e.target_port is None and len(dst.inputs) == 1 and not dst.variadic and data.draw(st.booleans()):
+            update["target_port"] = dst.inputs[0]
+        edges.append(e.model_copy(update=update))
+    nodes = []
+    for n in g.nodes:
+        defaults = {p.name: p.default for p in get_spec(n.type).params if p.name not in n.params}
+        chosen = data.draw(st.lists(st.sampled_from(sorted(defaults)), unique=True)) if defaults else []
+        nodes.append(type(n).model_validate({**n.model_dump(), "params": {**n.params, **{k: defaults[k] for k in chosen}},
+                                             "position": {"x": data.draw(st.integers(0, 900)), "y": 0}}))
+    return g.model_copy(update={"nodes": data.draw(st.permutations(nodes)), "edges": data.draw(st.permutations(edges))})
+
+
+@settings(max_examples=budget(40), deadline=None)
+@given(st.sampled_from(TEMPLATE_NAMES), st.data())
+def test_the_network_hash_is_the_network_not_its_spelling(name, data):
+    """One home for "the same network": the run store's hash, the Train page's run of the canvas and the "replace
+    your network?" question. The canvas names the ports templates leave out and writes defaults they omit; a
+    run of a template as loaded stopped being the canvas's run after a click, and ports dropped altogether made a
+    GAN whose discriminator's inputs were swapped "the template as shipped" (replaced without asking)."""
+    g = load_template(name).graph
+    assert graph_hash(_respelled(g, data)) == graph_hash(g)
+    assert graph_hash(g.model_dump()) == graph_hash(g) == graph_hash(json.loads(g.model_dump_json()))
+
+
+def test_what_a_network_computes_changes_its_hash():
+    gan = load_template("gan").graph
+    swapped = gan.model_copy(update={"edges": [e.model_copy(update={"target_port": {"0": "1", "1": "0"}[e.target_port]})
+                                               if e.target == "real_fake" else e for e in gan.edges]})
+    assert graph_hash(swapped) != graph_hash(gan)  # which input of the concatenation each part feeds
+    mlp = load_template("mlp").graph
+    fc = next(n for n in mlp.nodes if n.type == "Linear")
+    wider = set_param(mlp, fc.id, "out_features", int(fc.params.get("out_features", 1)) + 1)
+    assert graph_hash(wider) != graph_hash(mlp)
+    no_bias = set_param(mlp, fc.id, "bias", False)  # a default changed is a parameter set
+    assert graph_hash(no_bias) != graph_hash(mlp)
+    rewired = mlp.model_copy(update={"edges": mlp.edges[1:]})
+    assert graph_hash(rewired) != graph_hash(mlp)

@@ -158,6 +158,34 @@ def test_a_workspace_made_before_migrations_is_upgraded_when_opened(tmp_path, mo
     assert store.get(new)["tags"] == {"a": "b"}
 
 
+def test_runs_stored_before_one_network_hash_are_found_by_their_network_after_the_upgrade(backend, tmp_path):
+    """Revision 0005 hashes every stored run's network again, the one way (:func:`builder.graph.edit.graph_hash`):
+    a run stored with the canvas's spelling (ports named, defaults written) is the run of the template as loaded,
+    on SQLite and on PostgreSQL; going back to 0004 restores the hashes that LayerLab computed."""
+    from alembic import command
+
+    from builder.graph.edit import graph_hash
+    from builder.runs.summary import current_run
+
+    store = _store(tmp_path)
+    mlp = load_template("mlp")
+    canvas = mlp.graph.model_copy(update={"edges": [e.model_copy(update={"source_port": "out", "target_port": "in"})
+                                                    for e in mlp.graph.edges]})
+    rid = store.create_run(mlp.model_copy(update={"graph": canvas}), "moons", {}, {"epochs": 1}, owner="user:ann")
+    eng = db.engine(store.db_url)
+    with eng.connect() as c, c.begin():
+        command.downgrade(db.alembic_config(c), "0004")
+    with eng.connect() as c:
+        spelled = c.execute(sa.text("SELECT graph_hash FROM runs WHERE id = :i"), {"i": rid}).scalar()
+    assert spelled != graph_hash(mlp.graph)  # what 0004 stored: the ports counted
+    db._READY.clear()
+    if backend == "postgresql":  # a shared database is upgraded by the command, never by a server opening it
+        assert cli(["db", "upgrade", "--workspace", str(tmp_path / "ws")]) == 0
+    upgraded = _store(tmp_path)
+    assert upgraded.get(rid)["graph_hash"] == graph_hash(mlp.graph) == graph_hash(canvas)
+    assert current_run(upgraded, mlp.graph, "user:ann")["id"] == rid
+
+
 def test_a_database_newer_than_this_layerlab_is_refused_with_the_fix(tmp_path, monkeypatch):
     monkeypatch.delenv(db.ENV_DB_URL, raising=False)
     ws = tmp_path / "ws"

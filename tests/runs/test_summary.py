@@ -55,15 +55,14 @@ def test_a_run_of_a_template_as_loaded_is_still_the_canvas_run_once_the_canvas_n
     """A usability review pressed the guide's Train on the MLP template at once (the run stored the template's
     edges, without ports), came back to Build and clicked a layer: the canvas sent the same edges back with their
     ports (out, in), and Build › Weights and Try it said "train this network" seconds after it trained."""
-    from builder.graph.edit import port_spellings
-
     store = RunStore(tmp_path, actor=SYSTEM)
     mlp = load_template("mlp")
     assert all(e.source_port is None and e.target_port is None for e in mlp.graph.edges)  # as shipped
     rid = store.create_run(mlp, "moons", {}, {"epochs": 1}, owner="alice")
     store.finish(rid, "finished")
     store.weights_path(rid).write_bytes(b"x")
-    canvas, _ = port_spellings(mlp.graph)  # what the browser sends: every port named
+    canvas = mlp.graph.model_copy(update={"edges": [e.model_copy(update={"source_port": "out", "target_port": "in"})
+                                                    for e in mlp.graph.edges]})  # what the browser sends
     assert {(e.source_port, e.target_port) for e in canvas.edges} == {("out", "in")}
     assert summary.finished_run(store, canvas, "alice")["id"] == rid
     assert summary.current_run(store, canvas, "alice")["id"] == rid
