@@ -17,6 +17,7 @@ from builder import compile_graph, infer_shapes, load_project
 from tests.fuzz_budget import budget
 
 T0 = {"t": 0}
+T1 = {"t": 1}
 B = {"b": 1}
 
 #: (operator, args, input shape without the batch): each validated before, and failed or changed at batch 4+
@@ -43,6 +44,8 @@ TIED = {
     "attention_over_the_batch": ("aten.scaled_dot_product_attention", [T0, T0, T0], (6,)),
     "einsum_summing_over_the_batch": ("aten.einsum", ["bi,ci->bi", [T0, T0]], (6,)),
     "einsum_batch_not_first_in_an_input": ("aten.einsum", ["bi,ib->bi", [T0, T0]], (6, 6)),
+    # (B, L, F) queries over (B, F) keys and values: each sample attended to every sample's key (validated before)
+    "attention_over_the_batch_as_keys": ("aten.scaled_dot_product_attention", [T0, T1, T1], ((2, 4), (4,))),
 }
 #: batch-independent calls naming the batch or dim 0 that stay valid
 SOUND = {
@@ -63,13 +66,20 @@ SOUND = {
     "einsum_outer_product_per_sample": ("aten.einsum", ["bi,bj->bij", [T0, T0]], (3,)),
     "einsum_ellipsis_dot_per_sample": ("aten.einsum", ["...i,...i->...", [T0, T0]], (2, 3)),
     "einsum_implicit_output_per_sample": ("aten.einsum", ["bij", [T0]], (2, 3)),
+    "attention_over_each_samples_keys": ("aten.scaled_dot_product_attention", [T0, T1, T1], ((2, 4), (3, 4))),
 }
 
 
+def _shapes(shape: tuple) -> tuple:
+    """A case's input shapes (without the batch): one shape, or a tuple of them for a call of several inputs."""
+    return shape if shape and isinstance(shape[0], tuple) else (shape,)
+
+
 def _project(op: str, args: list, shape: tuple, outputs: int = 1):
-    nodes = [{"id": "x", "type": "Input", "params": {"shape": list(shape)}},
-             {"id": "op", "type": "Op", "params": {"op": op, "args": json.dumps(args), "outputs": outputs}}]
-    edges = [{"source": "x", "target": "op", "target_port": "0"}]
+    shapes = _shapes(shape)
+    nodes = [{"id": f"x{i}" if i else "x", "type": "Input", "params": {"shape": list(s)}} for i, s in enumerate(shapes)]
+    nodes.append({"id": "op", "type": "Op", "params": {"op": op, "args": json.dumps(args), "outputs": outputs}})
+    edges = [{"source": f"x{i}" if i else "x", "target": "op", "target_port": str(i)} for i in range(len(shapes))]
     return load_project(json.dumps({"format": "layerlab", "version": 1, "graph": {"nodes": nodes, "edges": edges}}))
 
 
@@ -105,9 +115,10 @@ def test_what_validates_computes_each_sample_on_its_own_at_any_batch_size(case, 
     model, shape = _model(case)
     if model is None:
         return
-    x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(batch))
+    g = torch.Generator().manual_seed(batch)
+    xs = [torch.randn(batch, *s, generator=g) for s in _shapes(shape)]
     with torch.no_grad():
-        y = model(x)
+        y = model(*xs)
         assert y.shape[0] == batch, (case, batch, tuple(y.shape))
         for i in {0, batch - 1}:
-            torch.testing.assert_close(y[i:i + 1], model(x[i:i + 1]))
+            torch.testing.assert_close(y[i:i + 1], model(*(x[i:i + 1] for x in xs)))

@@ -36,11 +36,13 @@ ALONG_DIM = {"slice": "dim", "narrow": "dim", "select": "dim", "split": "dim", "
              "chunk": "dim", "unbind": "dim", "roll": "dims", "flip": "dims", "cumsum": "dim", "softmax": "dim",
              "_softmax": "dim", "log_softmax": "dim", "_log_softmax": "dim"}
 #: Operators that read a tensor of fewer dimensions than this (the batch included) as one matrix or one sequence,
-#: by the argument that decides it: the batch is then the matrix's rows (``aten.tril`` of a (B, F) input keeps a
-#: sample's values up to its place in the batch) or the sequence's steps (attention over (B, F) queries: each
-#: sample attends to the others in its batch). Recurrent calls need none: their last state, (layers, batch,
-#: hidden), never keeps the batch first, so the shape rule refuses them.
-BATCH_RANK = {"tril": ("self", 3), "triu": ("self", 3), "scaled_dot_product_attention": ("query", 3)}
+#: by the arguments that decide it, each on its own: the batch is then the matrix's rows (``aten.tril`` of a (B, F)
+#: input keeps a sample's values up to its place in the batch) or the sequence's steps (attention over (B, F)
+#: queries: each sample attends to the others in its batch; (B, F) keys and values beside (B, L, F) queries: each
+#: sample's queries attend to every sample's key, broadcast over the batch). Recurrent calls need none: their last
+#: state, (layers, batch, hidden), never keeps the batch first, so the shape rule refuses them.
+BATCH_RANK = {"tril": (("self",), 3), "triu": (("self",), 3),
+              "scaled_dot_product_attention": (("query", "key", "value"), 3)}
 #: Arguments that must be the batch's own size (the kernel checks it against its input): the batch size there,
 #: ``{"b": 1}``, is what the call needs at every batch.
 BATCH_SIZED = {"native_group_norm": "N"}
@@ -78,8 +80,8 @@ def _mixing(p: dict, name: str, bound: dict, ranks: dict) -> str | None:
           "use the layer that does this per sample"
     why = ("{op}: {what}, so a sample's result would depend on the others in its batch and on its place there (the "
            "last short batch in training, batch 1 in Try it give other results); received: {got}. {fix}")
-    arg, least = BATCH_RANK.get(name, (None, 0))
-    if arg in ranks and ranks[arg] < least:
+    args, least = BATCH_RANK.get(name, ((), 0))
+    if (arg := next((a for a in args if a in ranks and ranks[a] < least), None)) is not None:
         return why.format(op=p["op"], what=f"an input `{arg}` of fewer than {least} dimensions is read as one "
                           "matrix or one sequence whose rows or steps are the batch",
                           got=f"{arg} of {ranks[arg]} dimensions (the batch first)", fix=fix)
