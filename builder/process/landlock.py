@@ -174,7 +174,7 @@ def run_read_paths(etc: str | os.PathLike = "/etc", run: str | os.PathLike = "/r
 PRIVATE_SCAN = ("/etc", "/opt", "/var/lib")
 """The system folders a confined process reads (:func:`system_read_paths`) where some files are for some users only:
 the machine's configuration, software installed beside the system's, services' state."""
-_SCAN_MAX = 200_000  # entries looked at in all; past it the rest of the walk is not looked at (see private_paths)
+_SCAN_MAX = 200_000  # entries looked at in all; past it what is left of the walk is shut unlooked (private_paths)
 
 
 def private_paths(roots: Iterable[str | os.PathLike] | None = None, keep: Iterable[str | os.PathLike] = (),
@@ -188,7 +188,9 @@ def private_paths(roots: Iterable[str | os.PathLike] | None = None, keep: Iterab
     paths the process is given on purpose (this package, the interpreter, its run folder, a tracker's folder): never
     shut nor looked into (a server's umask of 077 makes every file of its own 0600), and a folder holding one is
     walked into rather than shut; ``skip``: folders shut anyway, not looked into (the workspace). At most ``limit``
-    entries are looked at; what lies past them stays as the folder's rule has it.
+    entries are looked at; every entry past them is shut unlooked, but for the folders that hold a kept path (a
+    walk cut short left the rest open: an ``/opt`` of more entries than that, and ``/var/lib/postgresql`` after it
+    was read whole).
 
     >>> import tempfile
     >>> d = Path(tempfile.mkdtemp())
@@ -214,8 +216,12 @@ def private_paths(roots: Iterable[str | os.PathLike] | None = None, keep: Iterab
             return
         for e in entries:
             budget[0] -= 1
-            if budget[0] < 0:
-                return
+            if budget[0] < 0:  # past the budget: shut unlooked, but for the way to what is kept
+                if e.path in held and e.is_dir(follow_symlinks=False):
+                    walk(Path(e.path))
+                elif e.path not in left and not e.is_symlink():
+                    out.append(Path(e.path))
+                continue
             try:
                 st = e.stat(follow_symlinks=False)
             except OSError:

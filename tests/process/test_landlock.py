@@ -61,3 +61,25 @@ print(json.dumps(out))
     assert seen["named"] == ("connected" if ports else "refused"), seen
     assert seen["other"] == "refused" and seen["listen"] == "refused", seen
 
+
+
+def test_what_the_private_walk_did_not_look_at_is_shut(tmp_path):
+    """private_paths looks at a bounded number of entries: past them the walk shut nothing, so a big /opt before
+    /var/lib left /var/lib/postgresql's data (mode 0700) readable to a root server's confined process. What it did
+    not look at is shut now, but for the way to the paths it was told to keep."""
+    big, lib = tmp_path / "opt", tmp_path / "lib"
+    big.mkdir()
+    for i in range(50):
+        (big / f"f{i}").touch()
+    data = lib / "postgresql" / "main"
+    data.mkdir(parents=True)
+    (data / "PG_VERSION").touch()
+    data.chmod(0o700)
+    venv = lib / "app" / "venv"
+    venv.mkdir(parents=True)
+    (lib / "readable.txt").touch()
+    whole = landlock.private_paths([big, lib], keep=[venv])
+    assert whole == [data]  # looked at: the 0700 folder only
+    cut = landlock.private_paths([big, lib], keep=[venv], limit=20)
+    assert data in cut or data.parent in cut
+    assert venv not in cut and lib / "app" not in cut  # the way to what is kept stays open
