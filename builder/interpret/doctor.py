@@ -133,8 +133,15 @@ def _first(values: list[float]) -> float | None:
     return values[0] if values and math.isfinite(values[0]) else None
 
 
+def _lr_to(lr: float, factor: float = 0.1) -> float:
+    """The learning rate a fix proposes (``lr`` times ``factor``, 3 significant digits): the one value its words
+    name and its action sets (the words wrote 4 digits of the unrounded value, 0.0006431, beside an Apply that set
+    0.000643)."""
+    return float(f"{lr * factor:.3g}")
+
+
 def _lr_action(lr: float | None, factor: float = 0.1) -> dict[str, Any] | None:
-    return {"action": "set_training", "key": "lr", "value": float(f"{lr * factor:.3g}")} if lr else None
+    return {"action": "set_training", "key": "lr", "value": _lr_to(lr, factor)} if lr else None
 
 
 def _finding(node: str, rule: str, level: str, value: float | str, received: str, fix: str,
@@ -196,7 +203,7 @@ def _nonfinite(log: HealthLog, lr: float | None, cfg: dict) -> list[Finding]:
             bad = [k for k, v in s["nodes"].get(n["id"], {}).items() if (x := _num(v)) is not None
                    and not math.isfinite(x)]
             if bad:
-                fix = ("lower the learning rate" + (f" to {human_number(lr / 10)}" if lr else "")
+                fix = ("lower the learning rate" + (f" to {human_number(_lr_to(lr))}" if lr else "")
                        + ("" if cfg.get("grad_clip") else ", and set grad_clip (e.g. 1.0)"))
                 return [_finding(n["id"], "nonfinite", "bad", "nan", f"{bad[0]} = {s['nodes'][n['id']][bad[0]]} "
                                  f"at step {s['step']}", fix, _lr_action(lr))]
@@ -215,7 +222,7 @@ def _gradients(log: HealthLog, lr: float | None, cfg: dict, skip: set[str]) -> l
         if now > EXPLODING_NORM or (start and len(g) > RECENT and now > GRAD_GROWTH * start > 0):
             received = f"gradient norm {now:.3g}" + (f" (was {start:.3g})" if start else "")
             fix = ("set grad_clip (e.g. 1.0)" if not cfg.get("grad_clip") else "lower the learning rate") \
-                + (f"; or lower the learning rate to {human_number(lr / 10)}" if lr and not cfg.get("grad_clip") else "")
+                + (f"; or lower the learning rate to {human_number(_lr_to(lr))}" if lr and not cfg.get("grad_clip") else "")
             out.append(_finding(nid, "exploding", "bad", now, received, fix,
                                 clip if not cfg.get("grad_clip") else _lr_action(lr)))
     if len(with_params) >= 2:
@@ -258,7 +265,7 @@ def _activations(log: HealthLog, n: dict[str, Any], lr: float | None) -> list[Fi
     if sat is not None and sat > SATURATED_FRACTION:
         out.append(_finding(nid, "saturated", "bad" if sat >= BAD_SATURATED else "warn", sat,
                             f"{sat:.0%} of {n.get('type', 'its')} outputs saturated",
-                            "lower the learning rate" + (f" to {human_number(lr / 10)}" if lr else "")
+                            "lower the learning rate" + (f" to {human_number(_lr_to(lr))}" if lr else "")
                             + ", add normalisation before it, or replace it with ReLU",
                             _lr_action(lr) or {"action": "set_type", "node": nid, "type": "ReLU"}))
     std = _series(log, nid, "act_std")
@@ -284,14 +291,14 @@ def _updates(log: HealthLog, nid: str, lr: float | None, vanishing: set[str]) ->
                default=None)
     if ratio <= UPDATE_HIGH and peak and peak[0] > UPDATE_EXTREME:  # then stopped: the units it killed stop it
         return [_finding(nid, "update_high", "warn", peak[0], f"{peak[0]:.2g} at step {peak[1]}",
-                         "lower the learning rate" + (f" to {human_number(lr / 10)}" if lr else ""), _lr_action(lr))]
+                         "lower the learning rate" + (f" to {human_number(_lr_to(lr))}" if lr else ""), _lr_action(lr))]
     if ratio > UPDATE_HIGH:
         return [_finding(nid, "update_high", "warn", ratio, f"{ratio:.2g}",
-                         "lower the learning rate" + (f" to {human_number(lr / 10)}" if lr else ""), _lr_action(lr))]
+                         "lower the learning rate" + (f" to {human_number(_lr_to(lr))}" if lr else ""), _lr_action(lr))]
     grad = _recent(_series(log, nid, "grad_norm")) or 0.0
     if ratio < UPDATE_LOW and grad > TINY_GRAD and nid not in vanishing:
         return [_finding(nid, "update_low", "warn", ratio, f"{ratio:.2g}",
-                         "raise the learning rate" + (f" to {human_number(lr * 10)}" if lr else ""), _lr_action(lr, 10.0))]
+                         "raise the learning rate" + (f" to {human_number(_lr_to(lr, 10.0))}" if lr else ""), _lr_action(lr, 10.0))]
     return []
 
 

@@ -7,6 +7,7 @@ import pytest
 from builder import load_template
 from builder.errors import LayerLabError
 from builder.graph.cost import canvas_annotations
+from builder.graph.report import human_number
 from builder.graph.shapes import infer_shapes
 from builder.interpret.doctor import (
     Finding,
@@ -65,6 +66,15 @@ def test_fix_wording_and_actions_name_the_run_settings():
     assert f.action == {"action": "set_training", "key": "lr", "value": 0.01}
     (e,) = [f for f in diagnose(log_of(healthy(), healthy(head__grad_norm=5e3))) if f.rule == "exploding"]
     assert e.action == {"action": "set_training", "key": "grad_clip", "value": 1.0}
+
+
+@pytest.mark.parametrize("ratio", [0.5, 1e-8])
+def test_the_learning_rate_a_fix_names_is_the_one_its_action_sets(ratio):
+    """A searched learning rate (0.00643117): the words said "lower the learning rate to 0.0006431" (4 digits of
+    lr / 10) and Apply set 0.000643 (3 digits), so the Train page then showed another value than the advice."""
+    (f,) = diagnose(log_of(healthy(), healthy(fc1__update_ratio=ratio)), {"lr": 0.00643117})
+    value = f.action["value"]
+    assert f.message.split("Fix: ")[1].endswith(f"learning rate to {human_number(value)}"), (f.message, value)
 
 
 def test_curve_anomalies_point_at_the_findings_nodes():
