@@ -537,7 +537,7 @@ class OnnxImporter(ModuleGroups, TensorOps, NormPoolOps):
     def _op_Gemm(self, n, ins, a):
         x, w = ins[0], ins[1]
         b = ins[2] if len(ins) > 2 else None
-        if not (isinstance(x, T) and isinstance(w, Const) and not self.fixed(w, n.input)) or a.get("transA", 0) or \
+        if not (isinstance(x, T) and isinstance(w, Const) and not self.any_fixed(n, w, b)) or a.get("transA", 0) or \
                 a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 or (b is not None and not isinstance(b, Const)):
             return None
         W = w.value if a.get("transB", 0) else w.value.T
@@ -570,7 +570,7 @@ class OnnxImporter(ModuleGroups, TensorOps, NormPoolOps):
             return T(self.add(self.node_name(n), "Add", {}, [x, y], ports=["0", "1"]))
         if isinstance(x, T) and isinstance(y, Const):
             nid = self.pending_bias.pop(src_first, None)
-            if nid is not None and y.value.ndim == 1:
+            if nid is not None and y.value.ndim == 1 and not self.fixed(y, n.input):  # a fixed bias: an Op's
                 node = next(nd for nd in self.out.nodes if nd["id"] == nid)
                 if y.value.shape[0] == node["params"]["out_features"]:
                     node["params"]["bias"] = True
@@ -617,7 +617,7 @@ class OnnxImporter(ModuleGroups, TensorOps, NormPoolOps):
     def _op_Conv(self, n, ins, a):
         x, w = ins[0], ins[1]
         b = ins[2] if len(ins) > 2 else None
-        if not (isinstance(x, T) and isinstance(w, Const) and not self.fixed(w, n.input)) or \
+        if not (isinstance(x, T) and isinstance(w, Const) and not self.any_fixed(n, w, b)) or \
                 text_of(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
             return None
         W = w.value
@@ -654,8 +654,8 @@ class OnnxImporter(ModuleGroups, TensorOps, NormPoolOps):
     def _op_ConvTranspose(self, n, ins, a):
         x, w = ins[0], ins[1]
         b = ins[2] if len(ins) > 2 else None
-        if not (isinstance(x, T) and isinstance(w, Const) and not self.fixed(w, n.input)) or w.value.ndim != 4 \
-                or a.get("group", 1) != 1 or "output_shape" in a:  # a fixed kernel (a buffer): an Op's constant
+        if not (isinstance(x, T) and isinstance(w, Const) and not self.any_fixed(n, w, b)) or w.value.ndim != 4 \
+                or a.get("group", 1) != 1 or "output_shape" in a:  # a fixed kernel or bias (a buffer): an Op's constant
             return None
         W = w.value
         pads = list(a.get("pads", [0, 0, 0, 0]))

@@ -297,11 +297,11 @@ def generic(imp, n, ins: list, a: dict):
             return None
         b = c.arg(ins[2]) if len(ins) > 2 and ins[2] is not None else None
         return c.node("layer_norm", [c.arg(ins[0]), norm, c.arg(ins[1]), b, float(a.get("epsilon", 1e-5))])
-    if op == "Gemm" and isinstance(ins[1], Const) and imp.fixed(ins[1], n.input) and not a.get("transA", 0) \
+    if op == "Gemm" and isinstance(ins[1], Const) and imp.any_fixed(n, *ins[1:3]) and not a.get("transA", 0) \
             and a.get("alpha", 1.0) == 1.0 and a.get("beta", 1.0) == 1.0:  # a buffer: no Linear (which learns it)
-        w = ins[1].value if a.get("transB", 0) else ins[1].value.T
+        w = ins[1].value if a.get("transB", 0) else ins[1].value.T  # (src: a learned weight beside a fixed bias)
         b = c.arg(ins[2]) if len(ins) > 2 and ins[2] is not None else None
-        return c.node("linear", [c.arg(ins[0]), c.arg(Const(np.ascontiguousarray(w))), b])
+        return c.node("linear", [c.arg(ins[0]), c.arg(Const(np.ascontiguousarray(w), src=ins[1].src)), b])
     if op == "PRelu":  # (ONNX's slope broadcasts over the input as aten's kernel's does)
         slope = ins[1]
         if isinstance(slope, Const):  # (1, C), the exporter's broadcast form: the same slope as (C,), which the

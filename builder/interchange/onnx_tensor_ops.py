@@ -139,6 +139,11 @@ class TensorOps:
         made = self._made_of(c, near)
         return bool(made) and not made & self.param_inits
 
+    def any_fixed(self, n, *values) -> bool:
+        """Whether any of a layer's ``values`` (its weight, its bias) is a fixed constant (:meth:`fixed`): the
+        layer, which learns them all, is then an Op with that constant (a buffer as a Linear's or Conv's bias)."""
+        return any(isinstance(v, Const) and self.fixed(v, n.input) for v in values)
+
     def _made_of(self, c: Const, near, made: frozenset[str] | None = None) -> frozenset[str]:
         """The initializers ``c`` was computed from (a parameter's own copy, ``g.weight = Identity(f.weight)``,
         by the initializer it copies)."""

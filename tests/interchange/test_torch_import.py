@@ -189,6 +189,46 @@ def test_a_buffer_where_a_layers_weight_would_be_stays_fixed_after_import(use, h
     assert _compare(res, model) <= 1e-5
     assert export_onnx(res.project, None, res.weights).max_abs_diff <= 1e-5  # and it exports again
 
+class _BiasBuffers(torch.nn.Module):
+    """A learned weight beside a buffer where the layer's bias would be: a Linear's (Gemm, or MatMul then Add),
+    a Conv's, a ConvTranspose's."""
+
+    def __init__(self, use: str):
+        super().__init__()
+        self.use, self.lin = use, torch.nn.Linear(6, 3)
+        shape = {"linear": (6, 6), "matmul_add": (6, 6), "conv": (6, 6, 3, 3), "conv_transpose": (6, 6, 3, 3)}[use]
+        self.w = torch.nn.Parameter(torch.randn(*shape))
+        self.register_buffer("bias6", torch.linspace(-1.0, 1.0, 6))
+
+    def example_inputs(self):
+        return (torch.randn(2, 6, 4, 4),) if self.use.startswith("conv") else (torch.randn(2, 6),)
+
+    def forward(self, x):
+        F = torch.nn.functional  # noqa: N806
+        if self.use == "linear":
+            h = F.linear(x, self.w, self.bias6)
+        elif self.use == "matmul_add":
+            h = x @ self.w + self.bias6
+        elif self.use == "conv":
+            h = F.conv2d(x, self.w, self.bias6).mean((2, 3))
+        else:
+            h = F.conv_transpose2d(x, self.w, self.bias6).mean((2, 3))
+        return self.lin(h)
+
+
+@pytest.mark.parametrize("how", ["onnx", "pt2"])
+@pytest.mark.parametrize("use", ["linear", "matmul_add", "conv", "conv_transpose"])
+def test_a_buffer_where_a_layers_bias_would_be_stays_fixed_after_import(use, how, tmp_path):
+    """The rule holds for a layer's bias as for its weight: a buffer added as a Linear's, Conv's or
+    ConvTranspose's bias beside a learned weight was imported as the layer's learned bias (canvas 63, 63, 351 and
+    351 parameters for the module's 57, 57, 345 and 345); now an Op with the buffer as its constant."""
+    torch.manual_seed(0)
+    model, res = _import_saved(_BiasBuffers(use), how, tmp_path)
+    assert res.report["total_params"] == _params(model)
+    assert _compare(res, model) <= 1e-5
+    assert export_onnx(res.project, None, res.weights).max_abs_diff <= 1e-5  # and it exports again
+
+
 def test_python_source_and_cli(tmp_path, capsys):
     res = import_model(f"{MODELS_FILE}:SmallResNet(classes=4)")
     types = {n.type for n in res.project.graph.nodes}
