@@ -608,11 +608,42 @@ def _named_secrets(configs: Iterable[Path]) -> list[Path]:
 
 
 def shut_out(paths: Iterable[str | os.PathLike], shut: Iterable[str | os.PathLike]) -> list[Path]:
-    """``paths`` with every one of ``shut`` left out (:func:`beside`, once for each)."""
-    out = [Path(p) for p in paths]
-    links: dict[str, str | None] = {}
-    for s in shut:
-        out = beside(out, s, links)
+    """``paths`` with every one of ``shut`` left out, as :func:`beside` leaves one out, for all of them in one pass:
+    a path that is one is dropped, one that holds one is replaced by its entries (links left out), recursively, and
+    any other is kept; a link to one, or into one, is dropped, and a link to a folder holding one is that folder.
+    :func:`beside` once per shut path went over every rule again for each: with :func:`private_paths` naming
+    hundreds (a server's private files), building the rules took seconds (400 shut files: 7.5 s, now ms)."""
+    shut_set = {os.path.abspath(s) for s in shut}
+    holders = {str(a) for s in shut_set for a in Path(s).parents}
+    out: list[Path] = []
+
+    def under_shut(path: str) -> bool:  # it is one, or lies inside one
+        return path in shut_set or any(str(a) in shut_set for a in Path(path).parents)
+
+    def place(p: str, top: bool) -> None:
+        if top and os.path.islink(p):  # a rule is given to what a link names
+            target = os.path.realpath(p)
+            if under_shut(target):
+                return  # a link to one or into one: left out
+            if target in holders:
+                p = target  # a link to a folder holding one: that folder, opened around it
+        if p in shut_set:
+            return
+        if p not in holders:
+            out.append(Path(p))  # beside every one, or inside one (named on purpose)
+            return
+        try:  # holds one: its other entries, then the same one level down
+            entries = list(os.scandir(p))
+        except OSError:
+            return
+        # a link among them is left out: a rule on it is a rule on what it names, which the folder's own rule
+        # never opened (/dev/stderr: the process's log file, wherever it lies; /run/shm: /dev/shm)
+        for e in entries:
+            if not e.is_symlink():
+                place(e.path, False)
+
+    for p in paths:
+        place(os.path.abspath(p), True)
     return out
 
 

@@ -83,3 +83,16 @@ def test_what_the_private_walk_did_not_look_at_is_shut(tmp_path):
     cut = landlock.private_paths([big, lib], keep=[venv], limit=20)
     assert data in cut or data.parent in cut
     assert venv not in cut and lib / "app" not in cut  # the way to what is kept stays open
+
+
+def test_a_folder_shut_whole_stays_shut_whatever_else_is_shut_inside_it(tmp_path):
+    """shut_out left each shut path out in turn: a folder opened around the first (its other entries) kept them
+    when the second shut path was that folder itself, as if each were named on purpose inside it; and a link
+    followed around one path kept what it led to inside another. The result hung on the order of the shut list."""
+    for name in ("ws/a", "ws/b", "ws/runs/r", "usr/lib"):
+        (tmp_path / name).mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "ws")
+    ws = tmp_path / "ws"
+    for shut in ([ws / "a", ws], [ws, ws / "a"]):
+        got = set(landlock.shut_out([tmp_path, tmp_path / "link", ws / "runs/r"], shut))
+        assert got == {tmp_path / "usr", ws / "runs/r"}, (shut, got)  # a run folder named inside it stays named
