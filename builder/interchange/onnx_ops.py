@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from builder.interchange.onnx_fold import text_of
+from builder.interchange.onnx_fold import as_f32, text_of
 from builder.interchange.onnx_values import Const, Sym, SymArr, T
 
 REFUSED = {
@@ -284,7 +284,7 @@ def generic(imp, n, ins: list, a: dict):
         return c.node("einsum", [text_of(a["equation"]), [c.arg(v) for v in ins]])
     if op == "InstanceNormalization":
         return c.node("instance_norm", [c.arg(ins[0]), c.arg(ins[1]), c.arg(ins[2]), None, None, True, 0.0,
-                                        float(a.get("epsilon", 1e-5)), False])
+                                        as_f32(a.get("epsilon", 1e-5)), False])  # as written, as the layers
     if op == "LayerNormalization":
         axis = int(a.get("axis", -1))
         r = imp.rank(n.input[0])
@@ -296,7 +296,7 @@ def generic(imp, n, ins: list, a: dict):
         if norm is None:
             return None
         b = c.arg(ins[2]) if len(ins) > 2 and ins[2] is not None else None
-        return c.node("layer_norm", [c.arg(ins[0]), norm, c.arg(ins[1]), b, float(a.get("epsilon", 1e-5))])
+        return c.node("layer_norm", [c.arg(ins[0]), norm, c.arg(ins[1]), b, as_f32(a.get("epsilon", 1e-5))])
     if op == "Gemm" and isinstance(ins[1], Const) and imp.any_fixed(n, *ins[1:3]) and not a.get("transA", 0) \
             and a.get("alpha", 1.0) == 1.0 and a.get("beta", 1.0) == 1.0:  # a buffer: no Linear (which learns it)
         w = ins[1].value if a.get("transB", 0) else ins[1].value.T  # (src: a learned weight beside a fixed bias)

@@ -4,6 +4,7 @@ file.py:Class path, and .pt2 files that would run code when unpickled (refused; 
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import zipfile
 from pathlib import Path
@@ -227,6 +228,34 @@ def test_a_buffer_where_a_layers_bias_would_be_stays_fixed_after_import(use, how
     assert res.report["total_params"] == _params(model)
     assert _compare(res, model) <= 1e-5
     assert export_onnx(res.project, None, res.weights).max_abs_diff <= 1e-5  # and it exports again
+
+
+class _TinyEpsNorm(torch.nn.Module):
+    """A LayerNorm of fixed scale and shift with BERT's eps, 1e-12 (an Op on the canvas: its scale is a buffer)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(6, 3)
+        self.register_buffer("scale", torch.linspace(0.5, 2.0, 6))
+        self.register_buffer("shift", torch.linspace(-1.0, 1.0, 6))
+
+    def example_inputs(self):
+        return (torch.randn(2, 6),)
+
+    def forward(self, x):
+        return self.lin(torch.nn.functional.layer_norm(x, (6,), self.scale, self.shift, eps=1e-12))
+
+
+@pytest.mark.parametrize("how", ["onnx", "pt2"])
+def test_an_imported_norms_eps_reads_as_written(how, tmp_path):
+    """ONNX stores ``epsilon`` as float32: the Op's eps read 9.999999960041972e-13 for 1e-12, under the norm eps
+    range an Op's ``eps`` is now checked against, so the import was refused ("the imported graph does not
+    validate"); the layers read it as written (``as_f32``), and so does the Op."""
+    torch.manual_seed(0)
+    model, res = _import_saved(_TinyEpsNorm(), how, tmp_path)
+    (op,) = [n for n in res.project.graph.nodes if n.type == "Op"]
+    assert json.loads(op.params["args"])[-1] == 1e-12
+    assert _compare(res, model) <= 1e-5
 
 
 def test_python_source_and_cli(tmp_path, capsys):
