@@ -185,6 +185,7 @@ def lock_down(lim: WorkerLimits, preload: tuple[str, ...] = (), *, who: str = "t
     (:func:`_seccomp`)."""
     _preload(preload)
     _set_limits(lim)
+    drop_capabilities()
     if not processes:
         _no_new_processes(who, network=network, udp=udp)
     else:  # its compilers may start; it reaches no process it did not start
@@ -248,24 +249,62 @@ def data_size() -> int:
     return _vm_size("VmData")
 
 
+CPU_KILL_AFTER_S = 5
+"""Seconds of CPU time past a sandboxed process's CPU limit (SIGXCPU) at which the kernel kills it (SIGKILL)."""
+
+
 def _set_limits(lim: WorkerLimits) -> None:
+    """Soft and hard limits alike: a soft limit alone, the process (a model that took it over) raises again up to
+    the hard one, which was the server's (unlimited). The CPU's hard limit comes :data:`CPU_KILL_AFTER_S` later,
+    so SIGXCPU still says why it ended. (A long-lived probe moves its CPU limit per question with
+    :func:`cpu_budget`; its parent's timeout bounds each question.)"""
     import resource  # lazy: POSIX only (resource)
 
-    def cap(which: int, value: int) -> None:
+    def cap(which: int, value: int, kill_after: int = 0) -> None:
         _, hard = resource.getrlimit(which)
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        top = value + kill_after if hard == resource.RLIM_INFINITY else min(value + kill_after, hard)
         with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(which, (value, hard))
+            resource.setrlimit(which, (value, top))
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-large write is an OSError (EFBIG), not a kill
     cap(resource.RLIMIT_CORE, 0)
     cap(resource.RLIMIT_FSIZE, lim.file_mb * 2**20)
     if lim.cpu_s > 0:
-        cap(resource.RLIMIT_CPU, lim.cpu_s)
+        cap(resource.RLIMIT_CPU, lim.cpu_s, CPU_KILL_AFTER_S)
     if lim.memory_mb > 0 and lim.memory == "data":
         cap(resource.RLIMIT_DATA, (lim.memory_mb + lim.runtime_mb) * 2**20)
     elif lim.memory_mb > 0 and lim.memory == "address":
         cap(resource.RLIMIT_AS, _vm_size() + lim.memory_mb * 2**20)
+
+
+_CAPSET = {"x86_64": 126, "aarch64": 91}
+_PR_CAPBSET_DROP, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 24, 47, 4
+
+
+def drop_capabilities() -> bool:
+    """Give up every capability, for good: the bounding set, the ambient set, then the effective, permitted and
+    inheritable ones (``capset``). A server run as root (a container's default) started its sandboxed processes
+    with all of root's: a model that took one over could change its user id, raise its own hard limits
+    (``CAP_SYS_RESOURCE``), load kernel modules, reboot or set the clock, which neither Landlock nor the seccomp
+    filter governs. Without them a process of user id 0 keeps only what the owner of a file may do, within its
+    Landlock rules. A process that is not root has none to give up (its bounding set stays: dropping it needs
+    ``CAP_SETPCAP``). Per thread, as Landlock: threads started before keep theirs. Returns whether the
+    effective and permitted sets are now empty (False where the kernel or architecture is not known). Checked in
+    every sandboxed process by tests/jobs/test_job_sandbox.py and tests/interchange/test_worker.py."""
+    nr = _CAPSET.get(os.uname().machine)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return False
+    for cap in range(64):  # EINVAL past the kernel's last capability; EPERM without CAP_SETPCAP (not root)
+        libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
+    libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    if nr is None:
+        return False
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+    data = (ctypes.c_uint32 * 6)()  # two words each of effective, permitted, inheritable: all empty
+    return libc.syscall(nr, ctypes.byref(header), ctypes.byref(data)) == 0
 
 
 def _no_new_processes(who: str = "the import worker", *, network: bool = True, udp: bool = True) -> None:
@@ -312,6 +351,43 @@ _SIGNAL_OTHERS = {"x86_64": {"tkill": 200, "pidfd_open": 434, "pidfd_send_signal
 _OWN_GROUP = {"x86_64": {"tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297},
               "aarch64": {"tgkill": 131, "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240}}
 _KILL = {"x86_64": 62, "aarch64": 129}
+# Root's powers, refused in every thread (:func:`drop_capabilities` gives the capabilities up in the thread that
+# locks down and those it starts; a thread started before, by an import, keeps its own): another user id, kernel
+# modules, reboot, the clock, the host's name, swap, raw ports, mounts and new namespaces, BPF programs.
+_PRIVILEGED = {"x86_64": {"setuid": 105, "setgid": 106, "setreuid": 113, "setregid": 114, "setgroups": 116,
+                          "setresuid": 117, "setresgid": 119, "setfsuid": 122, "setfsgid": 123, "capset": 126,
+                          "pivot_root": 155, "adjtimex": 159, "chroot": 161, "acct": 163, "settimeofday": 164,
+                          "mount": 165, "umount2": 166, "swapon": 167, "swapoff": 168, "reboot": 169,
+                          "sethostname": 170, "setdomainname": 171, "iopl": 172, "ioperm": 173, "init_module": 175,
+                          "delete_module": 176, "clock_settime": 227, "kexec_load": 246, "unshare": 272,
+                          "clock_adjtime": 305, "setns": 308, "finit_module": 313, "kexec_file_load": 320,
+                          "bpf": 321},
+               "aarch64": {"umount2": 39, "mount": 40, "pivot_root": 41, "chroot": 51, "acct": 89, "capset": 91,
+                           "unshare": 97, "kexec_load": 104, "init_module": 105, "delete_module": 106,
+                           "clock_settime": 112, "reboot": 142, "setregid": 143, "setgid": 144, "setreuid": 145,
+                           "setuid": 146, "setresuid": 147, "setresgid": 149, "setfsuid": 151, "setfsgid": 152,
+                           "setgroups": 159, "sethostname": 161, "setdomainname": 162, "settimeofday": 170,
+                           "adjtimex": 171, "swapon": 224, "swapoff": 225, "clock_adjtime": 266, "setns": 268,
+                           "finit_module": 273, "bpf": 280, "kexec_file_load": 294}}
+# Limits: set only the CPU's (the model probe moves it per question), and only its own; read any.
+_SETRLIMIT, _PRLIMIT = {"x86_64": 160, "aarch64": 164}, {"x86_64": 302, "aarch64": 261}
+
+
+def _limit_rules(arch: str, pid: int, *, refuse: int, allow: int) -> list[tuple[int, int, int, int]]:
+    """The filter's instructions for ``setrlimit`` and ``prlimit64``: a new limit is refused unless it is this
+    process's CPU time (``RLIMIT_CPU``); reading one is allowed. Soft limits alone were raised again by the
+    process (its hard limits: :func:`_set_limits`), and another process's (the server's) lowered.
+
+    >>> len(_limit_rules("x86_64", 1, refuse=1, allow=2)), _limit_rules("x86_64", 1, refuse=1, allow=2)[0]
+    (17, (21, 0, 4, 160))
+    """
+    ld, jeq, ret = 0x20, 0x15, 0x06
+    cpu = 0  # RLIMIT_CPU
+    return [(jeq, 0, 4, _SETRLIMIT[arch]), (ld, 0, 0, 16), (jeq, 0, 1, cpu), (ret, 0, 0, allow), (ret, 0, 0, refuse),
+            (jeq, 0, 11, _PRLIMIT[arch]),
+            (ld, 0, 0, 32), (jeq, 0, 2, 0), (ld, 0, 0, 36), (jeq, 5, 0, 0),  # no new limit (a pointer of 0): allowed
+            (ld, 0, 0, 16), (jeq, 1, 0, 0), (jeq, 0, 3, pid),  # its own (pid 0 or its pid), else refused
+            (ld, 0, 0, 24), (jeq, 0, 1, cpu), (ret, 0, 0, allow), (ret, 0, 0, refuse)]
 
 
 def _socket_rules(nr: int, *, network: bool, udp: bool, refuse: int, allow: int) -> list[tuple[int, int, int, int]]:
@@ -366,7 +442,8 @@ def _seccomp(*, processes: bool, network: bool = True, udp: bool = True) -> bool
         audit_arch, sys_seccomp = 0xC00000B7, 277
         spawn = {221: 1, 281: 1, 435: 38}  # execve, execveat: EPERM; clone3: ENOSYS
         clone = 220
-    deny = {nr: 1 for nr in _REACH[arch].values()} | {nr: 0 for nr in _METADATA[arch].values()}
+    deny = {nr: 1 for nr in (*_REACH[arch].values(), *_PRIVILEGED[arch].values())} | \
+        {nr: 0 for nr in _METADATA[arch].values()}
     if not processes:
         deny |= spawn | {nr: 1 for nr in _SIGNAL_OTHERS[arch].values()}
     ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
@@ -382,6 +459,7 @@ def _seccomp(*, processes: bool, network: bool = True, udp: bool = True) -> bool
             *_socket_rules(_SOCKET[arch], network=network, udp=udp, refuse=errno | 1, allow=allow)]
     for nr, err in deny.items():
         prog += [(jeq, 0, 1, nr), (ret, 0, 0, errno | err)]
+    prog += _limit_rules(arch, pid, refuse=errno | 1, allow=allow)
     if processes:
         prog += [(ret, 0, 0, allow)]
     else:
@@ -428,5 +506,5 @@ def crash_hook_for_tests(name: str | None) -> None:
         os.kill(os.getpid(), signal.SIGSEGV)
 
 
-__all__ = ["scrub_initial_environment", "WorkerLimits", "env_positive", "sandbox_env", "passes", "lock_down", "cpu_budget", "death_message", "limit_why",
+__all__ = ["scrub_initial_environment", "drop_capabilities", "CPU_KILL_AFTER_S", "WorkerLimits", "env_positive", "sandbox_env", "passes", "lock_down", "cpu_budget", "death_message", "limit_why",
            "limit_message", "TEST_CRASH_ENV", "crash_hook_for_tests"]

@@ -149,6 +149,51 @@ print(json.dumps({{"mapped": len(m), "memmap": int(arr.shape[0]), "touched": tou
     assert seen == {"mapped": 512 * 2**20, "memmap": 512 * 2**20, "touched": 0, "refused": True}
 
 
+_HELD = """
+import json, os, resource
+def raised(which):
+    soft, hard = resource.getrlimit(which)
+    try:
+        resource.setrlimit(which, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    except (ValueError, OSError):
+        return False
+    return True
+def took(call):
+    try:
+        call()
+    except OSError:
+        return False
+    return True
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+print(json.dumps({"raised": {n: raised(getattr(resource, n)) for n in WHICH},
+                  "uid": os.geteuid(), "setuid": took(lambda: os.setuid(4242)) if os.geteuid() == 0 else None,
+                  "caps": {k: int(status[k], 16) for k in ("CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd")}}))
+"""
+
+
+@pytest.mark.parametrize("who", ["job", "worker"])
+def test_a_sandboxed_process_cannot_lift_its_limits_or_use_roots_powers(tmp_path, who):
+    """A sandboxed process's limits were soft only, its hard ones the server's (unlimited): a model that took a job,
+    the exchange worker or the probe over raised them again (memory, CPU, file size, core files). And a server run as
+    root (a container's default) gave them all of root's capabilities, which Landlock and the seccomp filter do not
+    govern: change the user id, raise hard limits, load modules, reboot. Now the hard limits are the limits and every
+    capability is given up (as root: the bounding set too)."""
+    if who == "job":
+        head = (f"from builder.jobs import job_sandbox\njob_sandbox.enter({str(tmp_path / 'tmp')!r})\n"
+                "WHICH = ('RLIMIT_CORE', 'RLIMIT_FSIZE', 'RLIMIT_DATA', 'RLIMIT_CPU')\n")
+        env = {**child_env(), "LAYERLAB_JOB_MEMORY_MB": "4096", "LAYERLAB_JOB_CPU_S": "600"}
+    else:
+        head = ("from builder.process.sandbox import WorkerLimits, lock_down\n"
+                "lock_down(WorkerLimits(memory_mb=4096, cpu_s=600, file_mb=8), network=False)\n"
+                "WHICH = ('RLIMIT_CORE', 'RLIMIT_FSIZE', 'RLIMIT_AS', 'RLIMIT_CPU')\n")
+        env = child_env()
+    seen = _run_python(head + _HELD, env)
+    assert not any(seen["raised"].values()), seen["raised"]
+    assert seen["caps"]["CapEff"] == seen["caps"]["CapPrm"] == seen["caps"]["CapInh"] == seen["caps"]["CapAmb"] == 0
+    if seen["uid"] == 0:  # root: the bounding set is given up too, and the user id stays
+        assert seen["caps"]["CapBnd"] == 0 and seen["setuid"] is False
+
+
 def test_a_locked_down_job_process_sees_a_clean_environment_and_starts_no_process(tmp_path):
     roles = {k: v for k, v in SERVER_SECRETS.items() if not k.startswith("MLFLOW_")}  # MLflow's: its starter's choice
     env = {**child_env(), "AWS_SECRET_ACCESS_KEY": SECRET, "LAYERLAB_JOB_FILE_MB": "8", "MLFLOW_TRACKING_URI": "x",
