@@ -22,6 +22,7 @@ def main() -> None:
     st.set_page_config(page_title="LayerLab", page_icon="🧩", layout="wide",
                        initial_sidebar_state="expanded")
     _errors_by_type()
+    _keep_secrets()
     ui.fresh_roles()  # roles as of this run: a class created or joined a moment ago counts
     ui.init_state()
     ui.style()
@@ -55,6 +56,20 @@ def _errors_by_type() -> None:
 
     if not config.is_manually_set("client.showErrorDetails"):
         st.set_option("client.showErrorDetails", "type")
+
+
+def _keep_secrets() -> None:
+    """Tell the processes this server starts where its Streamlit secrets are (:func:`builder.process.landlock.keep_secrets`):
+    the secrets files Streamlit reads (``secrets.files``: given on the command line, in ``STREAMLIT_SECRETS_FILES``,
+    in a config file, else ``.streamlit/secrets.toml`` in the server's home and working folders) and its config files
+    (``server.cookieSecret``). Only the server knows them: a job runs in another folder with another home and none of
+    the server's arguments or ``STREAMLIT_`` variables, and read them where they were readable (``/opt``, ``/etc``)."""
+    from streamlit import config  # lazy: Streamlit's own settings
+
+    from builder.process.landlock import keep_secrets  # lazy: heavy (the run store)
+
+    files = config.get_option("secrets.files") or []
+    keep_secrets([*([files] if isinstance(files, str) else files), *config.get_config_files("config.toml")])
 
 
 if __name__ == "__main__":  # Streamlit runs the page script as __main__

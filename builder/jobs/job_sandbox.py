@@ -86,7 +86,7 @@ PASSED_ENV = ("LAYERLAB_TORCH_THREADS", "LAYERLAB_MAX_JOBS", "LAYERLAB_JOBS_PER_
               "LAYERLAB_DB_URL", "LAYERLAB_WORKSPACE", "LAYERLAB_SERVER_CONFIG", "LAYERLAB_SHARED_RUNS",
               "LAYERLAB_STALE_S", "LAYERLAB_BEAT_S", "LAYERLAB_STOP_GRACE_S", "LAYERLAB_HOST", "LAYERLAB_MLFLOW_EXPERIMENT", "LAYERLAB_QUOTA_",
               "LAYERLAB_LAUNCHER_IDLE_S", "LAYERLAB_LAUNCHER_DIR", "LAYERLAB_JOB_PLACED", "LAYERLAB_RAY_ADDRESS",
-              "LAYERLAB_RAY_GPU_MEMORY_GB", "LAYERLAB_HF_MAX_PARAMS", "LAYERLAB_MODEL_LIBRARY", TEST_CRASH_ENV,
+              "LAYERLAB_RAY_GPU_MEMORY_GB", "LAYERLAB_HF_MAX_PARAMS", "LAYERLAB_MODEL_LIBRARY", landlock.SECRETS_ENV, TEST_CRASH_ENV,
               "MLFLOW_HTTP_REQUEST_", "CUDA_VISIBLE_DEVICES",
               "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTORCH_", "TORCH_", "CUBLAS_WORKSPACE_CONFIG")
 """The variables a job (and the warm launcher, a study runner) gets from the submitter: the settings the job's code
@@ -94,11 +94,11 @@ reads, each by its name (``sandbox.passes``: an entry ending in ``_`` is a prefi
 server's roles (``LAYERLAB_ADMINS``, ``LAYERLAB_TEACHERS``), its other secrets, its ``MLFLOW_TRACKING_URI`` (a job's
 tracker is in its spec), nor MLflow's credentials (:data:`~builder.tracking_destinations.CREDENTIAL_ENV`: only to a
 job whose tracker is the admin's, :func:`job_env`'s ``credentials``)."""
-BROKERED_ENV = ("LAYERLAB_DB_URL", "LAYERLAB_RAY_ADDRESS")
+BROKERED_ENV = ("LAYERLAB_DB_URL", "LAYERLAB_RAY_ADDRESS", landlock.SECRETS_ENV)
 """What a job needs only before :func:`enter` (its run store before :func:`brokered` forks the broker that holds
-the database from then on): taken out of its environment, and out of the block it started with, as it confines
-itself, so a model that took its process over reads neither the run database's address and password nor the
-cluster's."""
+the database from then on; where the server keeps its secrets, for its rules): taken out of its environment, and
+out of the block it started with, as it confines itself, so a model that took its process over reads neither the
+run database's address and password nor the cluster's, nor where the server's secrets files are."""
 WHAT = "the training job"
 OUTCOME = "The run failed; resume it to continue from its last checkpoint"
 FIX = "use a smaller batch size or model, or fewer epochs"

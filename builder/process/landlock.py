@@ -28,7 +28,7 @@ import os
 import pwd
 import stat
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -538,6 +538,29 @@ STREAMLIT_SECRETS = Path(".streamlit", "secrets.toml")
 STREAMLIT_CONFIG = Path(".streamlit", "config.toml")  # its [secrets] files say where the secrets are; its
 # server.cookieSecret signs cookies
 RUN_SECRETS = ("/run/credentials", "/run/secrets")  # systemd's credentials; Docker's and Kubernetes' secrets
+SECRETS_ENV = "LAYERLAB_SERVER_SECRETS"  # the server's secrets files as the server itself found them (keep_secrets)
+
+
+def keep_secrets(paths: Iterable[str | os.PathLike]) -> None:
+    """Record ``paths`` (the server's secrets files as Streamlit found them in the server process: its ``secrets.files``
+    from the command line, ``STREAMLIT_SECRETS_FILES`` or a config file, and its config files, in the server's working
+    and home folders) in :data:`SECRETS_ENV`, which every job, study runner and launcher this server starts gets
+    (:data:`builder.jobs.job_sandbox.PASSED_ENV`), so that :func:`server_secrets` shuts them there too. A job works
+    in another folder with another home and none of the server's ``STREAMLIT_`` variables or arguments: from its own
+    it found only the package's and the user's ``.streamlit``, and read the server's working folder's
+    ``secrets.toml`` (in ``/opt``, mode 0644) and a file ``STREAMLIT_SECRETS_FILES`` named in ``/etc``."""
+    os.environ[SECRETS_ENV] = os.pathsep.join(dict.fromkeys(os.path.abspath(os.path.expanduser(os.fspath(p)))
+                                                            for p in paths if os.fspath(p).strip()))
+
+
+def kept_secrets(env: Mapping[str, str] | None = None) -> list[Path]:
+    """The files :func:`keep_secrets` recorded in ``env`` (default: this process's environment, its server's).
+
+    >>> kept_secrets({SECRETS_ENV: os.pathsep.join(["/etc/app/auth.toml", "/opt/site/.streamlit/config.toml"])})
+    [PosixPath('/etc/app/auth.toml'), PosixPath('/opt/site/.streamlit/config.toml')]
+    """
+    value = (os.environ if env is None else env).get(SECRETS_ENV, "")
+    return [Path(os.path.abspath(p)) for p in value.split(os.pathsep) if p.strip()]
 
 
 def server_secrets(workspace: str | os.PathLike, db_url: str | None = None) -> list[Path]:
@@ -571,7 +594,9 @@ def server_secrets(workspace: str | os.PathLike, db_url: str | None = None) -> l
         except (OSError, RuntimeError, KeyError):  # no working folder any more, no home
             continue
     out = [Path(os.path.abspath(f / name)) for f in folders for name in (STREAMLIT_SECRETS, STREAMLIT_CONFIG)]
-    out += [*_named_secrets(out[1::2]), *(Path(p) for p in RUN_SECRETS)]
+    kept = kept_secrets()  # the server's own (keep_secrets): a job's working folder and home are not the server's
+    out += [*_named_secrets([*out[1::2], *(p for p in kept if p.name == STREAMLIT_CONFIG.name)]), *kept,
+            *(Path(p) for p in RUN_SECRETS)]
     out.append(Path(os.path.abspath(server_config_path(workspace))))
     url = _db.database_url(workspace) if db_url is None else db_url
     if _db.is_sqlite(url):
@@ -777,6 +802,6 @@ def confine(rules: Confinement | str | None) -> str:
 
 
 __all__ = ["abi", "net_abi", "handled", "restrict", "system_read_paths", "run_read_paths", "private_paths", "PRIVATE_SCAN", "interpreter_paths", "proc_read_paths", "OWN_PROC", "beside",
-           "server_secrets", "shut_out", "device_paths", "STANDARD_DEVICES", "ACCELERATOR_DEVICES", "STREAMLIT_SECRETS", "RUN_SECRETS", "SHARED_MEMORY", "READ", "WRITE", "NO_LINKS",
+           "server_secrets", "keep_secrets", "kept_secrets", "SECRETS_ENV", "shut_out", "device_paths", "STANDARD_DEVICES", "ACCELERATOR_DEVICES", "STREAMLIT_SECRETS", "RUN_SECRETS", "SHARED_MEMORY", "READ", "WRITE", "NO_LINKS",
            "NO_SPECIAL_FILES", "Confinement", "confinement", "db_files",
            "confine", "ReaderRules", "reader_confinement", "LOCAL_REASON", "holds_workspace"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -198,3 +200,27 @@ def test_an_uncaught_error_shows_its_type_not_the_server_folders_it_names(monkey
     drawn = " ".join([shown.value, *shown.stack_trace])
     assert shown.proto.type == "OSError"
     assert "/srv/ws" not in drawn and "diagnosis" not in drawn and "site-packages" not in drawn
+
+
+def test_the_server_records_where_streamlit_keeps_its_secrets_for_the_processes_it_starts(monkeypatch, tmp_path):
+    """The app tells the jobs it starts where Streamlit's secrets are, as Streamlit itself resolved them in the server
+    (``secrets.files`` from ``--secrets.files``, ``STREAMLIT_SECRETS_FILES`` or a config file, and the config files
+    of the server's home and working folder): a job, in another folder with none of those, found only the package's
+    ``.streamlit`` and read the others (tests/jobs/test_job_sandbox.py shuts what this records)."""
+    from streamlit import config
+
+    from builder.process import landlock
+
+    auth = tmp_path / "auth.toml"
+    monkeypatch.delenv(landlock.SECRETS_ENV, raising=False)  # put back as it was afterwards
+    before = config.get_option("secrets.files")
+    config.set_option("secrets.files", [str(auth)])  # as --secrets.files or STREAMLIT_SECRETS_FILES set it
+    try:
+        at = AppTest.from_file(str(builder.__file__).replace("builder/__init__.py", "app.py"), default_timeout=90).run()
+    finally:
+        config.set_option("secrets.files", before)
+    assert not at.exception, [e.value for e in at.exception]
+    kept = landlock.kept_secrets()
+    assert auth in kept, kept
+    assert {Path(p) for p in config.get_config_files("config.toml")} <= set(kept), kept
+    assert Path.cwd() / ".streamlit" / "config.toml" in kept, kept

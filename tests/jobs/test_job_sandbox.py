@@ -1186,6 +1186,67 @@ print(json.dumps(out))
     assert isinstance(seen["app.py"], int), seen
 
 
+def test_a_confined_job_reads_none_of_the_secrets_the_server_found_from_its_own_folder_and_arguments(tmp_path):
+    """Streamlit's secrets where only the server process finds them: ``.streamlit/secrets.toml`` and ``config.toml``
+    in the server's working folder (``cd /opt/site && streamlit run /opt/layerlab/app.py``) and a file named by
+    ``STREAMLIT_SECRETS_FILES`` or ``--secrets.files``. A job starts in the package's folder with its private home and
+    none of the server's ``STREAMLIT_`` variables or arguments (``queue._launch``: ``job_env`` + ``process_env``),
+    and it read all three where a folder it reads held them, mode 0644 (measured: /opt/site's secrets.toml and
+    config.toml and /etc's auth file, whole). The server now records them (``LAYERLAB_SERVER_SECRETS``, set by
+    app.py from Streamlit's settings) and the job shuts them; the variable is gone from its environment once
+    confined. Here the site folder is on the job's path, as /opt and /etc are among what every job reads."""
+    from builder.jobs.job_sandbox import job_env
+    from builder.process import landlock
+    from builder.process.launcher import package_root
+    from builder.runs.db import process_env
+
+    site = tmp_path / "site"
+    files = {".streamlit/secrets.toml": '[auth]\ncookie_secret = "sign-anyone-in"\n',
+             ".streamlit/config.toml": '[server]\ncookieSecret = "signs-cookies"\n',
+             "conf/auth.toml": '[auth]\nclient_secret = "idp"\n', "app_data.txt": "public"}
+    for name, text in files.items():
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / name).write_text(text)
+        (site / name).chmod(0o644)
+    ws, private = tmp_path / "ws", tmp_path / "private"
+    private.mkdir()
+    server = {**os.environ, "LAYERLAB_SERVER_SECRETS": os.pathsep.join(  # what app.py records from Streamlit's settings
+        str(site / n) for n in (".streamlit/secrets.toml", "conf/auth.toml", ".streamlit/config.toml"))}
+    env = child_env({**job_env(private, server), **process_env(ws)})
+    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(site)])  # a folder the job reads, as /opt is
+    code = f"""
+import json, os
+from pathlib import Path
+from builder.data.access import SYSTEM
+from builder.graph.templates import load_template
+from builder.jobs import job_sandbox
+from builder.process import landlock
+from builder.runs.store import RunStore
+store = RunStore(Path({str(ws)!r}), actor=SYSTEM)
+a = "anon:" + "a" * 32
+mine = store.create_run(load_template("mlp"), "moons", {{}}, {{}}, owner=a)
+rules = job_sandbox.confinement(store, mine, a)
+job_sandbox.enter({str(private)!r}, rules=rules)
+out = {{"env": os.environ.get("LAYERLAB_SERVER_SECRETS"), "abi": landlock.abi()}}
+for name in {sorted(files)!r}:
+    try:
+        out[name] = len(Path({str(site)!r}, name).read_bytes())
+    except OSError as e:
+        out[name] = "denied" if e.errno == 13 else e.errno
+print(json.dumps(out))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
+                         cwd=package_root())
+    assert run.returncode == 0, run.stderr[-2000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["env"] is None, seen  # taken out as it confined itself (job_sandbox.BROKERED_ENV)
+    assert seen["app_data.txt"] == len("public"), seen  # the rest of the folder it still reads
+    if landlock.abi() == 0:
+        return
+    assert {n: seen[n] for n in files if n != "app_data.txt"} == dict.fromkeys(
+        [".streamlit/secrets.toml", ".streamlit/config.toml", "conf/auth.toml"], "denied"), seen
+
+
 def test_confined_jobs_of_two_owners_share_no_file_in_the_hosts_shared_memory(tmp_path):
     """/dev is among what a confined process writes (its devices), and /dev/shm with it: a confined process of one
     owner left a file there that a confined process of another owner then read (a model explained in another
