@@ -478,13 +478,14 @@ def claim_gpu(store: RunStore, run_id: str, need: int, gpus: list[_gpus.Gpu], li
 
 
 def _wait_for_slot(store: RunStore, run_id: str, need: int = 0,
-                   gpus: list[_gpus.Gpu] | None = None) -> tuple[bool, int | None]:
-    """Claim a slot (with ``gpus``: on one where the job's ``need`` bytes fit); ``(False, None)`` when a stop was
-    requested while queued (the run is then ``stopped``), else ``(True, GPU index or None)``."""
+                   gpus: list[_gpus.Gpu] | None = None, *, device: str = "auto") -> tuple[bool, int | None]:
+    """Claim a slot (with ``gpus``, this host's: on one where the job's ``need`` bytes fit, among those its
+    ``device`` setting allows, :func:`placement_gpus`); ``(False, None)`` when a stop was requested while queued (the
+    run is then ``stopped``), else ``(True, GPU index or None)``."""
     limit, n, beat = max_jobs(len(gpus) if gpus else None), 0, time.monotonic()
     while True:
         if gpus:
-            gpu = claim_gpu(store, run_id, need, gpus, limit)
+            gpu = claim_gpu(store, run_id, need, placement_gpus(device, gpus), limit)
             if gpu is not None:
                 return True, gpu
         elif store.claim_slot(run_id, limit):
@@ -504,7 +505,38 @@ def _wait_for_slot(store: RunStore, run_id: str, need: int = 0,
         time.sleep(POLL_S)
 
 
-GPU_SETTINGS = ("auto", "cuda")  # the device settings with which a job may be placed on a GPU of this host
+GPU_SETTINGS = ("auto", "cuda")  # the device settings with which a job may go to any GPU of this host
+
+
+def numbered_gpu(dev: str) -> int | None:
+    """The GPU a numbered device setting names (``cuda:N``), else None.
+
+    >>> numbered_gpu("cuda:1"), numbered_gpu("cuda"), numbered_gpu("cpu")
+    (1, None, None)
+    """
+    head, _, index = str(dev).partition(":")
+    return int(index) if head == "cuda" and index.isdigit() else None
+
+
+def placement_gpus(dev: str, gpus: list[_gpus.Gpu]) -> list[_gpus.Gpu]:
+    """The GPUs of ``gpus`` (this host's) a job with the device setting ``dev`` is placed on by the packer: all of
+    them for ``auto`` and ``cuda``; for a numbered GPU the person chose (``cuda:N``, which a project, a link or the
+    Train form may set) that one, or the first where this host has no GPU N (where torch then trains it,
+    :func:`_cuda_index`); none for the CPU or MPS. A numbered GPU's job was not placed at all: it took a CPU slot,
+    recorded no GPU and no estimate, so the packer counted neither its slot nor its memory on that GPU and put
+    other people's jobs beside it past ``LAYERLAB_JOBS_PER_GPU`` and the GPU's room.
+
+    >>> from builder.training.gpus import Gpu
+    >>> two = [Gpu(0, 8, 8), Gpu(1, 8, 8)]
+    >>> [g.index for g in placement_gpus("cuda:1", two)], [g.index for g in placement_gpus("cuda:7", two)]
+    ([1], [0])
+    >>> len(placement_gpus("auto", two)), placement_gpus("cpu", two)
+    (2, [])
+    """
+    n = numbered_gpu(dev)
+    if n is None:
+        return list(gpus) if dev in GPU_SETTINGS else []
+    return [g for g in gpus if g.index == n] or sorted(gpus, key=lambda g: g.index)[:1]
 
 
 def _device_setting(spec: JobSpec, origin: dict | None, recorded: dict | None = None) -> str:
@@ -516,10 +548,10 @@ def _device_setting(spec: JobSpec, origin: dict | None, recorded: dict | None = 
 
 
 def gpu_device(spec: JobSpec, origin: dict | None, recorded: dict | None = None) -> str | None:
-    """The device setting of a job when it may go to a GPU (``auto`` or ``cuda``), else None (CPU, MPS, or a
-    numbered GPU the user chose)."""
+    """The device setting of a job when it may go to a GPU (``auto``, ``cuda`` or a numbered GPU the person chose:
+    :func:`placement_gpus`), else None (CPU, MPS)."""
     dev = _device_setting(spec, origin, recorded)
-    return dev if dev in GPU_SETTINGS else None
+    return dev if dev in GPU_SETTINGS or numbered_gpu(dev) is not None else None
 
 
 def _cuda_index(dev: str, slot: int | None) -> int | None:
@@ -564,14 +596,14 @@ def _run_job(workspace: str | Path, run_id: str, *, sandboxed: bool) -> int:
         torch.set_num_threads(torch_threads())
         placed = os.environ.get(ENV_PLACED) == run_id  # a cluster's scheduler placed it (executors.py)
         device = _device_setting(spec, origin, store.get(run_id).get("config"))  # before the project is parsed
-        gpus = GPU_QUERY() if device in GPU_SETTINGS and not placed else []
+        gpus = GPU_QUERY() if (device in GPU_SETTINGS or numbered_gpu(device) is not None) and not placed else []
         sized = JobSpec(**origin) if origin else spec
         if gpus:  # parsed once: the GPU estimate and the training read the same Project
             sized.project = load_project(sized.project)  # type: ignore[assignment]
         need = job_need(sized, store) if gpus else 0
         if placed:  # its node and GPU share are the scheduler's: no slot of this host to wait for
             store.update_status(run_id, RunStatus.RUNNING)
-        ok, gpu = (True, None) if placed else _wait_for_slot(store, run_id, need, gpus)
+        ok, gpu = (True, None) if placed else _wait_for_slot(store, run_id, need, gpus, device=device)
         if not ok:
             return 0
         held = True  # its slot: its private folder is its own until it ends (a run resumed later gets a new one)

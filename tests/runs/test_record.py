@@ -119,7 +119,7 @@ def test_a_job_on_a_gpu_host_parses_its_project_and_analyses_its_graph_once(stor
     monkeypatch.setattr(queue, "launch_warm", lambda *a: os.getpid())  # recorded, not launched
     monkeypatch.setattr(queue, "GPU_QUERY", lambda: [Gpu(0, free=80 * 2**30, total=80 * 2**30)])
     needs, wait = [], queue._wait_for_slot
-    monkeypatch.setattr(queue, "_wait_for_slot", lambda s, rid, need=0, gpus=None: (needs.append(need), wait(s, rid))[1])
+    monkeypatch.setattr(queue, "_wait_for_slot", lambda s, rid, need=0, gpus=None, **k: (needs.append(need), wait(s, rid))[1])
     rid = queue.submit(store, queue.JobSpec(project=json.loads(load_template("mlp").to_json()), dataset="moons",
                                             dataset_options={"n_samples": 100}, config={"epochs": 1}, adapt=True))
     real_analyses = count_calls(monkeypatch, shapes_module, "analyse")  # analyses made, memo answers not counted

@@ -90,3 +90,47 @@ def test_job_need_is_the_graph_estimate_plus_a_context():
     spec = jobs.JobSpec(project=load_template("cnn").model_dump(), dataset="digits", config={"batch_size": 32})
     est = training_memory(infer_shapes(load_template("cnn").graph), 32, device="cuda", loss="ce").peak  # task unset
     assert jobs.job_need(spec) == est + G.CUDA_CONTEXT_BYTES
+
+
+def test_a_job_on_a_numbered_gpu_is_placed_on_that_gpu_and_counted_there(tmp_path, monkeypatch):
+    """A project, a link or the Train form may name a GPU (``device: cuda:1``). Such a job was never placed: it took
+    a CPU slot at once and recorded no GPU and no estimate, so the packer neither kept it off a full GPU nor counted
+    it on its own (two fake GPUs, one job per GPU, GPU 1 held by another person's job: the ``cuda:1`` job was let
+    start beside it, and failed only because this machine has no GPU). Now it claims a slot on its GPU like any job:
+    it waits while GPU 1 is full, whatever room GPU 0 has, and is recorded on GPU 1 with its estimate once it fits."""
+    import json
+    import os
+    import signal
+
+    import torch
+
+    monkeypatch.setenv(G.ENV_JOBS_PER_GPU, "1")
+    monkeypatch.setenv(jobs.ENV_MAX_JOBS, "16")  # slots to spare on this host: only its GPU's may hold it back
+    monkeypatch.setattr(jobs, "launch_warm", lambda *a: os.getpid())  # recorded, not launched: run in process
+    two = [G.Gpu(0, free=H100, total=H100), G.Gpu(1, free=H100, total=H100)]
+    monkeypatch.setattr(jobs, "GPU_QUERY", lambda: list(two))
+    monkeypatch.setattr(jobs, "GPU_USED", lambda: {})
+    store = RunStore(tmp_path / "ws", actor=SYSTEM)
+    theirs = store.create_run(load_template("mlp"), "moons", {}, {"epochs": 1}, owner="anon:" + "b" * 32)
+    assert jobs.claim_gpu(store, theirs, GiB, two[1:], limit=16, per_gpu=1) == 1  # another person's job on GPU 1
+
+    spec = jobs.JobSpec(project=json.loads(load_template("mlp").to_json()), dataset="moons",
+                        dataset_options={"n_samples": 100}, config={"epochs": 1, "device": "cuda:1"})
+    rid = jobs.submit(store, spec)
+    store.set_control(rid, "stop")  # a stop asked while it waits ends the wait: the job returns at its first look
+    handler, threads = signal.getsignal(signal.SIGTERM), torch.get_num_threads()
+    try:
+        jobs.run_job(store.workspace, rid)
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+        torch.set_num_threads(threads)
+    run = store.get(rid)
+    # it waited for GPU 1 (GPU 0's room unused); a job let start was stopped by its control thread instead
+    assert run["status"] == "stopped" and run["message"].startswith("stopped while queued"), run["message"]
+    assert "gpu" not in (run.get("environment") or {})
+
+    store.update_status(theirs, "finished")  # GPU 1 is free again
+    later = jobs.submit(store, spec)
+    assert jobs._wait_for_slot(store, later, GiB, list(two), device="cuda:1") == (True, 1)
+    env = store.get(later)["environment"]
+    assert env["gpu"] == 1 and env["gpu_need"] == GiB  # counted on GPU 1 by the next job's placement
