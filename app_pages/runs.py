@@ -22,9 +22,9 @@ from builder.runs.summary import (
     best_loss_text,
     best_metric_text,
     dataset_label,
-    dataset_spec_of_run,
     has_own_metric,
     legend_labels,
+    opened_project,
     run_label,
 )
 from builder.training.lineage import baseline_line, init_line
@@ -140,13 +140,11 @@ def _peak(run: dict) -> str | None:
 
 def _open_project(run_id: str) -> None:
     try:
-        run = ui.get_run(run_id)
-        proj = run.project
+        proj, data = opened_project(ui.store(), run_id)  # another person's run: what a link of it carries
     except LayerLabError as e:
         st.session_state.ll_runs_error = str(e)
         return
-    ui.replace_project(proj, f"Opened the project of run {run_id}", data=dataset_spec_of_run(run, ui.workspace()),
-                       goto=nav.BUILD)
+    ui.replace_project(proj, f"Opened the project of run {run_id}", data=data, goto=nav.BUILD)
     if not st.session_state.get("ll_pending"):
         st.session_state.ll_goto = nav.BUILD
 

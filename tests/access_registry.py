@@ -268,6 +268,7 @@ def _doors() -> list[Door]:
         current_run,
         finished_run,
         has_trained,
+        opened_project,
         run_data,
         run_overview,
         runs_of_graph,
@@ -479,6 +480,7 @@ def _doors() -> list[Door]:
             ann_record(w), s, w.project, None, None, [], [], w.ws / "none.safetensors"), writes=True),
         Door("builder.interpret.live.live_playback", (RUN,), lambda w, s: live_playback(s, ann_record(w))),
         Door("builder.runs.summary.run_overview", (RUN,), overview),
+        Door("builder.runs.summary.opened_project", (RUN,), lambda w, s: opened_project(s, w.ann)),
         Door("builder.tracking.run_tags", (RUN,), lambda w, s: run_tags(s, {**dict(ann_record(w)), "tags": None})),
         Door("builder.training.lineage.pretrained_of", (RUN,), lambda w, s: pretrained_of(
             s, {**dict(ann_record(w)), "dataset_options": {"tokenizer": "pretrained"}})),

@@ -318,6 +318,28 @@ def dataset_spec_of_run(run: dict, workspace: str | Path | None = None) -> dict 
     return src.to_spec() if src is not None else None
 
 
+def opened_project(store: RunStore, run_id: str) -> tuple[Any, dict | None]:
+    """Run ``run_id``'s project and the Data page's choice that reproduces its data, as the store's actor opens them
+    on its canvas (Runs › Open on canvas). Its owner gets both whole (an upload by its id, :func:`dataset_spec_of_run`).
+    Anyone else who reads it (shared mode, the teacher of its class) gets what a link of it carries
+    (:func:`builder.data.sources.for_link`): no run id or class of the owner's, and of its data a built-in dataset
+    only. The owner's upload id went onto the reader's canvas whole, and into the reader's autosave: it is the
+    SHA-256 of the owner's file, which the Data page then quoted in its refusal ("no upload upload:<sha>.csv of
+    yours"), so whoever held a copy of a file learnt that another person trained on it.
+
+    Raises:
+        AccessDenied: a run the actor may not read ("no run X of yours", as for an unknown id).
+    """
+    from builder.data.sources import for_link, travels  # lazy: heavy (numpy)
+
+    run = store.get(run_id)  # a run the store's actor may read
+    spec = dataset_spec_of_run(run, store.workspace)
+    who = store.who()
+    if who.system or owner_of(run) == who.owner:
+        return run.project, spec
+    return for_link(run.project)[0], spec if spec is not None and travels(spec) else None
+
+
 def device_options() -> list[tuple[str, str]]:
     """(value, label) pairs for a device picker, naming GPUs where present."""
     import torch  # lazy: heavy (torch)
@@ -334,7 +356,7 @@ def device_options() -> list[tuple[str, str]]:
 
 
 __all__ = ["best_epoch", "figures_on_test", "best_metric", "best_metric_text", "best_loss_text", "metric_in_units", "has_own_metric", "duration_s", "run_overview", "run_source", "run_data", "shown_dataset_options", "shown_record", "dataset_label", "run_label", "legend_label", "legend_labels", "runs_of_graph", "current_run", "has_trained",
-           "finished_run", "dataset_spec_of_run", "device_options"]
+           "finished_run", "dataset_spec_of_run", "opened_project", "device_options"]
 
 
 def baseline_tags(store: RunStore, run: dict) -> dict | None:

@@ -71,3 +71,31 @@ def test_a_link_with_training_settings_of_the_wrong_kind_leaves_the_train_page_a
         assert not at.exception, (bad, [e.value for e in at.exception])
         key = next(iter(bad))
         assert any(f"{key} (received" in w.value for w in at.warning), (bad, [w.value for w in at.warning])
+
+
+def test_opening_another_owners_run_on_the_canvas_brings_none_of_their_files_or_run_ids(workspace, monkeypatch):
+    """Runs › Open on canvas of a run this session reads but does not own (shared mode here; a teacher reads its
+    students' class runs the same way) put the owner's project on the reader's canvas whole: the owner's upload id
+    (``upload:<SHA-256 of their file>.csv``) as the Data page's choice and in the project, kept in the reader's
+    autosave, and the run ids it started from. It now gets what a link of the run carries
+    (:func:`builder.runs.summary.opened_project`); the owner still gets its own project whole."""
+    from builder.data.uploads import UploadFolder
+    from builder.runs.owners import upload_dir
+
+    monkeypatch.setenv("LAYERLAB_SHARED_RUNS", "1")
+    ref = UploadFolder(upload_dir(workspace, OTHER)).save("patients.csv", b"age,diagnosis,y\n50,flu,1\n30,no,0\n")
+    sha = ref.split(":", 1)[1].split(".")[0]
+    data = {"kind": "csv", "name": "patients.csv", "file": ref, "target": "y"}
+    project = _with_init_from(builder.load_template("mlp"), "20261101-000000-abcdef").model_copy(
+        update={"dataset": data})
+    theirs = RunStore(workspace, actor=SYSTEM).create_run(project, "csv", {"upload": ref, "target": "y"}, {},
+                                                          owner=OTHER, dataset_info={"name": "csv:patients.csv"})
+    for who, sees in ((ME, False), (OTHER, True)):
+        at = open_app("app_pages/runs.py", owner=who, query={"run": theirs})
+        at.button(key=f"ll_open_{theirs}").click().run()
+        if any(b.key == "ll_confirm_replace" for b in at.button):  # the canvas held a network: asked first
+            at.button(key="ll_confirm_replace").click().run()
+        held = " ".join(str(at.session_state[k]) for k in ("ll_project", "ll_data") if k in at.session_state)
+        opened = at.session_state["ll_project"]
+        assert opened.graph.nodes and (sha in held) == sees, (who, held[:300])
+        assert ("init_from" in (opened.training or {})) == sees, opened.training
