@@ -59,9 +59,10 @@ def _errors_by_type() -> None:
 
 
 def _keep_secrets() -> None:
-    """Tell the processes this server starts where its Streamlit secrets are (:func:`builder.process.landlock.keep_secrets`):
-    the secrets files Streamlit reads (``secrets.files``: given on the command line, in ``STREAMLIT_SECRETS_FILES``,
-    in a config file, else ``.streamlit/secrets.toml`` in the server's home and working folders) and its config files
+    """Tell the processes this server starts where its Streamlit secrets are
+    (:func:`builder.process.landlock.keep_secrets`): the secrets files Streamlit reads (``secrets.files``: given on
+    the command line, in ``STREAMLIT_SECRETS_FILES``, in a config file, else ``.streamlit/secrets.toml`` in the
+    server's home and working folders), those default ``secrets.toml`` files in any case, and its config files
     (``server.cookieSecret``). Only the server knows them: a job runs in another folder with another home and none of
     the server's arguments or ``STREAMLIT_`` variables, and read them where they were readable (``/opt``, ``/etc``)."""
     from streamlit import config  # lazy: Streamlit's own settings
@@ -69,7 +70,9 @@ def _keep_secrets() -> None:
     from builder.process.landlock import keep_secrets  # lazy: heavy (the run store)
 
     files = config.get_option("secrets.files") or []
-    keep_secrets([*([files] if isinstance(files, str) else files), *config.get_config_files("config.toml")])
+    # the default secrets.toml files too: one kept there stays a secret when secrets.files names others instead
+    keep_secrets([*([files] if isinstance(files, str) else files), *config.get_config_files("secrets.toml"),
+                  *config.get_config_files("config.toml")])
 
 
 if __name__ == "__main__":  # Streamlit runs the page script as __main__

@@ -224,3 +224,4 @@ def test_the_server_records_where_streamlit_keeps_its_secrets_for_the_processes_
     assert auth in kept, kept
     assert {Path(p) for p in config.get_config_files("config.toml")} <= set(kept), kept
     assert Path.cwd() / ".streamlit" / "config.toml" in kept, kept
+    assert Path.cwd() / ".streamlit" / "secrets.toml" in kept, kept  # the default one, though secrets.files names another
