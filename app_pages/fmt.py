@@ -10,7 +10,8 @@ from typing import Any
 from builder.graph.report import human_number
 from builder.graph.shapes import human_bytes as hb
 from builder.graph.shapes import human_count as hc
-from builder.training.metrics_units import SCORES
+from builder.training.metrics_units import figure_text as fmt_metric
+from builder.training.metrics_units import metric_text
 
 
 def human_count(n: int) -> str:
@@ -36,37 +37,6 @@ def fmt_duration(s: float | None) -> str:
     if s < 3600:
         return f"{s // 60}m {s % 60:02d}s"
     return f"{s // 3600}h {(s % 3600) // 60:02d}m"
-
-
-SCORE_DIGITS = 3  # a score's decimals (F1, R²), as the class leaderboard and the per-class table show them
-
-
-def fmt_metric(v: Any, pct: bool = False, score: bool = False) -> str:
-    """A metric with 4 significant digits, from 10,000 up a whole number (``30,411``, not ``3.041e+04``: an
-    error in a price's units), or a percentage; a ``score`` (F1, R²: at most 1) with :data:`SCORE_DIGITS` decimals,
-    so a perfect one reads ``1.000`` beside ``0.338`` (Test results read "Macro F1 1" beside "Loss 0.0113"); ``—``
-    when missing or not finite.
-
-    >>> fmt_metric(1.0, score=True), fmt_metric(0.33823, score=True), fmt_metric(-0.04222, score=True)
-    ('1.000', '0.338', '-0.042')
-    """
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "—"
-    if score:
-        return f"{float(v) + 0.0:.{SCORE_DIGITS}f}"
-    return f"{v:.1%}" if pct else human_number(v)
-
-
-def metric_text(name: str, v: Any) -> str:
-    """Metric ``name``'s value as every page writes it (the one rule, :func:`fmt_metric`): accuracy as a percentage,
-    a score (:data:`~builder.training.metrics_units.SCORES`: F1, R²) with :data:`SCORE_DIGITS` decimals, any other
-    with 4 significant digits. The class page wrote its own 3 decimals for every metric ("accuracy 0.875", "mae
-    5.000") beside the Train page's "87.5%" and "5".
-
-    >>> metric_text("accuracy", 0.875), metric_text("macro_f1", 1.0), metric_text("mae", 5.0), metric_text("loss", 0.25)
-    ('87.5%', '1.000', '5', '0.25')
-    """
-    return fmt_metric(v, pct=name == "accuracy", score=name in SCORES)
 
 
 def fmt_setting(v: Any) -> str:
@@ -122,7 +92,7 @@ def zip_dir_bytes(paths: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["human_count", "human_bytes", "fmt_duration", "fmt_metric", "whole_epoch_ticks", "whole_number_ticks", "share_axis", "curve_mode", "zip_dir_bytes"]
+__all__ = ["human_count", "human_bytes", "fmt_duration", "fmt_metric", "metric_text", "whole_epoch_ticks", "whole_number_ticks", "share_axis", "curve_mode", "zip_dir_bytes"]
 
 
 def share_axis(fig: Any) -> Any:

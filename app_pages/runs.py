@@ -28,7 +28,7 @@ from builder.runs.summary import (
     run_label,
 )
 from builder.training.lineage import baseline_line, init_line
-from builder.training.metrics_units import metric_in_units, metric_label
+from builder.training.metrics_units import metric_in_units, metric_label, metric_text
 from builder.training.run_status import RESUMABLE, RunStatus, can_resume, is_live
 
 if ui.shared_runs():  # everyone's runs, with an owner column of pseudonyms
@@ -71,15 +71,19 @@ def _table(runs: list[dict]) -> pd.DataFrame:
             "epochs": f"{r.get('epochs_done') or 0}/{(r.get('config') or {}).get('epochs', '?')}",
             "best val loss": best_loss_text(r.get("record") or r, b) or "—",  # a GAN's: "summed 1.86"
             "best val metric": _best_metric(r),
-            "test acc / R²": test.get("accuracy", test.get("r2")),
+            "test acc / R²": _test_figure(test),
             "duration": ui.fmt_duration(r.get("duration_s")),
             "started": shown_time(r.get("created_at"), seconds=False, missing="—"),
         })
     df = pd.DataFrame(rows)
     df["params"] = pd.to_numeric(df["params"], errors="coerce")
-    vals = pd.to_numeric(df["test acc / R²"], errors="coerce")
-    df["test acc / R²"] = ["—" if pd.isna(v) else f"{v:.4f}" for v in vals]
     return df
+
+
+def _test_figure(test: dict) -> str:
+    """The test split's accuracy, else its R², as every page writes it (``97.0%``, ``0.912``; "0.9703" before)."""
+    name = "accuracy" if test.get("accuracy") is not None else "r2"
+    return metric_text(name, test.get(name))
 
 
 def overlay(runs: list[dict]) -> None:
@@ -119,7 +123,7 @@ def overlay(runs: list[dict]) -> None:
         count = {k: ui.human_count(int(v)) if isinstance(v, int | float) else v  # as the run's details say
                  for k, v in (("params", r.get("params")), ("trainable params", env.get("trainable")))}
         row = {"dataset": _dataset(r), **count,
-               "test accuracy": (r.get("test_metrics") or {}).get("accuracy"),
+               "test accuracy": metric_text("accuracy", (r.get("test_metrics") or {}).get("accuracy")),
                "duration": ui.fmt_duration(r.get("duration_s")), "peak memory": _peak(r)}
         for k in ("finetune", "epochs", "batch_size", "lr", "optimizer", "scheduler", "weight_decay", "early_stopping",
                   "seed", "device"):

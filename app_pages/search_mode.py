@@ -16,6 +16,7 @@ import streamlit as st
 from app_pages import nav, ui
 from builder.errors import LayerLabError
 from builder.escape import md_text, shown_uri
+from builder.search.settings import objective_text
 
 OBJECTIVES = {"val_loss": "Validation loss (minimise)", "val_accuracy": "Validation accuracy (maximise)",
               "val_f1": "Validation macro F1 (maximise)", "val_r2": "Validation R² (maximise)"}
@@ -189,7 +190,7 @@ def study_view() -> None:
     status = "running" if running else "finished" if target and len(rows) >= target else "stopped"
     c[1].metric("Status", status)
     c[2].metric("Trials", f"{len(rows)} / {target or '?'}")
-    c[3].metric(f"Best {res.objective or 'value'}", ui.fmt_metric(res.best_value) if res.best_value is not None else "—")
+    c[3].metric(*objective_text(res.objective, res.best_value))
     if res.best_params:
         st.caption("Best so far: " + ui.md(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                                      for k, v in res.best_params.items()))

@@ -7,7 +7,7 @@ train on, and a model's predictions with their confidence. Example::
     >>> run = {"id": "20261122-000000-abcdef", "name": "net", "dataset_name": "moons",
     ...        "config": {"lr": 0.01, "epochs": 5, "batch_size": 32}}  # a row of store.get(run_id)
     >>> run_label(run, {"epoch": 3, "val_metric": 0.9, "metric_name": "accuracy"})
-    'net · moons · lr 0.01 · 5 ep · bs 32 · best accuracy 0.900 · …abcdef'
+    'net · moons · lr 0.01 · 5 ep · bs 32 · best accuracy 90.0% · …abcdef'
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from builder.runs.owners import label as owner_label
 from builder.runs.run_time import stamp
 from builder.runs.store import Run, RunStore, graph_hash
 from builder.training.lineage import BASELINE_TAG, baseline_tag
-from builder.training.metrics_units import metric_in_units
+from builder.training.metrics_units import metric_in_units, metric_label, metric_text
 from builder.training.objectives import is_adversarial
 from builder.training.run_status import RunStatus, is_live
 
@@ -70,18 +70,23 @@ def best_metric(best: Mapping[str, Any]) -> tuple[str, float] | None:
     return str(name), float(v)
 
 
-def best_metric_text(run: Mapping[str, Any], best: Mapping[str, Any] | None = None, digits: int = 4) -> str | None:
-    """The best epoch's metric, named and in the target's units (:func:`metric_in_units`): ``accuracy 0.9000``,
-    ``mae 42.73``, ``mae 1.2496 (scaled)``; None where there is none to show (:func:`best_metric`).
+def best_metric_text(run: Mapping[str, Any], best: Mapping[str, Any] | None = None, *, in_text: bool = False
+                     ) -> str | None:
+    """The best epoch's metric, named and in the target's units (:func:`metric_in_units`), written as every page
+    writes a metric (:func:`~builder.training.metrics_units.metric_text`): ``Accuracy 90.0%``, ``MAE 42.73``,
+    ``MAE 1.25 (scaled)``; None where there is none to show (:func:`best_metric`). ``in_text``: its name as inside a
+    sentence (``accuracy 90.0%``).
 
     >>> best_metric_text({"dataset_info": {"target_std": [10.0]}}, {"val_metric": 0.5, "metric_name": "mae"})
-    'mae 5.0000'
+    'MAE 5'
+    >>> best_metric_text({}, {"val_metric": 0.8, "metric_name": "macro_f1"})
+    'Macro F1 0.800'
     """
     shown = best_metric(best if best is not None else run.get("best") or {})
     if shown is None:
         return None
     value, scaled = metric_in_units(shown[0], shown[1], run.get("dataset_info"))
-    return f"{shown[0]} {value:.{digits}f}" + (" (scaled)" if scaled else "")
+    return f"{metric_label(shown[0], in_text=in_text)} {metric_text(shown[0], value)}" + (" (scaled)" if scaled else "")
 
 
 def epoch_figures(record: Mapping[str, Any], dataset_info: Mapping[str, Any] | None = None) -> dict[str, float]:
@@ -276,7 +281,7 @@ def run_label(run: dict, best: dict | None = None, *, short_id: bool = True) -> 
         bits.append(f"{cfg['epochs']} ep")
     if cfg.get("batch_size") is not None:
         bits.append(f"bs {cfg['batch_size']}")
-    shown = best_metric_text(run, best, digits=3)
+    shown = best_metric_text(run, best, in_text=True)
     if shown:  # a GAN's or VAE's "metric" is its loss: nothing more to say
         bits.append(f"best {shown}")
     if short_id:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from builder.errors import LayerLabError
+from builder.training.metrics_units import figure_text, metric_label, metric_text
 
 MAX_TRIALS = 100_000
 OBJECTIVES = ("val_loss", "val_metric", "val_accuracy", "val_f1", "val_r2")
@@ -63,6 +64,18 @@ def objective_direction(objective: str) -> Literal["minimize", "maximize"]:
 def objective_metric(objective: str) -> str | None:
     """The TrainConfig ``metric`` an objective needs (``val_f1`` -> ``f1``), or None."""
     return {"val_accuracy": "accuracy", "val_f1": "f1", "val_r2": "r2"}.get(objective)
+
+
+def objective_text(objective: str, value: float | None) -> tuple[str, str]:
+    """A study's best objective as pages show it: its label and its value, as every page writes that metric
+    (:func:`~builder.training.metrics_units.metric_text`; the Search page said "Best val_accuracy 0.875").
+
+    >>> objective_text("val_accuracy", 0.875), objective_text("val_loss", 0.0123456), objective_text("val_f1", None)
+    (('Best validation accuracy', '87.5%'), ('Best validation loss', '0.01235'), ('Best validation F1', '—'))
+    """
+    metric = "loss" if objective == "val_loss" else objective_metric(objective)
+    label = f"Best validation {metric_label(metric, in_text=True) if metric else 'metric'}"
+    return label, metric_text(metric, value) if metric else figure_text(value)
 
 
 def objective_value(event: dict, objective: str) -> float | None:
@@ -144,5 +157,5 @@ class StudySettings:
             raise LayerLabError("; ".join(bad))
 
 
-__all__ = ["StudySettings", "STUDY_NAME_RE", "STUDY_NAME_RULE", "valid_study_name", "study_name_problem", "objective_direction", "objective_metric", "objective_value", "objectives_for", "OBJECTIVES", "SAMPLERS",
+__all__ = ["StudySettings", "STUDY_NAME_RE", "STUDY_NAME_RULE", "valid_study_name", "study_name_problem", "objective_direction", "objective_text", "objective_metric", "objective_value", "objectives_for", "OBJECTIVES", "SAMPLERS",
            "PRUNERS", "MAX_TRIALS"]

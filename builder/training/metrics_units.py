@@ -5,10 +5,12 @@ standardised targets (``dataset_info``'s ``target_mean``/``target_std``, :mod:`b
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from builder.data.splits import named_targets
+from builder.graph.report import human_number
 
 LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "perplexity")  # the figures that rank a smaller value first
 
@@ -30,6 +32,37 @@ def scored_metrics(task: str) -> tuple[str, ...]:
 
 
 SCORES = frozenset({"macro_f1", "f1", "r2"})  # figures of at most 1 (not percentages): shown with fixed decimals
+SCORE_DIGITS = 3  # a score's decimals (F1, R²), as the class leaderboard and the per-class table show them
+
+
+def figure_text(v: Any, pct: bool = False, score: bool = False) -> str:
+    """A figure with 4 significant digits, from 10,000 up a whole number (``30,411``, not ``3.041e+04``: an
+    error in a price's units), or a percentage; a ``score`` (F1, R²: at most 1) with :data:`SCORE_DIGITS` decimals,
+    so a perfect one reads ``1.000`` beside ``0.338`` (Test results read "Macro F1 1" beside "Loss 0.0113"); ``—``
+    when missing or not finite.
+
+    >>> figure_text(1.0, score=True), figure_text(0.33823, score=True), figure_text(-0.04222, score=True)
+    ('1.000', '0.338', '-0.042')
+    >>> figure_text(30411.2), figure_text(0.000123456), figure_text(0.8753, pct=True), figure_text(float("nan"))
+    ('30,411', '0.0001235', '87.5%', '—')
+    """
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    if score:
+        return f"{float(v) + 0.0:.{SCORE_DIGITS}f}"
+    return f"{v:.1%}" if pct else human_number(v)
+
+
+def metric_text(name: str, v: Any) -> str:
+    """Metric ``name``'s value as every page and label writes it (the one rule, :func:`figure_text`): accuracy as a
+    percentage, a score (:data:`SCORES`: F1, R²) with :data:`SCORE_DIGITS` decimals, any other with 4 significant
+    digits. The class page wrote 3 decimals for every metric ("accuracy 0.875", "mae 5.000"), the Runs table and
+    the run pickers 4 and 3 ("accuracy 0.8750", "macro_f1 0.8000"), beside the Train page's "87.5%" and "5".
+
+    >>> metric_text("accuracy", 0.875), metric_text("macro_f1", 1.0), metric_text("mae", 5.0), metric_text("loss", 0.25)
+    ('87.5%', '1.000', '5', '0.25')
+    """
+    return figure_text(v, pct=name == "accuracy", score=name in SCORES)
 SCORED = ("accuracy", "macro_f1", "r2", "mse", "rmse", "mae", "perplexity", "loss")  # every task's, together
 
 
@@ -42,14 +75,18 @@ _LABELS = {"accuracy": "Accuracy", "macro_f1": "Macro F1", "f1": "F1", "perplexi
            "mse": "MSE", "rmse": "RMSE", "mae": "MAE", "loss": "Loss"}
 
 
-def metric_label(name: str) -> str:
-    """A metric's name as a title, a chart's axis or a figure's label shows it (the one home of these names).
+def metric_label(name: str, *, in_text: bool = False) -> str:
+    """A metric's name as a title, a chart's axis or a figure's label shows it (the one home of these names);
+    ``in_text``: inside a sentence, a word's first letter small (an abbreviation as it is).
 
     >>> metric_label("r2"), metric_label("macro_f1"), metric_label("accuracy"), metric_label("psnr"), metric_label("")
     ('R²', 'Macro F1', 'Accuracy', 'Psnr', 'Metric')
+    >>> [metric_label(n, in_text=True) for n in ("accuracy", "macro_f1", "mae", "r2", "loss")]
+    ['accuracy', 'macro F1', 'MAE', 'R²', 'loss']
     """
     name = str(name or "")
-    return _LABELS.get(name) or (name[:1].upper() + name[1:] if name else "Metric")
+    label = _LABELS.get(name) or (name[:1].upper() + name[1:] if name else "Metric")
+    return label[:1].lower() + label[1:] if in_text and label[1:2].islower() else label
 
 
 def has_units(name: str) -> bool:
@@ -114,4 +151,4 @@ def metric_units(name: str, dataset_info: Mapping[str, Any] | None) -> tuple[str
     return f" ({shown})", f"In the target's own units ({shown})"
 
 
-__all__ = ["has_units", "metric_label", "metric_in_units", "metric_units", "scored_metrics", "LOWER_IS_BETTER", "SCORED", "SCORES"]
+__all__ = ["has_units", "metric_label", "metric_text", "figure_text", "SCORE_DIGITS", "metric_in_units", "metric_units", "scored_metrics", "LOWER_IS_BETTER", "SCORED", "SCORES"]

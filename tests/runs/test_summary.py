@@ -20,7 +20,7 @@ def test_best_epoch_and_label():
     run = {"id": "20261122-000000-abcdef", "name": "net", "dataset_name": "csv",
            "dataset_options": {"path": "/w/owners/x/uploads/f.csv"}, "config": {"lr": 0.01, "epochs": 5,
                                                                               "batch_size": 32}}
-    assert summary.run_label(run, best) == "net · csv: f.csv · lr 0.01 · 5 ep · bs 32 · best accuracy 0.900 · …abcdef"
+    assert summary.run_label(run, best) == "net · csv: f.csv · lr 0.01 · 5 ep · bs 32 · best accuracy 90.0% · …abcdef"
     # a searched learning rate as the Runs table shows it (4 digits): the picker under that table said 0.00643117
     searched = {**run, "config": {**run["config"], "lr": 0.006431170338945217}}
     assert " · lr 0.006431 · " in summary.run_label(searched), summary.run_label(searched)
@@ -112,12 +112,14 @@ def test_a_scaled_targets_error_is_shown_in_its_own_units_and_named():
     of the scaled series (std 34.2), with no name (the column's help said accuracy or R²)."""
     run = {"dataset_info": {"target_std": [34.197], "target_mean": [42.9]},
            "best": {"val_metric": 1.2496, "metric_name": "mae"}}
-    assert summary.best_metric_text(run) == f"mae {1.2496 * 34.197:.4f}"
-    assert "best mae 42.733" in summary.run_label({**run, "name": "f", "id": "x"})
+    assert summary.best_metric_text(run) == "MAE 42.73"  # 1.2496 × 34.197, 4 digits as every page writes it
+    assert "best MAE 42.73" in summary.run_label({**run, "name": "f", "id": "x"})
     two = {**run, "dataset_info": {"target_std": [34.0, 2.0]}}
-    assert summary.best_metric_text(two) == "mae 1.2496 (scaled)"
+    assert summary.best_metric_text(two) == "MAE 1.25 (scaled)"
     acc = {"best": {"val_metric": 0.9, "metric_name": "accuracy"}, "dataset_info": {}}
-    assert summary.best_metric_text(acc) == "accuracy 0.9000"
+    assert summary.best_metric_text(acc) == "Accuracy 90.0%"  # as the Train page writes it (0.9000 before)
+    f1 = {"best": {"val_metric": 0.8, "metric_name": "macro_f1"}, "name": "f", "id": "x"}
+    assert "best macro F1 0.800" in summary.run_label(f1)  # "macro_f1 0.8000" before
     assert summary.best_metric_text({"best": {"val_metric": 2.0, "metric_name": "loss"}}) is None
 
 
