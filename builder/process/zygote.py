@@ -212,8 +212,8 @@ class _Zygote:
 
 _ZYGOTE: _Zygote | None = None
 _ZYGOTE_LOCK = threading.Lock()
-_FRESH_LEFT = 1  # children started fresh before the zygote is (unless warm() started it): a one-shot process
-# (`layerlab predict`) starts one child, and a zygote would import more than that child does
+_FRESH_LEFT = 1  # children started fresh before the zygote is (none once warm() ran): a one-shot process
+# (`layerlab predict`) starts one child, and a zygote would import more than that child does; a server is not one
 
 
 def shutdown() -> None:
@@ -244,8 +244,16 @@ def _zygote(make_env: Callable[[str], Mapping[str, str]], preload: tuple[str, ..
 
 
 def warm(make_env: Callable[[str], Mapping[str, str]], preload: tuple[str, ...]) -> bool:
-    """Start this process's zygote ahead of the first sandboxed child (a server's warm-up); whether one runs."""
-    return enabled() and _zygote(make_env, preload) is not None
+    """Start this process's zygote ahead of the first sandboxed child (a server's warm-up); whether one runs.
+    A process that warms its zygote is a server, not a one-shot command: a zygote of its that ended (idle for
+    :data:`IDLE_S`, or killed) is started again by the next child, which forks from it (one cold start for whoever
+    comes back, not a fresh interpreter first and the zygote's start at the child after it)."""
+    global _FRESH_LEFT
+    if not enabled():
+        return False
+    with _ZYGOTE_LOCK:
+        _FRESH_LEFT = 0
+    return _zygote(make_env, preload) is not None
 
 
 def _pipe_or(spec: Any, for_child_reading: bool) -> tuple[int, IO[bytes] | None, int | None]:
@@ -267,7 +275,7 @@ def spawn(entry: str, private: str | os.PathLike, make_env: Callable[[str], Mapp
     environment and ``private`` as its folder; ``stdin``/``stdout``/``stderr`` as for ``subprocess.Popen``
     (``PIPE``, ``DEVNULL`` or a file). The zygote itself is started with ``make_env`` of a folder of its own and
     imports ``preload`` (modules that start no thread) before it forks: by :func:`warm`, or at a process's second
-    child (its first is a fresh interpreter). None when the zygote is off, not started yet, cannot start or
+    child (its first is a fresh interpreter, unless the process warmed a zygote: then at any child). None when the zygote is off, not started yet, cannot start or
     refused (start a fresh interpreter)."""
     global _FRESH_LEFT
     if not enabled():

@@ -142,14 +142,18 @@ def test_the_zygote_and_its_children_end_when_the_server_dies(tmp_path):
         server.wait(30)
 
 
-def test_an_idle_zygote_ends_and_the_next_child_starts_another(tasks, monkeypatch):
+def test_an_idle_zygote_ends_and_a_servers_next_child_forks_from_another(monkeypatch):
+    """A server (it warmed its zygote) whose zygote ended idle starts another for its next child: that child was a
+    fresh interpreter (a one-shot process's first), and only the child after it restarted the zygote, so whoever
+    came back to an idle server waited for two cold starts in a row."""
+    monkeypatch.setitem(worker.TEST_TASKS, "identity", f"{__name__}:_task_identity")
     monkeypatch.setenv(zygote.ENV_IDLE, "0.5")
-    monkeypatch.setattr(zygote, "_FRESH_LEFT", 0)
+    monkeypatch.setattr(zygote, "_FRESH_LEFT", 1)  # as a process that has started no child yet
     zygote.shutdown()
-    tasks("identity", 60)
+    assert worker.warm_sandbox()  # the app's warm-up
     first = zygote._ZYGOTE.proc
     until(lambda: first.poll() is not None, "the idle zygote to end", timeout=30)
-    seen = tasks("identity", 60)
+    seen = worker.run_isolated("identity", 60)
     assert zygote._ZYGOTE.proc.pid != first.pid and seen["ppid"] == zygote._ZYGOTE.proc.pid
 
 
