@@ -149,7 +149,7 @@ def keep_torchlib() -> bool:
         decompositions = importlib.import_module("torch._decomp").decomposition_table
     except (ImportError, AttributeError):
         return False
-    apis.get_torchlib_ops = functools.cache(read)  # this function is cached itself: wrapped once
+    apis.get_torchlib_ops = functools.cache(functools.partial(_torchlib_ops, read))  # wrapped once
     registries: dict = {}
     tables: dict = {}
 
@@ -171,6 +171,23 @@ def keep_torchlib() -> bool:
     _registration.ONNXRegistry.from_torchlib = classmethod(from_torchlib)
     _decomp.create_onnx_friendly_decomposition_table = friendly_table
     return True
+
+
+def _torchlib_ops(read: Any) -> list:
+    """onnxscript's ATen translations as its ``get_torchlib_ops`` (``read``) lists them, each one's domain read from
+    its opset: ``read`` takes it from ``function_ir``, which parses the Python source of each of ~500 traced
+    functions (0.3-0.4 of the ~3 CPU-s of a process's first export) to read a domain the opset already names, and
+    torch's registry never reads it. ``read`` itself where this onnxscript keeps its registry another way."""
+    try:
+        from onnxscript.function_libs.torch_lib import ops, registration  # lazy: heavy (onnxscript)
+
+        del ops  # imported for its registrations
+        meta = importlib.import_module(read.__module__)._OnnxFunctionMeta  # where onnxscript defines the function
+        return [meta(qualified_name=name, function=f, domain=f.opset.domain, name=f.name, is_complex=is_complex)
+                for name, funcs in registration.default_registry.items() if not name.startswith("internal::")
+                for group, is_complex in ((funcs.overloads, False), (funcs.complex, True)) for f in group]
+    except (ImportError, AttributeError, TypeError):
+        return read()
 
 
 def to_onnx_proto(model: nn.Module, example: tuple[torch.Tensor, ...], input_names: list[str],

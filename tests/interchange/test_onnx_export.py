@@ -132,6 +132,33 @@ def test_a_transposed_convolution_at_its_largest_output_padding_exports(layer, s
     assert export_onnx(graph, None).max_abs_diff < 1e-4
 
 
+def test_the_exporters_translation_list_is_onnxscripts_read_without_parsing_a_source(monkeypatch):
+    """torch's exporter builds its registry from onnxscript's list of ATen translations; onnxscript's own listing
+    read each one's domain from ``function_ir``, which parses the Python source of ~500 traced functions (0.3-0.4
+    CPU-s of every process's first export, the app's cold workers and its zygote included). The kept listing gives
+    the same translations with the same domains, names and kinds, and parses no source."""
+    import importlib
+
+    from onnxscript._internal import values
+    from onnxscript.function_libs.torch_lib import registration
+    from torch.onnx._internal import _lazy_import
+
+    from builder.interchange.onnx_export import keep_torchlib
+
+    assert keep_torchlib()
+    listing = importlib.import_module(_lazy_import.onnxscript_apis._name).get_torchlib_ops.__wrapped__
+    parse = values.TracedOnnxFunction.function_ir
+    parsed: list = []
+    monkeypatch.setattr(values.TracedOnnxFunction, "function_ir", property(lambda f: parsed.append(f) or parse.fget(f)))
+    got = [(m.qualified_name, m.function, m.domain, m.name, m.is_complex) for m in listing()]
+    assert parsed == [], f"{len(parsed)} translations' sources parsed"
+    monkeypatch.undo()
+    want = [(name, f, f.function_ir.domain, f.name, is_complex)  # onnxscript's definition of the list
+            for name, funcs in registration.default_registry.items() if not name.startswith("internal::")
+            for group, is_complex in ((funcs.overloads, False), (funcs.complex, True)) for f in group]
+    assert len(want) > 400 and got == want
+
+
 def test_export_writes_nothing_when_weights_do_not_fit(tmp_path):
     other = compile_graph(load_template("cnn").graph).state_dict()
     with pytest.raises(ExportError, match="weights do not fit"):
