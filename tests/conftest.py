@@ -261,6 +261,12 @@ def pytest_configure(config):
     if not os.environ.get("PYTEST_XDIST_WORKER"):  # the controller: this session's tables only
         for old in (ROOT / "test-artifacts").glob("cpu-*.tsv"):
             old.unlink()
+    from builder.process import zygote
+
+    # a test process starts many sandboxed children, as a server does: its first forks from the zygote it starts
+    # (tests/process/test_zygote.py sets it back to check the one-shot way: a fresh interpreter first, and the
+    # zygote at the second child, two cold starts where one does)
+    zygote._FRESH_LEFT = 0
 
 
 def pytest_terminal_summary(terminalreporter):
