@@ -67,7 +67,9 @@ def auto_layout(graph: Graph, dx: float = 260.0, dy: float = 130.0, only_missing
     return graph.model_copy(update={"nodes": nodes})
 
 
-SCREEN_ASPECT = 1.6  # width / height of the canvas a fitted layout aims at (1440x900)
+# The canvas's free area beside the open palette, width / height, measured in Chromium: 661 x 569 px at 1440x900
+# (1.16), 626 x 569 px at 900x900 (1.10); the narrower is the one a layout must fit. A layer is NODE_W px wide.
+CANVAS_ASPECT, NODE_W = 1.1, 200.0
 
 
 def row_layout(graph: Graph, per_row: int | None = 3, dx: float = 280.0, dy: float = 120.0,
@@ -77,12 +79,12 @@ def row_layout(graph: Graph, per_row: int | None = 3, dx: float = 280.0, dy: flo
     A graph of at most ``per_row`` columns stays one row (a template of four in one row needed zoom 0.52-0.55
     beside the open palette, below the first view's readable 0.65, and showed 3 of its 4 layers). Each further
     row starts at x = 0, ``gap`` below the lowest layer of the row above (each row as tall as its own columns). This is how a
-    template (3 columns a row) or an imported file (``per_row=None``: as many as make the whole about
-    :data:`SCREEN_ASPECT` times as wide as it is tall, at least 3) is placed when it is loaded onto the canvas.
+    template (3 columns a row) or an imported file (``per_row=None``: as many as let the whole fit the canvas's free
+    area, :data:`CANVAS_ASPECT`, at the largest zoom, at least 3) is placed when it is loaded onto the canvas.
 
     Args:
         graph: the graph to place (its positions are replaced).
-        per_row: columns per row; None fits them to the screen's shape.
+        per_row: columns per row; None fits them to the canvas's shape.
         dx, dy: column and row spacing in pixels.
         gap: vertical space between two rows of columns.
 
@@ -92,10 +94,12 @@ def row_layout(graph: Graph, per_row: int | None = 3, dx: float = 280.0, dy: flo
     Example::
 
         >>> from builder.graph.project import Graph
-        >>> chain = Graph(nodes=[{"id": f"n{i}", "type": "ReLU"} for i in range(30)],
-        ...               edges=[{"source": f"n{i}", "target": f"n{i + 1}"} for i in range(29)])
-        >>> len({n.position.x for n in row_layout(chain, per_row=None).nodes})  # 6 columns by 5 rows, not 30 by 1
-        6
+        >>> chain = lambda k: Graph(nodes=[{"id": f"n{i}", "type": "ReLU"} for i in range(k)],
+        ...                         edges=[{"source": f"n{i}", "target": f"n{i + 1}"} for i in range(k - 1)])
+        >>> len({n.position.x for n in row_layout(chain(30), per_row=None).nodes})  # 5 columns by 6 rows, not 30 by 1
+        5
+        >>> len({n.position.x for n in row_layout(chain(11), per_row=None).nodes})  # as a template's: 3 by 4
+        3
     """
     g = auto_layout(graph, dx=dx, dy=dy)
     xs = sorted({n.position.x for n in g.nodes})
@@ -104,7 +108,7 @@ def row_layout(graph: Graph, per_row: int | None = 3, dx: float = 280.0, dy: flo
     for n in g.nodes:
         lo, hi = spans[col[n.position.x]]
         spans[col[n.position.x]] = (min(lo, n.position.y), max(hi, n.position.y))
-    if per_row is None:  # the fewest columns a row that make the whole at least SCREEN_ASPECT wide, at least 3
+    if per_row is None:  # the columns a row at which the whole fits the canvas at the largest zoom, at least 3
         per_row = _screen_columns(spans, dx, gap)
     if len(xs) <= per_row:
         return g
@@ -130,16 +134,11 @@ def _row_shifts(spans: list[tuple[float, float]], per_row: int, gap: float) -> t
 
 
 def _screen_columns(spans: list[tuple[float, float]], dx: float, gap: float) -> int:
-    """The fewest columns a row (at least 3) for which the wrapped layout is at least :data:`SCREEN_ASPECT` times
-    as wide as tall (a row and a column gap included), by bisection: more columns a row, wider and lower."""
-    def wide_enough(k: int) -> bool:
-        return k * dx >= SCREEN_ASPECT * (_row_shifts(spans, k, gap)[1] + gap)
+    """The columns a row (at least 3) at which the wrapped layout, its layers' own width and height included,
+    fits a canvas :data:`CANVAS_ASPECT` times as wide as tall at the largest zoom (the fewest on a tie). Aiming at
+    an aspect alone wrapped an imported 11-layer CNN into rows of 4 (1,040 px wide) where 3 (760 px) fit: its first
+    view at the readable zoom showed 9 of its 11 layers at 1440x900."""
+    def zoom(k: int) -> float:  # the fitting zoom on a canvas of height 1
+        return min(CANVAS_ASPECT / ((k - 1) * dx + NODE_W), 1.0 / (_row_shifts(spans, k, gap)[1] + NODE_H))
 
-    lo, hi = 3, max(3, len(spans))
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if wide_enough(mid):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+    return max(range(3, max(3, len(spans)) + 1), key=lambda k: (zoom(k), -k))

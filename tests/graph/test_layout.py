@@ -91,6 +91,31 @@ def test_a_fitted_layout_is_about_as_wide_as_a_screen(g, chain):
         assert width <= 3 * height, (width, height)
 
 
+def _fit_zoom(g: Graph, aspect: float) -> float:
+    """The zoom at which the whole placed graph (its layers' 200 x 114 px included) fits a canvas ``aspect`` times
+    as wide as it is tall, of height 1."""
+    xs, ys = [n.position.x for n in g.nodes], [n.position.y for n in g.nodes]
+    return min(aspect / (max(xs) - min(xs) + 200.0), 1.0 / (max(ys) - min(ys) + 114.0))
+
+
+@pytest.mark.parametrize("layers", [11, 12, 14, 20, 30, 45])
+def test_an_imported_chain_is_wrapped_to_fit_the_canvas_at_the_largest_zoom(layers):
+    """Review of issue 29: an imported 11-layer CNN was wrapped into rows of 4 (aimed at a 1.6 screen, its layers'
+    width left out): 1,040 px wide, so its first view at the readable zoom showed 9 of its 11 layers at 1440x900,
+    where the templates' 3 a row fit. The free canvas beside the palette is 661 x 569 px there, 626 x 569 at
+    900x900: no other number of columns fits it larger."""
+    from builder.graph.layout import CANVAS_ASPECT
+
+    chain = Graph(nodes=[{"id": f"n{i}", "type": "ReLU"} for i in range(layers)],
+                  edges=[{"source": f"n{i}", "target": f"n{i + 1}"} for i in range(layers - 1)])
+    assert 1.0 <= CANVAS_ASPECT <= 1.2  # the measured free area's shape
+    for aspect in (626 / 569, 661 / 569):
+        best = max(_fit_zoom(row_layout(chain, per_row=k), aspect) for k in range(3, layers + 1))
+        assert _fit_zoom(row_layout(chain, per_row=None), aspect) >= 0.97 * best, (aspect, best)
+    if layers <= 12:
+        assert len({n.position.x for n in row_layout(chain, per_row=None).nodes}) == 3
+
+
 @pytest.mark.parametrize("name", TEMPLATE_NAMES)
 def test_no_two_layers_of_a_template_overlap(name):
     """The VAE's ``z`` and ``kl_loss`` and the GAN's three losses (136 px tall: two rows of ports) sat 120 px apart
