@@ -59,6 +59,8 @@ PLATEAU_LEARNED = 0.1  # ... when the loss fell by less than this fraction since
 DIVERGE_FACTOR = 1.5  # training loss this many times its best: diverging, when also ...
 DIVERGE_SCALE = 0.1  # ... it rose above its best by this fraction of the first epoch's loss (the loss's scale: a
 # converged loss moving from 0.0004 to 0.002 is noise, not a divergence)
+DIVERGE_MIN_STEPS = 10  # ... and the run took at least this many optimiser steps: an epoch of one step is one batch's
+# loss, and 0.654 -> 1.28 over 3 one-step epochs is one batch against another, too few steps to call a divergence
 OVERFIT_GAP = 0.2  # validation loss this fraction above its best while the training loss still falls
 OVERFIT_EPOCHS = 3  # ... for at least this many epochs after the best
 
@@ -314,6 +316,9 @@ def curve_anomalies(epoch_metrics: Iterable[dict], findings: Iterable[Finding] =
 
     >>> curve_anomalies([{"train_loss": 0.69}, {"train_loss": 0.69}, {"train_loss": 0.692}, {"train_loss": 0.69}])[0].kind
     'plateau'
+    >>> curve_anomalies([{"train_loss": 0.654, "step": 1}, {"train_loss": 0.9, "step": 2},
+    ...                  {"train_loss": 1.28, "step": 3}])  # 3 steps: too few to judge a rise
+    []
     """
     epochs = [e for e in epoch_metrics if isinstance(e, dict)]
     found = list(findings)
@@ -327,7 +332,9 @@ def curve_anomalies(epoch_metrics: Iterable[dict], findings: Iterable[Finding] =
         return [Anomaly("divergence", len(epochs), f"the training loss is {last}; lower the learning rates or clip "
                         "gradients", by_rule("nonfinite", "exploding", "update_high", "saturated"))
                 ] if last is not None and not math.isfinite(last) else []
-    if last is not None and (not math.isfinite(last) or _diverged(finite)):
+    steps = _num(epochs[-1].get("step")) if epochs else None  # the optimiser steps taken (None: not recorded)
+    judged = steps is None or steps >= DIVERGE_MIN_STEPS
+    if last is not None and (not math.isfinite(last) or (judged and _diverged(finite))):
         out.append(Anomaly("divergence", len(epochs), f"divergence: the training loss rose to {last:.3g} (best "
                            f"{min(finite) if finite else float('nan'):.3g}); lower the learning rate or clip gradients",
                            by_rule("nonfinite", "exploding", "update_high", "saturated")))

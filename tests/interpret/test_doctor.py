@@ -12,6 +12,7 @@ from builder.graph.shapes import infer_shapes
 from builder.interpret.doctor import (
     Finding,
     apply_fix,
+    broken_line,
     curve_anomalies,
     diagnose,
     fix_change,
@@ -96,6 +97,19 @@ def test_a_converged_loss_wobbling_near_zero_is_no_divergence():
     converged = [{"train_loss": v} for v in (0.69, 0.05, 0.003, 0.0004, 0.002)]
     assert curve_anomalies(converged) == []
     blown = [{"train_loss": v} for v in (0.69, 0.05, 0.003, 0.0004, 0.3)]
+    assert [a.kind for a in curve_anomalies(blown)] == ["divergence"]
+
+
+def test_a_rise_over_too_few_steps_is_no_divergence():
+    """Known from the review of issue 29: a run of 3 one-step epochs (a tiny dataset) read 0.654 -> 1.28 and the
+    doctor, Explain and Try it called it "divergence": one batch's loss against another's. A rise is judged once the
+    run took 10 optimiser steps; a non-finite loss always is; epochs without a step count are judged as before."""
+    few = [{"train_loss": v, "step": i + 1} for i, v in enumerate((0.654, 0.9, 1.28))]
+    assert curve_anomalies(few) == []
+    assert broken_line(few) is None
+    many = [{"train_loss": v, "step": 8 * (i + 1)} for i, v in enumerate((0.654, 0.5, 1.28))]
+    assert [a.kind for a in curve_anomalies(many)] == ["divergence"]
+    blown = [{"train_loss": 0.654, "step": 1}, {"train_loss": float("inf"), "step": 2}]
     assert [a.kind for a in curve_anomalies(blown)] == ["divergence"]
 
 
