@@ -248,6 +248,15 @@ def _breaks_fit(ds, n: int) -> bool:
     return bool(g.nodes) and fits_at_length(g, ds.info, length) and not fits_at_length(g, ds.info, n)
 
 
+def _reads_texts(ds) -> bool:
+    """Is the canvas empty, or a network that trains on these texts as it is or after the one-click fix (an LSTM,
+    a Transformer)? Else the fit below offers another kind of network, whose one click reads the texts at a length
+    that fits (:func:`_load_fitting`): the padding advice for an LSTM was shown above it, for the CNN on the canvas,
+    and its button changed the length and left the CNN refused."""
+    g = ui.graph()
+    return not g.nodes or not _refused(adapt_graph(g, ds.info, ui.analyse(g)[0]), ds)
+
+
 def _text_view(ds) -> None:
     view = text_preview(ds, 10)
     import pandas as pd  # lazy: heavy (pandas)
@@ -259,7 +268,8 @@ def _text_view(ds) -> None:
     c[1].metric("Unknown tokens (val + test)", f"{view['oov_rate']:.1%}",
                 help="Tokens of the validation and test text the tokenizer never saw in training (<unk>)")
     c[2].metric("Samples at max length", f"{view['cut']:.0%}", help="Probably cut: raise max length if many are")
-    if (n := view.get("shorter_max_length")) and "ll_txt_len" in st.session_state and not _breaks_fit(ds, n):
+    if (n := view.get("shorter_max_length")) and "ll_txt_len" in st.session_state and not _breaks_fit(ds, n) \
+            and _reads_texts(ds):
         longest, length = max(view["lengths"]), int(ds.train.X.shape[1])
         st.warning(f"Your longest text is {longest:d} tokens, but every sample is padded to {length:d}: mostly padding. "
                    "An LSTM or GRU that reads the last step must carry its answer through all of it and may not "
