@@ -20,6 +20,7 @@ from builder.escape import md_code, md_text, safe_filename
 from builder.graph.edit import relabel_node, remove_nodes, set_param, with_block
 from builder.graph.project import Graph, check_graph_size, check_tree, format_validation_error
 from builder.graph.share import QUERY_KEY, LinkTooLongError, decode_project, share_url
+from builder.interchange.errors import FOREIGN_MODEL_FILES
 from builder.runs.summary import has_trained
 from builder.training.objectives import train_verdict
 
@@ -540,9 +541,10 @@ def import_model_box() -> None:
                "in a separate process and never executed; its weights are kept so training starts from them. An "
                "ONNX model with its weights in a separate file: choose both (m.onnx and m.onnx.data), or a .zip.")
     nonce = st.session_state.setdefault("ll_import_nonce", 0)
-    ups = st.file_uploader("Model file", type=["onnx", "pt2", "data", "zip"], accept_multiple_files=True,
-                           key=f"ll_import_{nonce}")
-    models = [u for u in ups or [] if u.name.lower().endswith((".onnx", ".pt2", ".zip"))]
+    # a torch file it does not open (.pt, .py, ...) is taken too, for the import to say what to export instead
+    ups = st.file_uploader("Model file", type=["onnx", "pt2", "data", "zip", *(s[1:] for s in FOREIGN_MODEL_FILES)],
+                           accept_multiple_files=True, key=f"ll_import_{nonce}")
+    models = [u for u in ups or [] if not u.name.lower().endswith(".data")]
     if not ups or len(models) != 1:
         if ups:
             st.warning("Choose one model file (.onnx, .pt2 or .zip), with its .data file if it has one.")

@@ -72,6 +72,7 @@ from builder.data.uploads import UploadFolder
 from builder.errors import LayerLabError, RunStoreError
 from builder.escape import safe_filename
 from builder.graph.edit import graph_hash
+from builder.interchange.errors import FOREIGN_MODEL_FILES, foreign_model_advice
 from builder.runs.record import Run
 from builder.training.lineage import child_options
 from builder.training.run_status import is_final, is_live, live_label
@@ -119,10 +120,13 @@ def sidebar() -> None:
                   on_click=lambda: replace_project(new_project(), "New empty project"))
         c2.download_button("Save", data=project_json(), file_name=project_filename(), mime="application/json",
                            icon=":material/download:", width="stretch", help="Download the project file (.json)")
-        up = st.file_uploader("Open project", type=["json", *ELSEWHERE], key=f"ll_open_{st.session_state.ll_upload_nonce}",
+        up = st.file_uploader("Open project", type=["json", *ELSEWHERE, *(s[1:] for s in FOREIGN_MODEL_FILES)],
+                              key=f"ll_open_{st.session_state.ll_upload_nonce}",
                               help="A LayerLab project file (.json). A model file: Build › Import; data: the Data page")
         if up is not None and (where := ELSEWHERE.get(up.name.rsplit(".", 1)[-1].lower())):
             st.error(f"{md(up.name)} is not a project file: {where}", icon=":material/info:")
+        elif up is not None and (advice := foreign_model_advice(up.name)):  # a torch file: what to import instead
+            st.error(f"{md(up.name)} is not a project file: {md(advice)}", icon=":material/info:")
         elif up is not None:
             try:
                 opened = check_project(builder.load_project(up.getvalue()), uploads())  # no server paths

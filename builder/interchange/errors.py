@@ -1,8 +1,10 @@
-"""Errors of model import/export (part of the one hierarchy in :mod:`builder.errors`)."""
+"""Errors of model import/export (part of the one hierarchy in :mod:`builder.errors`), and what a model file the
+app does not open is (:func:`foreign_model_advice`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from builder.errors import LayerLabError
 
@@ -33,4 +35,33 @@ class UnsupportedOpsError(ModelImportError):
         super().__init__(f"{len(self.unsupported)} unsupported operator(s), nothing was imported: {lines}")
 
 
-__all__ = ["ModelImportError", "UnsupportedOpsError", "Unsupported"]
+#: Files a torch model is often kept in that the app does not open, what each is, and (:func:`foreign_model_advice`)
+#: what to do instead. The Import box and the sidebar's Open project accept them to say so: Streamlit's own refusal
+#: read "Error: files are not allowed." for a .pt and "text/x-python files are not allowed." for a .py.
+_WEIGHTS = "weights without the network's structure, or a pickle (loading one runs code)"
+FOREIGN_MODEL_FILES = {".pt": _WEIGHTS, ".pth": _WEIGHTS, ".ckpt": _WEIGHTS, ".bin": _WEIGHTS, ".pkl": _WEIGHTS,
+                       ".safetensors": "weights without the network's structure",
+                       ".py": "Python code, which the app never runs"}
+EXPORT_ADVICE = ("export the model from Python, with an example input x: torch.onnx.export(model, (x,), "
+                 "\"model.onnx\", external_data=False) or torch.export.save(torch.export.export(model, (x,)), "
+                 "\"model.pt2\"), and import that file")
+
+
+def foreign_model_advice(filename: str) -> str | None:
+    """What a torch model file the app does not open is, and how to make one it opens; None for any other file.
+
+    >>> foreign_model_advice("net.PT").split(". Fix")[0]
+    "the app imports .onnx and .pt2 files; received: 'net.PT', weights without the network's structure, or a pickle (loading one runs code)"
+    >>> foreign_model_advice("m.onnx") is None
+    True
+    """
+    what = FOREIGN_MODEL_FILES.get(Path(filename).suffix.lower())
+    if what is None:
+        return None
+    cli = (" On your own machine, `layerlab import file.py:Class` imports it (it runs the code)."
+           if filename.lower().endswith(".py") else "")
+    return f"the app imports .onnx and .pt2 files; received: {filename!r}, {what}. Fix: {EXPORT_ADVICE}.{cli}"
+
+
+__all__ = ["ModelImportError", "UnsupportedOpsError", "Unsupported", "FOREIGN_MODEL_FILES", "EXPORT_ADVICE",
+           "foreign_model_advice"]

@@ -47,7 +47,7 @@ from typing import Any, NamedTuple
 from builder.data.access import SYSTEM, Actor, owner_of
 from builder.errors import LayerLabError
 from builder.graph.project import load_project
-from builder.interchange.errors import ModelImportError
+from builder.interchange.errors import EXPORT_ADVICE, ModelImportError, foreign_model_advice
 from builder.interchange.hf_import import (
     TOKENIZER,
     check_import_memory,
@@ -414,8 +414,8 @@ def import_upload(data: bytes, filename: str, store, *, max_bytes: int = MAX_UPL
     zipped = suffix == ".zip" and not companions
     files = {**(companions or {}), f"model{suffix}": data}  # the model's own name is not the user's to choose
     if not zipped and suffix not in UPLOAD_SUFFIXES:
-        raise ModelImportError(f"the app imports .onnx and .pt2 files; received: {filename!r}. Fix: convert the "
-                               "model, or use `layerlab import file.py:Class` for Python code (it runs the code)")
+        raise ModelImportError(foreign_model_advice(filename) or f"the app imports .onnx and .pt2 files; received: "
+                               f"{filename!r}. Fix: {EXPORT_ADVICE}")
     if sum(map(len, files.values())) > max_bytes:
         raise ModelImportError(f"the upload is larger than the upload limit; received: {sum(map(len, files.values())):,} "
                                "bytes. Fix: "

@@ -304,6 +304,33 @@ def test_a_model_or_data_file_dropped_on_open_project_says_where_it_opens(page, 
         assert page.locator("[data-testid=node-conv1]").count() == 1  # the canvas is as it was
 
 
+def test_a_torch_file_chosen_to_import_says_what_to_export_instead(page, tmp_path):
+    """helper-84's review: a newcomer's torch.save file (m.pt) chosen in Build › Import read "Error: files are not
+    allowed." (Streamlit's own refusal), their model's .py "text/x-python files are not allowed.", and the same on
+    the sidebar's Open project: nothing said what the app opens or how to make it. Each now names the export."""
+    open_app(page)
+    page.wait_for_selector("[data-testid=node-conv1]", timeout=60_000)
+    wait_idle(page)
+    for name in ("m.pt", "net.py"):
+        f = tmp_path / name
+        f.write_bytes(b"\x80\x02not loaded" if name.endswith(".pt") else b"import torch\n")
+        page.locator("[data-testid=stPopover] button", has_text="Import").first.click()
+        page.locator("[data-testid=stPopoverBody] input[type=file]").set_input_files(str(f))
+        err = page.locator("[data-testid=stMain] [data-testid=stAlertContentError]", has_text=f"Cannot import {name}")
+        err.wait_for(timeout=60_000)
+        assert "torch.onnx.export(model, (x,)" in err.inner_text() and "torch.export.save" in err.inner_text(), \
+            err.inner_text()
+        assert "not allowed" not in page.locator("[data-testid=stMain]").inner_text()
+        wait_idle(page)
+        assert page.locator("[data-testid=node-conv1]").count() == 1  # the canvas is as it was
+        page.locator("[data-testid=stSidebar] input[type=file]").set_input_files(str(f))
+        side = page.locator("[data-testid=stSidebar] [data-testid=stAlertContentError]", has_text=name)
+        side.wait_for(timeout=15_000)
+        assert "is not a project file" in side.inner_text() and "torch.onnx.export" in side.inner_text(), \
+            side.inner_text()
+        wait_idle(page)
+
+
 def test_an_operator_node_shows_as_many_outputs_as_it_returns(page):
     """An Op node (an imported model's operator without a layer of its own) draws one output port per tensor its
     operator returns (its ``outputs``), not all six it may have: an erf had six, five of them leading nowhere."""

@@ -59,6 +59,7 @@ def test_an_imported_models_weights_are_copied_from_the_worker_never_loaded_by_t
 
 
 @pytest.mark.parametrize(("name", "size", "match"), [("net.py", 10, "imports .onnx and .pt2"),
+                                                     ("m.pt", 10, r"a pickle .* Fix: export the model from Python"),
                                                      ("net.onnx", 11, "larger than the upload limit")])
 def test_import_upload_refuses_before_parsing(tmp_path, name: str, size: int, match: str):
     with pytest.raises(ModelImportError, match=match):
