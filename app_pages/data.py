@@ -19,6 +19,7 @@ from builder.data.compat import (
     adapt_graph,
     fits_at_length,
     fitting_template,
+    resized_layers,
     template_title,
     text_classifier_head,
 )
@@ -487,8 +488,13 @@ def compat(ds) -> None:
     if not _refused(fixed, ds):  # the Input and the last layer are all that is wrong
         # what the button changes (its own words: the mismatches' per-layer fixes said "set shape to [3, 32, 32]"
         # where the button flattened the images for an MLP)
+        start = (ui.project().training or {}).get("init_from")
+        resized = resized_layers(g, fixed) if start else []  # weights of another run (an import) that will not fit
         st.warning(ui.md("The graph does not fit this dataset yet. The fix changes: "
-                         + "; ".join(adapt_changes(g, fixed))), icon=":material/warning:")
+                         + "; ".join(adapt_changes(g, fixed)) + "."
+                         + (f" Then {', '.join(resized)} change size: the weights of run {start} do not fit them, "
+                            "so they start from random weights (the other layers keep theirs)." if resized else "")),
+                   icon=":material/warning:")
         with st.expander("What does not fit"):
             for line in lines:
                 st.caption(ui.md(line))

@@ -340,6 +340,28 @@ def adapt_changes(graph, fixed) -> list[str]:
     return lines
 
 
+def resized_layers(graph, fixed) -> list[str]:
+    """The layers with weights whose size :func:`adapt_graph` changed (a Linear after a smaller image reads fewer
+    values), in ``fixed``'s order: a network that starts from another run's weights (an imported model) starts these
+    from random weights. The Data page's fix for an imported 28x28 CNN on the 8x8 digits listed only the Input's new
+    shape, and the pretrained ``fc1`` (50,240 weights) started random without a word until the run had ended.
+
+    >>> from builder.data import load_dataset
+    >>> cnn = Graph.model_validate({"nodes": [
+    ...     {"id": "x", "type": "Input", "params": {"shape": [1, 28, 28], "modality": "image"}},
+    ...     {"id": "conv", "type": "Conv2d", "params": {"out_channels": 4, "kernel_size": 3}},
+    ...     {"id": "flat", "type": "Flatten", "params": {}},
+    ...     {"id": "fc", "type": "Linear", "params": {"out_features": 10}}],
+    ...     "edges": [{"source": "x", "target": "conv"}, {"source": "conv", "target": "flat"},
+    ...               {"source": "flat", "target": "fc"}]})
+    >>> resized_layers(cnn, adapt_graph(cnn, load_dataset("digits").info))
+    ['fc']
+    """
+    before, after = infer_shapes(as_graph(graph)).nodes, infer_shapes(as_graph(fixed)).nodes
+    return [nid for nid, n in after.items()
+            if nid in before and before[nid].num_params and n.num_params != before[nid].num_params]
+
+
 def _shown(v) -> str:
     return "(unset)" if v is None else str(list(v)) if isinstance(v, list | tuple) else str(v)
 
@@ -412,5 +434,5 @@ def fitting_template(info: DatasetInfo) -> str:
     return _FITTING["image"] if len(info.input_shape) == 3 else _FITTING["vector"]
 
 
-__all__ = ["check_compat", "adapt_graph", "train_problems", "fits_at_length", "fitting_template", "fixed_by_data", "network_kind",
+__all__ = ["check_compat", "adapt_graph", "resized_layers", "train_problems", "fits_at_length", "fitting_template", "fixed_by_data", "network_kind",
            "data_kind", "template_title", "text_classifier_head", "adapt_changes", "token_encoder"]

@@ -61,6 +61,28 @@ def test_mismatch_is_shown_and_fixed_only_where_the_fix_trains(at):
     assert not at.warning and "Fix the graph for this dataset" not in [b.label for b in at.button]
 
 
+def test_the_fix_for_an_imported_network_says_which_layers_lose_their_weights(at):
+    """helper-84's review: an imported 28x28 CNN (it starts from the import's run) on the 8x8 digits: "The fix
+    changes: x: shape [1, 28, 28] → [1, 8, 8]", and nothing more; the pretrained fc (a Linear after the convolution)
+    then read fewer values and started random, said only by the run's own line after training. The fix's words
+    name it before the click; a network with no weights to keep is not told so."""
+    from builder.graph.project import Project
+
+    graph = {"nodes": [{"id": "x", "type": "Input", "params": {"shape": [1, 28, 28], "modality": "image"}},
+                       {"id": "conv", "type": "Conv2d", "params": {"out_channels": 4, "kernel_size": 3}},
+                       {"id": "flat", "type": "Flatten", "params": {}},
+                       {"id": "fc", "type": "Linear", "params": {"out_features": 10}}],
+             "edges": [{"source": "x", "target": "conv"}, {"source": "conv", "target": "flat"},
+                       {"source": "flat", "target": "fc"}]}
+    for start in ("20261129-000000-abcdef", None):
+        at.session_state["ll_project"] = Project.model_validate({"name": "imported cnn", "graph": graph,
+                                                                 "training": {"init_from": start}})
+        at.selectbox(key="ll_ds_name").set_value("digits").run()
+        assert not at.exception, [e.value for e in at.exception]
+        (warn,) = [w.value for w in at.warning if "The fix changes" in w.value]
+        assert ("fc change size" in warn and "start from random weights" in warn) == (start is not None), warn
+
+
 def test_next_token_data_names_the_network_that_predicts_tokens(at):
     """A corpus for next-token prediction named the LSTM classifier, which cannot be adapted to it (logits per
     position): loading it showed the same advice and button again, a loop. It names the GPT template, and its
