@@ -656,7 +656,8 @@ def export_onnx_box(g: Graph) -> None:
         rep = got["report"]
         st.caption(f"{len(got['data']):,} bytes; onnxruntime differs by at most {rep['max_abs_diff']:.1e}."
                    + "".join(f" Note: {ui.md(n)}." for n in rep.get("notes", [])))
-        st.download_button("Download model.onnx", data=got["data"], file_name=f"{ui.project_filename()[:-14]}.onnx",
+        name = f"{ui.project_filename()[:-14]}.onnx"  # the label names the file it saves (it said model.onnx)
+        st.download_button(f"Download {ui.md(name)}", data=got["data"], file_name=name,
                            mime="application/octet-stream", icon=":material/download:", key="ll_onnx_dl",
                            on_click="ignore")
 

@@ -136,7 +136,9 @@ def test_a_built_onnx_file_is_offered_only_for_the_graph_it_was_built_from(ws):
     assert at.session_state["ll_project"].graph.node("head")
     assert not any(d.key == "ll_onnx_dl" for d in at.get("download_button"))
     at.button(key="ll_onnx_build").click().run()  # built again, it is the MLP's
-    assert any(d.key == "ll_onnx_dl" for d in at.get("download_button"))
+    (dl,) = [d for d in at.get("download_button") if d.key == "ll_onnx_dl"]
+    # the label names the file it saves (helper-84: "Download model.onnx" saved MLP_for_tabular_data.onnx)
+    assert dl.proto.label == "Download MLP_for_tabular_data.onnx", dl.proto.label
     import onnx
 
     model = onnx.load_from_string(at.session_state["ll_onnx"]["data"])
