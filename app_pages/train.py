@@ -17,7 +17,7 @@ from builder.runs.record import shown_time
 from builder.runs.run_time import stamp
 from builder.runs.summary import current_run, run_label
 from builder.training.lineage import baseline_line, baseline_tag, init_line
-from builder.training.metrics_units import metric_in_units, metric_label, metric_units
+from builder.training.metrics_units import curves_note, metric_in_units, metric_label, metric_units
 from builder.training.objectives import has_objective, objective_kind, train_verdict, with_teacher
 from builder.training.run_status import (
     CUT_SHORT,
@@ -229,6 +229,8 @@ def live_view() -> None:
     else:
         c1, c2, c3 = st.columns(3)
         c2.plotly_chart(metric_figure(sess), width="stretch", config=cfg, key="ll_fig_metric")
+        if note := curves_note(next((e.get("metric_name") for e in sess.epochs if e.get("metric_name")), None)):
+            c2.caption(note)  # a language model's loss and perplexity are measured at different moments
     adversarial = drawn and _adversarial(run)
     c1.plotly_chart(loss_figure(sess, SUMMED_LOSS if adversarial else "Loss"), width="stretch", config=cfg,
                     key="ll_fig_loss")

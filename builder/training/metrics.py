@@ -20,8 +20,7 @@ import torch.nn.functional as F
 
 from builder.data.predictions import first_output, forward_all, mean_token_loss, model_device  # noqa: F401  (their home; kept here for library users)
 from builder.errors import TrainingError
-
-TRAIN_METRIC_SAMPLES = 512  # the train metric is measured at epoch end on this many training samples
+from builder.training.metrics_units import TRAIN_METRIC_SAMPLES  # noqa: F401  (its home: metrics_units)
 
 
 def loss_kind(task: str, out_width: int) -> str:

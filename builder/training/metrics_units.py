@@ -32,6 +32,7 @@ def scored_metrics(task: str) -> tuple[str, ...]:
 
 
 SCORES = frozenset({"macro_f1", "f1", "r2"})  # figures of at most 1 (not percentages): shown with fixed decimals
+SCORED = ("accuracy", "macro_f1", "r2", "mse", "rmse", "mae", "perplexity", "loss")  # every task's, together
 SCORE_DIGITS = 3  # a score's decimals (F1, R²), as the class leaderboard and the per-class table show them
 
 
@@ -46,7 +47,7 @@ def figure_text(v: Any, pct: bool = False, score: bool = False) -> str:
     >>> figure_text(30411.2), figure_text(0.000123456), figure_text(0.8753, pct=True), figure_text(float("nan"))
     ('30,411', '0.0001235', '87.5%', '—')
     """
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+    if v is None or isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
         return "—"
     if score:
         return f"{float(v) + 0.0:.{SCORE_DIGITS}f}"
@@ -63,7 +64,28 @@ def metric_text(name: str, v: Any) -> str:
     ('87.5%', '1.000', '5', '0.25')
     """
     return figure_text(v, pct=name == "accuracy", score=name in SCORES)
-SCORED = ("accuracy", "macro_f1", "r2", "mse", "rmse", "mae", "perplexity", "loss")  # every task's, together
+
+
+TRAIN_METRIC_SAMPLES = 512  # the train metric is measured at epoch end on this many training samples
+
+
+def curves_note(metric_name: str | None) -> str | None:
+    """What a run's charts measure at different moments, where the two invite a comparison: a language model's
+    perplexity is exp of its loss per token, but the train loss is the mean over each epoch's steps, taken while
+    the weights changed, and the train perplexity is measured after the epoch on up to
+    :data:`TRAIN_METRIC_SAMPLES` training samples (the Train page showed both without saying so: exp of the train
+    loss read 40 beside a train perplexity of 25). None for other metrics.
+
+    >>> curves_note("perplexity").startswith("The train loss is the mean over each epoch's steps")
+    True
+    >>> curves_note("accuracy") is None
+    True
+    """
+    if metric_name != "perplexity":
+        return None
+    return ("The train loss is the mean over each epoch's steps, taken while the weights changed; the train "
+            f"perplexity is measured after the epoch, on up to {TRAIN_METRIC_SAMPLES} training samples. So exp(train "
+            "loss) is not the train perplexity; the validation figures are both measured after the epoch.")
 
 
 # metrics in the target's units to the power given: a scaled target (a forecast's series, a regression's target)
@@ -151,4 +173,5 @@ def metric_units(name: str, dataset_info: Mapping[str, Any] | None) -> tuple[str
     return f" ({shown})", f"In the target's own units ({shown})"
 
 
-__all__ = ["has_units", "metric_label", "metric_text", "figure_text", "SCORE_DIGITS", "metric_in_units", "metric_units", "scored_metrics", "LOWER_IS_BETTER", "SCORED", "SCORES"]
+__all__ = ["has_units", "metric_label", "metric_text", "figure_text", "SCORE_DIGITS", "TRAIN_METRIC_SAMPLES", "curves_note",
+           "metric_in_units", "metric_units", "scored_metrics", "LOWER_IS_BETTER", "SCORED", "SCORES"]

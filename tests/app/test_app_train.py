@@ -433,6 +433,26 @@ def test_every_measured_test_figure_is_shown(ws):
     assert (shown["Perplexity"], shown["RMSE (target units)"], shown["Test samples"]) == ("1.17", "1", "9"), shown
 
 
+def test_a_language_models_charts_say_when_loss_and_perplexity_are_measured(ws):
+    """Known from the review of issue 29: a language model's charts showed its train loss (the mean over each
+    epoch's steps) beside its train perplexity (measured after the epoch on 512 samples) without saying so, and
+    exp of the one is not the other. The metric chart says it; a classifier's says nothing of the kind."""
+    import builder
+    from tests.helpers import ME
+
+    store = RunStore(ws, actor=SYSTEM)
+    for name, note in (("accuracy", False), ("perplexity", True)):
+        at = open_app("app_pages/train.py", owner=ME, template="mlp")
+        rid = store.create_run(builder.load_template("mlp"), "moons", {}, {"epochs": 2}, owner=ME)
+        store.log_metrics(rid, [{"type": "epoch", "epoch": e, "step": 5 * e, "train_loss": 3.7, "val_loss": 3.4,
+                                 "metric_name": name, "train_metric": 25.0, "val_metric": 30.0} for e in (1, 2)])
+        store.finish(rid, "finished", test={"loss": 3.4, name: 30.0, "n": 9})
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        shown = [c.value for c in at.caption if "exp(train loss) is not the train perplexity" in c.value]
+        assert bool(shown) == note, (name, [c.value for c in at.caption])
+
+
 def test_a_run_without_points_yet_says_so_in_its_charts(ws):
     """Issue 29: a run's first moments (a second or more on a busy machine, just before a quick run's replay) showed
     three blank charts; each now says what it waits for."""
