@@ -58,7 +58,7 @@ def foreign_model_advice(filename: str) -> str | None:
     what = FOREIGN_MODEL_FILES.get(Path(filename).suffix.lower())
     if what is None:
         return None
-    cli = (" On your own machine, `layerlab import file.py:Class` imports it (it runs the code)."
+    cli = (" On your own machine, the command layerlab import file.py:Class imports it (it runs the code)."
            if filename.lower().endswith(".py") else "")
     return f"the app imports .onnx and .pt2 files; received: {filename!r}, {what}. Fix: {EXPORT_ADVICE}.{cli}"
 
