@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -222,13 +224,17 @@ def test_a_gan_run_shows_no_metric_that_repeats_its_loss(ws):
     df = at.dataframe[0].value.set_index("run")
     assert df.loc[gan, "best val metric"] == "—" and df.loc[gan, "best val loss"] != "—", df.loc[gan].to_dict()
     assert df.loc[mlp, "best val metric"] != "—"  # accuracy
+    # accuracies written as the Train page writes them: "Accuracy 98.9%" and "97.8%", not 0.9888 and 0.9780
+    # (helper-84's and helper-86's reviews); a picker's label too
+    assert re.fullmatch(r"Accuracy \d{1,3}\.\d%", df.loc[mlp, "best val metric"]), df.loc[mlp].to_dict()
+    assert re.fullmatch(r"\d{1,3}\.\d%", df.loc[mlp, "test acc / R²"]), df.loc[mlp].to_dict()
     # a GAN's loss is its networks' losses added, which need not fall: the column says so (it read like any
     # other network's "best val loss"); a classifier's is a plain number
     assert df.loc[gan, "best val loss"].startswith("summed "), df.loc[gan, "best val loss"]
     float(df.loc[gan, "best val loss"].removeprefix("summed "))
     float(df.loc[mlp, "best val loss"])
     pick = at.multiselect(key="ll_runs_pick")
-    assert "best" not in pick.format_func(gan) and "best accuracy" in pick.format_func(mlp)
+    assert "best" not in pick.format_func(gan) and re.search(r"best accuracy \d{1,3}\.\d% ", pick.format_func(mlp))
     pick.set_value([gan]).run()
     assert not at.exception
     titles = [c.proto.spec for c in at.get("plotly_chart")]
