@@ -11,7 +11,7 @@ The estimate follows what autograd actually keeps rather than every intermediate
   materialise one;
 - **transient per sample**: during the backward pass the gradient of one node's output and of its input are
   alive together, with the gradients of what the node saved between them (``Cost.backward``: an Op node's
-  attention weights): the largest such set;
+  attention weights) or its kernel's own copies (a CPU convolution's channels padded to 16): the largest such set;
 - **the loss** (``loss``, a :func:`builder.training.metrics.loss_kind`): the training loop holds the output until
   the step ends, and at the loss's backward :data:`LOSS_VALUES` more of its size are alive (cross-entropy: its
   log-softmax and two gradients: a language model's (T, vocabulary) logits four times);
@@ -123,8 +123,9 @@ def _kept(report: ShapeReport, cuda: bool = False) -> tuple[int, int]:
             has_spec(report.nodes[c].type) and get_spec(report.nodes[c].type).saves in ("input", "both")
             for c in consumers.get(nid, ()) if c in report.nodes) or not has_spec(info.type)
         work = info.cuda_work_values if cuda and info.cuda_work_values is not None else info.work_values
+        back = info.cuda_backward_values if cuda and info.cuda_backward_values is not None else info.backward_values
         saved += (out if keeps else 0) + work
-        transient = max(transient, out + sum(t.numel for t in info.inputs) + info.backward_values)
+        transient = max(transient, out + sum(t.numel for t in info.inputs) + back)
     return saved, transient
 
 

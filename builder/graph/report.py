@@ -59,6 +59,7 @@ class NodeInfo:
     work_values: int = 0  # per sample: intermediates kept for backward beyond the outputs
     cuda_work_values: int | None = None  # the same on CUDA where its kernels keep another amount
     backward_values: int = 0  # per sample: alive during its backward beyond its output's and inputs' gradients
+    cuda_backward_values: int | None = None  # the same on CUDA where its kernels hold another amount
     cost_note: str = ""
     inferred: dict = field(default_factory=dict)
     cause: str | None = None  # for status "upstream": the broken node to fix first

@@ -362,6 +362,7 @@ def _apply_rule(a: Analysis, nid: str, spec: LayerSpec, ins: list[TensorType], p
         info.num_buffers += cost.buffers
         info.build_values, info.work_values, info.cost_note = cost.build, cost.work, cost.note
         info.cuda_work_values, info.backward_values = cost.cuda_work, cost.backward
+        info.cuda_backward_values = cost.cuda_backward
     except ShapeError as ex:
         a.error(nid, "shape", _located(ex, preds))
         return

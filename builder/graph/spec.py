@@ -284,7 +284,9 @@ class Cost:
     ``note``: what the buffer or the kept intermediates are, for budget messages;
     ``cuda_work``: ``work`` where CUDA's kernels keep a different amount (cuDNN's recurrent layers); None: the same;
     ``backward``: per sample, values alive during the layer's own backward beyond the gradients of its output and
-    inputs (the gradients of the intermediates it saved: an Op node's attention weights).
+    inputs (the gradients of the intermediates it saved: an Op node's attention weights; the channel-padded copies
+    of a CPU convolution's backward);
+    ``cuda_backward``: ``backward`` where CUDA's kernels hold a different amount; None: the same.
     """
 
     buffers: int = 0
@@ -293,6 +295,7 @@ class Cost:
     note: str = ""
     cuda_work: int | None = None
     backward: int = 0
+    cuda_backward: int | None = None
 
 
 class Inputs(list):
