@@ -87,6 +87,17 @@ def _conv2d_shape(p, ins):
 ONEDNN_BLOCK = 16
 
 
+def blocked_padding(*tensors: TensorType) -> int:
+    """Values per sample that padding the channels (the first dimension) of ``tensors`` to a multiple of
+    :data:`ONEDNN_BLOCK` adds: what a CPU convolution's backward copies beyond them (:func:`_conv_cost`; an Op
+    node's ``aten.conv2d`` too).
+
+    >>> blocked_padding(TensorType((3, 8, 8)), TensorType((16, 8, 8)), TensorType((17, 4)))
+    892
+    """
+    return sum((-t.shape[0] % ONEDNN_BLOCK) * (t.numel // t.shape[0]) for t in tensors if t.shape and t.shape[0])
+
+
 def _conv_cost(p, ins, outs) -> Cost:
     """A CPU convolution's backward beyond its gradients. Torch takes oneDNN for float32 training batches
     (``torch._C._select_conv_backend``: ``Mkldnn`` from batch 2 on; 16 for a 1×1 kernel on one thread), which works
@@ -101,8 +112,7 @@ def _conv_cost(p, ins, outs) -> Cost:
     >>> _conv_cost({}, [TensorType((1, 64, 64))], {"out": TensorType((1, 62, 62))}).backward  # 15 pad channels
     119100
     """
-    (t,), o = ins, _out(outs)
-    padded = sum((-x.shape[0] % ONEDNN_BLOCK) * (x.numel // x.shape[0]) for x in (t, o))  # per sample
+    padded = blocked_padding(ins[0], _out(outs))
     return Cost(backward=padded, cuda_backward=0,
                 note="oneDNN pads the channels to a multiple of 16 in the backward pass" if padded else "")
 
