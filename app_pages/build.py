@@ -15,9 +15,9 @@ from app_pages import nav, tips, ui
 from builder.canvas import graph_canvas, take_events
 from builder.data.compat import network_kind
 from builder.data.sources import check_project, for_link
-from builder.errors import LayerLabError, ProjectFormatError
+from builder.errors import GraphError, LayerLabError, ProjectFormatError
 from builder.escape import md_code, md_text, safe_filename
-from builder.graph.edit import relabel_node, remove_nodes, set_param, with_block
+from builder.graph.edit import parse_whole_numbers, relabel_node, remove_nodes, set_param, with_block
 from builder.graph.project import Graph, check_graph_size, check_tree, format_validation_error
 from builder.graph.share import QUERY_KEY, LinkTooLongError, decode_project, share_url
 from builder.interchange.errors import FOREIGN_MODEL_FILES
@@ -122,15 +122,10 @@ def _update_param(node_id: str, name: str, widget_key: str, kind: str, shown=Non
     if node_id not in {n.id for n in g.nodes}:  # a stale widget of a node removed in the browser
         return
     if kind in ("int_list", "int_or_pair"):
-        text = str(raw or "").strip().strip("[]()")
         try:
-            vals = [int(float(x)) for x in text.replace(";", ",").replace("x", ",").replace("×", ",").split(",")
-                    if x.strip()]
-        except ValueError:
-            st.session_state[err_key] = f"`{name}`: enter whole numbers separated by commas, e.g. 3, 3"
-            return
-        if not vals:
-            st.session_state[err_key] = f"`{name}`: enter at least one number"
+            vals = parse_whole_numbers(name, str(raw or ""))
+        except GraphError as e:
+            st.session_state[err_key] = e.problems[0].message
             return
         value = vals if kind == "int_list" or len(vals) > 1 else vals[0]
     elif kind == "int" and raw is not None:
@@ -249,7 +244,7 @@ def inspector(report) -> None:
                           args=(node.id, p.name, wk, p.kind, shown))
         err = st.session_state.get(f"ll_perr_{node.id}_{p.name}")
         if err:
-            st.warning(err)
+            st.warning(ui.md(err))
     if info is not None and info.inferred:
         st.markdown("**Inferred from the input**")
         for name, v in info.inferred.items():

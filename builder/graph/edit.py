@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -33,6 +34,41 @@ def set_param(graph: Graph, node_id: str, name: str, value: Any) -> Graph:
     """
     nodes = [n.model_copy(update={"params": {**n.params, name: value}}) if n.id == node_id else n for n in graph.nodes]
     return graph.model_copy(update={"nodes": nodes})
+
+
+def parse_whole_numbers(name: str, text: str) -> list[int]:
+    """The whole numbers typed for parameter ``name`` (``"3, 5"``, ``"3x5"``, ``"[3; 5]"``; ``1e1`` is 10), for an
+    ``int_list`` or ``int_or_pair`` field of the inspector.
+
+    Raises:
+        GraphError: one problem (rule, received value and fix) where an entry is no number, not whole (``2.5``
+            was cut to 2) or not finite (``1e400`` stopped the Build page with "cannot convert float infinity to
+            integer"), or nothing was typed.
+
+    >>> parse_whole_numbers("kernel_size", "3x5"), parse_whole_numbers("padding", "1e1")
+    ([3, 5], [10])
+    >>> parse_whole_numbers("kernel_size", "1e400")
+    Traceback (most recent call last):
+    ...
+    builder.errors.GraphError: 1 problem(s): graph: `kernel_size` takes whole numbers separated by commas; \
+received: 1e400. Fix: enter e.g. 3, 3
+    """
+    parts = [x.strip() for x in re.split(r"[,;x×]", str(text or "").strip().strip("[]()")) if x.strip()]
+    if not parts:
+        raise GraphError([Problem("bad_param", f"`{name}` takes at least one number; received: nothing. Fix: "
+                                  "enter e.g. 3")])
+    out = []
+    for x in parts:
+        try:
+            v = float(x)
+        except ValueError:
+            v = math.nan
+        if not math.isfinite(v) or not v.is_integer():
+            shown = x if len(x) <= 20 else x[:17] + "..."
+            raise GraphError([Problem("bad_param", f"`{name}` takes whole numbers separated by commas; received: "
+                                      f"{shown}. Fix: enter e.g. 3, 3")])
+        out.append(int(v))
+    return out
 
 
 def relabel_node(graph: Graph, node_id: str, label: str | None) -> Graph:

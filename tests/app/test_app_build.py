@@ -151,6 +151,23 @@ def test_kernel_pair_parsing_and_bad_input(at):
     assert any("whole numbers" in w.value for w in at.warning)
 
 
+@pytest.mark.parametrize("text", ["1e400", "2.5", "inf", "1" + "0" * 400])
+def test_a_kernel_typed_as_no_whole_number_is_refused_with_a_message(at, text):
+    """Typed into a list field: ``1e400`` (and 1 with 400 zeros, which float turns into inf) stopped the whole
+    page with "OverflowError: cannot convert float infinity to integer"; ``2.5`` became 2 without a word. Now the
+    field keeps its value and says what it takes; ``1e1`` is 10."""
+    at.session_state["ll_selected"] = "conv1"
+    at.run()
+    rev = at.session_state["ll_revision"]
+    _widget(at.text_input, f"ll_p_conv1_kernel_size_{rev}_").set_value(text).run()
+    assert not at.exception, at.exception
+    assert graph(at).node("conv1").params["kernel_size"] == 3
+    assert any("whole numbers" in w.value and "received" in w.value for w in at.warning), at.warning
+    rev = at.session_state["ll_revision"]
+    _widget(at.text_input, f"ll_p_conv1_kernel_size_{rev}_").set_value("1e1, 3").run()
+    assert graph(at).node("conv1").params["kernel_size"] == [10, 3]
+
+
 def test_shape_error_reaches_the_annotations_and_inspector(at):
     g = graph(at)
     nodes = [n.model_copy(update={"params": {**n.params, "in_features": 5}}) if n.id == "fc" else n for n in g.nodes]
