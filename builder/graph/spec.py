@@ -192,10 +192,11 @@ _HUGE_BITS = 64  # integers beyond ±2**64 are no sizes: treated as ±inf withou
 
 
 def _tame(v: Any, depth: int = 1) -> Any:
-    """An integer of thousands of digits becomes ±inf (rejected by every range); one level of a short list
-    likewise (deeper nesting is left alone: it is no valid value anyway)."""
+    """An integer beyond ±2**64 becomes the float nearest it (no bignum arithmetic follows; a message shows 1e+25,
+    as written), or ±inf where no float holds it (thousands of digits); either is rejected by every range. One level
+    of a short list likewise (deeper nesting is left alone: it is no valid value anyway)."""
     if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > _HUGE_BITS:
-        return math.inf if v > 0 else -math.inf
+        return float(v) if v.bit_length() <= 1023 else math.inf if v > 0 else -math.inf
     if depth and isinstance(v, list | tuple) and len(v) <= 16:
         return [_tame(x, depth - 1) for x in v]
     return v

@@ -70,3 +70,20 @@ def test_any_finite_number_is_taken_exactly_when_float32_holds_it(v, where):
         return  # the Arithmetic constant's own range
     report = infer_shapes(_graph(node))
     assert report.ok == _held(v), (v, report.problems)
+
+
+@pytest.mark.parametrize(("written", "shown"), [("1e20", "1e+20"), ("1E300", "1e+300"), ("1e400", "inf"),
+                                                 ("1" + "0" * 25, "1e+25")])
+def test_a_size_out_of_range_is_shown_as_written(written, shown):
+    """A whole number too large for a size, written in e-notation in a project file (the JSON float 1e20, taken as
+    the integer 10**20): the problem said ``received: out_features=inf``, a value the person never wrote. Now as
+    written; only what no float holds (1e400) is inf."""
+    from builder.graph.project import load_project
+    from builder.graph.shapes import validate
+
+    graph = {"nodes": [{"id": "x", "type": "Input", "params": {"shape": [4]}},
+                       {"id": "n", "type": "Linear", "params": {"out_features": "WRITTEN"}}],
+             "edges": [{"source": "x", "target": "n"}]}
+    text = json.dumps({"format": "layerlab", "version": 1, "graph": graph}).replace('"WRITTEN"', written)
+    (problem,) = validate(load_project(text.encode()).graph)
+    assert f"received: out_features={shown}." in problem.message, problem.message
