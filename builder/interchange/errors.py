@@ -3,6 +3,7 @@ app does not open is (:func:`foreign_model_advice`)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,5 +64,27 @@ def foreign_model_advice(filename: str) -> str | None:
     return f"the app imports .onnx and .pt2 files; received: {filename!r}, {what}. Fix: {EXPORT_ADVICE}.{cli}"
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def converter_refusal(e: BaseException) -> str:
+    """What torch's ONNX converter refused, in one line: the operator it failed on and the root cause from its
+    "Exception summary". Its message opens with a banner in terminal colours that ends in "Next steps:", which
+    an import showed as the whole reason ("Failed to convert the exported program to an ONNX model. \\x1b[96mThis
+    is step 3/3\\x1b[0m ... Next steps:"); a message of another form gives its first line, colours removed.
+
+    >>> converter_refusal(RuntimeError("Failed. \\x1b[96mstep\\x1b[0m Next steps:\\n## Exception summary\\n\\n"
+    ...     "<class 'AssertionError'>: only 4D query\\n...call_function[target=torch.ops.aten.sdpa.default](args"))
+    'aten.sdpa: AssertionError: only 4D query'
+    """
+    text = _ANSI.sub("", str(e))
+    root = re.search(r"## Exception summary\s+<class '(?:[\w.]+\.)?(\w+)'>: ([^\n]*)", text)
+    if root is None:
+        return f"{type(e).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}"
+    op = re.findall(r"target=torch\.ops\.([\w.]+)\]", text)
+    where = f"{op[-1].removesuffix('.default')}: " if op else ""
+    return f"{where}{root.group(1)}: {root.group(2).strip()}"
+
+
 __all__ = ["ModelImportError", "UnsupportedOpsError", "Unsupported", "FOREIGN_MODEL_FILES", "EXPORT_ADVICE",
-           "foreign_model_advice"]
+           "foreign_model_advice", "converter_refusal"]

@@ -54,7 +54,7 @@ from builder.graph.project import Project, as_graph
 from builder.graph.report import ShapeReport, human_bytes
 from builder.graph.shapes import infer_shapes
 from builder.graph.spec import SHARES
-from builder.interchange.errors import ModelImportError
+from builder.interchange.errors import ModelImportError, converter_refusal
 from builder.interchange.onnx_export import (
     ExportError,
     keep_torchlib,
@@ -639,8 +639,9 @@ def _ep_to_onnx(ep):
         try:
             prog = torch.onnx.export(ep, dynamo=True, optimize=False, verbose=False)
         except Exception as e:
-            raise ModelImportError(f"the torch.export program could not be converted for import; received: "
-                                   f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from None
+            raise ModelImportError(f"torch's ONNX converter, which the import reads a program through, refused it; "
+                                   f"received: {visible(converter_refusal(e), 240)}. Fix: change that call in the "
+                                   "model so that torch.onnx.export(program, dynamo=True) takes it") from None
     return prog.model_proto
 
 

@@ -374,3 +374,30 @@ def test_a_model_rounding_to_float16_is_refused_naming_the_cast_and_the_fix(how,
     msg = str(e.value)
     assert "partly in float16" in msg and "received: a Cast to float16" in msg and "Fix: export the model in float32" \
         in msg and "report this model" not in msg, msg
+
+
+class _Attention3d(torch.nn.Module):
+    """Attention on 3-d query, key and value, the key and value a buffer: torch's ONNX converter takes only 4-d."""
+
+    def __init__(self):
+        super().__init__()
+        self.q = torch.nn.Linear(4, 4)
+        self.register_buffer("kv", torch.randn(5, 4))
+
+    def forward(self, x):
+        kv = self.kv.expand(x.shape[0], 5, 4)
+        return torch.nn.functional.scaled_dot_product_attention(self.q(x), kv, kv)
+
+
+def test_a_program_the_onnx_converter_refuses_names_the_call_and_the_rule(tmp_path):
+    """A .pt2 program goes through torch's ONNX converter; its refusal was shown by its first line, a banner with
+    terminal colours ending in 'Next steps:' (received: ConversionError: Failed to convert the exported program to
+    an ONNX model. \\x1b[96mThis is step 3/3\\x1b[0m of exporting the model to ONNX. Next steps:). Now the call it
+    failed on and why, in one printable line."""
+    path = tmp_path / "m.pt2"
+    torch.export.save(torch.export.export(_Attention3d(), (torch.randn(2, 6, 4),)), path)
+    with pytest.raises(ModelImportError) as e:
+        import_model(path)
+    msg = str(e.value)
+    assert "received: aten.scaled_dot_product_attention: AssertionError: only 4D query, key, and value" in msg, msg
+    assert "\x1b" not in msg and "Next steps" not in msg and "Fix: " in msg, msg
