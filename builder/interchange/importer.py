@@ -544,7 +544,7 @@ def _verify(result: ImportResult, proto, reference, batch: int | None = None) ->
     if len(want) != len(got):
         raise ModelImportError(f"the imported model has {len(got)} output(s), the original {len(want)}")
 
-    want, got = [w.numpy() for w in want], [g.detach().numpy() for g in got]
+    want, got = [w.detach().numpy() for w in want], [g.detach().numpy() for g in got]
     diff, scale = output_difference(want, got), output_scale(want)
     if diff > IMPORT_ATOL * scale and verify_memory(infer_shapes(result.project.graph), batch)[0] * 3 <= \
             MAX_VERIFY_BYTES:  # room for a float64 copy: what of the difference is the model's own rounding?
@@ -577,7 +577,8 @@ def _rounding(model: torch.nn.Module, xs: list[torch.Tensor], got: list[np.ndarr
     except (RuntimeError, TypeError, ValueError):
         return None
     exact, moved = ([t] if isinstance(t, torch.Tensor) else list(t) for t in (exact, moved))
-    return [ROUNDING_SLACK * np.maximum(np.abs(g.astype(np.float64) - e.numpy()), np.abs(v.numpy() - e.numpy()))
+    return [ROUNDING_SLACK * np.maximum(np.abs(g.astype(np.float64) - e.detach().numpy()),
+                                         np.abs(v.detach().numpy() - e.detach().numpy()))
             for g, e, v in zip(got, exact, moved)]
 
 

@@ -401,3 +401,28 @@ def test_a_program_the_onnx_converter_refuses_names_the_call_and_the_rule(tmp_pa
     msg = str(e.value)
     assert "received: aten.scaled_dot_product_attention: AssertionError: only 4D query, key, and value" in msg, msg
     assert "\x1b" not in msg and "Next steps" not in msg and "Fix: " in msg, msg
+
+
+class _ReturnsItsParameter(torch.nn.Module):
+    """Returns a learned tensor expanded over the batch beside its prediction (a class token, a learned prior)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+        self.prior = torch.nn.Parameter(torch.arange(3.0))
+
+    def forward(self, x):
+        return self.fc(x), self.prior.expand(x.shape[0], 3)
+
+
+def test_a_program_returning_its_parameter_imports(tmp_path):
+    """The check compared the program's outputs through numpy, and the program returns its parameter's view still
+    requiring a gradient: the import stopped with torch's RuntimeError ("Can't call numpy() on Tensor that
+    requires grad"), outside LayerLab's errors. Now it imports and matches."""
+    torch.manual_seed(0)
+    path = tmp_path / "m.pt2"
+    torch.export.save(torch.export.export(_ReturnsItsParameter(), (torch.randn(2, 4),),
+                                          dynamic_shapes=({0: torch.export.Dim("b")},)), path)
+    res = import_model(path)
+    assert res.report["max_abs_diff"] <= 1e-6
+    assert sorted(t.numel() for t in res.weights.values()) == [3, 3, 12]
