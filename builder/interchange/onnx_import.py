@@ -273,6 +273,10 @@ class OnnxImporter(ModuleGroups, TensorOps, NormPoolOps):
                 v = self._parameter(self.producer[o.name], v, first)  # a learned tensor returned: a Parameter node
             if isinstance(v, T):
                 pairs.append((o.name, v))
+            elif (isinstance(v, Const) or o.name in self.inits) and not any(self.unsupported.values()):
+                self.bad("stored tensor returned as an output", o.name, "a LayerLab graph's outputs carry the "
+                         "batch: return it expanded over the batch (e.g. self.b.expand(x.shape[0], -1), saved as "
+                         ".pt2 or with torch.onnx.export(..., dynamo=True)), or leave it out of the outputs")
             elif not any(self.unsupported.values()):
                 self.bad("non-tensor output", o.name, "make the model return tensors computed from its inputs")
         fed = {e["source"] for e in self.out.edges}

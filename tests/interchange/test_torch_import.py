@@ -426,3 +426,31 @@ def test_a_program_returning_its_parameter_imports(tmp_path):
     res = import_model(path)
     assert res.report["max_abs_diff"] <= 1e-6
     assert sorted(t.numel() for t in res.weights.values()) == [3, 3, 12]
+
+
+class _ReturnsItsBuffer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+        self.register_buffer("prior", torch.arange(3.0))
+
+    def forward(self, x):
+        return self.fc(x), self.prior
+
+
+@pytest.mark.parametrize("how", ["pt2", "onnx"])
+def test_a_buffer_returned_as_stored_is_refused_saying_so(how, tmp_path):
+    """A buffer returned as it is stored has no batch dimension, which every LayerLab output has: refused, but as
+    "op `non-tensor output` has no LayerLab layer ... Fix: make the model return tensors computed from its
+    inputs", though it is a tensor. Now named for what it is, with the form that imports (expanded over the
+    batch: a .pt2 file of that imports, see test_a_program_returning_its_parameter_imports)."""
+    m, x = _ReturnsItsBuffer().eval(), torch.randn(2, 4)
+    path = tmp_path / f"m.{how}"
+    if how == "pt2":
+        torch.export.save(torch.export.export(m, (x,)), path)
+    else:
+        torch.onnx.export(m, (x,), path, dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "b"}})
+    with pytest.raises(ModelImportError) as e:
+        import_model(path)
+    msg = str(e.value)
+    assert "stored tensor returned as an output" in msg and "non-tensor" not in msg and "expand" in msg, msg
