@@ -590,7 +590,7 @@ class ModuleGroups:
         if out is None:
             return
         if not tensors:
-            self.bad("MultiheadAttention whose query, key and value are all learned constants", where,
+            self.bad("MultiheadAttention whose query, key and value are all stored tensors (weights or buffers)", where,
                      "feed the query (or the key and value) from the model's input")
             return
         s_in = self.shape(tensors[0])

@@ -454,3 +454,30 @@ def test_a_buffer_returned_as_stored_is_refused_saying_so(how, tmp_path):
         import_model(path)
     msg = str(e.value)
     assert "stored tensor returned as an output" in msg and "non-tensor" not in msg and "expand" in msg, msg
+
+
+class _AttendsToItsBuffer(torch.nn.Module):
+    """Attention whose query, key and value are all one buffer expanded over the batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.att = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+        self.fc = torch.nn.Linear(8, 8)
+        self.register_buffer("q", torch.randn(1, 3, 8))
+
+    def forward(self, x):
+        q = self.q.expand(x.shape[0], 3, 8)
+        return self.att(q, q, q, need_weights=False)[0] + self.fc(x).mean(1, keepdim=True)
+
+
+def test_attention_fed_only_a_buffer_is_refused_without_calling_it_learned(tmp_path):
+    """Refused (its output would not depend on the input), but the refusal called the buffer a learned
+    constant ("MultiheadAttention whose query, key and value are all learned constants"); now "stored tensors
+    (weights or buffers)"."""
+    path = tmp_path / "m.pt2"
+    torch.export.save(torch.export.export(_AttendsToItsBuffer().eval(), (torch.randn(2, 6, 8),),
+                                          dynamic_shapes=({0: torch.export.Dim("b")},)), path)
+    with pytest.raises(ModelImportError) as e:
+        import_model(path)
+    msg = str(e.value)
+    assert "all stored tensors (weights or buffers)" in msg and "learned" not in msg, msg
