@@ -6,6 +6,7 @@ standardised targets (``dataset_info``'s ``target_mean``/``target_std``, :mod:`b
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,8 +47,11 @@ def figure_text(v: Any, pct: bool = False, score: bool = False) -> str:
     ('1.000', '0.338', '-0.042')
     >>> figure_text(30411.2), figure_text(0.000123456), figure_text(0.8753, pct=True), figure_text(float("nan"))
     ('30,411', '0.0001235', '87.5%', '—')
+    >>> import numpy as np
+    >>> figure_text(np.float32(0.25)), figure_text(np.int64(7)), figure_text(None), figure_text("n/a"), figure_text(True)
+    ('0.25', '7', '—', '—', '—')
     """
-    if v is None or isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):  # numpy's scalars are Real
         return "—"
     if score:
         return f"{float(v) + 0.0:.{SCORE_DIGITS}f}"
