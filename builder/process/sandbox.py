@@ -278,7 +278,6 @@ def _set_limits(lim: WorkerLimits) -> None:
         cap(resource.RLIMIT_AS, _vm_size() + lim.memory_mb * 2**20)
 
 
-_CAPSET = {"x86_64": 126, "aarch64": 91}
 _PR_CAPBSET_DROP, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 24, 47, 4
 
 
@@ -291,8 +290,8 @@ def drop_capabilities() -> bool:
     Landlock rules. A process that is not root has none to give up (its bounding set stays: dropping it needs
     ``CAP_SETPCAP``). Per thread, as Landlock: threads started before keep theirs. Returns whether the
     effective and permitted sets are now empty (False where the kernel or architecture is not known). Checked in
-    every sandboxed process by tests/jobs/test_job_sandbox.py and tests/interchange/test_worker.py."""
-    nr = _CAPSET.get(os.uname().machine)
+    every sandboxed process (a job's and the worker's way) by tests/jobs/test_job_sandbox.py."""
+    nr = _PRIVILEGED.get(platform.machine(), {}).get("capset")  # the seccomp filter's table (_seccomp's arch)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
